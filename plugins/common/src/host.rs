@@ -1,0 +1,38 @@
+//! The little proxy-wasm glue every plugin repeats: configuration loading with one clear log
+//! line, and a panic hook that makes a trap visible. The only module of this crate that touches
+//! the host; the logic modules never do.
+
+use crate::config::{self, ConfigError};
+use serde::de::DeserializeOwned;
+
+/// Logs any panic at critical level before the VM traps, so a surprise in production shows in
+/// the proxy log instead of only as 503s.
+pub fn install_panic_hook(plugin: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = proxy_wasm::hostcalls::log(
+            proxy_wasm::types::LogLevel::Critical,
+            &format!("{plugin}: panic, the Wasm VM will trap: {info}"),
+        );
+    }));
+}
+
+/// Parses and validates the plugin configuration given by the host. On error, logs one line
+/// naming the field and the reason and returns `None`; the caller then returns `false` from
+/// `on_configure`, so Envoy refuses the new configuration and keeps the last good one.
+pub fn load_config<T: DeserializeOwned, C>(
+    plugin: &str,
+    bytes: Option<Vec<u8>>,
+    compile: impl FnOnce(T) -> Result<C, ConfigError>,
+) -> Option<C> {
+    let bytes = bytes.unwrap_or_default();
+    match config::parse::<T>(&bytes).and_then(compile) {
+        Ok(compiled) => {
+            log::info!("{plugin}: configuration accepted");
+            Some(compiled)
+        }
+        Err(err) => {
+            log::error!("{plugin}: {err}; the plugin refuses to start");
+            None
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Pieces every plugin of this collection needs, free of proxy-wasm so they are unit-tested
+//! natively and on `wasm32-wasip1`.
+
+pub mod config;
+pub mod deny;
+pub mod host;
