@@ -37,6 +37,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| ConfigError::new(".", format!("configuration is not UTF-8: {e}")))?;
     let text = if text.trim().is_empty() { "{}" } else { text };
+    // serde reads a struct from a JSON array too (positionally); a pluginConfig is always a map.
+    if !text.trim_start().starts_with('{') {
+        return Err(ConfigError::new(".", "configuration must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
