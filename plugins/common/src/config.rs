@@ -91,7 +91,7 @@ mod tests {
     #[test]
     fn unknown_field_is_named_with_its_path() {
         let err = parse::<Sample>(br#"{"rules":[{"paths":["/a"],"methds":["GET"]}]}"#).unwrap_err();
-        assert_eq!(err.field, "rules[0]");
+        assert_eq!(err.field, "rules[0].methds");
         assert!(err.reason.contains("unknown field `methds`"), "{}", err.reason);
         assert!(!err.reason.contains("line"), "{}", err.reason);
     }
