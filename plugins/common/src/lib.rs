@@ -4,3 +4,5 @@
 pub mod config;
 pub mod deny;
 pub mod host;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod schema;
