@@ -1,1 +1,53 @@
-pub fn placeholder() {}
+//! The local stand-in for an Istio gateway: a real Envoy with the plugins wired as istiod wires
+//! `WasmPlugin` resources, in front of an upstream (usually the demo model server).
+
+pub mod envoy;
+pub mod http;
+pub mod manifests;
+pub mod model_server;
+pub mod render;
+
+mod lexicon;
+
+pub use envoy::Envoy;
+pub use model_server::{CannedResponse, ModelServer, RecordedRequest};
+pub use render::{EnvoyConfig, FailStrategy, PathNormalization, Plugin};
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything the harness can fail with; the text says what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The repository root (where `dist/` and `.venv/` live).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// `dist/<plugin-name>.wasm`, the path `./build.sh build` writes (overridable with `PLUGINS_DIST`).
+pub fn dist_module(plugin: &str) -> PathBuf {
+    let dist = std::env::var_os("PLUGINS_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("dist"));
+    dist.join(format!("{plugin}.wasm"))
+}

@@ -1,0 +1,158 @@
+//! A deliberately raw HTTP/1.1 client: the request target is sent byte for byte, so tests can
+//! send the path tricks (`/a/../b`, `%2F`, `\`) that URL libraries would normalize away.
+
+use crate::{Error, Result};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A complete response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// First value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request on a fresh connection (`Connection: close`). `url` is
+/// `http://host:port<target>`; `<target>` goes on the wire unchanged. A `host` header in
+/// `headers` replaces the default one.
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| Error(format!("only http:// URLs are supported: {url}")))?;
+    let (authority, target) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    let mut request = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("host: {authority}\r\n"));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        request.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    request.push_str("connection: close\r\n\r\n");
+    let mut wire = request.into_bytes();
+    wire.extend_from_slice(body);
+    send_raw(authority, &wire)
+}
+
+/// Writes `wire` as is and reads one response until the server closes the connection.
+pub fn send_raw(authority: &str, wire: &[u8]) -> Result<Response> {
+    let mut stream = TcpStream::connect(authority)
+        .map_err(|e| Error(format!("cannot connect to {authority}: {e}")))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(wire)?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| Error(format!("reading the response from {authority}: {e}")))?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Result<Response> {
+    let head_end = find(raw, b"\r\n\r\n").ok_or_else(|| {
+        Error(format!(
+            "incomplete response: {:?}",
+            String::from_utf8_lossy(raw)
+        ))
+    })?;
+    let head = String::from_utf8_lossy(&raw[..head_end]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error(format!("bad status line: {status_line}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[head_end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = find(data, b"\r\n").ok_or_else(|| Error("truncated chunk size".into()))?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| Error(format!("bad chunk size {size_hex:?}")))?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        let chunk = data
+            .get(..size)
+            .ok_or_else(|| Error("truncated chunk".into()))?;
+        body.extend_from_slice(chunk);
+        data = data.get(size + 2..).unwrap_or_default();
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_content_length_and_chunked_bodies() {
+        let plain = parse_response(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nRBAC: access denied",
+        )
+        .unwrap();
+        assert_eq!(plain.status, 403);
+        assert_eq!(plain.header("content-type"), Some("text/plain"));
+        assert_eq!(plain.text(), "RBAC: access denied");
+        let chunked = parse_response(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(chunked.text(), "abcde");
+    }
+
+    #[test]
+    fn broken_responses_are_errors() {
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse_response(b"garbage\r\n\r\n").is_err());
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n").is_err()
+        );
+    }
+}
