@@ -68,11 +68,15 @@ impl Envoy {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill Envoy when the
-        // process that started it dies, so a killed test run leaves no Envoy behind.
+        // SAFETY: prctl and sigprocmask are async-signal-safe. The kernel kills Envoy when the
+        // process that started it dies, so a killed test run leaves no Envoy behind; and Envoy
+        // gets the default signal mask even if the caller blocks SIGINT (as `harness run` does).
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
                 Ok(())
             });
         }

@@ -1,6 +1,7 @@
 //! The local stand-in for an Istio gateway: a real Envoy with the plugins wired as istiod wires
 //! `WasmPlugin` resources, in front of an upstream (usually the demo model server).
 
+pub mod demo;
 pub mod envoy;
 pub mod http;
 pub mod manifests;

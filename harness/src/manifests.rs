@@ -157,15 +157,16 @@ fn from_resource(resource: Resource) -> Result<WasmPlugin> {
             )))
         }
     };
-    let fail_strategy =
-        match spec.fail_strategy.as_deref().unwrap_or("FAIL_CLOSE") {
-            "FAIL_CLOSE" => FailStrategy::FailClose,
-            "FAIL_OPEN" => FailStrategy::FailOpen,
-            "FAIL_RELOAD" => FailStrategy::FailReload,
-            other => return Err(Error(format!(
+    let fail_strategy = match spec.fail_strategy.as_deref().unwrap_or("FAIL_CLOSE") {
+        "FAIL_CLOSE" => FailStrategy::FailClose,
+        "FAIL_OPEN" => FailStrategy::FailOpen,
+        "FAIL_RELOAD" => FailStrategy::FailReload,
+        other => {
+            return Err(Error(format!(
                 "{what}: failStrategy {other:?} is not one of FAIL_CLOSE, FAIL_OPEN, FAIL_RELOAD"
-            ))),
-        };
+            )))
+        }
+    };
     let configuration = match spec.plugin_config {
         None => String::new(),
         Some(config) if config.is_mapping() => {

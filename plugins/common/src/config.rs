@@ -24,7 +24,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration at `{}`: {}", self.field, self.reason)
+        write!(
+            f,
+            "invalid configuration at `{}`: {}",
+            self.field, self.reason
+        )
     }
 }
 
@@ -83,7 +87,13 @@ mod tests {
     #[test]
     fn empty_configuration_reads_as_empty_object() {
         let parsed: Sample = parse(b"").unwrap();
-        assert_eq!(parsed, Sample { deny_status: None, rules: vec![] });
+        assert_eq!(
+            parsed,
+            Sample {
+                deny_status: None,
+                rules: vec![]
+            }
+        );
         let parsed: Sample = parse(b"  \n").unwrap();
         assert!(parsed.rules.is_empty());
     }
@@ -92,7 +102,11 @@ mod tests {
     fn unknown_field_is_named_with_its_path() {
         let err = parse::<Sample>(br#"{"rules":[{"paths":["/a"],"methds":["GET"]}]}"#).unwrap_err();
         assert_eq!(err.field, "rules[0].methds");
-        assert!(err.reason.contains("unknown field `methds`"), "{}", err.reason);
+        assert!(
+            err.reason.contains("unknown field `methds`"),
+            "{}",
+            err.reason
+        );
         assert!(!err.reason.contains("line"), "{}", err.reason);
     }
 
@@ -113,5 +127,17 @@ mod tests {
         assert!(parse::<Sample>(b"{} {}").is_err());
         assert!(parse::<Sample>(b"[]").is_err());
         assert!(parse::<Sample>(&[0xff, 0xfe]).is_err());
+    }
+
+    /// `./build.sh test` sets WASM_RUNNER_CANARY and expects this test to fail on
+    /// wasm32-wasip1: proof that a failing test fails the wasm run (a runner that silently
+    /// skipped tests would pass it).
+    #[test]
+    fn wasm_runner_canary() {
+        let canary_requested = std::env::var_os("WASM_RUNNER_CANARY").is_some();
+        assert!(
+            !canary_requested,
+            "deliberate failure requested by WASM_RUNNER_CANARY"
+        );
     }
 }
