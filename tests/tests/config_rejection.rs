@@ -3,7 +3,12 @@
 
 use harness::{Envoy, EnvoyConfig, ModelServer, Plugin};
 
-const PLUGINS: [&str; 4] = ["path-allowlist", "auth-gate", "local-ratelimit", "emotion-stats"];
+const PLUGINS: [&str; 4] = [
+    "path-allowlist",
+    "auth-gate",
+    "local-ratelimit",
+    "emotion-stats",
+];
 
 #[test]
 fn an_unknown_field_is_named_and_the_plugin_refuses_to_start() {
@@ -22,9 +27,16 @@ fn an_unknown_field_is_named_and_the_plugin_refuses_to_start() {
             .lines()
             .find(|l| l.contains("unknown field `bogusField`"))
             .unwrap_or_else(|| panic!("{plugin}: no log line names the field:\n{err}"));
-        assert!(line.contains(plugin), "{plugin}: the line should name the plugin: {line}");
+        assert!(
+            line.contains(plugin),
+            "{plugin}: the line should name the plugin: {line}"
+        );
         assert!(line.contains("refuses to start"), "{plugin}: {line}");
-        assert!(err.0.contains("Unable to create Wasm HTTP filter") || err.0.contains("Unable to create Wasm plugin"), "{plugin}: {err}");
+        assert!(
+            err.0.contains("Unable to create Wasm HTTP filter")
+                || err.0.contains("Unable to create Wasm plugin"),
+            "{plugin}: {err}"
+        );
     }
     assert!(upstream.requests().is_empty());
 }

@@ -27,6 +27,9 @@ mod tests {
         let reply = rbac_denied(403);
         assert_eq!(reply.status, 403);
         assert_eq!(reply.body, b"RBAC: access denied");
-        assert_eq!(reply.headers, vec![("content-type", "text/plain".to_string())]);
+        assert_eq!(
+            reply.headers,
+            vec![("content-type", "text/plain".to_string())]
+        );
     }
 }
