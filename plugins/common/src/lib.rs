@@ -4,5 +4,7 @@
 pub mod config;
 pub mod deny;
 pub mod host;
+pub mod istio;
+pub mod metrics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod schema;

@@ -1,16 +1,298 @@
-//! The `pluginConfig` this plugin accepts.
+//! The `pluginConfig` this plugin accepts, and its validation.
 
 use plugin_common::config::ConfigError;
+use plugin_common::istio::PathSet;
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
+/// Which responses are read and how their predictions are counted.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Config {}
+pub struct Config {
+    /// Istio path patterns (exact, `prefix*`, `*suffix`, `*`, `{*}` / `{**}` templates), matched
+    /// against the normalized request path; only responses to matching requests are read.
+    #[serde(default = "default_paths")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1)))]
+    pub paths: Vec<String>,
+    /// The labels counted under their own name; any other predicted label counts as `other`.
+    /// Letters, digits, `_` and `-`, at most 64 characters each, at most 64 labels.
+    #[serde(default = "default_labels")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(length(min = 1, max = MAX_LABELS), inner(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$")))
+    )]
+    pub labels: Vec<String>,
+    /// Larger response bodies are not parsed, only counted with outcome `too_large`
+    /// (at most 16 MiB).
+    #[serde(default = "default_max_body_bytes")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1, max = MAX_BODY_BYTES_LIMIT)))]
+    pub max_body_bytes: u64,
+    /// How many distinct model names get their own series (per proxy); later ones count as
+    /// `other`.
+    #[serde(default = "default_max_models")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(max = MAX_MODELS_LIMIT)))]
+    pub max_models: u32,
+    /// Also increment one counter named after each configured label, as seed 003's plugin did
+    /// (`sadness{} 6` on `/stats/prometheus`).
+    #[serde(default)]
+    pub legacy_label_counters: bool,
+}
+
+fn default_paths() -> Vec<String> {
+    vec!["/v1/models/*".to_string(), "/v2/models/*".to_string()]
+}
+
+fn default_labels() -> Vec<String> {
+    ["joy", "love", "anger", "sadness", "fear", "surprise"]
+        .iter()
+        .map(|label| label.to_string())
+        .collect()
+}
+
+fn default_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+
+fn default_max_models() -> u32 {
+    20
+}
+
+/// Upper bound of `maxBodyBytes`: each in-flight response may hold that much in the VM's memory.
+const MAX_BODY_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
+const MAX_MODELS_LIMIT: u32 = 1000;
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_LEN: usize = 64;
+
+/// The label every prediction outside the configured set (and every model past `maxModels`)
+/// is counted under.
+pub const OTHER: &str = "other";
 
 /// The configuration once validated, ready for the request path.
 #[derive(Debug)]
-pub struct Compiled {}
+pub struct Compiled {
+    pub paths: PathSet,
+    pub labels: LabelSet,
+    pub max_body_bytes: usize,
+    pub max_models: usize,
+    pub legacy_label_counters: bool,
+}
 
-pub fn compile(_config: Config) -> Result<Compiled, ConfigError> {
-    Ok(Compiled {})
+/// The configured labels plus `other`, each known by its index.
+#[derive(Debug)]
+pub struct LabelSet {
+    /// Configured labels, then `other` last.
+    names: Vec<String>,
+}
+
+impl LabelSet {
+    /// Every label a prediction can be counted under, `other` last.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Index in [`Self::names`] of a predicted label: the configured label equal to it ignoring
+    /// ASCII case, else `other`.
+    pub fn index_of(&self, predicted: &str) -> usize {
+        let configured = self.names.len().saturating_sub(1);
+        self.names
+            .iter()
+            .take(configured)
+            .position(|name| name.eq_ignore_ascii_case(predicted))
+            .unwrap_or(configured)
+    }
+
+    /// The configured labels, without `other`.
+    pub fn configured(&self) -> &[String] {
+        self.names
+            .get(..self.names.len().saturating_sub(1))
+            .unwrap_or_default()
+    }
+}
+
+pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
+    if config.paths.is_empty() {
+        return Err(ConfigError::new(
+            "paths",
+            "must list at least one path pattern",
+        ));
+    }
+    let paths = PathSet::compile(&config.paths, "paths")?;
+    let labels = compile_labels(config.labels)?;
+    if !(1..=MAX_BODY_BYTES_LIMIT).contains(&config.max_body_bytes) {
+        return Err(ConfigError::new(
+            "maxBodyBytes",
+            format!("must be between 1 and {MAX_BODY_BYTES_LIMIT}"),
+        ));
+    }
+    let max_body_bytes = usize::try_from(config.max_body_bytes)
+        .map_err(|_| ConfigError::new("maxBodyBytes", "too large for this platform"))?;
+    if config.max_models > MAX_MODELS_LIMIT {
+        return Err(ConfigError::new(
+            "maxModels",
+            format!("must be at most {MAX_MODELS_LIMIT}"),
+        ));
+    }
+    let max_models = usize::try_from(config.max_models)
+        .map_err(|_| ConfigError::new("maxModels", "too large for this platform"))?;
+    Ok(Compiled {
+        paths,
+        labels,
+        max_body_bytes,
+        max_models,
+        legacy_label_counters: config.legacy_label_counters,
+    })
+}
+
+fn compile_labels(labels: Vec<String>) -> Result<LabelSet, ConfigError> {
+    if labels.is_empty() || labels.len() > MAX_LABELS {
+        return Err(ConfigError::new(
+            "labels",
+            format!("must list between 1 and {MAX_LABELS} labels"),
+        ));
+    }
+    for (at, label) in labels.iter().enumerate() {
+        let field = format!("labels[{at}]");
+        let valid_chars = label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if label.is_empty() || label.len() > MAX_LABEL_LEN || !valid_chars {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "`{label}`: a label is 1 to {MAX_LABEL_LEN} letters, digits, `_` or `-` \
+                     (it becomes a metric tag value and, with legacyLabelCounters, a metric name)"
+                ),
+            ));
+        }
+        if label.eq_ignore_ascii_case(OTHER) {
+            return Err(ConfigError::new(
+                field,
+                "`other` is where unlisted labels are counted; it cannot be configured",
+            ));
+        }
+        let earlier = labels.get(..at).unwrap_or_default();
+        if earlier.iter().any(|seen| seen.eq_ignore_ascii_case(label)) {
+            return Err(ConfigError::new(
+                field,
+                format!("`{label}` is listed twice (labels compare ignoring case)"),
+            ));
+        }
+    }
+    let mut names = labels;
+    names.push(OTHER.to_string());
+    Ok(LabelSet { names })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_common::config::parse;
+
+    fn compile_json(json: &str) -> Result<Compiled, ConfigError> {
+        parse::<Config>(json.as_bytes()).and_then(compile)
+    }
+
+    #[test]
+    fn empty_configuration_gets_the_defaults() {
+        let compiled = compile_json("").unwrap();
+        assert!(compiled.paths.matches("/v1/models/bert:predict"));
+        assert!(compiled.paths.matches("/v2/models/bert/infer"));
+        assert!(!compiled.paths.matches("/v1/model"));
+        assert_eq!(
+            compiled.labels.names(),
+            ["joy", "love", "anger", "sadness", "fear", "surprise", "other"]
+        );
+        assert_eq!(compiled.max_body_bytes, 1048576);
+        assert_eq!(compiled.max_models, 20);
+        assert!(!compiled.legacy_label_counters);
+    }
+
+    #[test]
+    fn issue_example_is_accepted() {
+        let compiled = compile_json(
+            r#"{"paths":["/v1/models/*","/v2/models/*"],"labels":["joy","love","anger","sadness","fear","surprise"],
+                "maxBodyBytes":1048576,"legacyLabelCounters":true,"maxModels":5}"#,
+        )
+        .unwrap();
+        assert!(compiled.legacy_label_counters);
+        assert_eq!(compiled.max_models, 5);
+    }
+
+    #[test]
+    fn labels_map_ignoring_case_and_unknown_to_other() {
+        let compiled = compile_json(r#"{"labels":["joy","LABEL_1"]}"#).unwrap();
+        let labels = &compiled.labels;
+        assert_eq!(labels.index_of("joy"), 0);
+        assert_eq!(labels.index_of("JOY"), 0);
+        assert_eq!(labels.index_of("label_1"), 1);
+        assert_eq!(labels.index_of("boredom"), 2);
+        assert_eq!(labels.index_of("other"), 2);
+        assert_eq!(labels.index_of(""), 2);
+        assert_eq!(labels.configured(), ["joy", "LABEL_1"]);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            (r#"{"paths":[]}"#, "paths"),
+            (r#"{"paths":["/v1/{model}"]}"#, "paths[0]"),
+            (r#"{"labels":[]}"#, "labels"),
+            (r#"{"labels":["joy","a.b"]}"#, "labels[1]"),
+            (r#"{"labels":[""]}"#, "labels[0]"),
+            (r#"{"labels":["joy","Joy"]}"#, "labels[1]"),
+            (r#"{"labels":["Other"]}"#, "labels[0]"),
+            (r#"{"maxBodyBytes":0}"#, "maxBodyBytes"),
+            (r#"{"maxBodyBytes":16777217}"#, "maxBodyBytes"),
+            (r#"{"maxBodyBytes":-1}"#, "maxBodyBytes"),
+            (r#"{"maxModels":1001}"#, "maxModels"),
+            (r#"{"legacyLabelCounters":"yes"}"#, "legacyLabelCounters"),
+            (r#"{"lables":["joy"]}"#, "lables"),
+        ];
+        for (json, field) in cases {
+            let err = compile_json(json).unwrap_err();
+            assert_eq!(err.field, field, "{json}: {err}");
+        }
+        let too_long = format!(r#"{{"labels":["{}"]}}"#, "x".repeat(65));
+        assert_eq!(compile_json(&too_long).unwrap_err().field, "labels[0]");
+        let too_many: Vec<String> = (0..65).map(|i| format!("l{i}")).collect();
+        let json = serde_json::json!({ "labels": too_many }).to_string();
+        assert_eq!(compile_json(&json).unwrap_err().field, "labels");
+    }
+
+    /// The `pluginConfig` of every `WasmPlugin` example in the README is accepted, and only uses
+    /// fields the schema lists.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn readme_examples_are_valid_configurations() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.schema.json")).unwrap())
+                .unwrap();
+        let examples: Vec<&str> = readme
+            .split("```yaml")
+            .skip(1)
+            .filter_map(|block| block.split("```").next())
+            .filter(|block| block.contains("kind: WasmPlugin"))
+            .collect();
+        assert!(!examples.is_empty());
+        for example in examples {
+            let manifest: serde_json::Value = serde_yaml::from_str(example).unwrap();
+            let plugin_config = &manifest["spec"]["pluginConfig"];
+            for field in plugin_config.as_object().unwrap().keys() {
+                assert!(
+                    schema["properties"].get(field).is_some(),
+                    "{field} not in schema"
+                );
+            }
+            compile_json(&plugin_config.to_string()).unwrap();
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn schema_file_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
+        plugin_common::schema::check_schema_file::<Config>(&path).unwrap();
+    }
 }

@@ -1,44 +1,81 @@
 //! proxy-wasm glue of the `emotion-stats` plugin; the logic lives in the other modules.
+//!
+//! Every callback returns `Continue`: the response is never held, changed or buffered by Envoy.
+//! Body chunks are copied as they pass and read once the stream is over (in `on_log`, which runs
+//! for every stream, however it ended).
 
 mod config;
+mod models;
+mod prediction;
+mod response;
+mod stats;
 
+use models::{ModelNames, SharedModelList};
+use plugin_common::istio::{normalize_path, PathNormalization};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use response::{ResponseHead, ResponseTracker};
+use stats::{EmotionMetrics, MetricKind, MetricsHost};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 const PLUGIN: &str = "emotion-stats";
 
+/// Shared-data key of the proxy-wide list of admitted model names.
+const MODELS_KEY: &str = "emotion-stats.models";
+
 proxy_wasm::main! {{
     plugin_common::host::install_panic_hook(PLUGIN);
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
 }}
 
+/// What the HTTP contexts of one VM share: the configuration and the counting state.
+struct Configured {
+    config: config::Compiled,
+    counting: RefCell<Counting>,
+}
+
+struct Counting {
+    metrics: EmotionMetrics,
+    models: ModelNames,
+}
+
 struct Root {
-    config: Option<Rc<config::Compiled>>,
+    state: Option<Rc<Configured>>,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let loaded = plugin_common::host::load_config(
-            PLUGIN,
-            self.get_plugin_configuration(),
-            config::compile,
-        );
-        match loaded {
-            Some(compiled) => {
-                self.config = Some(Rc::new(compiled));
-                true
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes,
+            Err(status) => {
+                log::error!("{PLUGIN}: cannot read the configuration: {status:?}");
+                return false;
             }
-            None => false,
-        }
+        };
+        let Some(config) = plugin_common::host::load_config(PLUGIN, bytes, config::compile) else {
+            return false;
+        };
+        HostModelList.initialize();
+        let metrics = EmotionMetrics::define(&config, &mut HostMetrics);
+        let models = ModelNames::new(config.max_models);
+        self.state = Some(Rc::new(Configured {
+            config,
+            counting: RefCell::new(Counting { metrics, models }),
+        }));
+        true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(Request { _config: config }))
+        let state = self.state.clone()?;
+        Some(Box::new(Exchange {
+            state,
+            tracked: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -46,9 +83,169 @@ impl RootContext for Root {
     }
 }
 
-struct Request {
-    _config: Rc<config::Compiled>,
+/// One request/response on a configured path.
+struct Tracked {
+    /// Model name from the path, before bounding (only counted responses take a slot).
+    model: Option<String>,
+    response: ResponseTracker,
 }
 
-impl Context for Request {}
-impl HttpContext for Request {}
+struct Exchange {
+    state: Rc<Configured>,
+    /// `None` when the path is not configured: then every callback does nothing.
+    tracked: Option<Tracked>,
+}
+
+impl Context for Exchange {}
+
+impl HttpContext for Exchange {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(raw_path) = header(MapType::HttpRequestHeaders, ":path") else {
+            return Action::Continue;
+        };
+        // A path that cannot be normalized is not one of the model endpoints; leave it alone.
+        let Ok(normalized) = normalize_path(&raw_path, PathNormalization::MergeSlashes) else {
+            return Action::Continue;
+        };
+        if self.state.config.paths.matches(&normalized.path) {
+            self.tracked = Some(Tracked {
+                model: models::model_from_path(&normalized.path).map(str::to_string),
+                response: ResponseTracker::new(self.state.config.max_body_bytes),
+            });
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(tracked) = &mut self.tracked {
+            let status = header(MapType::HttpResponseHeaders, ":status");
+            let content_type = header(MapType::HttpResponseHeaders, "content-type");
+            let content_encoding = header(MapType::HttpResponseHeaders, "content-encoding");
+            let head = ResponseHead {
+                status: status.as_deref(),
+                content_type: content_type.as_deref(),
+                content_encoding: content_encoding.as_deref(),
+            };
+            tracked.response.on_headers(&head, end_of_stream);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(tracked) = &mut self.tracked {
+            if tracked.response.wants_chunk(body_size) {
+                let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size);
+                if let Err(status) = &chunk {
+                    log::warn!("{PLUGIN}: cannot read a response body chunk: {status:?}");
+                }
+                let chunk = chunk.ok().map(Option::unwrap_or_default);
+                tracked.response.on_body_chunk(chunk.as_deref());
+            }
+            if end_of_stream {
+                tracked.response.on_end_of_stream();
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if let Some(tracked) = &mut self.tracked {
+            tracked.response.on_end_of_stream();
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let Some(tracked) = self.tracked.take() else {
+            return;
+        };
+        let Some(verdict) = tracked.response.finish() else {
+            return;
+        };
+        let Ok(mut counting) = self.state.counting.try_borrow_mut() else {
+            return;
+        };
+        let Counting { metrics, models } = &mut *counting;
+        let model = || models.resolve(tracked.model.as_deref(), &HostModelList);
+        metrics.count(&verdict, model, &self.state.config.labels, &mut HostMetrics);
+    }
+}
+
+/// A header value; non-UTF-8 bytes are replaced rather than trusted (the SDK's own getter would
+/// panic on them).
+fn header(map: MapType, name: &str) -> Option<String> {
+    match hostcalls::get_map_value_bytes(map, name) {
+        Ok(value) => value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        Err(status) => {
+            log::warn!("{PLUGIN}: cannot read header {name}: {status:?}");
+            None
+        }
+    }
+}
+
+/// Envoy's stats, reached through the proxy-wasm metric hostcalls.
+struct HostMetrics;
+
+impl MetricsHost for HostMetrics {
+    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        let metric_type = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(metric_type, name)
+            .map_err(|status| log::warn!("{PLUGIN}: cannot define metric {name}: {status:?}"))
+            .ok()
+    }
+
+    fn increment(&mut self, id: u32, by: u64) {
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        if let Err(status) = hostcalls::increment_metric(id, by) {
+            log::debug!("{PLUGIN}: cannot increment metric {id}: {status:?}");
+        }
+    }
+
+    fn record(&mut self, id: u32, value: u64) {
+        if let Err(status) = hostcalls::record_metric(id, value) {
+            log::debug!("{PLUGIN}: cannot record metric {id}: {status:?}");
+        }
+    }
+}
+
+/// The admitted model names in the proxy's shared data.
+struct HostModelList;
+
+impl HostModelList {
+    /// Stores an empty list if there is none, so that every later store can be a
+    /// compare-and-swap (Envoy cannot compare-and-swap a key that does not exist yet).
+    fn initialize(&self) {
+        if self.load().is_none() {
+            if let Err(status) = hostcalls::set_shared_data(MODELS_KEY, Some(b"\n"), None) {
+                log::warn!("{PLUGIN}: cannot initialize shared data: {status:?}");
+            }
+        }
+    }
+}
+
+impl SharedModelList for HostModelList {
+    fn load(&self) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(MODELS_KEY) {
+            Ok((Some(bytes), Some(version))) => Some((bytes, version)),
+            Ok(_) => None,
+            Err(status) => {
+                log::warn!("{PLUGIN}: cannot read shared data: {status:?}");
+                None
+            }
+        }
+    }
+
+    fn store(&self, list: &[u8], version: Option<u32>) -> bool {
+        match hostcalls::set_shared_data(MODELS_KEY, Some(list), version) {
+            Ok(()) => true,
+            Err(Status::CasMismatch) => false,
+            Err(status) => {
+                log::warn!("{PLUGIN}: cannot write shared data: {status:?}");
+                false
+            }
+        }
+    }
+}

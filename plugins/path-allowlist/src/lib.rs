@@ -1,9 +1,17 @@
 //! proxy-wasm glue of the `path-allowlist` plugin; the logic lives in the other modules.
+//!
+//! Hostcalls go through `proxy_wasm::hostcalls` (not the trait helpers, which unwrap): a failed
+//! hostcall must never trap the VM. A header that cannot be read is treated as missing, so a
+//! missing `:path` is refused as malformed (fail closed); a counter that cannot be defined or
+//! incremented is skipped.
 
 mod config;
+mod policy;
 
+use policy::{Decision, Outcome, Policy, Request};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 use std::rc::Rc;
 
 const PLUGIN: &str = "path-allowlist";
@@ -11,25 +19,59 @@ const PLUGIN: &str = "path-allowlist";
 proxy_wasm::main! {{
     plugin_common::host::install_panic_hook(PLUGIN);
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { policy: None, counters: Rc::new(Counters::define()) })
+    });
 }}
 
+/// Metric ids, one per [`Outcome`] (in the order of `Outcome::ALL`).
+struct Counters {
+    ids: Vec<Option<u32>>,
+}
+
+impl Counters {
+    fn define() -> Self {
+        let ids = Outcome::ALL
+            .iter()
+            .map(|outcome| {
+                hostcalls::define_metric(MetricType::Counter, outcome.metric_name())
+                    .map_err(|e| {
+                        log::warn!("{PLUGIN}: cannot define {}: {e:?}", outcome.metric_name())
+                    })
+                    .ok()
+            })
+            .collect();
+        Self { ids }
+    }
+
+    fn increment(&self, outcome: Outcome) {
+        let position = Outcome::ALL.iter().position(|o| *o == outcome);
+        if let Some(id) = position.and_then(|i| self.ids.get(i)).copied().flatten() {
+            if let Err(e) = hostcalls::increment_metric(id, 1) {
+                log::debug!(
+                    "{PLUGIN}: cannot increment {}: {e:?}",
+                    outcome.metric_name()
+                );
+            }
+        }
+    }
+}
+
 struct Root {
-    config: Option<Rc<config::Compiled>>,
+    policy: Option<Rc<Policy>>,
+    counters: Rc<Counters>,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let loaded = plugin_common::host::load_config(
-            PLUGIN,
-            self.get_plugin_configuration(),
-            config::compile,
-        );
-        match loaded {
-            Some(compiled) => {
-                self.config = Some(Rc::new(compiled));
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten();
+        match plugin_common::host::load_config(PLUGIN, bytes, config::compile) {
+            Some(policy) => {
+                self.policy = Some(Rc::new(policy));
                 true
             }
             None => false,
@@ -37,8 +79,11 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(Request { _config: config }))
+        let policy = self.policy.clone()?;
+        Some(Box::new(PathCheck {
+            policy,
+            counters: self.counters.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -46,9 +91,77 @@ impl RootContext for Root {
     }
 }
 
-struct Request {
-    _config: Rc<config::Compiled>,
+struct PathCheck {
+    policy: Rc<Policy>,
+    counters: Rc<Counters>,
 }
 
-impl Context for Request {}
-impl HttpContext for Request {}
+fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+impl Context for PathCheck {}
+
+impl HttpContext for PathCheck {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let path = request_header(":path");
+        let method_bytes = request_header(":method").unwrap_or_default();
+        let method = String::from_utf8_lossy(&method_bytes);
+        let authority_bytes = request_header(":authority");
+        let authority = authority_bytes.as_deref().map(String::from_utf8_lossy);
+        let port = if self.policy.matcher.uses_ports() {
+            hostcalls::get_property(vec!["destination", "port"])
+                .ok()
+                .flatten()
+                .and_then(|bytes| policy::parse_port(&bytes))
+        } else {
+            None
+        };
+        let decision = self.policy.decide(&Request {
+            method: &method,
+            authority: authority.as_deref(),
+            path: path.as_deref(),
+            port,
+        });
+        self.counters.increment(decision.outcome());
+        let request_id = request_header("x-request-id");
+        if let Some(line) =
+            policy::log_line(&decision, request_id.as_deref(), &method, path.as_deref())
+        {
+            log::info!("{line}");
+        }
+        match decision {
+            Decision::Allow {
+                rewrite_path: Some(rewritten),
+            } => {
+                if let Err(e) =
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&rewritten))
+                {
+                    // Forwarding a path other than the one checked is the bypass this plugin
+                    // exists to prevent: refuse instead.
+                    log::warn!("{PLUGIN}: cannot rewrite :path ({e:?}); refusing the request");
+                    return self.reply(&plugin_common::deny::rbac_denied(self.policy.deny_status));
+                }
+                Action::Continue
+            }
+            Decision::Allow { rewrite_path: None } | Decision::DryRunRefuse(_) => Action::Continue,
+            Decision::Refuse(refusal) => self.reply(&refusal.reply(self.policy.deny_status)),
+        }
+    }
+}
+
+impl PathCheck {
+    fn reply(&self, reply: &plugin_common::deny::LocalReply) -> Action {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        if let Err(e) = hostcalls::send_http_response(reply.status, headers, Some(&reply.body)) {
+            log::warn!("{PLUGIN}: cannot send the local reply: {e:?}");
+        }
+        Action::Pause
+    }
+}

@@ -1,0 +1,187 @@
+//! Metric naming shared by the plugins and by whatever renders Envoy's bootstrap.
+//!
+//! proxy-wasm metrics have a name and no tags. To get labeled Prometheus series, the tags are
+//! encoded in the name the way Istio's own stats did it — `model=.=bert;.;label=.=joy;.;name` —
+//! and Envoy's `stats_config.stats_tags` regexes cut them back out: the part the regex's first
+//! group matched is removed from the name, its second group becomes the tag value. Envoy stores
+//! plugin metrics as `wasmcustom.<name>` and prints them on `/stats/prometheus` without that
+//! prefix, so the series above reads `name{model="bert",label="joy"}`.
+//!
+//! [`stats_tags`] gives exactly what Istio renders for `proxyConfig.extraStatTags`, so a local
+//! Envoy (the test harness) and an Istio gateway extract the same labels.
+
+/// A tag Envoy extracts from metric names. Only the tags listed in [`ALL_TAGS`] exist, so every
+/// tag a plugin encodes has its extraction regex in [`stats_tags`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag(&'static str);
+
+impl Tag {
+    /// The Prometheus label name.
+    pub fn name(self) -> &'static str {
+        self.0
+    }
+}
+
+/// The model a request addressed (from its path).
+pub const MODEL: Tag = Tag("model");
+/// A class label a model predicted.
+pub const LABEL: Tag = Tag("label");
+/// How a plugin classified what it saw (for example a response outcome).
+pub const OUTCOME: Tag = Tag("outcome");
+
+/// Every tag of the collection. Tag extraction matches anywhere in a name, so no tag name may end
+/// with another one (`top_label` would also feed `label`); a unit test checks it.
+pub const ALL_TAGS: &[Tag] = &[MODEL, LABEL, OUTCOME];
+
+/// Longest tag value kept; longer values are cut, so a hostile path cannot make huge names.
+pub const MAX_TAG_VALUE_LEN: usize = 64;
+
+/// What an empty value (after sanitizing) is reported as; an empty tag would vanish the label.
+pub const EMPTY_TAG_VALUE: &str = "unknown";
+
+/// Makes `value` safe inside an encoded name: ASCII letters, digits, `_` and `-` are kept, every
+/// other character (`.` and `;` would break extraction, `=` or quotes the Prometheus output)
+/// becomes `_`; the result is cut to [`MAX_TAG_VALUE_LEN`] bytes and never empty.
+pub fn sanitize_tag_value(value: &str) -> String {
+    let sanitized: String = value
+        .chars()
+        .take(MAX_TAG_VALUE_LEN)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if sanitized.is_empty() {
+        EMPTY_TAG_VALUE.to_string()
+    } else {
+        sanitized
+    }
+}
+
+/// The proxy-wasm metric name for `metric` with `tags`: each tag as `<tag>=.=<value>;.;` (value
+/// sanitized with [`sanitize_tag_value`]), then the metric name. Envoy reports it as
+/// `metric{tag="value",...}` once [`stats_tags`] are configured.
+pub fn tagged_name(metric: &str, tags: &[(Tag, &str)]) -> String {
+    let mut name = String::with_capacity(metric.len() + tags.len() * 24);
+    for (tag, value) in tags {
+        name.push_str(tag.name());
+        name.push_str("=.=");
+        name.push_str(&sanitize_tag_value(value));
+        name.push_str(";.;");
+    }
+    name.push_str(metric);
+    name
+}
+
+/// The regex that extracts `tag`, in the form Istio renders for an `extraStatTags` entry.
+pub fn stats_tag_regex(tag: Tag) -> String {
+    format!(r"({}=\.=(.*?);\.;)", tag.name())
+}
+
+/// The `(tag_name, regex)` pairs for Envoy's `stats_config.stats_tags`, one per tag of
+/// [`ALL_TAGS`]. On Istio the same entries come from listing the tag names in
+/// `proxyConfig.extraStatTags`.
+pub fn stats_tags() -> Vec<(&'static str, String)> {
+    ALL_TAGS
+        .iter()
+        .map(|tag| (tag.name(), stats_tag_regex(*tag)))
+        .collect()
+}
+
+/// Bucket upper bounds for plugin histograms, which record percentages (0 to 100, integers:
+/// proxy-wasm histograms take whole numbers). Envoy's default buckets are made for milliseconds
+/// and have only 7 bounds up to 100, too few for quantiles.
+pub const PERCENT_BUCKETS: &[f64] = &[
+    10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0, 100.0,
+];
+
+/// The `(stat name prefix, bucket bounds)` pairs for Envoy's
+/// `stats_config.histogram_bucket_settings` (`match: {prefix}`). The prefix is Envoy's
+/// namespace of every plugin metric: tags come first in encoded names, so no narrower prefix
+/// exists. On Istio the same setting is the proxy annotation
+/// `sidecar.istio.io/statsHistogramBuckets: '{"wasmcustom":[10,20,...]}'`.
+pub fn histogram_bucket_settings() -> Vec<(&'static str, &'static [f64])> {
+    vec![(PLUGIN_STATS_PREFIX, PERCENT_BUCKETS)]
+}
+
+/// The namespace Envoy stores proxy-wasm metrics under (`wasmcustom.<name>`); the Prometheus
+/// output drops it.
+pub const PLUGIN_STATS_PREFIX: &str = "wasmcustom";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_tags_before_the_name() {
+        let name = tagged_name(
+            "emotion_stats_top_label_total",
+            &[(MODEL, "bert"), (LABEL, "joy")],
+        );
+        assert_eq!(
+            name,
+            "model=.=bert;.;label=.=joy;.;emotion_stats_top_label_total"
+        );
+        assert_eq!(tagged_name("plain", &[]), "plain");
+    }
+
+    #[test]
+    fn sanitizing_removes_separators_and_bounds_length() {
+        assert_eq!(sanitize_tag_value("bert.v2;.;x=.=y"), "bert_v2___x___y");
+        assert_eq!(sanitize_tag_value("a\"b\\c\nd é"), "a_b_c_d__");
+        assert_eq!(sanitize_tag_value("Model-1_b"), "Model-1_b");
+        assert_eq!(sanitize_tag_value(""), EMPTY_TAG_VALUE);
+        let long = "x".repeat(10_000);
+        assert_eq!(sanitize_tag_value(&long).len(), MAX_TAG_VALUE_LEN);
+        // Multi-byte characters count once and become one `_`.
+        assert_eq!(
+            sanitize_tag_value(&"é".repeat(100)),
+            "_".repeat(MAX_TAG_VALUE_LEN)
+        );
+    }
+
+    #[test]
+    fn hostile_value_cannot_inject_another_tag() {
+        let name = tagged_name("m", &[(MODEL, "x;.;label=.=evil")]);
+        assert_eq!(name.matches("=.=").count(), 1);
+        assert_eq!(name.matches(";.;").count(), 1);
+    }
+
+    #[test]
+    fn stats_tags_match_istio_extra_stat_tags_form() {
+        let tags = stats_tags();
+        assert_eq!(tags.len(), ALL_TAGS.len());
+        assert!(tags.contains(&("model", r"(model=\.=(.*?);\.;)".to_string())));
+        assert!(tags.contains(&("label", r"(label=\.=(.*?);\.;)".to_string())));
+        assert!(tags.contains(&("outcome", r"(outcome=\.=(.*?);\.;)".to_string())));
+    }
+
+    #[test]
+    fn percent_buckets_rise_to_one_hundred() {
+        assert!(PERCENT_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(PERCENT_BUCKETS.last(), Some(&100.0));
+        assert_eq!(
+            histogram_bucket_settings(),
+            vec![("wasmcustom", PERCENT_BUCKETS)]
+        );
+    }
+
+    #[test]
+    fn no_tag_name_ends_with_another() {
+        for a in ALL_TAGS {
+            for b in ALL_TAGS {
+                if a != b {
+                    assert!(
+                        !a.name().ends_with(b.name()),
+                        "{} ends with {}",
+                        a.name(),
+                        b.name()
+                    );
+                }
+            }
+        }
+    }
+}

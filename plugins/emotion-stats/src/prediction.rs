@@ -1,0 +1,382 @@
+//! Reading the top prediction of each instance out of a model server's JSON response.
+//!
+//! Shapes understood:
+//! - KServe v1 `{"predictions": [instance, ...]}` and a bare list `[instance, ...]` (Hugging Face
+//!   pipelines), where an instance is a list of `{label, score}` candidates, one `{label, score}`
+//!   object, a `{labels: [...], scores: [...]}` object (zero-shot pipelines) or a plain label string;
+//! - a single `{label, score}` object;
+//! - KServe v2 / Open Inference Protocol `{"outputs": [...]}`: the first output whose data are all
+//!   strings holds the labels, a numeric output of the same length (if any) their scores.
+//!
+//! The top candidate is the one with the highest finite score; a candidate with a score beats one
+//! without; on a tie the first one listed wins, so the result never depends on anything but the body.
+
+use serde_json::{Map, Value};
+
+/// The winning label of one instance and its score, if the response gave one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopPrediction {
+    pub label: String,
+    pub score: Option<f64>,
+}
+
+/// Why a body gave no prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadError {
+    /// Not valid JSON (broken, truncated, nested deeper than serde_json's recursion limit).
+    Malformed,
+    /// Valid JSON without any recognizable prediction.
+    NoPrediction,
+}
+
+/// Deepest array nesting flattened in an Open Inference Protocol `data` field; deeper is ignored.
+const MAX_DATA_DEPTH: usize = 4;
+
+/// The top prediction of every instance in `body`, in order.
+pub fn read_top_predictions(body: &[u8]) -> Result<Vec<TopPrediction>, ReadError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| ReadError::Malformed)?;
+    let predictions = match &value {
+        Value::Object(map) => from_object(map),
+        Value::Array(_) => instances(&value),
+        _ => Vec::new(),
+    };
+    if predictions.is_empty() {
+        Err(ReadError::NoPrediction)
+    } else {
+        Ok(predictions)
+    }
+}
+
+fn from_object(map: &Map<String, Value>) -> Vec<TopPrediction> {
+    if let Some(predictions) = map.get("predictions") {
+        instances(predictions)
+    } else if let Some(outputs) = map.get("outputs") {
+        open_inference_outputs(outputs)
+    } else {
+        instance(map).into_iter().collect()
+    }
+}
+
+/// A list of instances (or one instance given without its list).
+fn instances(value: &Value) -> Vec<TopPrediction> {
+    match value {
+        Value::Array(items) => items.iter().filter_map(instance_value).collect(),
+        other => instance_value(other).into_iter().collect(),
+    }
+}
+
+fn instance_value(value: &Value) -> Option<TopPrediction> {
+    match value {
+        Value::String(label) => Some(TopPrediction {
+            label: label.clone(),
+            score: None,
+        }),
+        Value::Object(map) => instance(map),
+        Value::Array(candidates) => top_of(candidates.iter().filter_map(candidate)),
+        _ => None,
+    }
+}
+
+fn instance(map: &Map<String, Value>) -> Option<TopPrediction> {
+    if let (Some(Value::Array(labels)), Some(Value::Array(scores))) =
+        (map.get("labels"), map.get("scores"))
+    {
+        let pairs = labels.iter().zip(scores).filter_map(|(label, score)| {
+            Some(TopPrediction {
+                label: label.as_str()?.to_string(),
+                score: finite_score(score),
+            })
+        });
+        return top_of(pairs);
+    }
+    candidate_object(map)
+}
+
+fn candidate(value: &Value) -> Option<TopPrediction> {
+    match value {
+        Value::String(label) => Some(TopPrediction {
+            label: label.clone(),
+            score: None,
+        }),
+        Value::Object(map) => candidate_object(map),
+        _ => None,
+    }
+}
+
+fn candidate_object(map: &Map<String, Value>) -> Option<TopPrediction> {
+    let label = map.get("label")?.as_str()?;
+    Some(TopPrediction {
+        label: label.to_string(),
+        score: map.get("score").and_then(finite_score),
+    })
+}
+
+/// A score is a JSON number; strings, booleans or nulls count as no score.
+fn finite_score(value: &Value) -> Option<f64> {
+    value.as_f64().filter(|score| score.is_finite())
+}
+
+fn top_of(candidates: impl Iterator<Item = TopPrediction>) -> Option<TopPrediction> {
+    candidates.fold(None, |best, next| match &best {
+        None => Some(next),
+        Some(current) if beats(&next, current) => Some(next),
+        Some(_) => best,
+    })
+}
+
+/// Strictly better only, so the first of equals stays on top.
+fn beats(challenger: &TopPrediction, current: &TopPrediction) -> bool {
+    match (challenger.score, current.score) {
+        (Some(a), Some(b)) => a > b,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+fn open_inference_outputs(outputs: &Value) -> Vec<TopPrediction> {
+    let Some(outputs) = outputs.as_array() else {
+        return Vec::new();
+    };
+    let flattened: Vec<Vec<&Value>> = outputs.iter().map(flat_data).collect();
+    let Some(labels_at) = flattened
+        .iter()
+        .position(|data| !data.is_empty() && data.iter().all(|v| v.is_string()))
+    else {
+        return Vec::new();
+    };
+    let labels = flattened
+        .get(labels_at)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let scores = flattened.iter().enumerate().find_map(|(at, data)| {
+        (at != labels_at && data.len() == labels.len() && data.iter().all(|v| v.is_number()))
+            .then_some(data)
+    });
+    labels
+        .iter()
+        .enumerate()
+        .filter_map(|(at, label)| {
+            Some(TopPrediction {
+                label: label.as_str()?.to_string(),
+                score: scores.and_then(|s| s.get(at)).and_then(|v| finite_score(v)),
+            })
+        })
+        .collect()
+}
+
+/// The `data` of one output, nested arrays flattened in row-major order.
+fn flat_data(output: &Value) -> Vec<&Value> {
+    let mut leaves = Vec::new();
+    if let Some(data) = output.get("data") {
+        collect_leaves(data, 0, &mut leaves);
+    }
+    leaves
+}
+
+fn collect_leaves<'a>(value: &'a Value, depth: usize, leaves: &mut Vec<&'a Value>) {
+    match value {
+        Value::Array(items) if depth < MAX_DATA_DEPTH => {
+            for item in items {
+                collect_leaves(item, depth + 1, leaves);
+            }
+        }
+        Value::Array(_) => {}
+        leaf => leaves.push(leaf),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn top(label: &str, score: Option<f64>) -> TopPrediction {
+        TopPrediction {
+            label: label.to_string(),
+            score,
+        }
+    }
+
+    fn read(body: &str) -> Result<Vec<TopPrediction>, ReadError> {
+        read_top_predictions(body.as_bytes())
+    }
+
+    /// The body seed 003 shows for "Istio is lovely"-style requests (KServe v1, one instance).
+    const SEED_BODY: &str = r#"{"predictions":[[{"label":"joy","score":0.9889927506446838},{"label":"love","score":0.004175746813416481},{"label":"anger","score":0.003846140578389168},{"label":"sadness","score":0.0012988817179575562},{"label":"fear","score":0.0009755274513736367},{"label":"surprise","score":0.0007109164143912494}]]}"#;
+
+    #[test]
+    fn kserve_v1_seed_body() {
+        assert_eq!(
+            read(SEED_BODY),
+            Ok(vec![top("joy", Some(0.9889927506446838))])
+        );
+    }
+
+    #[test]
+    fn kserve_v1_batch_counts_every_instance() {
+        let body = r#"{"predictions":[
+            [{"label":"joy","score":0.9},{"label":"fear","score":0.1}],
+            [{"label":"fear","score":0.2},{"label":"sadness","score":0.7}],
+            [{"label":"love","score":0.5}]]}"#;
+        assert_eq!(
+            read(body),
+            Ok(vec![
+                top("joy", Some(0.9)),
+                top("sadness", Some(0.7)),
+                top("love", Some(0.5))
+            ])
+        );
+    }
+
+    #[test]
+    fn kserve_v1_object_and_string_instances() {
+        let body = r#"{"predictions":[{"label":"anger","score":0.8},"joy",{"labels":["a","b"],"scores":[0.1,0.9]}]}"#;
+        assert_eq!(
+            read(body),
+            Ok(vec![
+                top("anger", Some(0.8)),
+                top("joy", None),
+                top("b", Some(0.9))
+            ])
+        );
+    }
+
+    #[test]
+    fn hugging_face_pipeline_lists() {
+        assert_eq!(
+            read(r#"[{"label":"joy","score":0.7},{"label":"fear","score":0.9}]"#),
+            Ok(vec![top("joy", Some(0.7)), top("fear", Some(0.9))])
+        );
+        assert_eq!(
+            read(r#"[[{"label":"joy","score":0.2},{"label":"fear","score":0.6}]]"#),
+            Ok(vec![top("fear", Some(0.6))])
+        );
+        assert_eq!(
+            read(r#"{"label":"love","score":1}"#),
+            Ok(vec![top("love", Some(1.0))])
+        );
+    }
+
+    #[test]
+    fn open_inference_protocol_outputs() {
+        let body = r#"{"model_name":"m","outputs":[
+            {"name":"label","shape":[2],"datatype":"BYTES","data":["joy","fear"]},
+            {"name":"score","shape":[2],"datatype":"FP32","data":[0.98,0.61]}]}"#;
+        assert_eq!(
+            read(body),
+            Ok(vec![top("joy", Some(0.98)), top("fear", Some(0.61))])
+        );
+        // Scores first, nested data, no score output of matching length.
+        let body = r#"{"outputs":[{"name":"p","data":[0.1,0.2,0.3]},{"name":"l","data":[["joy"],["love"]]}]}"#;
+        assert_eq!(read(body), Ok(vec![top("joy", None), top("love", None)]));
+        // Only numbers: no labels.
+        assert_eq!(
+            read(r#"{"outputs":[{"name":"score","data":[0.5]}]}"#),
+            Err(ReadError::NoPrediction)
+        );
+        assert_eq!(read(r#"{"outputs":"x"}"#), Err(ReadError::NoPrediction));
+    }
+
+    #[test]
+    fn ties_keep_the_first_listed() {
+        let body =
+            r#"{"predictions":[[{"label":"love","score":0.5},{"label":"joy","score":0.5}]]}"#;
+        assert_eq!(read(body), Ok(vec![top("love", Some(0.5))]));
+        let body = r#"{"predictions":[["fear","joy"]]}"#;
+        assert_eq!(read(body), Ok(vec![top("fear", None)]));
+    }
+
+    #[test]
+    fn non_numeric_scores_never_win_over_numbers() {
+        let body = r#"{"predictions":[[{"label":"joy","score":"NaN"},{"label":"fear","score":null},{"label":"love","score":0.01},{"label":"anger","score":true}]]}"#;
+        assert_eq!(read(body), Ok(vec![top("love", Some(0.01))]));
+        // No usable score at all: the first candidate, without a score.
+        let body = r#"{"predictions":[[{"label":"joy","score":"0.9"},{"label":"fear"}]]}"#;
+        assert_eq!(read(body), Ok(vec![top("joy", None)]));
+    }
+
+    #[test]
+    fn nan_and_infinity_literals_are_not_json() {
+        assert_eq!(
+            read(r#"{"predictions":[[{"label":"joy","score":NaN}]]}"#),
+            Err(ReadError::Malformed)
+        );
+        assert_eq!(
+            read(r#"{"predictions":[[{"label":"joy","score":Infinity}]]}"#),
+            Err(ReadError::Malformed)
+        );
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_no_score() {
+        // serde_json reads 1e400 as infinity or rejects it; either way it never becomes a score.
+        match read(
+            r#"{"predictions":[[{"label":"joy","score":1e400},{"label":"fear","score":0.1}]]}"#,
+        ) {
+            Ok(predictions) => assert_eq!(predictions, vec![top("fear", Some(0.1))]),
+            Err(err) => assert_eq!(err, ReadError::Malformed),
+        }
+    }
+
+    #[test]
+    fn negative_scores_and_logits_still_rank() {
+        let body = r#"{"predictions":[[{"label":"joy","score":-3.5},{"label":"fear","score":-0.5},{"label":"love","score":-9}]]}"#;
+        assert_eq!(read(body), Ok(vec![top("fear", Some(-0.5))]));
+    }
+
+    #[test]
+    fn other_shapes_have_no_prediction() {
+        for body in [
+            "{}",
+            "[]",
+            "null",
+            "42",
+            r#""joy""#,
+            r#"{"predictions":[]}"#,
+            r#"{"predictions":[[]]}"#,
+            r#"{"predictions":[[1,2,3]]}"#,
+            r#"{"predictions":[[[{"label":"joy","score":1}]]]}"#,
+            r#"{"predictions":[{"label":7,"score":1}]}"#,
+            r#"{"error":"model not ready"}"#,
+        ] {
+            assert_eq!(read(body), Err(ReadError::NoPrediction), "{body}");
+        }
+    }
+
+    #[test]
+    fn broken_and_truncated_json_is_malformed() {
+        assert_eq!(read(""), Err(ReadError::Malformed));
+        assert_eq!(read("<html>"), Err(ReadError::Malformed));
+        assert_eq!(
+            read_top_predictions(&[0xff, 0xfe, 0x00]),
+            Err(ReadError::Malformed)
+        );
+        for cut in 0..SEED_BODY.len() {
+            let truncated = SEED_BODY.get(..cut).unwrap_or_default();
+            assert_eq!(read(truncated), Err(ReadError::Malformed), "cut at {cut}");
+        }
+        assert_eq!(
+            read(&format!("{SEED_BODY} {{}}")),
+            Err(ReadError::Malformed)
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_exhausting_the_stack() {
+        let depth = 100_000;
+        let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(read(&body), Err(ReadError::Malformed));
+        let body = format!(
+            r#"{{"predictions":{}"joy"{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert_eq!(read(&body), Err(ReadError::Malformed));
+        // Nesting serde_json accepts but the shapes do not: no prediction, no deep recursion.
+        let body = format!(
+            r#"{{"outputs":[{{"data":{}"joy"{}}}]}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(read(&body), Err(ReadError::NoPrediction));
+    }
+}

@@ -1,0 +1,429 @@
+//! Following one response on a configured path, from its headers to its end, and deciding its
+//! outcome. The body is never held back: the plugin copies each chunk as it passes (up to the
+//! limit) and reads the copy once the stream is over.
+
+use crate::prediction::{read_top_predictions, ReadError, TopPrediction};
+
+/// Where a response on a configured path is counted; every such response gets exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its predictions were counted.
+    Counted,
+    /// 2xx, but the content type is not JSON (or the body is compressed).
+    NotJson,
+    /// 2xx JSON that does not parse (broken, truncated, too deeply nested).
+    ParseError,
+    /// 2xx JSON larger than `maxBodyBytes`: passed through, not parsed.
+    TooLarge,
+    /// 2xx JSON without a recognizable prediction.
+    NoPrediction,
+    /// Not 2xx, or the stream ended before the response did (reset, disconnect).
+    UpstreamError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Counted,
+        Outcome::NotJson,
+        Outcome::ParseError,
+        Outcome::TooLarge,
+        Outcome::NoPrediction,
+        Outcome::UpstreamError,
+    ];
+
+    /// The value of the `outcome` tag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Counted => "counted",
+            Outcome::NotJson => "not_json",
+            Outcome::ParseError => "parse_error",
+            Outcome::TooLarge => "too_large",
+            Outcome::NoPrediction => "no_prediction",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// What a finished response amounts to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    /// Non-empty exactly when the outcome is [`Outcome::Counted`].
+    pub predictions: Vec<TopPrediction>,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// No response headers yet.
+    AwaitingHeaders,
+    /// Decided from the headers; the body is not copied.
+    Skipped(Outcome),
+    Copying(Vec<u8>),
+    /// Past the limit; the copy was dropped.
+    TooLarge,
+    /// A chunk could not be read from the host, so the copy has a hole.
+    Unreadable,
+}
+
+/// The response headers that decide whether a body is read.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseHead<'a> {
+    pub status: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+}
+
+/// The state of one response.
+#[derive(Debug)]
+pub struct ResponseTracker {
+    max_body_bytes: usize,
+    body: Body,
+    /// The end of the response was seen (end of stream on headers or body, or trailers).
+    complete: bool,
+}
+
+impl ResponseTracker {
+    pub fn new(max_body_bytes: usize) -> Self {
+        Self {
+            max_body_bytes,
+            body: Body::AwaitingHeaders,
+            complete: false,
+        }
+    }
+
+    /// Response headers, and whether the response ends with them.
+    pub fn on_headers(&mut self, head: &ResponseHead<'_>, end_of_stream: bool) {
+        let success = head
+            .status
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .is_some_and(|code| (200..300).contains(&code));
+        // A compressed body is not JSON text until decoded, which this plugin does not do.
+        let encoded = head
+            .content_encoding
+            .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+        self.body = if !success {
+            Body::Skipped(Outcome::UpstreamError)
+        } else if encoded || !head.content_type.is_some_and(is_json) {
+            Body::Skipped(Outcome::NotJson)
+        } else {
+            Body::Copying(Vec::new())
+        };
+        self.complete = end_of_stream;
+    }
+
+    /// Whether a body chunk of `len` bytes should be read from the host and given to
+    /// [`Self::on_body_chunk`]. A chunk that would pass the limit is not read at all: the copy so
+    /// far is dropped and the outcome becomes `too_large`.
+    pub fn wants_chunk(&mut self, len: usize) -> bool {
+        let Body::Copying(copy) = &self.body else {
+            return false;
+        };
+        if copy.len().saturating_add(len) > self.max_body_bytes {
+            self.body = Body::TooLarge;
+            return false;
+        }
+        len > 0
+    }
+
+    /// A chunk read after [`Self::wants_chunk`] said yes; `None` if the host failed to give it.
+    pub fn on_body_chunk(&mut self, chunk: Option<&[u8]>) {
+        if let Body::Copying(copy) = &mut self.body {
+            match chunk {
+                Some(bytes) if copy.len().saturating_add(bytes.len()) <= self.max_body_bytes => {
+                    copy.extend_from_slice(bytes)
+                }
+                Some(_) => self.body = Body::TooLarge,
+                None => self.body = Body::Unreadable,
+            }
+        }
+    }
+
+    /// The end of the response was seen (body end of stream, or trailers).
+    pub fn on_end_of_stream(&mut self) {
+        self.complete = true;
+    }
+
+    /// The verdict once the stream is over; `None` if no response headers were ever seen (there
+    /// was no response to count).
+    pub fn finish(self) -> Option<Verdict> {
+        let outcome = match self.body {
+            Body::AwaitingHeaders => return None,
+            Body::Skipped(outcome) => outcome,
+            _ if !self.complete => Outcome::UpstreamError,
+            Body::TooLarge => Outcome::TooLarge,
+            Body::Unreadable => Outcome::ParseError,
+            Body::Copying(copy) => {
+                return Some(match read_top_predictions(&copy) {
+                    Ok(predictions) => Verdict {
+                        outcome: Outcome::Counted,
+                        predictions,
+                    },
+                    Err(ReadError::Malformed) => verdict(Outcome::ParseError),
+                    Err(ReadError::NoPrediction) => verdict(Outcome::NoPrediction),
+                })
+            }
+        };
+        Some(verdict(outcome))
+    }
+}
+
+fn verdict(outcome: Outcome) -> Verdict {
+    Verdict {
+        outcome,
+        predictions: Vec::new(),
+    }
+}
+
+/// `application/json`, or any `+json` media type, parameters and case ignored.
+fn is_json(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case("application/json")
+        || media_type
+            .len()
+            .checked_sub(5)
+            .and_then(|at| media_type.get(at..))
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_BODY: &[u8] =
+        br#"{"predictions":[[{"label":"sadness","score":0.97},{"label":"joy","score":0.01}]]}"#;
+
+    fn json_200() -> ResponseHead<'static> {
+        ResponseHead {
+            status: Some("200"),
+            content_type: Some("application/json"),
+            content_encoding: None,
+        }
+    }
+
+    fn tracker_2xx_json(limit: usize) -> ResponseTracker {
+        let mut tracker = ResponseTracker::new(limit);
+        tracker.on_headers(&json_200(), false);
+        tracker
+    }
+
+    /// Feeds `chunks` the way the glue does and finishes with end of stream.
+    fn run(mut tracker: ResponseTracker, chunks: &[&[u8]]) -> Verdict {
+        for chunk in chunks {
+            if tracker.wants_chunk(chunk.len()) {
+                tracker.on_body_chunk(Some(chunk));
+            }
+        }
+        tracker.on_end_of_stream();
+        tracker.finish().unwrap()
+    }
+
+    #[test]
+    fn whole_body_is_counted() {
+        let verdict = run(tracker_2xx_json(1024), &[SEED_BODY]);
+        assert_eq!(verdict.outcome, Outcome::Counted);
+        assert_eq!(verdict.predictions.len(), 1);
+        assert_eq!(verdict.predictions[0].label, "sadness");
+    }
+
+    #[test]
+    fn body_split_at_every_byte_boundary_reads_the_same() {
+        let whole = run(tracker_2xx_json(1024), &[SEED_BODY]);
+        for cut in 0..=SEED_BODY.len() {
+            let (a, b) = SEED_BODY.split_at(cut);
+            assert_eq!(run(tracker_2xx_json(1024), &[a, b]), whole, "cut at {cut}");
+        }
+        for cut_a in 0..=SEED_BODY.len() {
+            for cut_b in cut_a..=SEED_BODY.len() {
+                let chunks = [
+                    &SEED_BODY[..cut_a],
+                    &SEED_BODY[cut_a..cut_b],
+                    &SEED_BODY[cut_b..],
+                ];
+                assert_eq!(
+                    run(tracker_2xx_json(1024), &chunks),
+                    whole,
+                    "cuts {cut_a} {cut_b}"
+                );
+            }
+        }
+        let bytes: Vec<&[u8]> = SEED_BODY.chunks(1).collect();
+        assert_eq!(run(tracker_2xx_json(1024), &bytes), whole);
+    }
+
+    #[test]
+    fn limit_is_inclusive_and_larger_bodies_are_too_large() {
+        let exact = run(tracker_2xx_json(SEED_BODY.len()), &[SEED_BODY]);
+        assert_eq!(exact.outcome, Outcome::Counted);
+        let over = run(tracker_2xx_json(SEED_BODY.len() - 1), &[SEED_BODY]);
+        assert_eq!(over, verdict(Outcome::TooLarge));
+        // Split: the chunk that crosses the limit is not even read.
+        let mut tracker = tracker_2xx_json(10);
+        assert!(tracker.wants_chunk(6));
+        tracker.on_body_chunk(Some(b"123456"));
+        assert!(!tracker.wants_chunk(5));
+        assert!(!tracker.wants_chunk(1));
+        tracker.on_end_of_stream();
+        assert_eq!(tracker.finish(), Some(verdict(Outcome::TooLarge)));
+    }
+
+    #[test]
+    fn huge_body_in_many_chunks_keeps_no_copy() {
+        let mut tracker = tracker_2xx_json(1024);
+        let chunk = [b' '; 4096];
+        for _ in 0..1280 {
+            assert!(!tracker.wants_chunk(chunk.len()));
+        }
+        assert!(matches!(tracker.body, Body::TooLarge));
+        tracker.on_end_of_stream();
+        assert_eq!(tracker.finish(), Some(verdict(Outcome::TooLarge)));
+    }
+
+    #[test]
+    fn chunk_larger_than_announced_is_not_copied_past_the_limit() {
+        let mut tracker = tracker_2xx_json(4);
+        assert!(tracker.wants_chunk(2));
+        tracker.on_body_chunk(Some(b"12345"));
+        tracker.on_end_of_stream();
+        assert_eq!(tracker.finish(), Some(verdict(Outcome::TooLarge)));
+    }
+
+    #[test]
+    fn status_and_content_type_decide_before_the_body() {
+        let cases: [(Option<&str>, Option<&str>, Outcome); 9] = [
+            (
+                Some("500"),
+                Some("application/json"),
+                Outcome::UpstreamError,
+            ),
+            (
+                Some("404"),
+                Some("application/json"),
+                Outcome::UpstreamError,
+            ),
+            (Some("302"), None, Outcome::UpstreamError),
+            (None, Some("application/json"), Outcome::UpstreamError),
+            (
+                Some("2x0"),
+                Some("application/json"),
+                Outcome::UpstreamError,
+            ),
+            (Some("200"), Some("text/html"), Outcome::NotJson),
+            (Some("200"), None, Outcome::NotJson),
+            (Some("204"), Some("application/jsonx"), Outcome::NotJson),
+            (Some("200"), Some("json"), Outcome::NotJson),
+        ];
+        for (status, content_type, outcome) in cases {
+            let mut tracker = ResponseTracker::new(1024);
+            let head = ResponseHead {
+                status,
+                content_type,
+                content_encoding: None,
+            };
+            tracker.on_headers(&head, false);
+            assert!(!tracker.wants_chunk(SEED_BODY.len()));
+            tracker.on_end_of_stream();
+            assert_eq!(
+                tracker.finish(),
+                Some(verdict(outcome)),
+                "{status:?} {content_type:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn compressed_json_is_not_read() {
+        for (encoding, outcome) in [
+            (Some("gzip"), Outcome::NotJson),
+            (Some("br"), Outcome::NotJson),
+            (Some("identity"), Outcome::Counted),
+            (Some(""), Outcome::Counted),
+            (None, Outcome::Counted),
+        ] {
+            let mut tracker = ResponseTracker::new(1024);
+            let head = ResponseHead {
+                content_encoding: encoding,
+                ..json_200()
+            };
+            tracker.on_headers(&head, false);
+            if tracker.wants_chunk(SEED_BODY.len()) {
+                tracker.on_body_chunk(Some(SEED_BODY));
+            }
+            tracker.on_end_of_stream();
+            assert_eq!(
+                tracker.finish().map(|v| v.outcome),
+                Some(outcome),
+                "{encoding:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_media_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/problem+json"));
+        assert!(is_json(" application/json "));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("json"));
+        assert!(!is_json(""));
+        assert!(!is_json("é+jso"));
+    }
+
+    #[test]
+    fn parse_failures_and_empty_bodies() {
+        assert_eq!(
+            run(tracker_2xx_json(1024), &[b"{\"predictions\":[["]),
+            verdict(Outcome::ParseError)
+        );
+        assert_eq!(
+            run(tracker_2xx_json(1024), &[b"{}"]),
+            verdict(Outcome::NoPrediction)
+        );
+        // Headers-only 200 JSON response: an empty body does not parse.
+        let mut tracker = ResponseTracker::new(1024);
+        tracker.on_headers(&json_200(), true);
+        assert_eq!(tracker.finish(), Some(verdict(Outcome::ParseError)));
+    }
+
+    #[test]
+    fn unreadable_chunk_is_a_parse_error() {
+        let mut tracker = tracker_2xx_json(1024);
+        assert!(tracker.wants_chunk(3));
+        tracker.on_body_chunk(None);
+        assert!(!tracker.wants_chunk(3));
+        tracker.on_end_of_stream();
+        assert_eq!(tracker.finish(), Some(verdict(Outcome::ParseError)));
+    }
+
+    #[test]
+    fn stream_cut_before_its_end_is_an_upstream_error() {
+        let mut tracker = tracker_2xx_json(1024);
+        assert!(tracker.wants_chunk(SEED_BODY.len()));
+        tracker.on_body_chunk(Some(SEED_BODY));
+        assert_eq!(tracker.finish(), Some(verdict(Outcome::UpstreamError)));
+    }
+
+    #[test]
+    fn no_response_headers_no_verdict() {
+        assert_eq!(ResponseTracker::new(10).finish(), None);
+    }
+
+    #[test]
+    fn outcome_names_are_distinct_tag_values() {
+        let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "counted",
+                "not_json",
+                "parse_error",
+                "too_large",
+                "no_prediction",
+                "upstream_error"
+            ]
+        );
+        for name in names {
+            assert_eq!(plugin_common::metrics::sanitize_tag_value(name), name);
+        }
+    }
+}

@@ -1,0 +1,563 @@
+//! The decision for one request: normalize the path, match the rules, apply ALLOW/DENY and
+//! dry-run. Pure: the glue in `lib.rs` reads the headers and carries the decision out.
+
+use plugin_common::deny::{rbac_denied, LocalReply};
+use plugin_common::istio::{
+    normalize_path, MalformedPath, OperationMatcher, PathNormalization, RequestInfo,
+};
+use serde::Deserialize;
+use std::fmt;
+
+/// Istio's `action`, limited to what this plugin does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(try_from = "String", rename_all = "SCREAMING_SNAKE_CASE")]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["ALLOW", "DENY"])))]
+pub enum Action {
+    #[default]
+    Allow,
+    Deny,
+}
+
+impl TryFrom<String> for Action {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "ALLOW" => Ok(Self::Allow),
+            "DENY" => Ok(Self::Deny),
+            "CUSTOM" | "AUDIT" => Err(format!(
+                "action `{value}` is not supported by path-allowlist; the auth-gate plugin handles it"
+            )),
+            _ => Err(format!("unknown action `{value}`, expected `ALLOW` or `DENY`")),
+        }
+    }
+}
+
+/// The compiled configuration.
+#[derive(Debug)]
+pub struct Policy {
+    pub action: Action,
+    pub matcher: OperationMatcher,
+    pub normalization: PathNormalization,
+    pub deny_status: u32,
+    pub dry_run: bool,
+}
+
+/// What the plugin reads from the request headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub authority: Option<&'a str>,
+    /// The raw `:path` bytes; `None` when the header is missing.
+    pub path: Option<&'a [u8]>,
+    pub port: Option<u16>,
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Malformed(MalformedPath),
+    /// ALLOW policy: no rule matched.
+    NoRuleMatched,
+    /// DENY policy: this rule (position in `rules`) matched.
+    RuleDenies(usize),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(why) => write!(f, "malformed path ({why})"),
+            Self::NoRuleMatched => f.write_str("no rule matched"),
+            Self::RuleDenies(rule) => write!(f, "rule {rule} denies"),
+        }
+    }
+}
+
+impl Refusal {
+    /// The local reply: 400 for a path that cannot be checked, else the RBAC denial.
+    pub fn reply(&self, deny_status: u32) -> LocalReply {
+        match self {
+            Self::Malformed(_) => LocalReply {
+                status: 400,
+                headers: vec![("content-type", "text/plain".to_string())],
+                body: b"Bad Request: malformed path".to_vec(),
+            },
+            Self::NoRuleMatched | Self::RuleDenies(_) => rbac_denied(deny_status),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward; with `rewrite_path`, set `:path` to it first (normalization changed the path).
+    Allow {
+        rewrite_path: Option<String>,
+    },
+    Refuse(Refusal),
+    /// `dryRun`: would be refused, forwarded unchanged.
+    DryRunRefuse(Refusal),
+}
+
+/// The counters of the plugin, one per outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Denied,
+    Malformed,
+    DryRunDenied,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Allowed,
+        Outcome::Denied,
+        Outcome::Malformed,
+        Outcome::DryRunDenied,
+    ];
+
+    /// The counter name (Envoy prints it on `/stats/prometheus` as is).
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Self::Allowed => "path_allowlist_allowed_total",
+            Self::Denied => "path_allowlist_denied_total",
+            Self::Malformed => "path_allowlist_malformed_total",
+            Self::DryRunDenied => "path_allowlist_dry_run_denied_total",
+        }
+    }
+}
+
+impl Decision {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Allow { .. } => Outcome::Allowed,
+            Self::Refuse(Refusal::Malformed(_)) => Outcome::Malformed,
+            Self::Refuse(_) => Outcome::Denied,
+            Self::DryRunRefuse(_) => Outcome::DryRunDenied,
+        }
+    }
+}
+
+impl Policy {
+    pub fn decide(&self, request: &Request<'_>) -> Decision {
+        let normalized = match request
+            .path
+            .ok_or(MalformedPath::NotOriginForm)
+            .and_then(utf8_path)
+            .and_then(|raw| normalize_path(raw, self.normalization))
+        {
+            Ok(normalized) => normalized,
+            Err(why) => return self.refuse(Refusal::Malformed(why)),
+        };
+        let info = RequestInfo {
+            method: request.method,
+            host: request.authority,
+            path: &normalized.path,
+            port: request.port,
+        };
+        let matched = self.matcher.first_matching_rule(&info);
+        match (self.action, matched) {
+            (Action::Allow, None) => self.refuse(Refusal::NoRuleMatched),
+            (Action::Deny, Some(rule)) => self.refuse(Refusal::RuleDenies(rule)),
+            (Action::Allow, Some(_)) | (Action::Deny, None) => Decision::Allow {
+                rewrite_path: (normalized.changed && !self.dry_run)
+                    .then(|| normalized.request_path()),
+            },
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Decision {
+        if self.dry_run {
+            Decision::DryRunRefuse(refusal)
+        } else {
+            Decision::Refuse(refusal)
+        }
+    }
+}
+
+/// A `:path` that is not UTF-8 holds a raw non-ASCII byte, which no valid path has.
+fn utf8_path(raw: &[u8]) -> Result<&str, MalformedPath> {
+    std::str::from_utf8(raw).map_err(|e| {
+        MalformedPath::ForbiddenCharacter(raw.get(e.valid_up_to()).copied().unwrap_or_default())
+    })
+}
+
+/// Longest piece of a hostile path or header copied into a log line.
+const LOGGED_VALUE_MAX: usize = 256;
+
+fn loggable(value: &[u8]) -> String {
+    let cut = value.get(..LOGGED_VALUE_MAX).unwrap_or(value);
+    // Debug formatting escapes control characters, so a path cannot forge log lines.
+    format!("{:?}", String::from_utf8_lossy(cut))
+}
+
+/// The info log line for a refusal (or a dry-run one); `None` for an allowed request.
+pub fn log_line(
+    decision: &Decision,
+    request_id: Option<&[u8]>,
+    method: &str,
+    path: Option<&[u8]>,
+) -> Option<String> {
+    let (verdict, refusal) = match decision {
+        Decision::Allow { .. } => return None,
+        Decision::Refuse(refusal) => ("denied", refusal),
+        Decision::DryRunRefuse(refusal) => ("dry-run, would deny", refusal),
+    };
+    Some(format!(
+        "path-allowlist: {verdict} request_id={} method={} path={}: {refusal}",
+        loggable(request_id.unwrap_or(b"-")),
+        loggable(method.as_bytes()),
+        loggable(path.unwrap_or(b"-")),
+    ))
+}
+
+/// Envoy reports `destination.port` as a little-endian 64-bit integer.
+pub fn parse_port(bytes: &[u8]) -> Option<u16> {
+    let raw: [u8; 8] = bytes.try_into().ok()?;
+    u16::try_from(i64::from_le_bytes(raw)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{compile, Config};
+    use plugin_common::config::parse;
+
+    const SEED_001: &str = r#"{"action":"ALLOW","rules":[{"to":[{"operation":{"paths":
+        ["/metrics","/healthz","/ready","/wait-for-drain","/v1/models/*","/v2/models/*"]}}]}]}"#;
+
+    fn policy(json: &str) -> Policy {
+        parse::<Config>(json.as_bytes()).and_then(compile).unwrap()
+    }
+
+    fn get(path: &str) -> Request<'_> {
+        Request {
+            method: "GET",
+            authority: Some("bert-model.default.example.com"),
+            path: Some(path.as_bytes()),
+            port: None,
+        }
+    }
+
+    fn decide(policy: &Policy, path: &str) -> Decision {
+        policy.decide(&get(path))
+    }
+
+    const PASS: Decision = Decision::Allow { rewrite_path: None };
+
+    #[test]
+    fn seed_001_allowed_paths_pass_unchanged() {
+        let p = policy(SEED_001);
+        for path in [
+            "/metrics",
+            "/healthz",
+            "/ready",
+            "/wait-for-drain",
+            "/v1/models/bert-emotion-model:predict",
+            "/v2/models/iris/infer",
+            "/v1/models/x?verbose=1&next=/admin",
+        ] {
+            assert_eq!(decide(&p, path), PASS, "{path}");
+        }
+    }
+
+    #[test]
+    fn seed_001_other_paths_are_denied() {
+        let p = policy(SEED_001);
+        for path in [
+            "/",
+            "/admin",
+            "/metrics/../admin",
+            "/v1/models",
+            "/v1/models/../../admin",
+            "/v1/models/%2e%2e/%2e%2e/admin",
+            "/v1/models/.%2E/.%2e/admin",
+            "/admin?x=/v1/models/a",
+            "/admin#/v1/models/a",
+            "/V1/models/x",
+            "/v3/models/x",
+            "/metricsx",
+            "/metrics/",
+            "/admin%3F/v1/models/a",
+            "/admin%23/v1/models/a",
+            "/admin;/v1/models/a",
+        ] {
+            assert_eq!(
+                decide(&p, path),
+                Decision::Refuse(Refusal::NoRuleMatched),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn attacks_that_cannot_be_normalized_get_400() {
+        let p = policy(SEED_001);
+        for path in [
+            "/v1/models/..%2F..%2Fadmin",
+            "/v1/models/..%5C..%5Cadmin",
+            "/v1/models/..\\..\\admin",
+            "/v1/models/%252e%252e/admin",
+            "/v1/models/%c0%ae%c0%ae/admin",
+            "/v1/models/x%00",
+            "/v1/models/x%",
+            "/v1/models/..;/..;/admin",
+            "/v1/models/x\r\nx-evil: 1",
+            "*",
+            "http://evil.example/v1/models/x",
+        ] {
+            let decision = decide(&p, path);
+            assert!(
+                matches!(decision, Decision::Refuse(Refusal::Malformed(_))),
+                "{path}: {decision:?}"
+            );
+            assert_eq!(decision.outcome(), Outcome::Malformed);
+        }
+        let missing = Request {
+            path: None,
+            ..get("/")
+        };
+        assert_eq!(
+            p.decide(&missing),
+            Decision::Refuse(Refusal::Malformed(MalformedPath::NotOriginForm))
+        );
+        let not_utf8 = Request {
+            path: Some(b"/v1/models/\xff"),
+            ..get("/")
+        };
+        assert_eq!(
+            p.decide(&not_utf8),
+            Decision::Refuse(Refusal::Malformed(MalformedPath::ForbiddenCharacter(0xff)))
+        );
+    }
+
+    #[test]
+    fn normalized_allowed_path_is_rewritten_query_untouched() {
+        let p = policy(SEED_001);
+        for (path, rewritten) in [
+            ("//v1//models/x", "/v1/models/x"),
+            ("/v1/models/x/../y?a=../b", "/v1/models/y?a=../b"),
+            ("/v1/%6dodels/x", "/v1/models/x"),
+            ("/admin/../v1/models/x", "/v1/models/x"),
+            ("/v1/models/a%3ab", "/v1/models/a%3Ab"),
+        ] {
+            assert_eq!(
+                decide(&p, path),
+                Decision::Allow {
+                    rewrite_path: Some(rewritten.to_string())
+                },
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn deny_policy() {
+        let p = policy(
+            r#"{"action":"DENY","rules":[
+                {"to":[{"operation":{"paths":["/admin*"]}}]},
+                {"to":[{"operation":{"methods":["DELETE"],"paths":["/v1/models/*"]}}]}]}"#,
+        );
+        assert_eq!(decide(&p, "/v1/models/x"), PASS);
+        assert_eq!(
+            decide(&p, "/admin"),
+            Decision::Refuse(Refusal::RuleDenies(0))
+        );
+        // Bypass attempts on a DENY rule: slashes merged, dots resolved, escapes decoded.
+        for path in ["//admin", "/x/../admin", "/%61dmin", "/./admin/"] {
+            assert_eq!(
+                decide(&p, path),
+                Decision::Refuse(Refusal::RuleDenies(0)),
+                "{path}"
+            );
+        }
+        let delete = Request {
+            method: "DELETE",
+            ..get("/v1/models/x")
+        };
+        assert_eq!(p.decide(&delete), Decision::Refuse(Refusal::RuleDenies(1)));
+        // Methods match exactly, as in Istio.
+        let lower = Request {
+            method: "delete",
+            ..get("/v1/models/x")
+        };
+        assert_eq!(p.decide(&lower), PASS);
+        // DENY without rules denies nothing; ALLOW without rules allows nothing.
+        assert_eq!(decide(&policy(r#"{"action":"DENY"}"#), "/admin"), PASS);
+        assert_eq!(
+            decide(&policy("{}"), "/v1/models/x"),
+            Decision::Refuse(Refusal::NoRuleMatched)
+        );
+    }
+
+    #[test]
+    fn dry_run_lets_everything_through_unchanged() {
+        let p = policy(
+            r#"{"dryRun":true,"rules":[{"to":[{"operation":{"paths":["/v1/models/*"]}}]}]}"#,
+        );
+        assert_eq!(
+            decide(&p, "/admin"),
+            Decision::DryRunRefuse(Refusal::NoRuleMatched)
+        );
+        assert_eq!(decide(&p, "/admin").outcome(), Outcome::DryRunDenied);
+        assert_eq!(
+            decide(&p, "/v1/models/%2F"),
+            Decision::DryRunRefuse(Refusal::Malformed(MalformedPath::EncodedSlash))
+        );
+        assert_eq!(decide(&p, "//v1/models/x"), PASS);
+    }
+
+    #[test]
+    fn hosts_and_ports_through_the_policy() {
+        let p = policy(
+            r#"{"rules":[{"to":[{"operation":{"hosts":["*.example.com"],"ports":["8080"],"paths":["/v1/*"]}}]}]}"#,
+        );
+        let ok = Request {
+            authority: Some("Bert.EXAMPLE.com:80"),
+            port: Some(8080),
+            ..get("/v1/x")
+        };
+        assert_eq!(p.decide(&ok), PASS);
+        let other_host = Request {
+            authority: Some("example.org"),
+            ..ok
+        };
+        assert_eq!(
+            p.decide(&other_host),
+            Decision::Refuse(Refusal::NoRuleMatched)
+        );
+        let no_host = Request {
+            authority: None,
+            ..ok
+        };
+        assert_eq!(p.decide(&no_host), Decision::Refuse(Refusal::NoRuleMatched));
+        let other_port = Request {
+            port: Some(9090),
+            ..ok
+        };
+        assert_eq!(
+            p.decide(&other_port),
+            Decision::Refuse(Refusal::NoRuleMatched)
+        );
+    }
+
+    #[test]
+    fn replies() {
+        let denied = Refusal::NoRuleMatched.reply(403);
+        assert_eq!(
+            (denied.status, denied.body.as_slice()),
+            (403, &b"RBAC: access denied"[..])
+        );
+        assert_eq!(Refusal::RuleDenies(0).reply(404).status, 404);
+        let malformed = Refusal::Malformed(MalformedPath::EncodedSlash).reply(403);
+        assert_eq!(malformed.status, 400);
+    }
+
+    #[test]
+    fn outcomes_have_distinct_metric_names() {
+        let mut names: Vec<&str> = Outcome::ALL.iter().map(|o| o.metric_name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Outcome::ALL.len());
+        assert_eq!(PASS.outcome(), Outcome::Allowed);
+        assert_eq!(
+            Decision::Refuse(Refusal::RuleDenies(1)).outcome(),
+            Outcome::Denied
+        );
+    }
+
+    #[test]
+    fn log_lines_escape_hostile_values() {
+        let decision = Decision::Refuse(Refusal::RuleDenies(2));
+        let line = log_line(
+            &decision,
+            Some(b"abc-123"),
+            "GET",
+            Some(b"/admin\r\nforged"),
+        )
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"path-allowlist: denied request_id="abc-123" method="GET" path="/admin\r\nforged": rule 2 denies"#
+        );
+        let long = vec![b'a'; 10_000];
+        let line = log_line(&decision, None, "GET", Some(&long)).unwrap();
+        assert!(line.len() < 400, "{}", line.len());
+        assert!(line.contains("request_id=\"-\""));
+        let dry = Decision::DryRunRefuse(Refusal::NoRuleMatched);
+        assert!(log_line(&dry, None, "GET", None)
+            .unwrap()
+            .contains("dry-run, would deny"));
+        assert_eq!(log_line(&PASS, None, "GET", None), None);
+    }
+
+    #[test]
+    fn destination_port_property() {
+        assert_eq!(parse_port(&8080i64.to_le_bytes()), Some(8080));
+        assert_eq!(parse_port(&70000i64.to_le_bytes()), None);
+        assert_eq!(parse_port(&(-1i64).to_le_bytes()), None);
+        assert_eq!(parse_port(b"8080"), None);
+    }
+
+    #[test]
+    fn thousand_paths_policy_matches_like_ten() {
+        let small = policy(&many_paths_config(10));
+        let large = policy(&many_paths_config(1000));
+        assert_eq!(decide(&large, "/svc999/models/x"), PASS);
+        assert_eq!(
+            decide(&large, "/svc1000/models/x"),
+            Decision::Refuse(Refusal::NoRuleMatched)
+        );
+        for path in ["/svc5/models/a", "/nope", "/svc5/x"] {
+            assert_eq!(decide(&small, path), decide(&large, path), "{path}");
+        }
+    }
+
+    /// Rules mixing the forms: per i, an exact path, a prefix, a suffix and a template.
+    fn many_paths_config(n: usize) -> String {
+        let paths: Vec<String> = (0..n)
+            .flat_map(|i| {
+                [
+                    format!("\"/svc{i}/models/*\""),
+                    format!("\"/exact{i}\""),
+                    format!("\"*.ext{i}\""),
+                    format!("\"/t{i}/{{*}}/infer\""),
+                ]
+            })
+            .collect();
+        format!(
+            r#"{{"rules":[{{"to":[{{"operation":{{"paths":[{}]}}}}]}}]}}"#,
+            paths.join(",")
+        )
+    }
+
+    /// The issue's budget: 1,000 path patterns cost at most a few µs more per request than 10.
+    /// Native only (wall-clock time); the best of several runs resists a busy machine.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn thousand_patterns_cost_at_most_a_few_microseconds_more_than_ten() {
+        use std::time::{Duration, Instant};
+        const PROBES: [&str; 4] = ["/svc7/models/x:predict", "/admin", "/t3/a/infer", "/x.ext5"];
+        const ROUNDS: u32 = 500;
+        let per_request = |policy: &Policy| {
+            (0..5)
+                .map(|_| {
+                    let start = Instant::now();
+                    for _ in 0..ROUNDS {
+                        for path in PROBES {
+                            std::hint::black_box(decide(policy, std::hint::black_box(path)));
+                        }
+                    }
+                    start.elapsed() / (ROUNDS * PROBES.len() as u32)
+                })
+                .min()
+                .unwrap_or_default()
+        };
+        let small = per_request(&policy(&many_paths_config(10)));
+        let large = per_request(&policy(&many_paths_config(1000)));
+        assert!(
+            large < small + Duration::from_micros(3),
+            "10 patterns: {small:?} per request, 4,000 patterns: {large:?}"
+        );
+    }
+}
