@@ -3,47 +3,228 @@
 
 use crate::http;
 
+/// Where a step's request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The gateway listener, as a client.
+    Gateway,
+    /// Envoy's admin interface (`/stats/prometheus`), as the seed's `kubectl exec … curl localhost:15000`.
+    Admin,
+}
+
 /// One request of the walkthrough and what it must get.
 pub struct Step {
     pub title: &'static str,
+    pub target: Target,
     pub method: &'static str,
     pub path: &'static str,
-    pub headers: &'static [(&'static str, &'static str)],
-    pub body: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
     pub expect_status: u16,
     /// A header the answer must carry, with its value.
     pub expect_header: Option<(&'static str, &'static str)>,
-    /// Text the body must contain.
-    pub expect_body: Option<&'static str>,
+    /// Texts the body must contain.
+    pub expect_body: Vec<String>,
 }
 
-const HOST: (&str, &str) = ("host", "bert-model.default.example.com");
-const JSON: (&str, &str) = ("content-type", "application/json");
+/// The demo's token issuer (`jwtRules` in `wasmplugin-manifests/gateway/auth-gate.yaml`
+/// carries its public key). Its private key was thrown away after signing the tokens below.
+pub const DEMO_ISSUER: &str = "https://dex.example.com";
+/// A token for `demo-user`, audience `kserve`, valid until 2100.
+pub const DEMO_TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImRlbW8ta2V5LTEiLCJ0eXAiOiJKV1QifQ.eyJpc3MiOiJodHRwczovL2RleC5leGFtcGxlLmNvbSIsInN1YiI6ImRlbW8tdXNlciIsImF1ZCI6ImtzZXJ2ZSIsImlhdCI6MTc2NzIyNTYwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.UsDh-OscVE6e4KLfDtgDo60qYlcAJqdhuVEhP0mH6-bOqnE1hHFub8hPR2JktJ1RVmYtC1mSyHooD9741MbJhie9ceR6UgVzAT5l_3V0jiGYP81zlLMiDCoj6yrL6KOpA8bbwz4fwH1oMDboo0ZAFV4YBQzLDXXmhhJscFuFLVP9dXopt9nuLAt5mm8MaS3GtW-UtipSwNBZGv36hmLcSVo9lVgN03_yKc7d1sfgkdLPDPXK0seHeA5Q4Q6eN9HzGFEFZzoRDvufqW8ewTkBR51FetTWxXuYyukrIK6wfHI50SpdWQRgfVa9C8llSSTRGzQjsZeC_keCbk9F_5OsuQ";
+/// The same claims signed by another key: a forgery.
+pub const FORGED_TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImRlbW8ta2V5LTEiLCJ0eXAiOiJKV1QifQ.eyJpc3MiOiJodHRwczovL2RleC5leGFtcGxlLmNvbSIsInN1YiI6ImRlbW8tdXNlciIsImF1ZCI6ImtzZXJ2ZSIsImlhdCI6MTc2NzIyNTYwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.gV6oLrYW3xoI9ZMmGNtpdnFaiiAsvl3NhLuFFGwRzcQSvVTZONEidyh-RwChj0sylZxNKIc-qbjFkpkktARmAm4MW9iSoa1mH3Om8SEyNuo_EGbXzrLyPMnWPOK55WPKOm5kz0n9DXNf1h-28kP4XcC0zP9UnfI3x_jwn8aArEsxzTJFQxLb5I9hEreAisChX9PEjVYa4OXPMP2pMVFzMyZIlZ68yZAdJUdJQY4NHdTG69Q8bgcZn4Y0RydnaofiXhzsGlVMZar2qlwlrQgCrNFhXt_9KSDuZ4TgQ5AcpRvvVcq0uETZkUg0pW5JpJiSB1HDC81aD93JnRq_MDuMrg";
 
-/// Seed 003's walkthrough, in order.
+const PREDICT: &str = "/v1/models/bert-emotion-model:predict";
+const INFER_V2: &str = "/v2/models/bert-emotion-model/infer";
+
+fn host() -> (&'static str, String) {
+    ("host", "bert-model.default.example.com".to_string())
+}
+
+fn json() -> (&'static str, String) {
+    ("content-type", "application/json".to_string())
+}
+
+fn x_test() -> (&'static str, String) {
+    ("x-test", "istio-is-cool".to_string())
+}
+
+fn bearer(token: &str) -> (&'static str, String) {
+    ("authorization", format!("Bearer {token}"))
+}
+
+fn gateway(
+    title: &'static str,
+    method: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: &str,
+    expect_status: u16,
+) -> Step {
+    Step {
+        title,
+        target: Target::Gateway,
+        method,
+        path,
+        headers,
+        body: body.to_string(),
+        expect_status,
+        expect_header: None,
+        expect_body: Vec::new(),
+    }
+}
+
+impl Step {
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.expect_header = Some((name, value));
+        self
+    }
+
+    fn body_has(mut self, text: &str) -> Self {
+        self.expect_body.push(text.to_string());
+        self
+    }
+}
+
+/// Seeds 003 and 001 replayed through the four plugins of `wasmplugin-manifests/gateway/`.
 pub fn steps() -> Vec<Step> {
-    vec![
-        Step {
-            title: "seed 003: the model answers through the gateway",
-            method: "GET",
-            path: "/v1/models/bert-emotion-model",
-            headers: &[HOST],
-            body: "",
-            expect_status: 200,
-            expect_header: None,
-            expect_body: Some(r#""ready":"True""#),
-        },
-        Step {
-            title: "seed 003: a prediction",
-            method: "POST",
-            path: "/v1/models/bert-emotion-model:predict",
-            headers: &[HOST, JSON, ("x-test", "istio-is-cool")],
-            body: r#"{"input": "Istio is the best service mesh"}"#,
-            expect_status: 200,
-            expect_header: None,
-            expect_body: Some(r#"{"predictions":[[{"label":"joy""#),
-        },
-    ]
+    let sentence = |input: &str| {
+        format!(
+            r#"{{"inputs":[{{"name":"text","shape":[1],"datatype":"BYTES","data":["{input}"]}}]}}"#
+        )
+    };
+    let mut steps = vec![
+        gateway(
+            "seed 003: the model is ready (v1 metadata)",
+            "GET",
+            "/v1/models/bert-emotion-model",
+            vec![host()],
+            "",
+            200,
+        )
+        .body_has(r#""ready":"True""#),
+        gateway(
+            "seed 003 auth: a prediction without the X-Test header is denied",
+            "POST",
+            PREDICT,
+            vec![host(), json()],
+            r#"{"input": "The sky is blue and the sun is shining"}"#,
+            403,
+        )
+        .body_has("RBAC: access denied"),
+        gateway(
+            "seed 003 auth: with X-Test: istio-is-cool it is admitted",
+            "POST",
+            PREDICT,
+            vec![host(), json(), x_test()],
+            r#"{"input": "The sky is blue and the sun is shining"}"#,
+            200,
+        )
+        .body_has(r#"{"predictions":[[{"label":"joy""#),
+        gateway(
+            "seed 001 allowlist: /admin is not on the allowlist (even with a valid token)",
+            "GET",
+            "/admin",
+            vec![host(), bearer(DEMO_TOKEN)],
+            "",
+            403,
+        )
+        .body_has("RBAC: access denied"),
+        gateway(
+            "seed 001 allowlist: path tricks do not reach /admin",
+            "GET",
+            "/v1/models/../../admin",
+            vec![host(), bearer(DEMO_TOKEN)],
+            "",
+            403,
+        )
+        .body_has("RBAC: access denied"),
+        gateway(
+            "seed 001 require-jwt: /healthz without a token is denied",
+            "GET",
+            "/healthz",
+            vec![host()],
+            "",
+            403,
+        )
+        .body_has("RBAC: access denied"),
+        gateway(
+            "seed 001 require-jwt: a forged token is rejected",
+            "GET",
+            "/healthz",
+            vec![host(), bearer(FORGED_TOKEN)],
+            "",
+            401,
+        )
+        .body_has("Jwt verification fails"),
+        gateway(
+            "seed 001 require-jwt: a valid token is admitted",
+            "GET",
+            "/healthz",
+            vec![host(), bearer(DEMO_TOKEN)],
+            "",
+            200,
+        ),
+        gateway(
+            "seed 003 ratelimit: the 2nd prediction in a minute is still admitted",
+            "POST",
+            PREDICT,
+            vec![host(), json(), x_test()],
+            r#"{"input": "Istio is lovely"}"#,
+            200,
+        )
+        .body_has(r#"{"predictions":[[{"label":"love""#),
+        gateway(
+            "seed 003 ratelimit: the 3rd is over the 2/minute limit",
+            "POST",
+            PREDICT,
+            vec![host(), json(), x_test()],
+            r#"{"input": "Istio is lovely"}"#,
+            429,
+        )
+        .header("x-envoy-ratelimited", "true"),
+    ];
+    for input in [
+        "The mood was somber",
+        "Istio is scary",
+        "The atmosphere was exciting",
+        "The group was surprised by how much the can do with Istio",
+        "Istio is lovely",
+    ] {
+        steps.push(gateway(
+            "seed 003 stats: a prediction (v2 protocol, its own rate limit)",
+            "POST",
+            INFER_V2,
+            vec![host(), json()],
+            &sentence(input),
+            200,
+        ));
+    }
+    let mut stats = Step {
+        title: "seed 003 stats: top labels counted on /stats/prometheus, with labels",
+        target: Target::Admin,
+        method: "GET",
+        path: "/stats/prometheus",
+        headers: Vec::new(),
+        body: String::new(),
+        expect_status: 200,
+        expect_header: None,
+        expect_body: Vec::new(),
+    };
+    for (label, count) in [
+        ("joy", 2),
+        ("love", 2),
+        ("sadness", 1),
+        ("fear", 1),
+        ("surprise", 1),
+    ] {
+        stats = stats.body_has(&format!(
+            r#"emotion_stats_top_label_total{{model="bert-emotion-model",label="{label}"}} {count}"#
+        ));
+    }
+    steps.push(stats);
+    steps
 }
 
 /// Headers shown for every answer when present.
@@ -54,15 +235,20 @@ const SHOWN_HEADERS: [&str; 4] = [
     "server",
 ];
 
-/// Runs the steps against `base_url` (`http://host:port`), printing each; returns how many failed.
-pub fn run(base_url: &str, steps: &[Step]) -> usize {
+/// Runs the steps against a gateway (`http://host:port` of the listener and of the admin
+/// interface), printing each; returns how many failed.
+pub fn run(gateway_base: &str, admin_base: &str, steps: &[Step]) -> usize {
     let mut failures = 0;
     for (i, step) in steps.iter().enumerate() {
         println!("\n[{}] {}", i + 1, step.title);
-        let headers: String = step
+        let base = match step.target {
+            Target::Gateway => gateway_base,
+            Target::Admin => admin_base,
+        };
+        let shown: String = step
             .headers
             .iter()
-            .map(|(n, v)| format!(" -H '{n}: {v}'"))
+            .map(|(n, v)| format!(" -H '{n}: {}'", abbreviate(v, 40)))
             .collect();
         let data = if step.body.is_empty() {
             String::new()
@@ -70,13 +256,15 @@ pub fn run(base_url: &str, steps: &[Step]) -> usize {
             format!(" -d '{}'", step.body)
         };
         println!(
-            "    $ curl -X {}{headers}{data} {base_url}{}",
+            "    $ curl -X {}{shown}{data} {base}{}",
             step.method, step.path
         );
+        let headers: Vec<(&str, &str)> =
+            step.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let problems = match http::send(
             step.method,
-            &format!("{base_url}{}", step.path),
-            step.headers,
+            &format!("{base}{}", step.path),
+            &headers,
             step.body.as_bytes(),
         ) {
             Ok(response) => {
@@ -86,7 +274,18 @@ pub fn run(base_url: &str, steps: &[Step]) -> usize {
                         println!("    < {name}: {value}");
                     }
                 }
-                println!("    {}", abbreviate(&response.text()));
+                match step.target {
+                    Target::Gateway => println!("    {}", abbreviate(&response.text(), 160)),
+                    Target::Admin => {
+                        for line in response
+                            .text()
+                            .lines()
+                            .filter(|l| l.starts_with("emotion_stats_top_label_total{"))
+                        {
+                            println!("    {line}");
+                        }
+                    }
+                }
                 check(step, &response)
             }
             Err(e) => vec![format!("no answer: {e}")],
@@ -119,18 +318,18 @@ fn check(step: &Step, response: &http::Response) -> Vec<String> {
             ));
         }
     }
-    if let Some(text) = step.expect_body {
-        if !response.text().contains(text) {
+    let body = response.text();
+    for text in &step.expect_body {
+        if !body.contains(text.as_str()) {
             problems.push(format!("expected the body to contain {text:?}"));
         }
     }
     problems
 }
 
-fn abbreviate(text: &str) -> String {
-    const MAX: usize = 160;
+fn abbreviate(text: &str, max: usize) -> String {
     let one_line = text.replace('\n', " ");
-    match one_line.char_indices().nth(MAX) {
+    match one_line.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &one_line[..at]),
         None => one_line,
     }
@@ -142,16 +341,9 @@ mod tests {
 
     #[test]
     fn a_step_fails_on_status_header_or_body_mismatch() {
-        let step = Step {
-            title: "t",
-            method: "GET",
-            path: "/",
-            headers: &[],
-            body: "",
-            expect_status: 429,
-            expect_header: Some(("x-envoy-ratelimited", "true")),
-            expect_body: Some("limit"),
-        };
+        let step = gateway("t", "GET", "/", vec![], "", 429)
+            .header("x-envoy-ratelimited", "true")
+            .body_has("limit");
         let good = http::Response {
             status: 429,
             headers: vec![("x-envoy-ratelimited".into(), "true".into())],
@@ -168,8 +360,8 @@ mod tests {
 
     #[test]
     fn long_bodies_are_abbreviated_on_char_boundaries() {
-        assert_eq!(abbreviate("short"), "short");
+        assert_eq!(abbreviate("short", 160), "short");
         let long = "é".repeat(200);
-        assert_eq!(abbreviate(&long).chars().count(), 161);
+        assert_eq!(abbreviate(&long, 160).chars().count(), 161);
     }
 }

@@ -39,7 +39,8 @@ impl Envoy {
     /// Renders the bootstrap, starts Envoy and waits until it serves. The error of a refused
     /// configuration carries Envoy's log, where the plugin says why.
     pub fn start(config: EnvoyConfig) -> Result<Self> {
-        for plugin in &config.plugins {
+        // A plugin whose fetch failed has no module: it is rendered as an RBAC stand-in.
+        for plugin in config.plugins.iter().filter(|p| p.fetch_failure.is_none()) {
             if !plugin.module.is_file() {
                 return Err(Error(format!(
                     "module {} not found: run ./build.sh build",
@@ -65,6 +66,9 @@ impl Envoy {
             .arg(&admin_file)
             .arg("--log-path")
             .arg(&log)
+            // Tests read the log while Envoy runs: flush it every 100 ms, not every 10 s.
+            .arg("--file-flush-interval-msec")
+            .arg("100")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -101,8 +105,8 @@ impl Envoy {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(Error(format!(
-                    "envoy exited ({status}) before it was ready; its log:\n{}",
-                    self.log()
+                    "envoy exited ({status}) before it was ready; its warnings and errors:\n{}",
+                    self.log_problems()
                 )));
             }
             if self.admin.port() == 0 {
@@ -122,8 +126,8 @@ impl Envoy {
             }
             if Instant::now() > deadline {
                 return Err(Error(format!(
-                    "envoy not ready after {READY_TIMEOUT:?}; its log:\n{}",
-                    self.log()
+                    "envoy not ready after {READY_TIMEOUT:?}; its warnings and errors:\n{}",
+                    self.log_problems()
                 )));
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -176,6 +180,20 @@ impl Envoy {
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// The log lines that say what went wrong (warnings, errors and everything the Wasm
+    /// plugins logged), without the long list of extensions Envoy prints at start.
+    pub fn log_problems(&self) -> String {
+        self.log()
+            .lines()
+            .filter(|l| {
+                ["][warning][", "][error][", "][critical][", "][wasm]"]
+                    .iter()
+                    .any(|m| l.contains(m))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn pid(&self) -> u32 {

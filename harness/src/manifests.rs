@@ -2,7 +2,14 @@
 //! `pluginConfig` as JSON text, filters ordered by `phase` (AUTHN, AUTHZ, STATS, then
 //! UNSPECIFIED) and inside a phase by `priority`, higher first, an unset priority last (istiod
 //! sorts it as MinInt32), ties by namespace then name; `failStrategy` → Envoy's failure policy.
+//!
+//! Modules: an `oci://` image on a loopback registry (or any image, with
+//! [`ModuleResolver::pull_every_image`], or from another registry with
+//! [`ModuleResolver::registry_override`]) is pulled as istio-agent pulls it (see [`crate::oci`]);
+//! if that fails, the plugin becomes Istio's RBAC stand-in by its `failStrategy`. Every other
+//! url maps to `dist/<name>.wasm`, so local development needs no registry.
 
+use crate::oci::{self, ImageRef, ModuleCache, PullPolicy};
 use crate::render::{FailStrategy, Plugin};
 use crate::{Error, Result};
 use serde::Deserialize;
@@ -37,6 +44,8 @@ struct Spec {
     url: String,
     #[serde(default)]
     sha256: Option<String>,
+    #[serde(default)]
+    image_pull_policy: Option<String>,
     #[serde(default)]
     plugin_name: Option<String>,
     #[serde(default)]
@@ -90,8 +99,70 @@ pub enum Phase {
     Unspecified,
 }
 
+/// How `url`s become modules in a local run.
+pub struct ModuleResolver {
+    /// Pull every `oci://` image, not only those on a loopback registry.
+    pub pull_every_image: bool,
+    /// Pull every `oci://` image from this registry (`host[:port][/prefix]`) instead of the one
+    /// in its url, by the url's last path component and tag or digest: rehearses manifests
+    /// against images pushed to a local registry without editing their urls.
+    pub registry_override: Option<String>,
+    pub cache: ModuleCache,
+    pub registry: Box<dyn oci::Registry>,
+}
+
+impl Default for ModuleResolver {
+    /// Loopback images pulled with skopeo into [`ModuleCache::default_dir`].
+    fn default() -> Self {
+        Self {
+            pull_every_image: false,
+            registry_override: None,
+            cache: ModuleCache::new(ModuleCache::default_dir()),
+            registry: Box::new(oci::Skopeo),
+        }
+    }
+}
+
+impl ModuleResolver {
+    /// The module for `url`, or why it could not be fetched. `None`: not an image this
+    /// resolver pulls.
+    fn fetch(
+        &self,
+        url: &str,
+        sha256: Option<&str>,
+        pull_policy: Option<&str>,
+    ) -> Option<std::result::Result<PathBuf, String>> {
+        // No scheme means oci://, as in the CRD.
+        if url.contains("://") && !url.starts_with("oci://") {
+            return None;
+        }
+        let pull_all = self.pull_every_image || self.registry_override.is_some();
+        let parsed = ImageRef::parse(url).and_then(|image| match &self.registry_override {
+            Some(registry) => image.moved_to(registry),
+            None => Ok(image),
+        });
+        let image = match parsed {
+            Ok(image) if pull_all || image.is_loopback() => image,
+            Ok(_) => return None,
+            Err(e) if pull_all => return Some(Err(e.0)),
+            Err(_) => return None,
+        };
+        Some(
+            PullPolicy::resolve(pull_policy, &image)
+                .and_then(|policy| self.cache.fetch(&*self.registry, &image, sha256, policy))
+                .map(|fetched| fetched.module)
+                .map_err(|e| e.0),
+        )
+    }
+}
+
 /// Reads every `WasmPlugin` in the `.yaml`/`.yml` files of `dir` (other kinds are skipped).
 pub fn load_dir(dir: &Path) -> Result<Vec<WasmPlugin>> {
+    load_dir_with(dir, &ModuleResolver::default())
+}
+
+/// [`load_dir`] with modules resolved by `resolver`.
+pub fn load_dir_with(dir: &Path, resolver: &ModuleResolver) -> Result<Vec<WasmPlugin>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error(format!("cannot read manifests in {}: {e}", dir.display())))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -102,13 +173,20 @@ pub fn load_dir(dir: &Path) -> Result<Vec<WasmPlugin>> {
     for file in files {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| Error(format!("cannot read {}: {e}", file.display())))?;
-        plugins.extend(parse(&text).map_err(|e| Error(format!("{}: {e}", file.display())))?);
+        plugins.extend(
+            parse_with(&text, resolver).map_err(|e| Error(format!("{}: {e}", file.display())))?,
+        );
     }
     Ok(plugins)
 }
 
 /// Parses the `WasmPlugin` documents of one (multi-document) YAML text.
 pub fn parse(text: &str) -> Result<Vec<WasmPlugin>> {
+    parse_with(text, &ModuleResolver::default())
+}
+
+/// [`parse`] with modules resolved by `resolver`.
+pub fn parse_with(text: &str, resolver: &ModuleResolver) -> Result<Vec<WasmPlugin>> {
     let mut plugins = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
         let value = serde_yaml::Value::deserialize(document)
@@ -123,12 +201,12 @@ pub fn parse(text: &str) -> Result<Vec<WasmPlugin>> {
         {
             continue;
         }
-        plugins.push(from_resource(resource)?);
+        plugins.push(from_resource(resource, resolver)?);
     }
     Ok(plugins)
 }
 
-fn from_resource(resource: Resource) -> Result<WasmPlugin> {
+fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPlugin> {
     let name = resource.metadata.name;
     let namespace = resource
         .metadata
@@ -193,12 +271,43 @@ fn from_resource(resource: Resource) -> Result<WasmPlugin> {
             }
         }
     }
-    let module = local_module(&spec.url).ok_or_else(|| {
-        Error(format!(
-            "{what}: cannot resolve url {:?} to a local module",
-            spec.url
-        ))
-    })?;
+    if let Some(policy) = spec
+        .image_pull_policy
+        .as_deref()
+        .filter(|p| !matches!(*p, "UNSPECIFIED_POLICY" | "IfNotPresent" | "Always"))
+    {
+        return Err(Error(format!(
+            "{what}: imagePullPolicy {policy:?} is not one of UNSPECIFIED_POLICY, IfNotPresent, Always"
+        )));
+    }
+    let (module, fetch_failure) = match resolver.fetch(
+        &spec.url,
+        spec.sha256.as_deref(),
+        spec.image_pull_policy.as_deref(),
+    ) {
+        Some(Ok(module)) => (module, None),
+        Some(Err(why)) => {
+            let consequence = match fail_strategy.stand_in() {
+                crate::StandIn::DenyAll => "every request is denied (403 RBAC: access denied)",
+                crate::StandIn::AllowAll => "the plugin is skipped",
+            };
+            eprintln!(
+                "harness: {what}: cannot fetch {}: {why}; failStrategy {}: {consequence}",
+                spec.url,
+                spec.fail_strategy.as_deref().unwrap_or("FAIL_CLOSE")
+            );
+            (PathBuf::new(), Some(why))
+        }
+        None => {
+            let module = local_module(&spec.url).ok_or_else(|| {
+                Error(format!(
+                    "{what}: cannot resolve url {:?} to a local module",
+                    spec.url
+                ))
+            })?;
+            (module, None)
+        }
+    };
     Ok(WasmPlugin {
         plugin: Plugin {
             name: format!("{namespace}.{name}"),
@@ -208,6 +317,7 @@ fn from_resource(resource: Resource) -> Result<WasmPlugin> {
             fail_strategy,
             env,
             host_env_keys,
+            fetch_failure,
         },
         namespace,
         name,
@@ -218,9 +328,9 @@ fn from_resource(resource: Resource) -> Result<WasmPlugin> {
     })
 }
 
-/// For local runs, a module comes from `dist/`: `file:///…/x.wasm` is used as is when the file
-/// exists here, otherwise (and for `oci://…/x:tag`, `https://…/x.wasm`) by its name `x` as
-/// `dist/x.wasm`.
+/// For local runs, a module that is not pulled comes from `dist/`: `file:///…/x.wasm` is used as
+/// is when the file exists here, otherwise (and for `oci://…/x:tag`, `https://…/x.wasm`) by its
+/// name `x` as `dist/x.wasm`.
 fn local_module(url: &str) -> Option<PathBuf> {
     if let Some(path) = url.strip_prefix("file://") {
         if Path::new(path).is_file() {
@@ -350,5 +460,99 @@ spec:
         assert!(parse(no_url).unwrap_err().0.contains("url"));
         let bad_strategy = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: x}\nspec: {url: x, failStrategy: MAYBE}\n";
         assert!(parse(bad_strategy).unwrap_err().0.contains("MAYBE"));
+        let bad_policy = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: x}\nspec: {url: x, imagePullPolicy: Sometimes}\n";
+        assert!(parse(bad_policy).unwrap_err().0.contains("Sometimes"));
+    }
+
+    fn wasm_plugin(url: &str, extra: &str) -> String {
+        format!("apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: p, namespace: ns}}\nspec:\n  url: {url}\n{extra}")
+    }
+
+    fn resolver(name: &str, registry: Box<dyn oci::Registry>, every: bool) -> ModuleResolver {
+        let cache = std::env::temp_dir().join(format!("manifests-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        ModuleResolver {
+            pull_every_image: every,
+            registry_override: None,
+            cache: ModuleCache::new(cache),
+            registry,
+        }
+    }
+
+    #[test]
+    fn loopback_images_are_pulled_and_others_map_to_dist() {
+        use crate::oci::test_registry::{module, FakeRegistry};
+        let code = module(b"pulled");
+        let image = oci::build_image(&code, oci::Variant::Compat).unwrap();
+        let digest = image.digest();
+        let registry = || {
+            Box::new(FakeRegistry {
+                image: image.clone(),
+                pulls: Default::default(),
+            })
+        };
+        let local = resolver("loopback", registry(), false);
+        let pinned = format!("  sha256: {}\n", digest.trim_start_matches("sha256:"));
+        let pulled = parse_with(
+            &wasm_plugin("oci://127.0.0.1:5000/wasm/path-allowlist:0.1.0", &pinned),
+            &local,
+        )
+        .unwrap();
+        assert_eq!(pulled[0].plugin.fetch_failure, None);
+        assert_eq!(std::fs::read(&pulled[0].plugin.module).unwrap(), code);
+        let remote = parse_with(
+            &wasm_plugin("oci://ghcr.io/x/path-allowlist:0.1.0", ""),
+            &local,
+        )
+        .unwrap();
+        assert!(remote[0]
+            .plugin
+            .module
+            .ends_with("dist/path-allowlist.wasm"));
+
+        let every = resolver("every", registry(), true);
+        let pulled = parse_with(
+            &wasm_plugin("oci://ghcr.io/x/path-allowlist:0.1.0", ""),
+            &every,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&pulled[0].plugin.module).unwrap(), code);
+
+        let elsewhere = ModuleResolver {
+            registry_override: Some("127.0.0.1:5000/mirror".to_string()),
+            ..resolver("override", registry(), false)
+        };
+        let pulled = parse_with(
+            &wasm_plugin("oci://ghcr.io/x/path-allowlist:0.1.0", &pinned),
+            &elsewhere,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&pulled[0].plugin.module).unwrap(), code);
+        for resolver in [local, every, elsewhere] {
+            std::fs::remove_dir_all(resolver.cache.dir()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_failed_fetch_keeps_the_plugin_as_its_fail_strategy_stand_in() {
+        use crate::oci::test_registry::Unreachable;
+        let down = resolver("down", Box::new(Unreachable), false);
+        let url = "oci://127.0.0.1:5000/wasm/auth-gate:0.1.0";
+        for (strategy, stand_in) in [
+            ("FAIL_CLOSE", crate::StandIn::DenyAll),
+            ("FAIL_OPEN", crate::StandIn::AllowAll),
+            ("FAIL_RELOAD", crate::StandIn::DenyAll),
+        ] {
+            let plugins = parse_with(
+                &wasm_plugin(url, &format!("  failStrategy: {strategy}\n")),
+                &down,
+            )
+            .unwrap();
+            let plugin = &plugins[0].plugin;
+            let why = plugin.fetch_failure.as_deref().unwrap();
+            assert!(why.contains("connection refused"), "{why}");
+            assert_eq!(plugin.fail_strategy.stand_in(), stand_in);
+        }
+        let _ = std::fs::remove_dir_all(down.cache.dir());
     }
 }

@@ -5,9 +5,13 @@
 use crate::lexicon;
 use crate::{Error, Result};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// A request as the upstream saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +47,22 @@ struct State {
     canned: Option<CannedResponse>,
 }
 
-/// A running model server; stopped when dropped.
+/// A running model server; stopped when dropped (listener closed, open connections shut down).
 pub struct ModelServer {
-    server: Arc<tiny_http::Server>,
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    /// Open connections by id, to shut them down when the server stops.
+    connections: Arc<Mutex<HashMap<u64, TcpStream>>>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
-const WORKERS: usize = 4;
+/// Requests larger than this are refused (the demo never needs more; a test flood cannot eat
+/// the machine's memory).
+const MAX_REQUEST_BYTES: usize = 64 << 20;
+const MAX_HEAD_BYTES: usize = 64 << 10;
+/// A keep-alive connection idle this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl ModelServer {
     /// Starts on 127.0.0.1 with a port the kernel picks.
@@ -60,30 +71,44 @@ impl ModelServer {
     }
 
     pub fn start_on(listen: &str) -> Result<Self> {
-        let server = tiny_http::Server::http(listen)
+        let listener = TcpListener::bind(listen)
             .map_err(|e| Error(format!("model server cannot listen on {listen}: {e}")))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error("model server has no IP address".into()))?;
-        let server = Arc::new(server);
+        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
-        let workers = (0..WORKERS)
-            .map(|_| {
-                let server = Arc::clone(&server);
-                let state = Arc::clone(&state);
-                std::thread::spawn(move || {
-                    while let Ok(request) = server.recv() {
-                        handle(request, &state);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(HashMap::new()));
+        let acceptor = {
+            let (state, stopping, connections) = (
+                Arc::clone(&state),
+                Arc::clone(&stopping),
+                Arc::clone(&connections),
+            );
+            std::thread::spawn(move || {
+                for (id, stream) in (0u64..).zip(listener.incoming()) {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
                     }
-                })
+                    let Ok(stream) = stream else { continue };
+                    let Ok(clone) = stream.try_clone() else {
+                        continue;
+                    };
+                    lock(&connections).insert(id, clone);
+                    let (state, connections) = (Arc::clone(&state), Arc::clone(&connections));
+                    std::thread::spawn(move || {
+                        serve_connection(stream, &state);
+                        if let Some(done) = lock(&connections).remove(&id) {
+                            let _ = done.shutdown(Shutdown::Both);
+                        }
+                    });
+                }
             })
-            .collect();
+        };
         Ok(Self {
-            server,
             addr,
             state,
-            workers,
+            stopping,
+            connections,
+            acceptor: Some(acceptor),
         })
     }
 
@@ -108,69 +133,193 @@ impl ModelServer {
 
 impl Drop for ModelServer {
     fn drop(&mut self) {
-        for _ in &self.workers {
-            self.server.unblock();
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wakes the blocking accept so the acceptor sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
         }
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+        for (_, connection) in lock(&self.connections).drain() {
+            let _ = connection.shutdown(Shutdown::Both);
         }
     }
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test thread that panicked while holding the lock leaves valid data behind.
-    state
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn handle(mut request: tiny_http::Request, state: &Mutex<State>) {
-    let mut body = Vec::new();
-    let read = request.as_reader().read_to_end(&mut body);
-    let recorded = RecordedRequest {
-        method: request.method().as_str().to_string(),
-        path: request.url().to_string(),
-        headers: request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect(),
-        body,
+/// HTTP/1.1 with keep-alive, one request at a time per connection (as Envoy's pool uses it).
+fn serve_connection(stream: TcpStream, state: &Mutex<State>) {
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
     };
-    let (status, content_type, payload) = {
-        let mut state = lock(state);
-        state.requests.push(recorded.clone());
-        match (&state.canned, read) {
-            (_, Err(e)) => (
-                400,
-                "text/plain".to_string(),
-                format!("cannot read body: {e}").into_bytes(),
-            ),
-            (Some(canned), _) => (
-                canned.status,
-                canned.content_type.clone(),
-                canned.body.clone(),
-            ),
-            (None, Ok(_)) => {
-                let (status, value) = route(&recorded.method, &recorded.path, &recorded.body);
-                (
-                    status,
-                    "application/json".to_string(),
-                    value.to_string().into_bytes(),
-                )
+    let mut reader = BufReader::new(stream);
+    loop {
+        let request = match read_request(&mut reader) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(reason) => {
+                let _ = write_response(&mut writer, 400, "text/plain", reason.as_bytes(), true);
+                return;
+            }
+        };
+        let close = request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let (status, content_type, body) = {
+            let mut state = lock(state);
+            state.requests.push(request.clone());
+            match &state.canned {
+                Some(canned) => (
+                    canned.status,
+                    canned.content_type.clone(),
+                    canned.body.clone(),
+                ),
+                None => {
+                    let (status, value) = route(&request.method, &request.path, &request.body);
+                    (
+                        status,
+                        "application/json".to_string(),
+                        value.to_string().into_bytes(),
+                    )
+                }
+            }
+        };
+        if write_response(&mut writer, status, &content_type, &body, close).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// One request, or `None` when the client closed the connection between requests.
+fn read_request(reader: &mut impl BufRead) -> std::result::Result<Option<RecordedRequest>, String> {
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let read = reader
+            .take((MAX_HEAD_BYTES - before) as u64 + 1)
+            .read_until(b'\n', &mut head);
+        match read {
+            Ok(0) if head.is_empty() => return Ok(None),
+            Ok(0) => return Err("connection closed in the request head".into()),
+            Ok(_) => {}
+            Err(_) if head.is_empty() => return Ok(None),
+            Err(e) => return Err(format!("reading the request head: {e}")),
+        }
+        if head.len() > MAX_HEAD_BYTES {
+            return Err("request head too large".into());
+        }
+        if head.ends_with(b"\r\n\r\n") || head == b"\r\n" {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut lines = text.split("\r\n");
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let (Some(method), Some(path)) = (request_line.next(), request_line.next()) else {
+        return Err("bad request line".into());
+    };
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let mut request = RecordedRequest {
+        method: method.to_string(),
+        path: path.to_string(),
+        headers,
+        body: Vec::new(),
+    };
+    if request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        request.body = read_chunked(reader)?;
+    } else if let Some(length) = request.header("content-length") {
+        let length: usize = length
+            .parse()
+            .map_err(|_| "bad content-length".to_string())?;
+        if length > MAX_REQUEST_BYTES {
+            return Err("request body too large".into());
+        }
+        request.body = vec![0; length];
+        reader
+            .read_exact(&mut request.body)
+            .map_err(|e| format!("reading the body: {e}"))?;
+    }
+    Ok(Some(request))
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> std::result::Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        reader
+            .read_line(&mut size_line)
+            .map_err(|e| format!("reading a chunk size: {e}"))?;
+        let size_hex = size_line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| format!("bad chunk size {size_hex:?}"))?;
+        if body.len() + size > MAX_REQUEST_BYTES {
+            return Err("request body too large".into());
+        }
+        if size == 0 {
+            // Trailers, then the empty line.
+            loop {
+                let mut line = String::new();
+                let n = reader
+                    .read_line(&mut line)
+                    .map_err(|e| format!("reading trailers: {e}"))?;
+                if n == 0 || line == "\r\n" {
+                    return Ok(body);
+                }
             }
         }
-    };
-    let mut response = tiny_http::Response::from_data(payload).with_status_code(status);
-    if let Ok(header) = tiny_http::Header::from_bytes("content-type", content_type.as_bytes()) {
-        response = response.with_header(header);
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader
+            .read_exact(&mut body[start..])
+            .map_err(|e| format!("reading a chunk: {e}"))?;
+        let mut crlf = [0u8; 2];
+        reader
+            .read_exact(&mut crlf)
+            .map_err(|e| format!("reading a chunk end: {e}"))?;
     }
-    let _ = request.respond(response);
+}
+
+fn write_response(
+    writer: &mut impl Write,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    close: bool,
+) -> std::io::Result<()> {
+    let connection = if close { "connection: close\r\n" } else { "" };
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{connection}\r\n",
+        reason(status),
+        body.len()
+    );
+    let mut wire = head.into_bytes();
+    wire.extend_from_slice(body);
+    writer.write_all(&wire)?;
+    writer.flush()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
 }
 
 /// The model API: returns status and JSON body.

@@ -23,6 +23,37 @@ impl FailStrategy {
             FailStrategy::FailReload => "FAIL_RELOAD",
         }
     }
+
+    /// What istio-agent (≥ 1.25) puts in place of a plugin whose module cannot be fetched: an
+    /// RBAC filter that allows everything for FAIL_OPEN, and denies everything
+    /// (`403 RBAC: access denied`) otherwise — FAIL_RELOAD included.
+    pub fn stand_in(self) -> StandIn {
+        match self {
+            FailStrategy::FailOpen => StandIn::AllowAll,
+            FailStrategy::FailClose | FailStrategy::FailReload => StandIn::DenyAll,
+        }
+    }
+}
+
+/// The RBAC filter standing in for a plugin that could not be fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandIn {
+    AllowAll,
+    DenyAll,
+}
+
+impl StandIn {
+    fn rbac_config(self) -> Value {
+        let rbac = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+        match self {
+            // No rules: nothing is enforced.
+            StandIn::AllowAll => json!({"@type": rbac, "rules_stat_prefix": "wasm-default-allow"}),
+            // Empty rules (ALLOW with no policies): nothing matches, everything is denied.
+            StandIn::DenyAll => {
+                json!({"@type": rbac, "rules": {}, "rules_stat_prefix": "wasm-default-deny"})
+            }
+        }
+    }
 }
 
 /// How the listener normalizes request paths before any filter sees them.
@@ -50,6 +81,10 @@ pub struct Plugin {
     pub env: Vec<(String, String)>,
     /// `vmConfig.env` with `valueFrom: HOST`.
     pub host_env_keys: Vec<String>,
+    /// Why the module could not be fetched, if it could not: then, as istio-agent does, the
+    /// filter is an RBAC stand-in of the same name instead of the Wasm filter (see
+    /// [`FailStrategy::stand_in`]).
+    pub fetch_failure: Option<String>,
 }
 
 impl Plugin {
@@ -63,6 +98,7 @@ impl Plugin {
             fail_strategy: FailStrategy::FailClose,
             env: Vec::new(),
             host_env_keys: Vec::new(),
+            fetch_failure: None,
         }
     }
 
@@ -92,6 +128,24 @@ pub struct Cluster {
     pub addr: SocketAddr,
 }
 
+/// A native Envoy HTTP filter (the benchmarks' twins of the plugins), placed before the Wasm
+/// filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeFilter {
+    pub name: String,
+    /// The filter's `typed_config`, `@type` included.
+    pub typed_config: Value,
+}
+
+/// A fixed answer given by the route itself (`direct_response`) instead of the upstream: a
+/// load test then measures Envoy and its filters, not the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
 /// Everything that shapes one local Envoy.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
@@ -102,10 +156,18 @@ pub struct EnvoyConfig {
     pub concurrency: u32,
     pub path_normalization: PathNormalization,
     pub extra_clusters: Vec<Cluster>,
-    /// `(tag_name, regex)` pairs for `stats_config.stats_tags`.
+    /// `(tag_name, regex)` pairs for `stats_config.stats_tags`; by default the tags the
+    /// plugins encode in their metric names (`plugin_common::metrics`), as Istio's
+    /// `extraStatTags` would add them.
     pub stats_tags: Vec<(String, String)>,
+    /// `(stat name prefix, bucket bounds)` for `stats_config.histogram_bucket_settings`.
+    pub histogram_buckets: Vec<(String, Vec<f64>)>,
     /// Listener port; 0 lets the kernel choose a free one.
     pub listener_port: u16,
+    /// Native filters, in chain order, before the Wasm filters.
+    pub native_filters: Vec<NativeFilter>,
+    /// Answer every request from the route instead of proxying to `upstream`.
+    pub direct_response: Option<DirectResponse>,
 }
 
 impl Default for EnvoyConfig {
@@ -116,8 +178,17 @@ impl Default for EnvoyConfig {
             concurrency: 1,
             path_normalization: PathNormalization::Base,
             extra_clusters: Vec::new(),
-            stats_tags: Vec::new(),
+            stats_tags: plugin_common::metrics::stats_tags()
+                .into_iter()
+                .map(|(name, regex)| (name.to_string(), regex))
+                .collect(),
+            histogram_buckets: plugin_common::metrics::histogram_bucket_settings()
+                .into_iter()
+                .map(|(prefix, buckets)| (prefix.to_string(), buckets.to_vec()))
+                .collect(),
             listener_port: 0,
+            native_filters: Vec::new(),
+            direct_response: None,
         }
     }
 }
@@ -126,7 +197,12 @@ pub const UPSTREAM_CLUSTER: &str = "upstream";
 
 /// The complete bootstrap (Envoy reads JSON as YAML).
 pub fn bootstrap(config: &EnvoyConfig) -> Value {
-    let mut http_filters: Vec<Value> = config.plugins.iter().map(wasm_filter).collect();
+    let mut http_filters: Vec<Value> = config
+        .native_filters
+        .iter()
+        .map(|f| json!({"name": f.name, "typed_config": f.typed_config}))
+        .collect();
+    http_filters.extend(config.plugins.iter().map(wasm_filter));
     http_filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -135,14 +211,7 @@ pub fn bootstrap(config: &EnvoyConfig) -> Value {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "gateway",
         "server_name": "istio-envoy",
-        "route_config": {
-            "name": "gateway",
-            "virtual_hosts": [{
-                "name": "all",
-                "domains": ["*"],
-                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": UPSTREAM_CLUSTER, "timeout": "30s"}}]
-            }]
-        },
+        "route_config": route_config(config.direct_response.as_ref()),
         "http_filters": http_filters,
     });
     if config.path_normalization == PathNormalization::Base {
@@ -161,6 +230,9 @@ pub fn bootstrap(config: &EnvoyConfig) -> Value {
         "stats_config": {
             "stats_tags": config.stats_tags.iter()
                 .map(|(name, regex)| json!({"tag_name": name, "regex": regex}))
+                .collect::<Vec<_>>(),
+            "histogram_bucket_settings": config.histogram_buckets.iter()
+                .map(|(prefix, buckets)| json!({"match": {"prefix": prefix}, "buckets": buckets}))
                 .collect::<Vec<_>>()
         },
         "static_resources": {
@@ -177,7 +249,34 @@ pub fn bootstrap(config: &EnvoyConfig) -> Value {
     })
 }
 
+fn route_config(direct_response: Option<&DirectResponse>) -> Value {
+    let mut route =
+        json!({"match": {"prefix": "/"}, "route": {"cluster": UPSTREAM_CLUSTER, "timeout": "30s"}});
+    let mut route_config = json!({"name": "gateway"});
+    if let Some(direct) = direct_response {
+        route = json!({
+            "match": {"prefix": "/"},
+            "direct_response": {"status": direct.status, "body": {"inline_string": direct.body}},
+            // Envoy labels a direct body text/plain unless told otherwise.
+            "response_headers_to_add": [{
+                "header": {"key": "content-type", "value": direct.content_type},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"
+            }]
+        });
+        // The default limit is 4 KiB.
+        route_config["max_direct_response_body_size_bytes"] = json!(direct.body.len().max(4096));
+    }
+    route_config["virtual_hosts"] = json!([{"name": "all", "domains": ["*"], "routes": [route]}]);
+    route_config
+}
+
 fn wasm_filter(plugin: &Plugin) -> Value {
+    if plugin.fetch_failure.is_some() {
+        return json!({
+            "name": plugin.filter_name(),
+            "typed_config": plugin.fail_strategy.stand_in().rbac_config()
+        });
+    }
     let env: serde_json::Map<String, Value> = plugin
         .env
         .iter()
@@ -270,6 +369,87 @@ mod tests {
     }
 
     #[test]
+    fn an_unfetched_module_becomes_istios_rbac_stand_in() {
+        let failed = |strategy| Plugin {
+            fetch_failure: Some("pull failed".into()),
+            ..Plugin::from_dist("auth-gate", json!({})).fail_strategy(strategy)
+        };
+        let config = EnvoyConfig {
+            plugins: vec![
+                failed(FailStrategy::FailClose),
+                failed(FailStrategy::FailOpen),
+                failed(FailStrategy::FailReload),
+            ],
+            ..Default::default()
+        };
+        let rendered = bootstrap(&config);
+        let filters = filters(&rendered);
+        let rbac = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+        assert_eq!(
+            filters[0]["name"],
+            "extensions.istio.io/trafficextension/istio-system.auth-gate~istio-translated-wasmplugin"
+        );
+        assert_eq!(
+            filters[0]["typed_config"],
+            json!({"@type": rbac, "rules": {}, "rules_stat_prefix": "wasm-default-deny"})
+        );
+        assert_eq!(
+            filters[1]["typed_config"],
+            json!({"@type": rbac, "rules_stat_prefix": "wasm-default-allow"})
+        );
+        assert_eq!(
+            filters[2]["typed_config"]["rules_stat_prefix"],
+            "wasm-default-deny"
+        );
+    }
+
+    #[test]
+    fn native_filters_come_first_and_a_direct_response_replaces_the_upstream() {
+        let config = EnvoyConfig {
+            plugins: vec![Plugin::from_dist("emotion-stats", json!({}))],
+            native_filters: vec![NativeFilter {
+                name: "lua".into(),
+                typed_config: json!({"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"}),
+            }],
+            direct_response: Some(DirectResponse {
+                status: 200,
+                content_type: "application/json".into(),
+                body: "x".repeat(65_536),
+            }),
+            ..Default::default()
+        };
+        let rendered = bootstrap(&config);
+        let names: Vec<&str> = filters(&rendered)
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names[0], "lua");
+        assert!(names[1].contains("emotion-stats"));
+        assert_eq!(names[2], "envoy.filters.http.router");
+        let route_config = &rendered["static_resources"]["listeners"][0]["filter_chains"][0]
+            ["filters"][0]["typed_config"]["route_config"];
+        assert_eq!(route_config["max_direct_response_body_size_bytes"], 65_536);
+        let route = &route_config["virtual_hosts"][0]["routes"][0];
+        assert!(route.get("route").is_none());
+        assert_eq!(route["direct_response"]["status"], 200);
+        assert_eq!(
+            route["direct_response"]["body"]["inline_string"]
+                .as_str()
+                .unwrap()
+                .len(),
+            65_536
+        );
+        assert_eq!(
+            route["response_headers_to_add"][0]["header"],
+            json!({"key": "content-type", "value": "application/json"})
+        );
+        let proxied = bootstrap(&EnvoyConfig::default());
+        let route = &proxied["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(route["route"]["cluster"], UPSTREAM_CLUSTER);
+    }
+
+    #[test]
     fn upstream_normalization_tags_and_extra_clusters() {
         let config = EnvoyConfig {
             upstream: "127.0.0.1:8000".parse().unwrap(),
@@ -298,6 +478,17 @@ mod tests {
             "label"
         );
         let base = bootstrap(&EnvoyConfig::default());
+        let default_tags = base["stats_config"]["stats_tags"].as_array().unwrap();
+        assert!(
+            default_tags.iter().any(|t| t["tag_name"] == "model"),
+            "{default_tags:?}"
+        );
+        let buckets = &base["stats_config"]["histogram_bucket_settings"][0];
+        assert_eq!(buckets["match"]["prefix"], "wasmcustom");
+        assert_eq!(
+            buckets["buckets"].as_array().unwrap().last().unwrap(),
+            100.0
+        );
         assert_eq!(
             base["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
                 ["typed_config"]["normalize_path"],

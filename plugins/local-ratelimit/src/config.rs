@@ -1,16 +1,390 @@
-//! The `pluginConfig` this plugin accepts.
+//! The `pluginConfig` this plugin accepts: the upstream ratelimit service's `config.yaml` (same
+//! keys, snake_case) plus Envoy's route `rate_limits`, plus the few settings of a local filter.
+//! [`compile`] validates everything once, so the request path only looks things up.
 
+use crate::actions::{self, RateLimitPolicy};
+use crate::matcher::DescriptorTree;
 use plugin_common::config::ConfigError;
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Config {}
+/// Largest `max_keys`: the table is created whole when a configuration is accepted, so the bound
+/// also bounds the time `on_configure` takes (one shared-data read per slot and worker).
+pub const MAX_TABLE_SLOTS: u32 = 1_048_576;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct Config {
+    /// Upstream `domain`; part of every bucket's identity and of the metric names.
+    pub domain: String,
+    /// Upstream `descriptors`: the tree of limits.
+    #[serde(default)]
+    pub descriptors: Vec<DescriptorConfig>,
+    /// Envoy's route `rate_limits`: how requests become descriptors.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// Evaluate and count, but admit every request (upstream `SHADOW_MODE=true`).
+    #[serde(default)]
+    pub shadow_mode: bool,
+    /// When shared data fails or stays contended past the retry bound: refuse (true) or admit.
+    #[serde(default)]
+    pub failure_mode_deny: bool,
+    /// Slots of the shared table holding per-value buckets; the memory bound.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: u32,
+    /// `DRAFT_VERSION_03` adds `x-ratelimit-limit/remaining/reset`; `OFF` does not.
+    #[serde(default)]
+    pub enable_x_ratelimit_headers: XRateLimitHeaders,
+    /// Status of the rejection (400-599).
+    #[serde(default = "default_status")]
+    pub rate_limited_status: u16,
+    /// Body of the rejection.
+    #[serde(default)]
+    pub rate_limited_body: String,
+}
+
+fn default_max_keys() -> u32 {
+    10_000
+}
+
+fn default_status() -> u16 {
+    429
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub enum XRateLimitHeaders {
+    #[serde(rename = "OFF")]
+    Off,
+    #[default]
+    #[serde(rename = "DRAFT_VERSION_03")]
+    DraftVersion03,
+}
+
+/// One node of the upstream descriptor tree.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct DescriptorConfig {
+    pub key: String,
+    /// Exact value, a pattern with `*`, or absent: any value, one bucket per distinct value.
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
+    #[serde(default)]
+    pub descriptors: Vec<DescriptorConfig>,
+    #[serde(default)]
+    pub shadow_mode: bool,
+    /// Per-value metric names for a value-less key (bounded, see the README).
+    #[serde(default)]
+    pub detailed_metric: bool,
+    /// Only with a `*` value: every matching value shares one bucket.
+    #[serde(default)]
+    pub share_threshold: bool,
+    /// Free-form, accepted and ignored, as upstream.
+    #[serde(default, rename = "metadata")]
+    pub _metadata: Option<serde_json::Value>,
+}
+
+/// Upstream `rate_limit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct RateLimitSpec {
+    /// second, minute, hour, day, week, month (30 days), year (365 days); any case.
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub requests_per_unit: u32,
+    #[serde(default)]
+    pub unlimited: bool,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub replaces: Vec<ReplacesEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct ReplacesEntry {
+    pub name: String,
+}
+
+/// One Envoy `RateLimit` entry: its actions build one descriptor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct RateLimitConfig {
+    pub actions: Vec<ActionConfig>,
+}
+
+/// Envoy `RateLimit.Action`; the actions not listed are refused by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub enum ActionConfig {
+    RequestHeaders(RequestHeadersConfig),
+    GenericKey(GenericKeyConfig),
+    RemoteAddress(EmptyConfig),
+    MaskedRemoteAddress(MaskedRemoteAddressConfig),
+    HeaderValueMatch(HeaderValueMatchConfig),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct RequestHeadersConfig {
+    pub header_name: String,
+    pub descriptor_key: String,
+    #[serde(default)]
+    pub skip_if_absent: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct GenericKeyConfig {
+    pub descriptor_value: String,
+    #[serde(default)]
+    pub descriptor_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct EmptyConfig {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct MaskedRemoteAddressConfig {
+    #[serde(default)]
+    pub v4_prefix_mask_len: Option<u8>,
+    #[serde(default)]
+    pub v6_prefix_mask_len: Option<u8>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct HeaderValueMatchConfig {
+    pub descriptor_value: String,
+    #[serde(default)]
+    pub descriptor_key: Option<String>,
+    #[serde(default = "default_true")]
+    pub expect_match: bool,
+    pub headers: Vec<HeaderMatcherConfig>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Envoy `HeaderMatcher`, without the regex and range forms (refused as unknown fields).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct HeaderMatcherConfig {
+    pub name: String,
+    #[serde(default)]
+    pub exact_match: Option<String>,
+    #[serde(default)]
+    pub prefix_match: Option<String>,
+    #[serde(default)]
+    pub suffix_match: Option<String>,
+    #[serde(default)]
+    pub contains_match: Option<String>,
+    #[serde(default)]
+    pub present_match: Option<bool>,
+    #[serde(default)]
+    pub string_match: Option<StringMatcherConfig>,
+    #[serde(default)]
+    pub invert_match: bool,
+    #[serde(default)]
+    pub treat_missing_header_as_empty: bool,
+}
+
+/// Envoy `StringMatcher`, without `safe_regex`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct StringMatcherConfig {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub suffix: Option<String>,
+    #[serde(default)]
+    pub contains: Option<String>,
+    #[serde(default)]
+    pub ignore_case: bool,
+}
 
 /// The configuration once validated, ready for the request path.
 #[derive(Debug)]
-pub struct Compiled {}
+pub struct Compiled {
+    pub domain: String,
+    pub tree: DescriptorTree,
+    pub policies: Vec<RateLimitPolicy>,
+    pub settings: Settings,
+}
 
-pub fn compile(_config: Config) -> Result<Compiled, ConfigError> {
-    Ok(Compiled {})
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub shadow_mode: bool,
+    pub failure_mode_deny: bool,
+    pub max_keys: u32,
+    pub x_ratelimit_headers: bool,
+    pub status: u32,
+    pub body: String,
+}
+
+pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
+    if config.domain.is_empty() {
+        return Err(ConfigError::new("domain", "must not be empty"));
+    }
+    if config.max_keys == 0 || config.max_keys > MAX_TABLE_SLOTS {
+        return Err(ConfigError::new(
+            "max_keys",
+            format!("must be between 1 and {MAX_TABLE_SLOTS}"),
+        ));
+    }
+    if !(400..=599).contains(&config.rate_limited_status) {
+        return Err(ConfigError::new(
+            "rate_limited_status",
+            "must be an HTTP error status (400-599)",
+        ));
+    }
+    let tree = DescriptorTree::build(&config.descriptors)?;
+    let policies = config
+        .rate_limits
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| actions::compile_policy(&format!("rate_limits[{i}]"), entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Compiled {
+        domain: config.domain,
+        tree,
+        policies,
+        settings: Settings {
+            shadow_mode: config.shadow_mode,
+            failure_mode_deny: config.failure_mode_deny,
+            max_keys: config.max_keys,
+            x_ratelimit_headers: config.enable_x_ratelimit_headers
+                == XRateLimitHeaders::DraftVersion03,
+            status: u32::from(config.rate_limited_status),
+            body: config.rate_limited_body,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_common::config::parse;
+
+    fn load(text: &str) -> Result<Compiled, ConfigError> {
+        parse::<Config>(text.as_bytes()).and_then(compile)
+    }
+
+    /// Seed 003's `config.yaml` and EnvoyFilter `rate_limits`, pasted as `pluginConfig`.
+    pub const SEED_PLUGIN_CONFIG: &str = r#"{
+        "domain": "ratelimit",
+        "descriptors": [
+            {"key": "path", "value": "/v1/models/bert-emotion-model:predict",
+             "rate_limit": {"unit": "minute", "requests_per_unit": 2},
+             "descriptors": [{"key": "x-api-key", "rate_limit": {"unit": "minute", "requests_per_unit": 5}}]},
+            {"key": "path", "rate_limit": {"unit": "minute", "requests_per_unit": 10}}
+        ],
+        "rate_limits": [
+            {"actions": [{"request_headers": {"header_name": ":path", "descriptor_key": "path"}},
+                         {"request_headers": {"header_name": "x-api-key", "descriptor_key": "x-api-key"}}]},
+            {"actions": [{"request_headers": {"header_name": ":path", "descriptor_key": "path"}}]}
+        ]
+    }"#;
+
+    #[test]
+    fn seed_config_loads_with_defaults() {
+        let compiled = load(SEED_PLUGIN_CONFIG).unwrap();
+        assert_eq!(compiled.domain, "ratelimit");
+        assert_eq!(compiled.tree.limits().len(), 3);
+        assert_eq!(compiled.policies.len(), 2);
+        assert_eq!(
+            compiled.settings,
+            Settings {
+                shadow_mode: false,
+                failure_mode_deny: false,
+                max_keys: 10_000,
+                x_ratelimit_headers: true,
+                status: 429,
+                body: String::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        assert!(load("{}")
+            .unwrap_err()
+            .reason
+            .contains("missing field `domain`"));
+        assert_eq!(load(r#"{"domain":""}"#).unwrap_err().field, "domain");
+        assert_eq!(
+            load(r#"{"domain":"d","max_keys":0}"#).unwrap_err().field,
+            "max_keys"
+        );
+        assert_eq!(
+            load(r#"{"domain":"d","max_keys":2000000}"#)
+                .unwrap_err()
+                .field,
+            "max_keys"
+        );
+        assert_eq!(
+            load(r#"{"domain":"d","rate_limited_status":200}"#)
+                .unwrap_err()
+                .field,
+            "rate_limited_status"
+        );
+        let err = load(r#"{"domain":"d","enable_x_ratelimit_headers":"ON"}"#).unwrap_err();
+        assert_eq!(err.field, "enable_x_ratelimit_headers");
+        let err =
+            load(r#"{"domain":"d","descriptors":[{"key":"a","quota_mode":true}]}"#).unwrap_err();
+        assert_eq!(err.field, "descriptors[0].quota_mode");
+        assert!(
+            load(r#"{"domain":"d","descriptors":[{"key":"a","metadata":{"any":["thing"]}}]}"#)
+                .is_ok()
+        );
+        let compiled = load(
+            r#"{"domain":"d","enable_x_ratelimit_headers":"OFF","shadow_mode":true,"failure_mode_deny":true,"max_keys":5}"#,
+        )
+        .unwrap();
+        assert!(!compiled.settings.x_ratelimit_headers);
+        assert!(compiled.settings.shadow_mode && compiled.settings.failure_mode_deny);
+        assert_eq!(compiled.settings.max_keys, 5);
+    }
+
+    #[test]
+    fn broken_configurations_are_refused() {
+        assert!(load("not json").is_err());
+        assert!(load(r#"{"domain":"d","descriptors":{}}"#).is_err());
+        assert!(load(r#"{"domain":"d","descriptors":[{"key":"a","rate_limit":{"unit":"minute","requests_per_unit":-1}}]}"#).is_err());
+        assert!(load(r#"{"domain":"d","descriptors":[{"key":"a","rate_limit":{"unit":"minute","requests_per_unit":4294967296}}]}"#).is_err());
+        // Deep nesting is refused by the JSON parser's recursion limit, not a stack overflow.
+        let deep = format!(
+            r#"{{"domain":"d","descriptors":{}[]{}}}"#,
+            r#"[{"key":"a","descriptors":"#.repeat(200),
+            "}]".repeat(200)
+        );
+        assert!(load(&deep).is_err());
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn schema_file_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
+        plugin_common::schema::check_schema_file::<Config>(&path).unwrap();
+    }
 }

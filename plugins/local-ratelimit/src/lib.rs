@@ -1,44 +1,69 @@
 //! proxy-wasm glue of the `local-ratelimit` plugin; the logic lives in the other modules.
 
+mod actions;
+mod bucket;
 mod config;
+mod limiter;
+mod matcher;
+mod metrics;
+mod store;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 const PLUGIN: &str = "local-ratelimit";
 
 proxy_wasm::main! {{
     plugin_common::host::install_panic_hook(PLUGIN);
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { active: None }) });
 }}
 
+/// The accepted configuration and the counters named after it.
+struct Active {
+    config: config::Compiled,
+    metrics: RefCell<metrics::Registry<HostMetrics>>,
+}
+
 struct Root {
-    config: Option<Rc<config::Compiled>>,
+    active: Option<Rc<Active>>,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let loaded = plugin_common::host::load_config(
+        let Some(compiled) = plugin_common::host::load_config(
             PLUGIN,
             self.get_plugin_configuration(),
             config::compile,
-        );
-        match loaded {
-            Some(compiled) => {
-                self.config = Some(Rc::new(compiled));
-                true
-            }
-            None => false,
+        ) else {
+            return false;
+        };
+        // Every shared key is created now, so no request ever creates one (see store.rs).
+        if let Err(err) = store::ensure_keys(&HostStore, limiter::shared_keys(&compiled)) {
+            log::error!("{PLUGIN}: shared data unavailable ({err:?}); the plugin refuses to start");
+            return false;
         }
+        let metrics = metrics::Registry::new(HostMetrics, &compiled.domain);
+        self.active = Some(Rc::new(Active {
+            config: compiled,
+            metrics: RefCell::new(metrics),
+        }));
+        true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(Request { _config: config }))
+        let active = self.active.clone()?;
+        Some(Box::new(Request {
+            active,
+            response_headers: Vec::new(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -47,8 +72,108 @@ impl RootContext for Root {
 }
 
 struct Request {
-    _config: Rc<config::Compiled>,
+    active: Rc<Active>,
+    response_headers: Vec<(&'static str, String)>,
 }
 
 impl Context for Request {}
-impl HttpContext for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let now_ns = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        let mut registry = self.active.metrics.try_borrow_mut();
+        let counters: &mut dyn metrics::Counters = match registry.as_deref_mut() {
+            Ok(registry) => registry,
+            // Never expected (no request re-enters another); limiting goes on uncounted.
+            Err(_) => &mut Uncounted,
+        };
+        let verdict = limiter::check(&self.active.config, &HostStore, counters, self, now_ns);
+        drop(registry);
+        match verdict {
+            limiter::Verdict::Admit { response_headers } => {
+                self.response_headers = response_headers;
+                Action::Continue
+            }
+            limiter::Verdict::Reject(reply) => {
+                let headers: Vec<(&str, &str)> = reply
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (*n, v.as_str()))
+                    .collect();
+                self.send_http_response(reply.status, headers, Some(&reply.body));
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            self.set_http_response_header(name, Some(&value));
+        }
+        Action::Continue
+    }
+}
+
+impl actions::RequestView for Request {
+    fn header(&self, name: &str) -> Option<String> {
+        // The bytes form: the String form panics (traps the VM) on a value that is not UTF-8.
+        self.get_http_request_header_bytes(name)
+            .map(actions::header_text)
+    }
+
+    fn remote_ip(&self) -> Option<IpAddr> {
+        let bytes = self.get_property(vec!["source", "address"])?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        text.parse::<SocketAddr>()
+            .map(|addr| addr.ip())
+            .or_else(|_| text.parse::<IpAddr>())
+            .ok()
+    }
+}
+
+/// proxy-wasm shared data: one store for all workers of the VM id.
+struct HostStore;
+
+impl store::SharedStore for HostStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, store::StoreError> {
+        match hostcalls::get_shared_data(key) {
+            // A key with an empty value comes back without bytes but with a token.
+            Ok((bytes, Some(cas))) => Ok(Some((bytes.unwrap_or_default(), cas))),
+            Ok((_, None)) => Ok(None),
+            Err(_) => Err(store::StoreError),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), store::SetError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(store::SetError::CasMismatch),
+            Err(_) => Err(store::SetError::Failed),
+        }
+    }
+}
+
+/// proxy-wasm counters; a failed definition or increment loses a count, never the request.
+struct HostMetrics;
+
+impl metrics::MetricHost for HostMetrics {
+    fn define_counter(&mut self, name: &str) -> Option<u32> {
+        hostcalls::define_metric(MetricType::Counter, name).ok()
+    }
+
+    fn increment(&mut self, id: u32) {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// Counts nothing: stands in for a busy registry so that limiting is never skipped.
+struct Uncounted;
+
+impl metrics::Counters for Uncounted {
+    fn rule(&mut self, _limit: &matcher::Limit, _value: &str, _stat: metrics::Stat) {}
+    fn plugin(&mut self, _stat: metrics::PluginStat) {}
+}

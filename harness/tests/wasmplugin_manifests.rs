@@ -1,0 +1,307 @@
+//! The manifests in `wasmplugin-manifests/` are what a cluster user applies, so they are checked
+//! as the API server and the plugins would check them: every Istio resource's `spec` against
+//! Istio's CRD schema (../shared/ref/istio-crds/, beside the repository), every `pluginConfig`
+//! against its plugin's `config.schema.json`, every folder's `kustomization.yaml` lists all its
+//! manifests, and the rate limits of the upstream ratelimit service and of the local-ratelimit
+//! plugin are one source.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const FOLDERS: [&str; 3] = ["gateway", "sidecar", "ratelimit"];
+
+fn manifests_dir() -> PathBuf {
+    harness::repo_root().join("wasmplugin-manifests")
+}
+
+fn crd_schemas_dir() -> PathBuf {
+    let dir = harness::repo_root().join("../shared/ref/istio-crds");
+    assert!(
+        dir.is_dir(),
+        "Istio's CRD schemas are expected in {} (the shared reference folder beside the repository)",
+        dir.display()
+    );
+    dir
+}
+
+/// Every YAML document of `file`, as JSON values.
+fn documents(file: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(file).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .filter(|doc| !doc.is_null())
+        .map(|doc| serde_json::to_value(doc).unwrap())
+        .collect()
+}
+
+/// `(file, document)` for every manifest of a folder (not its kustomization.yaml).
+fn manifests(folder: &str) -> Vec<(PathBuf, Value)> {
+    manifest_files(folder)
+        .into_iter()
+        .flat_map(|file| {
+            documents(&file)
+                .into_iter()
+                .map(move |doc| (file.clone(), doc))
+        })
+        .collect()
+}
+
+fn manifest_files(folder: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(manifests_dir().join(folder))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| !p.ends_with("kustomization.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn validator(schema_file: &Path) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_slice(&std::fs::read(schema_file).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", schema_file.display()));
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", schema_file.display()))
+}
+
+fn crd_validator(kind: &str) -> Option<jsonschema::Validator> {
+    let file = match kind {
+        "WasmPlugin" => "wasmplugin.schema.json",
+        "EnvoyFilter" => "envoyfilter.schema.json",
+        "AuthorizationPolicy" => "authorizationpolicy.schema.json",
+        "RequestAuthentication" => "requestauthentication.schema.json",
+        _ => return None,
+    };
+    Some(validator(&crd_schemas_dir().join(file)))
+}
+
+fn errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn every_istio_resource_validates_against_its_crd_schema() {
+    let mut checked = Vec::new();
+    for folder in FOLDERS {
+        for (file, doc) in manifests(folder) {
+            let kind = doc["kind"].as_str().unwrap_or_default();
+            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+            assert!(
+                !name.is_empty() && doc["apiVersion"].is_string(),
+                "{}: a document without apiVersion or metadata.name",
+                file.display()
+            );
+            if let Some(validator) = crd_validator(kind) {
+                let problems = errors(&validator, &doc["spec"]);
+                assert!(
+                    problems.is_empty(),
+                    "{} {kind} {name}: {problems:?}",
+                    file.display()
+                );
+                checked.push(format!("{folder}/{kind}/{name}"));
+            }
+        }
+    }
+    for kind in ["WasmPlugin", "EnvoyFilter"] {
+        assert!(
+            checked.iter().any(|c| c.contains(&format!("/{kind}/"))),
+            "no {kind} checked: {checked:?}"
+        );
+    }
+}
+
+#[test]
+fn the_crd_schemas_reject_istios_invalid_examples() {
+    // The validation above can fail: the reference's invalid manifests are refused.
+    let invalid = crd_schemas_dir().join("examples/invalid");
+    let mut rejected = 0;
+    for entry in std::fs::read_dir(&invalid).unwrap() {
+        let file = entry.unwrap().path();
+        for doc in documents(&file) {
+            let validator = crd_validator(doc["kind"].as_str().unwrap()).unwrap();
+            assert!(
+                !errors(&validator, &doc["spec"]).is_empty(),
+                "{} was accepted",
+                file.display()
+            );
+            rejected += 1;
+        }
+    }
+    assert!(rejected > 0);
+}
+
+/// The plugin an `oci://…/<plugin>:<tag>` url names.
+fn plugin_of(url: &str) -> String {
+    let last = url.rsplit('/').next().unwrap();
+    last.split(['@', ':']).next().unwrap().to_string()
+}
+
+#[test]
+fn every_plugin_config_validates_against_its_plugin_schema() {
+    let mut checked = 0;
+    for folder in FOLDERS {
+        for (file, doc) in manifests(folder) {
+            if doc["kind"] != "WasmPlugin" || doc["spec"].get("pluginConfig").is_none() {
+                continue;
+            }
+            let plugin = plugin_of(doc["spec"]["url"].as_str().unwrap());
+            let schema = harness::repo_root()
+                .join("plugins")
+                .join(&plugin)
+                .join("config.schema.json");
+            let problems = errors(&validator(&schema), &doc["spec"]["pluginConfig"]);
+            assert!(
+                problems.is_empty(),
+                "{}: pluginConfig of {plugin}: {problems:?}",
+                file.display()
+            );
+            checked += 1;
+        }
+    }
+    // The sidecar folder configures all four plugins.
+    assert!(checked >= 4, "only {checked} pluginConfig checked");
+}
+
+#[test]
+fn every_kustomization_lists_all_manifests_of_its_folder() {
+    for folder in FOLDERS {
+        let kustomization = manifests_dir().join(folder).join("kustomization.yaml");
+        let doc = &documents(&kustomization)[0];
+        assert_eq!(doc["kind"], "Kustomization", "{}", kustomization.display());
+        let mut listed: Vec<String> = doc["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        listed.sort();
+        let mut present: Vec<String> = manifest_files(folder)
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        present.sort();
+        assert_eq!(listed, present, "{}", kustomization.display());
+    }
+}
+
+#[test]
+fn the_harness_reads_the_gateway_and_sidecar_plugins() {
+    for folder in ["gateway", "sidecar"] {
+        let plugins = harness::manifests::load_dir(&manifests_dir().join(folder)).unwrap();
+        let mut names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "auth-gate",
+                "emotion-stats",
+                "local-ratelimit",
+                "path-allowlist"
+            ],
+            "{folder}"
+        );
+    }
+}
+
+#[test]
+fn local_and_global_rate_limits_are_one_source() {
+    let config_map = manifests("ratelimit")
+        .into_iter()
+        .map(|(_, doc)| doc)
+        .find(|doc| doc["kind"] == "ConfigMap" && doc["metadata"]["name"] == "ratelimit-config")
+        .unwrap();
+    let service_config: serde_yaml::Value =
+        serde_yaml::from_str(config_map["data"]["config.yaml"].as_str().unwrap()).unwrap();
+    let service_config = serde_json::to_value(service_config).unwrap();
+    let actions_filter = manifests("ratelimit")
+        .into_iter()
+        .map(|(_, doc)| doc)
+        .find(|doc| {
+            doc["kind"] == "EnvoyFilter" && doc["metadata"]["name"] == "filter-ratelimit-svc"
+        })
+        .unwrap();
+    let rate_limits = &actions_filter["spec"]["configPatches"][0]["patch"]["value"]["rate_limits"];
+    let global_filter = manifests("ratelimit")
+        .into_iter()
+        .map(|(_, doc)| doc)
+        .find(|doc| doc["kind"] == "EnvoyFilter" && doc["metadata"]["name"] == "filter-ratelimit")
+        .unwrap();
+    assert_eq!(
+        global_filter["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["domain"],
+        service_config["domain"]
+    );
+
+    let mut compared = Vec::new();
+    for folder in ["gateway", "sidecar"] {
+        for (file, doc) in manifests(folder) {
+            let config = &doc["spec"]["pluginConfig"];
+            if doc["kind"] != "WasmPlugin"
+                || plugin_of(doc["spec"]["url"].as_str().unwrap()) != "local-ratelimit"
+                || config.is_null()
+            {
+                continue;
+            }
+            let what = file.display();
+            assert_eq!(config["domain"], service_config["domain"], "{what}");
+            assert_eq!(
+                config["descriptors"], service_config["descriptors"],
+                "{what}: descriptors differ from ratelimit/ratelimit-config.yaml"
+            );
+            assert_eq!(
+                &config["rate_limits"], rate_limits,
+                "{what}: rate_limits differ from ratelimit/envoyfilter-ratelimit-svc.yaml"
+            );
+            compared.push(folder);
+        }
+    }
+    assert!(compared.contains(&"sidecar"), "compared: {compared:?}");
+}
+
+#[test]
+fn envoy_accepts_the_gateway_and_sidecar_plugins_as_rendered() {
+    // `envoy --mode validate` loads every module and runs its on_configure, so a pluginConfig
+    // a plugin refuses fails here as it would make istio-proxy refuse the extension.
+    let dir = std::env::temp_dir().join(format!("manifests-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut refused = Vec::new();
+    for folder in ["gateway", "sidecar"] {
+        let plugins = harness::manifests::to_plugins(
+            harness::manifests::load_dir(&manifests_dir().join(folder)).unwrap(),
+        );
+        let config = harness::EnvoyConfig {
+            plugins,
+            upstream: "127.0.0.1:8080".parse().unwrap(),
+            ..Default::default()
+        };
+        let bootstrap = dir.join(format!("{folder}.json"));
+        std::fs::write(
+            &bootstrap,
+            serde_json::to_string(&harness::render::bootstrap(&config)).unwrap(),
+        )
+        .unwrap();
+        let output = std::process::Command::new(harness::envoy::envoy_binary())
+            .args(["--mode", "validate", "-c"])
+            .arg(&bootstrap)
+            .output()
+            .unwrap();
+        if !output.status.success() {
+            let log = String::from_utf8_lossy(&output.stderr).into_owned();
+            let why: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("[error]") || l.contains("[critical]"))
+                .collect();
+            refused.push(format!("{folder}:\n{}", why.join("\n")));
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        refused.is_empty(),
+        "envoy --mode validate refused the plugins of\n{}",
+        refused.join("\n")
+    );
+}

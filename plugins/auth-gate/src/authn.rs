@@ -1,0 +1,734 @@
+//! RequestAuthentication: finds the tokens of a request, verifies each with the rule of its
+//! issuer, and yields the request's identity. As with Istio (Envoy's jwt_authn with
+//! `allow_missing`), no token means no identity, and any present token that fails is a 401:
+//! every token found must verify, so a valid token cannot carry a forged one along.
+
+use crate::cache::TokenCache;
+use crate::config::JwtRule;
+use crate::jwks::{parse_jwks, KeySet};
+use crate::request::{Location, RequestView};
+use crate::token::{self, Identity, JwtFailure, Limits};
+use plugin_common::config::ConfigError;
+use std::rc::Rc;
+
+/// Where a rule's keys come from.
+pub enum KeySource {
+    Inline(Rc<KeySet>),
+    Remote(RemoteJwks),
+}
+
+/// A `jwksUri` fetched through an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub uri: String,
+    pub cluster: String,
+    /// Authority and path of `uri`, for the request's `:authority` and `:path`.
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+}
+
+pub struct CompiledJwtRule {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    pub locations: Vec<Location>,
+    pub output_payload_to_header: Option<String>,
+    /// `(header, claim)`, header lowercase.
+    pub output_claim_to_headers: Vec<(String, String)>,
+    pub forward_original_token: bool,
+    pub space_delimited_claims: Vec<String>,
+}
+
+/// The keys of a remote rule as the host currently has them.
+pub enum RemoteKeys {
+    Ready(Rc<KeySet>),
+    /// No keys yet; a fetch is due or running.
+    Pending,
+    /// The fetch failed or timed out and no keys were ever obtained.
+    Failed,
+}
+
+/// How the gate reaches the keys fetched by the host (shared across workers).
+pub trait RemoteKeyStore {
+    fn keys(&self, rule: usize) -> RemoteKeys;
+    /// Asks for a new fetch because a token named a `kid` the keys do not have (rate limited
+    /// by the host).
+    fn request_refresh(&self, rule: usize);
+}
+
+pub struct Authenticator {
+    pub rules: Vec<CompiledJwtRule>,
+}
+
+/// A verified token and the rule that verified it.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub identity: Rc<Identity>,
+    pub rule: usize,
+}
+
+#[derive(Debug)]
+pub enum Authentication {
+    /// No token anywhere: no identity (policies decide).
+    Anonymous,
+    Verified {
+        /// The first token found (rules in order, then locations in order).
+        primary: Authenticated,
+        /// Headers that carried verified tokens and must not reach the upstream.
+        token_headers: Vec<String>,
+    },
+    Failed(JwtFailure),
+    /// A token's rule has remote keys not fetched yet: pause the request and retry.
+    WaitForKeys,
+}
+
+impl Authenticator {
+    pub fn compile(rules: &[JwtRule]) -> Result<Self, ConfigError> {
+        let rules = rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| compile_rule(rule, &format!("jwtRules[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, rule) in rules.iter().enumerate() {
+            if rules[..i].iter().any(|r| r.issuer == rule.issuer) {
+                return Err(ConfigError::new(
+                    format!("jwtRules[{i}].issuer"),
+                    "another rule has the same issuer",
+                ));
+            }
+        }
+        Ok(Self { rules })
+    }
+
+    /// Every header a rule writes (`outputPayloadToHeader`, `outputClaimToHeaders`): they are
+    /// removed from every request first, so a client cannot forge them.
+    pub fn output_headers(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().flat_map(|rule| {
+            rule.output_payload_to_header
+                .iter()
+                .map(String::as_str)
+                .chain(rule.output_claim_to_headers.iter().map(|(h, _)| h.as_str()))
+        })
+    }
+
+    pub fn authenticate(
+        &self,
+        request: &RequestView,
+        remote: &dyn RemoteKeyStore,
+        cache: &mut TokenCache,
+        limits: &Limits,
+        now: u64,
+    ) -> Authentication {
+        // Each distinct (location, token) once, with the rules that read that location.
+        let mut found: Vec<(&Location, &str, Vec<usize>)> = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            for location in &rule.locations {
+                for token in location.tokens(request) {
+                    match found
+                        .iter_mut()
+                        .find(|(l, t, _)| *l == location && *t == token)
+                    {
+                        Some((_, _, rules)) => rules.push(index),
+                        None => found.push((location, token, vec![index])),
+                    }
+                }
+            }
+        }
+        let mut primary = None;
+        let mut token_headers = Vec::new();
+        for (location, token, rules) in found {
+            let verified = match self.verify(token, &rules, remote, cache, limits, now) {
+                Ok(verified) => verified,
+                Err(outcome) => return outcome,
+            };
+            let rule = self.rules.get(verified.rule);
+            if let (Location::Header { name, .. }, Some(rule)) = (location, rule) {
+                if !rule.forward_original_token && !token_headers.contains(name) {
+                    token_headers.push(name.clone());
+                }
+            }
+            primary.get_or_insert(verified);
+        }
+        match primary {
+            None => Authentication::Anonymous,
+            Some(primary) => Authentication::Verified {
+                primary,
+                token_headers,
+            },
+        }
+    }
+
+    /// Verifies one token with the rule (among `candidates`, the rules reading its location)
+    /// whose issuer it names.
+    fn verify(
+        &self,
+        token: &str,
+        candidates: &[usize],
+        remote: &dyn RemoteKeyStore,
+        cache: &mut TokenCache,
+        limits: &Limits,
+        now: u64,
+    ) -> Result<Authenticated, Authentication> {
+        let failed = Authentication::Failed;
+        let unverified = token::decode(token, limits).map_err(failed)?;
+        let issuer = unverified.issuer().unwrap_or_default();
+        let (index, rule) = candidates
+            .iter()
+            .filter_map(|&i| self.rules.get(i).map(|rule| (i, rule)))
+            .find(|(_, rule)| rule.issuer == issuer)
+            .ok_or(Authentication::Failed(JwtFailure::IssuerNotConfigured))?;
+        if let Some(identity) = cache.get(token, index, now, limits.clock_skew_seconds) {
+            return Ok(Authenticated {
+                identity,
+                rule: index,
+            });
+        }
+        let keys = match &rule.keys {
+            KeySource::Inline(keys) => keys.clone(),
+            KeySource::Remote(_) => match remote.keys(index) {
+                RemoteKeys::Ready(keys) => keys,
+                RemoteKeys::Pending => return Err(Authentication::WaitForKeys),
+                RemoteKeys::Failed => return Err(failed(JwtFailure::KeysUnavailable)),
+            },
+        };
+        let kid = unverified.kid.clone();
+        let identity = token::verify(token, unverified, &keys, &rule.audiences, limits, now)
+            .map_err(|failure| {
+                if failure == JwtFailure::UnknownKid && matches!(rule.keys, KeySource::Remote(_)) {
+                    // Keys may have rotated at the issuer: fetch again (rate limited).
+                    log::debug!("auth-gate: unknown kid {kid:?} for {}", rule.issuer);
+                    remote.request_refresh(index);
+                }
+                failed(failure)
+            })?;
+        let identity = Rc::new(identity);
+        cache.insert(token, index, identity.clone());
+        Ok(Authenticated {
+            identity,
+            rule: index,
+        })
+    }
+}
+
+fn compile_rule(rule: &JwtRule, field: &str) -> Result<CompiledJwtRule, ConfigError> {
+    let error = |name: &str, reason: &str| ConfigError::new(format!("{field}.{name}"), reason);
+    if rule.issuer.is_empty() {
+        return Err(error("issuer", "must not be empty"));
+    }
+    let keys = match (&rule.jwks, &rule.jwks_uri) {
+        (Some(jwks), None) => {
+            if rule.jwks_cluster.is_some() {
+                return Err(error("jwksCluster", "only meaningful with jwksUri"));
+            }
+            KeySource::Inline(Rc::new(parse_jwks(jwks).map_err(|r| error("jwks", &r))?))
+        }
+        (None, Some(uri)) => {
+            let cluster = rule.jwks_cluster.clone().ok_or_else(|| {
+                error(
+                    "jwksCluster",
+                    "required with jwksUri: the Envoy cluster that reaches the JWKS server",
+                )
+            })?;
+            let (authority, path) = split_uri(uri).ok_or_else(|| {
+                error("jwksUri", "must be an http:// or https:// URL with a host")
+            })?;
+            let timeout_ms = match &rule.timeout {
+                Some(text) => parse_duration_ms(text)
+                    .filter(|ms| *ms >= 1)
+                    .ok_or_else(|| {
+                        error("timeout", "must be a duration such as `5s` or `500ms`")
+                    })?,
+                None => 5000,
+            };
+            KeySource::Remote(RemoteJwks {
+                uri: uri.clone(),
+                cluster,
+                authority,
+                path,
+                timeout_ms,
+            })
+        }
+        (Some(_), Some(_)) => return Err(error("jwks", "set only one of jwks and jwksUri")),
+        (None, None) => return Err(error("jwks", "one of jwks or jwksUri is required")),
+    };
+    if rule.timeout.is_some() && matches!(keys, KeySource::Inline(_)) {
+        return Err(error("timeout", "only meaningful with jwksUri"));
+    }
+    let mut locations = Vec::new();
+    for (k, header) in rule.from_headers.iter().enumerate() {
+        if !is_header_name(&header.name) {
+            return Err(error(
+                &format!("fromHeaders[{k}].name"),
+                "not a valid header name",
+            ));
+        }
+        locations.push(Location::Header {
+            name: header.name.to_ascii_lowercase(),
+            prefix: header.prefix.clone().unwrap_or_default(),
+        });
+    }
+    for (k, param) in rule.from_params.iter().enumerate() {
+        if param.is_empty() {
+            return Err(error(&format!("fromParams[{k}]"), "must not be empty"));
+        }
+        locations.push(Location::Param(param.clone()));
+    }
+    for (k, cookie) in rule.from_cookies.iter().enumerate() {
+        if cookie.is_empty() {
+            return Err(error(&format!("fromCookies[{k}]"), "must not be empty"));
+        }
+        locations.push(Location::Cookie(cookie.clone()));
+    }
+    if locations.is_empty() {
+        locations = Location::istio_defaults();
+    }
+    if let Some(header) = &rule.output_payload_to_header {
+        if !is_header_name(header) {
+            return Err(error("outputPayloadToHeader", "not a valid header name"));
+        }
+    }
+    let mut output_claim_to_headers = Vec::new();
+    for (k, entry) in rule.output_claim_to_headers.iter().enumerate() {
+        if !is_header_name(&entry.header) {
+            return Err(error(
+                &format!("outputClaimToHeaders[{k}].header"),
+                "not a valid header name (letters, digits, `-`, `_`)",
+            ));
+        }
+        if entry.claim.is_empty() {
+            return Err(error(
+                &format!("outputClaimToHeaders[{k}].claim"),
+                "must not be empty",
+            ));
+        }
+        output_claim_to_headers.push((entry.header.to_ascii_lowercase(), entry.claim.clone()));
+    }
+    Ok(CompiledJwtRule {
+        issuer: rule.issuer.clone(),
+        audiences: rule.audiences.clone(),
+        keys,
+        locations,
+        output_payload_to_header: rule
+            .output_payload_to_header
+            .as_ref()
+            .map(|h| h.to_ascii_lowercase()),
+        output_claim_to_headers,
+        forward_original_token: rule.forward_original_token,
+        space_delimited_claims: rule.space_delimited_claims.clone(),
+    })
+}
+
+/// Istio's pattern for output headers, also used for token headers: `^[-_A-Za-z0-9]+$`.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `http(s)://authority/path?query` → (authority, path with query; `/` when empty).
+fn split_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) => (rest.get(..at)?, rest.get(at..)?),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    Some((authority.to_string(), path))
+}
+
+/// Istio/protobuf durations: `1.5s`, `500ms`, `2m`, `1h` (also `us`/`ns`, rounded down).
+fn parse_duration_ms(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = (text.get(..split)?, text.get(split..)?);
+    let value: f64 = number.parse().ok()?;
+    let factor = match unit {
+        "h" => 3_600_000.0,
+        "m" => 60_000.0,
+        "s" => 1_000.0,
+        "ms" => 1.0,
+        "us" | "µs" => 0.001,
+        "ns" => 0.000_001,
+        _ => return None,
+    };
+    let ms = value * factor;
+    (ms.is_finite() && ms < 1e15).then_some(ms as u64)
+}
+
+/// The string form of a claim for `outputClaimToHeaders`: strings as they are, numbers and
+/// booleans printed; other types are not copied (as Envoy's `claim_to_headers`).
+pub fn claim_header_value(identity: &Identity, claim: &str) -> Option<String> {
+    match identity.claims.get(claim)? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        serde_json::Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::jwks::tests::jwks_of;
+    use crate::request::tests::request;
+    use crate::token::tests::{claims, pinned, ISSUER, LIMITS, NOW};
+    use jwt_simple::prelude::*;
+    use serde_json::json;
+    use std::cell::{Cell, RefCell};
+
+    /// Remote keys as a test sets them.
+    #[derive(Default)]
+    pub struct FakeRemote {
+        pub keys: RefCell<Option<Rc<KeySet>>>,
+        pub failed: Cell<bool>,
+        pub refreshes: Cell<usize>,
+    }
+
+    impl RemoteKeyStore for FakeRemote {
+        fn keys(&self, _rule: usize) -> RemoteKeys {
+            match (self.keys.borrow().clone(), self.failed.get()) {
+                (Some(keys), _) => RemoteKeys::Ready(keys),
+                (None, true) => RemoteKeys::Failed,
+                (None, false) => RemoteKeys::Pending,
+            }
+        }
+        fn request_refresh(&self, _rule: usize) {
+            self.refreshes.set(self.refreshes.get() + 1);
+        }
+    }
+
+    pub fn authenticator(rules: serde_json::Value) -> Result<Authenticator, ConfigError> {
+        let config: Config = serde_json::from_value(json!({ "jwtRules": rules })).unwrap();
+        Authenticator::compile(&config.jwt_rules)
+    }
+
+    fn run(auth: &Authenticator, headers: &[(&str, &str)]) -> Authentication {
+        let mut cache = TokenCache::new(10);
+        auth.authenticate(
+            &request(headers),
+            &FakeRemote::default(),
+            &mut cache,
+            &LIMITS,
+            NOW,
+        )
+    }
+
+    fn principal(outcome: &Authentication) -> Option<&str> {
+        match outcome {
+            Authentication::Verified { primary, .. } => Some(primary.identity.principal.as_str()),
+            _ => None,
+        }
+    }
+
+    fn setup() -> (ES256KeyPair, Authenticator) {
+        let pair = ES256KeyPair::generate().with_key_id("k1");
+        let auth = authenticator(json!([{
+            "issuer": ISSUER,
+            "audiences": ["kserve"],
+            "jwks": jwks_of(&[pair.public_key().to_jwk()]),
+        }]))
+        .unwrap();
+        (pair, auth)
+    }
+
+    #[test]
+    fn no_token_is_anonymous_and_valid_token_gives_principal() {
+        let (pair, auth) = setup();
+        assert!(matches!(
+            run(&auth, &[(":path", "/")]),
+            Authentication::Anonymous
+        ));
+        let token = pair.sign(claims()).unwrap();
+        let bearer = format!("Bearer {token}");
+        let outcome = run(&auth, &[(":path", "/"), ("authorization", &bearer)]);
+        assert_eq!(principal(&outcome), Some("https://dex.example.com/alice"));
+        let Authentication::Verified { token_headers, .. } = outcome else {
+            unreachable!()
+        };
+        assert_eq!(token_headers, ["authorization"]);
+        let path = format!("/x?access_token={token}");
+        let outcome = run(&auth, &[(":path", &path)]);
+        assert_eq!(principal(&outcome), Some("https://dex.example.com/alice"));
+    }
+
+    #[test]
+    fn token_of_an_unknown_issuer_is_a_failure_not_anonymous() {
+        let (pair, auth) = setup();
+        let token = pair
+            .sign(claims().with_issuer("https://evil.example.com"))
+            .unwrap();
+        let bearer = format!("Bearer {token}");
+        let outcome = run(&auth, &[("authorization", &bearer)]);
+        assert!(matches!(
+            outcome,
+            Authentication::Failed(JwtFailure::IssuerNotConfigured)
+        ));
+    }
+
+    #[test]
+    fn every_token_must_verify_wherever_it_is() {
+        let (pair, auth) = setup();
+        let good = pair.sign(claims()).unwrap();
+        let forged = ES256KeyPair::generate()
+            .with_key_id("k1")
+            .sign(claims())
+            .unwrap();
+        let cases = [
+            (
+                format!("Bearer {good}"),
+                format!("/p?access_token={forged}"),
+            ),
+            (
+                format!("Bearer {forged}"),
+                format!("/p?access_token={good}"),
+            ),
+        ];
+        for (header, path) in &cases {
+            let outcome = run(&auth, &[(":path", path), ("authorization", header)]);
+            assert!(
+                matches!(outcome, Authentication::Failed(JwtFailure::BadSignature)),
+                "{outcome:?}"
+            );
+        }
+        // Duplicated Authorization headers: the forged one fails the request.
+        let outcome = run(
+            &auth,
+            &[
+                ("authorization", &format!("Bearer {good}")),
+                ("authorization", &format!("Bearer {forged}")),
+            ],
+        );
+        assert!(matches!(
+            outcome,
+            Authentication::Failed(JwtFailure::BadSignature)
+        ));
+        // The same valid token in both places is fine.
+        let path = format!("/p?access_token={good}");
+        let outcome = run(
+            &auth,
+            &[
+                (":path", &path),
+                ("authorization", &format!("Bearer {good}")),
+            ],
+        );
+        assert!(principal(&outcome).is_some());
+    }
+
+    #[test]
+    fn custom_locations_replace_the_defaults() {
+        let pair = ES256KeyPair::generate();
+        let auth = authenticator(json!([{
+            "issuer": ISSUER,
+            "jwks": jwks_of(&[pair.public_key().to_jwk()]),
+            "fromHeaders": [{"name": "X-Jwt"}],
+            "fromCookies": ["session"],
+            "forwardOriginalToken": true
+        }]))
+        .unwrap();
+        let token = pair.sign(claims()).unwrap();
+        let outcome = run(&auth, &[("x-jwt", &token)]);
+        let Authentication::Verified { token_headers, .. } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(
+            token_headers.is_empty(),
+            "forwardOriginalToken keeps the header"
+        );
+        let cookie = format!("a=b; session={token}");
+        assert!(principal(&run(&auth, &[("cookie", &cookie)])).is_some());
+        // The default locations are not read any more.
+        let bearer = format!("Bearer {token}");
+        assert!(matches!(
+            run(&auth, &[("authorization", &bearer)]),
+            Authentication::Anonymous
+        ));
+    }
+
+    #[test]
+    fn two_issuers_share_the_default_location() {
+        let a = ES256KeyPair::generate();
+        let b = Ed25519KeyPair::generate();
+        let auth = authenticator(json!([
+            {"issuer": "https://a", "jwks": jwks_of(&[a.public_key().to_jwk()])},
+            {"issuer": "https://b", "jwks": jwks_of(&[b.public_key().to_jwk()])}
+        ]))
+        .unwrap();
+        let token = b.sign(claims().with_issuer("https://b")).unwrap();
+        let bearer = format!("Bearer {token}");
+        assert_eq!(
+            principal(&run(&auth, &[("authorization", &bearer)])),
+            Some("https://b/alice")
+        );
+        // Signed by a's key but claiming to be from b: b's keys refuse it.
+        let token = a.sign(claims().with_issuer("https://b")).unwrap();
+        let bearer = format!("Bearer {token}");
+        assert!(matches!(
+            run(&auth, &[("authorization", &bearer)]),
+            Authentication::Failed(JwtFailure::AlgorithmNotAllowed)
+        ));
+    }
+
+    #[test]
+    fn verified_tokens_are_cached_until_they_expire() {
+        let (pair, auth) = setup();
+        let token = pair.sign(claims()).unwrap();
+        let bearer = format!("Bearer {token}");
+        let req = request(&[("authorization", &bearer)]);
+        let mut cache = TokenCache::new(10);
+        let remote = FakeRemote::default();
+        let first = auth.authenticate(&req, &remote, &mut cache, &LIMITS, NOW);
+        assert_eq!(cache.len(), 1);
+        let again = auth.authenticate(&req, &remote, &mut cache, &LIMITS, NOW + 10);
+        assert_eq!(principal(&first), principal(&again));
+        let expired = auth.authenticate(&req, &remote, &mut cache, &LIMITS, NOW + 3600 + 61);
+        assert!(matches!(
+            expired,
+            Authentication::Failed(JwtFailure::Expired)
+        ));
+    }
+
+    #[test]
+    fn remote_keys_pending_failed_and_unknown_kid_refresh() {
+        let pair = ES256KeyPair::generate().with_key_id("k1");
+        let auth = authenticator(json!([{
+            "issuer": ISSUER,
+            "jwksUri": "https://dex.example.com/keys",
+            "jwksCluster": "outbound|5556||dex"
+        }]))
+        .unwrap();
+        let bearer = format!("Bearer {}", pair.sign(claims()).unwrap());
+        let req = request(&[("authorization", &bearer)]);
+        let mut cache = TokenCache::new(10);
+        let remote = FakeRemote::default();
+        let outcome = auth.authenticate(&req, &remote, &mut cache, &LIMITS, NOW);
+        assert!(matches!(outcome, Authentication::WaitForKeys));
+        remote.failed.set(true);
+        let outcome = auth.authenticate(&req, &remote, &mut cache, &LIMITS, NOW);
+        assert!(matches!(
+            outcome,
+            Authentication::Failed(JwtFailure::KeysUnavailable)
+        ));
+        let rotated = ES256KeyPair::generate().with_key_id("k2");
+        let keys = parse_jwks(&jwks_of(&[rotated.public_key().to_jwk()])).unwrap();
+        *remote.keys.borrow_mut() = Some(Rc::new(keys));
+        let outcome = auth.authenticate(&req, &remote, &mut cache, &LIMITS, NOW);
+        assert!(matches!(
+            outcome,
+            Authentication::Failed(JwtFailure::UnknownKid)
+        ));
+        assert_eq!(remote.refreshes.get(), 1);
+        let keys = parse_jwks(&jwks_of(&[pair.public_key().to_jwk()])).unwrap();
+        *remote.keys.borrow_mut() = Some(Rc::new(keys));
+        let outcome = auth.authenticate(&req, &remote, &mut cache, &LIMITS, NOW);
+        assert!(principal(&outcome).is_some());
+    }
+
+    #[test]
+    fn rule_configuration_errors_name_the_field() {
+        let jwks = jwks_of(&[ES256KeyPair::generate().public_key().to_jwk()]);
+        let cases = [
+            (json!([{"issuer": "i"}]), "jwtRules[0].jwks"),
+            (json!([{"issuer": "", "jwks": jwks}]), "jwtRules[0].issuer"),
+            (
+                json!([{"issuer": "i", "jwks": "{\"keys\":[]}"}]),
+                "jwtRules[0].jwks",
+            ),
+            (
+                json!([{"issuer": "i", "jwks": jwks, "jwksUri": "https://x/k"}]),
+                "jwtRules[0].jwks",
+            ),
+            (
+                json!([{"issuer": "i", "jwksUri": "https://x/k"}]),
+                "jwtRules[0].jwksCluster",
+            ),
+            (
+                json!([{"issuer": "i", "jwksUri": "ftp://x/k", "jwksCluster": "c"}]),
+                "jwtRules[0].jwksUri",
+            ),
+            (
+                json!([{"issuer": "i", "jwksUri": "https://x/k", "jwksCluster": "c", "timeout": "5"}]),
+                "jwtRules[0].timeout",
+            ),
+            (
+                json!([{"issuer": "i", "jwks": jwks, "jwksCluster": "c"}]),
+                "jwtRules[0].jwksCluster",
+            ),
+            (
+                json!([{"issuer": "i", "jwks": jwks, "fromHeaders": [{"name": "bad header"}]}]),
+                "jwtRules[0].fromHeaders[0].name",
+            ),
+            (
+                json!([{"issuer": "i", "jwks": jwks, "outputClaimToHeaders": [{"header": "x:y", "claim": "sub"}]}]),
+                "jwtRules[0].outputClaimToHeaders[0].header",
+            ),
+            (
+                json!([{"issuer": "i", "jwks": jwks}, {"issuer": "i", "jwks": jwks}]),
+                "jwtRules[1].issuer",
+            ),
+        ];
+        for (json, field) in cases {
+            let err = authenticator(json.clone()).err().unwrap();
+            assert_eq!(err.field, field, "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn remote_rule_settings_are_parsed() {
+        let auth = authenticator(json!([{
+            "issuer": "i",
+            "jwks_uri": "http://dex.auth:5556/dex/keys?x=1",
+            "jwksCluster": "outbound|5556||dex",
+            "timeout": "1.5s"
+        }]))
+        .unwrap();
+        let KeySource::Remote(remote) = &auth.rules[0].keys else {
+            unreachable!()
+        };
+        assert_eq!(remote.authority, "dex.auth:5556");
+        assert_eq!(remote.path, "/dex/keys?x=1");
+        assert_eq!(remote.timeout_ms, 1500);
+        assert_eq!(
+            split_uri("https://h").unwrap(),
+            ("h".to_string(), "/".to_string())
+        );
+        assert_eq!(parse_duration_ms("2m"), Some(120_000));
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("s"), None);
+    }
+
+    #[test]
+    fn claim_values_for_headers() {
+        let (pair, auth) = setup();
+        let mut custom = serde_json::Map::new();
+        custom.insert("level".into(), json!(3));
+        custom.insert("admin".into(), json!(true));
+        custom.insert("groups".into(), json!(["a"]));
+        let claims = Claims::with_custom_claims(custom, Duration::from_hours(1))
+            .with_issuer(ISSUER)
+            .with_subject("alice")
+            .with_audience("kserve");
+        let claims = pinned(claims, 60);
+        let bearer = format!("Bearer {}", pair.sign(claims).unwrap());
+        let Authentication::Verified { primary, .. } = run(&auth, &[("authorization", &bearer)])
+        else {
+            unreachable!()
+        };
+        let id = &primary.identity;
+        assert_eq!(claim_header_value(id, "sub").as_deref(), Some("alice"));
+        assert_eq!(claim_header_value(id, "level").as_deref(), Some("3"));
+        assert_eq!(claim_header_value(id, "admin").as_deref(), Some("true"));
+        assert_eq!(claim_header_value(id, "groups"), None);
+        assert_eq!(claim_header_value(id, "missing"), None);
+    }
+}

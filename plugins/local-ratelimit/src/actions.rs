@@ -1,0 +1,606 @@
+//! Envoy's route `rate_limits`: each entry's actions append one `(key, value)` each, in order, to
+//! one descriptor. If an action cannot produce its entry the whole entry yields no descriptor
+//! (`request_headers` with `skip_if_absent` is skipped instead), and an entry whose actions
+//! produced nothing yields none either (`router_ratelimit.cc`).
+
+use crate::config::{ActionConfig, HeaderMatcherConfig, RateLimitConfig, StringMatcherConfig};
+use crate::matcher::Descriptor;
+use plugin_common::config::ConfigError;
+use std::net::IpAddr;
+
+/// What the actions read from a request.
+pub trait RequestView {
+    /// First value of a request header (`:path`, `:method` included); `None` when absent.
+    fn header(&self, name: &str) -> Option<String>;
+    /// The downstream client address Envoy trusts (proxy-wasm `source.address`).
+    fn remote_ip(&self) -> Option<IpAddr>;
+}
+
+/// A header value as descriptor text. Envoy lets bytes that are not UTF-8 through (obs-text);
+/// each such byte becomes `\xNN`, so distinct values stay distinct and nothing panics.
+pub fn header_text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            let bytes = err.into_bytes();
+            let mut text = String::with_capacity(bytes.len() * 2);
+            for chunk in bytes.utf8_chunks() {
+                text.push_str(chunk.valid());
+                for byte in chunk.invalid() {
+                    text.push_str(&format!("\\x{byte:02x}"));
+                }
+            }
+            text
+        }
+    }
+}
+
+/// One `rate_limits` entry, compiled.
+#[derive(Debug)]
+pub struct RateLimitPolicy {
+    actions: Vec<Action>,
+}
+
+#[derive(Debug)]
+enum Action {
+    RequestHeader {
+        header: String,
+        key: String,
+        skip_if_absent: bool,
+    },
+    Generic {
+        key: String,
+        value: String,
+    },
+    RemoteAddress,
+    MaskedRemoteAddress {
+        v4_len: u8,
+        v6_len: u8,
+    },
+    HeaderValueMatch {
+        key: String,
+        value: String,
+        expect_match: bool,
+        headers: Vec<HeaderMatcher>,
+    },
+}
+
+#[derive(Debug)]
+struct HeaderMatcher {
+    name: String,
+    rule: MatchRule,
+    invert: bool,
+    missing_as_empty: bool,
+}
+
+#[derive(Debug)]
+enum MatchRule {
+    Present(bool),
+    Exact(String, bool),
+    Prefix(String, bool),
+    Suffix(String, bool),
+    Contains(String, bool),
+}
+
+pub fn compile_policy(
+    path: &str,
+    config: &RateLimitConfig,
+) -> Result<RateLimitPolicy, ConfigError> {
+    if config.actions.is_empty() {
+        return Err(ConfigError::new(
+            format!("{path}.actions"),
+            "needs at least one action",
+        ));
+    }
+    let actions = config
+        .actions
+        .iter()
+        .enumerate()
+        .map(|(i, action)| compile_action(&format!("{path}.actions[{i}]"), action))
+        .collect::<Result<_, _>>()?;
+    Ok(RateLimitPolicy { actions })
+}
+
+fn non_empty(field: String, value: &str) -> Result<String, ConfigError> {
+    if value.is_empty() {
+        Err(ConfigError::new(field, "must not be empty"))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+fn compile_action(path: &str, action: &ActionConfig) -> Result<Action, ConfigError> {
+    Ok(match action {
+        ActionConfig::RequestHeaders(c) => Action::RequestHeader {
+            // Header names are case-insensitive; the host is asked in lower case.
+            header: non_empty(
+                format!("{path}.request_headers.header_name"),
+                &c.header_name,
+            )?
+            .to_ascii_lowercase(),
+            key: non_empty(
+                format!("{path}.request_headers.descriptor_key"),
+                &c.descriptor_key,
+            )?,
+            skip_if_absent: c.skip_if_absent,
+        },
+        ActionConfig::GenericKey(c) => Action::Generic {
+            key: c
+                .descriptor_key
+                .clone()
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(|| "generic_key".to_string()),
+            value: non_empty(
+                format!("{path}.generic_key.descriptor_value"),
+                &c.descriptor_value,
+            )?,
+        },
+        ActionConfig::RemoteAddress(_) => Action::RemoteAddress,
+        ActionConfig::MaskedRemoteAddress(c) => {
+            let v4_len = c.v4_prefix_mask_len.unwrap_or(32);
+            let v6_len = c.v6_prefix_mask_len.unwrap_or(128);
+            if v4_len > 32 {
+                return Err(ConfigError::new(
+                    format!("{path}.masked_remote_address.v4_prefix_mask_len"),
+                    "must be at most 32",
+                ));
+            }
+            if v6_len > 128 {
+                return Err(ConfigError::new(
+                    format!("{path}.masked_remote_address.v6_prefix_mask_len"),
+                    "must be at most 128",
+                ));
+            }
+            Action::MaskedRemoteAddress { v4_len, v6_len }
+        }
+        ActionConfig::HeaderValueMatch(c) => Action::HeaderValueMatch {
+            key: c
+                .descriptor_key
+                .clone()
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(|| "header_match".to_string()),
+            value: non_empty(
+                format!("{path}.header_value_match.descriptor_value"),
+                &c.descriptor_value,
+            )?,
+            expect_match: c.expect_match,
+            headers: c
+                .headers
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    compile_header_matcher(&format!("{path}.header_value_match.headers[{i}]"), h)
+                })
+                .collect::<Result<_, _>>()?,
+        },
+    })
+}
+
+fn compile_header_matcher(
+    path: &str,
+    c: &HeaderMatcherConfig,
+) -> Result<HeaderMatcher, ConfigError> {
+    let mut rules = Vec::new();
+    if let Some(v) = &c.exact_match {
+        rules.push(MatchRule::Exact(v.clone(), false));
+    }
+    if let Some(v) = &c.prefix_match {
+        rules.push(MatchRule::Prefix(v.clone(), false));
+    }
+    if let Some(v) = &c.suffix_match {
+        rules.push(MatchRule::Suffix(v.clone(), false));
+    }
+    if let Some(v) = &c.contains_match {
+        rules.push(MatchRule::Contains(v.clone(), false));
+    }
+    if let Some(v) = c.present_match {
+        rules.push(MatchRule::Present(v));
+    }
+    if let Some(m) = &c.string_match {
+        rules.push(compile_string_matcher(&format!("{path}.string_match"), m)?);
+    }
+    if rules.len() > 1 {
+        return Err(ConfigError::new(
+            path,
+            "only one match specifier is allowed",
+        ));
+    }
+    Ok(HeaderMatcher {
+        name: non_empty(format!("{path}.name"), &c.name)?.to_ascii_lowercase(),
+        // Envoy: a matcher without a specifier checks presence.
+        rule: rules.pop().unwrap_or(MatchRule::Present(true)),
+        invert: c.invert_match,
+        missing_as_empty: c.treat_missing_header_as_empty,
+    })
+}
+
+fn compile_string_matcher(path: &str, c: &StringMatcherConfig) -> Result<MatchRule, ConfigError> {
+    let ic = c.ignore_case;
+    let fold = |s: &String| if ic { s.to_lowercase() } else { s.clone() };
+    let mut rules: Vec<MatchRule> = [
+        c.exact.as_ref().map(|v| MatchRule::Exact(fold(v), ic)),
+        c.prefix.as_ref().map(|v| MatchRule::Prefix(fold(v), ic)),
+        c.suffix.as_ref().map(|v| MatchRule::Suffix(fold(v), ic)),
+        c.contains
+            .as_ref()
+            .map(|v| MatchRule::Contains(fold(v), ic)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match (rules.pop(), rules.is_empty()) {
+        (Some(rule), true) => Ok(rule),
+        _ => Err(ConfigError::new(
+            path,
+            "needs exactly one of exact, prefix, suffix, contains (safe_regex is not supported)",
+        )),
+    }
+}
+
+impl MatchRule {
+    fn matches(&self, value: &str) -> bool {
+        let folded = |ic: bool| {
+            if ic {
+                value.to_lowercase()
+            } else {
+                value.to_string()
+            }
+        };
+        match self {
+            MatchRule::Present(expected) => *expected,
+            MatchRule::Exact(p, ic) => folded(*ic) == *p,
+            MatchRule::Prefix(p, ic) => folded(*ic).starts_with(p.as_str()),
+            MatchRule::Suffix(p, ic) => folded(*ic).ends_with(p.as_str()),
+            MatchRule::Contains(p, ic) => folded(*ic).contains(p.as_str()),
+        }
+    }
+}
+
+impl HeaderMatcher {
+    /// Envoy's `HeaderUtility::matchHeaders` for one matcher.
+    fn matches(&self, request: &dyn RequestView) -> bool {
+        let value = match request.header(&self.name) {
+            Some(value) => value,
+            None if self.missing_as_empty => String::new(),
+            // A missing header matches only `present_match: false`, or `present_match: true`
+            // inverted.
+            None => {
+                return matches!(self.rule, MatchRule::Present(present) if present == self.invert)
+            }
+        };
+        self.rule.matches(&value) != self.invert
+    }
+}
+
+impl Action {
+    /// Appends this action's entry; `false` means the `rate_limits` entry yields no descriptor.
+    fn populate(&self, request: &dyn RequestView, descriptor: &mut Descriptor) -> bool {
+        match self {
+            Action::RequestHeader {
+                header,
+                key,
+                skip_if_absent,
+            } => match request.header(header) {
+                Some(value) => {
+                    descriptor.push((key.clone(), value));
+                    true
+                }
+                None => *skip_if_absent,
+            },
+            Action::Generic { key, value } => {
+                descriptor.push((key.clone(), value.clone()));
+                true
+            }
+            Action::RemoteAddress => match request.remote_ip() {
+                Some(ip) => {
+                    descriptor.push(("remote_address".to_string(), ip.to_string()));
+                    true
+                }
+                None => false,
+            },
+            Action::MaskedRemoteAddress { v4_len, v6_len } => match request.remote_ip() {
+                Some(ip) => {
+                    descriptor.push((
+                        "masked_remote_address".to_string(),
+                        mask(ip, *v4_len, *v6_len),
+                    ));
+                    true
+                }
+                None => false,
+            },
+            Action::HeaderValueMatch {
+                key,
+                value,
+                expect_match,
+                headers,
+            } => {
+                if headers.iter().all(|h| h.matches(request)) == *expect_match {
+                    descriptor.push((key.clone(), value.clone()));
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// `a.b.c.0/24`, as Envoy's `masked_remote_address`.
+fn mask(ip: IpAddr, v4_len: u8, v6_len: u8) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            // A shift by the full width (prefix 0) is `None`: everything masked.
+            let masked = u32::from(v4) & u32::MAX.checked_shl(32 - u32::from(v4_len)).unwrap_or(0);
+            format!("{}/{v4_len}", std::net::Ipv4Addr::from(masked))
+        }
+        IpAddr::V6(v6) => {
+            let masked =
+                u128::from(v6) & u128::MAX.checked_shl(128 - u32::from(v6_len)).unwrap_or(0);
+            format!("{}/{v6_len}", std::net::Ipv6Addr::from(masked))
+        }
+    }
+}
+
+/// The descriptors of a request, one per `rate_limits` entry that produced one.
+pub fn build_descriptors(
+    policies: &[RateLimitPolicy],
+    request: &dyn RequestView,
+) -> Vec<Descriptor> {
+    policies
+        .iter()
+        .filter_map(|policy| {
+            let mut descriptor = Descriptor::new();
+            let complete = policy
+                .actions
+                .iter()
+                .all(|action| action.populate(request, &mut descriptor));
+            (complete && !descriptor.is_empty()).then_some(descriptor)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use plugin_common::config::parse;
+
+    struct FakeRequest {
+        headers: Vec<(&'static str, &'static str)>,
+        ip: Option<IpAddr>,
+    }
+
+    impl RequestView for FakeRequest {
+        fn header(&self, name: &str) -> Option<String> {
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+        fn remote_ip(&self) -> Option<IpAddr> {
+            self.ip
+        }
+    }
+
+    fn req(headers: &[(&'static str, &'static str)]) -> FakeRequest {
+        FakeRequest {
+            headers: headers.to_vec(),
+            ip: None,
+        }
+    }
+
+    fn policies(rate_limits: &str) -> Vec<RateLimitPolicy> {
+        let config: Config =
+            parse(format!(r#"{{"domain":"d","rate_limits":{rate_limits}}}"#).as_bytes()).unwrap();
+        crate::config::compile(config).unwrap().policies
+    }
+
+    fn compile_err(rate_limits: &str) -> ConfigError {
+        let text = format!(r#"{{"domain":"d","rate_limits":{rate_limits}}}"#);
+        parse::<Config>(text.as_bytes())
+            .and_then(crate::config::compile)
+            .unwrap_err()
+    }
+
+    fn d(entries: &[(&str, &str)]) -> Descriptor {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const SEED: &str = r#"[
+        {"actions":[{"request_headers":{"header_name":":path","descriptor_key":"path"}},
+                    {"request_headers":{"header_name":"x-api-key","descriptor_key":"x-api-key"}}]},
+        {"actions":[{"request_headers":{"header_name":":path","descriptor_key":"path"}}]}]"#;
+
+    #[test]
+    fn seed_actions_with_and_without_api_key() {
+        let p = policies(SEED);
+        assert_eq!(
+            build_descriptors(&p, &req(&[(":path", "/p"), ("x-api-key", "k")])),
+            vec![
+                d(&[("path", "/p"), ("x-api-key", "k")]),
+                d(&[("path", "/p")])
+            ]
+        );
+        // A missing header drops its whole entry, not just the entry's action.
+        assert_eq!(
+            build_descriptors(&p, &req(&[(":path", "/p")])),
+            vec![d(&[("path", "/p")])]
+        );
+    }
+
+    #[test]
+    fn skip_if_absent_skips_the_action_only_and_empty_descriptors_are_dropped() {
+        let p = policies(
+            r#"[{"actions":[{"request_headers":{"header_name":"X-A","descriptor_key":"a","skip_if_absent":true}},
+                           {"request_headers":{"header_name":"x-b","descriptor_key":"b"}}]},
+                {"actions":[{"request_headers":{"header_name":"x-a","descriptor_key":"a","skip_if_absent":true}}]}]"#,
+        );
+        assert_eq!(
+            build_descriptors(&p, &req(&[("x-b", "2")])),
+            vec![d(&[("b", "2")])]
+        );
+        assert_eq!(
+            build_descriptors(&p, &req(&[("x-a", "1"), ("x-b", "2")])),
+            vec![d(&[("a", "1"), ("b", "2")]), d(&[("a", "1")])]
+        );
+        assert!(build_descriptors(&p, &req(&[])).is_empty());
+        // A present but empty header still yields its entry, as Envoy.
+        assert_eq!(
+            build_descriptors(&p, &req(&[("x-a", ""), ("x-b", "")])),
+            vec![d(&[("a", ""), ("b", "")]), d(&[("a", "")])]
+        );
+    }
+
+    #[test]
+    fn generic_key_with_and_without_descriptor_key() {
+        let p = policies(
+            r#"[{"actions":[{"generic_key":{"descriptor_value":"v"}}]},
+                {"actions":[{"generic_key":{"descriptor_value":"w","descriptor_key":"k"}}]}]"#,
+        );
+        assert_eq!(
+            build_descriptors(&p, &req(&[])),
+            vec![d(&[("generic_key", "v")]), d(&[("k", "w")])]
+        );
+    }
+
+    #[test]
+    fn remote_address_and_masked_remote_address() {
+        let p = policies(
+            r#"[{"actions":[{"remote_address":{}}]},
+                {"actions":[{"masked_remote_address":{"v4_prefix_mask_len":24,"v6_prefix_mask_len":64}}]},
+                {"actions":[{"masked_remote_address":{}}]}]"#,
+        );
+        let mut r = req(&[]);
+        r.ip = Some("10.1.2.3".parse().unwrap());
+        assert_eq!(
+            build_descriptors(&p, &r),
+            vec![
+                d(&[("remote_address", "10.1.2.3")]),
+                d(&[("masked_remote_address", "10.1.2.0/24")]),
+                d(&[("masked_remote_address", "10.1.2.3/32")]),
+            ]
+        );
+        r.ip = Some("2001:db8::1:2".parse().unwrap());
+        assert_eq!(
+            build_descriptors(&p, &r)[1],
+            d(&[("masked_remote_address", "2001:db8::/64")])
+        );
+        assert_eq!(mask("10.1.2.3".parse().unwrap(), 0, 0), "0.0.0.0/0");
+        // No usable address (for example a pipe): no descriptor from those entries.
+        assert!(build_descriptors(&p, &req(&[])).is_empty());
+    }
+
+    #[test]
+    fn header_value_match_as_envoy() {
+        let p = policies(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"post","headers":[{"name":":method","exact_match":"POST"}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"not-admin","expect_match":false,"descriptor_key":"k",
+                   "headers":[{"name":":path","string_match":{"prefix":"/ADMIN","ignore_case":true}}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"no-debug","headers":[{"name":"x-debug","present_match":false}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"has-token","headers":[{"name":"x-token"}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"inv","headers":[{"name":"x-token","present_match":true,"invert_match":true}]}}]}]"#,
+        );
+        assert_eq!(
+            build_descriptors(&p, &req(&[(":method", "POST"), (":path", "/admin/x")])),
+            vec![
+                d(&[("header_match", "post")]),
+                d(&[("header_match", "no-debug")]),
+                d(&[("header_match", "inv")]),
+            ]
+        );
+        assert_eq!(
+            build_descriptors(
+                &p,
+                &req(&[
+                    (":method", "GET"),
+                    (":path", "/v1"),
+                    ("x-debug", "1"),
+                    ("x-token", "t")
+                ])
+            ),
+            vec![
+                d(&[("k", "not-admin")]),
+                d(&[("header_match", "has-token")])
+            ]
+        );
+    }
+
+    #[test]
+    fn header_matcher_missing_header_rules() {
+        let p = policies(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"a","headers":[{"name":"x","exact_match":"v","invert_match":true}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"b","headers":[{"name":"x","suffix_match":"","treat_missing_header_as_empty":true}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"c","headers":[{"name":"x","contains_match":"mid"}]}}]}]"#,
+        );
+        // Missing: an inverted exact match does not match (Envoy), the empty-suffix one does.
+        assert_eq!(
+            build_descriptors(&p, &req(&[])),
+            vec![d(&[("header_match", "b")])]
+        );
+        assert_eq!(
+            build_descriptors(&p, &req(&[("x", "amidb")])),
+            vec![
+                d(&[("header_match", "a")]),
+                d(&[("header_match", "b")]),
+                d(&[("header_match", "c")])
+            ]
+        );
+    }
+
+    #[test]
+    fn header_bytes_that_are_not_utf8_are_escaped_not_fatal() {
+        assert_eq!(header_text(b"plain".to_vec()), "plain");
+        assert_eq!(header_text(vec![b'k', 0xff, 0xfe, b'!']), "k\\xff\\xfe!");
+        assert_eq!(header_text("é".as_bytes().to_vec()), "é");
+        assert_ne!(header_text(vec![0xff]), header_text(vec![0xfe]));
+    }
+
+    #[test]
+    fn unsupported_and_broken_actions_are_configuration_errors() {
+        let err = compile_err(r#"[{"actions":[{"destination_cluster":{}}]}]"#);
+        assert_eq!(err.field, "rate_limits[0].actions[0]");
+        assert!(
+            err.reason.contains("unknown variant `destination_cluster`"),
+            "{}",
+            err.reason
+        );
+        let err = compile_err(r#"[{"actions":[]}]"#);
+        assert_eq!(err.field, "rate_limits[0].actions");
+        let err = compile_err(
+            r#"[{"actions":[{"request_headers":{"header_name":"","descriptor_key":"k"}}]}]"#,
+        );
+        assert_eq!(
+            err.field,
+            "rate_limits[0].actions[0].request_headers.header_name"
+        );
+        let err = compile_err(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"v","headers":[{"name":"x","safe_regex_match":{"regex":".*"}}]}}]}]"#,
+        );
+        assert!(err.reason.contains("safe_regex_match"), "{}", err.reason);
+        let err = compile_err(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"v","headers":[{"name":"x","exact_match":"a","prefix_match":"b"}]}}]}]"#,
+        );
+        assert_eq!(
+            err.field,
+            "rate_limits[0].actions[0].header_value_match.headers[0]"
+        );
+        let err =
+            compile_err(r#"[{"actions":[{"masked_remote_address":{"v4_prefix_mask_len":33}}]}]"#);
+        assert!(err.field.ends_with("v4_prefix_mask_len"), "{}", err.field);
+        let err = compile_err(
+            r#"[{"actions":[{"generic_key":{"descriptor_value":"v"},"remote_address":{}}]}]"#,
+        );
+        assert_eq!(err.field, "rate_limits[0].actions[0]");
+        let err = compile_err(
+            r#"[{"actions":[{"request_headers":{"header_name":"a","descriptor_key":"k"}}],"stage":1}]"#,
+        );
+        assert!(
+            err.reason.contains("unknown field `stage`"),
+            "{}",
+            err.reason
+        );
+    }
+}

@@ -1,0 +1,523 @@
+//! Buckets in proxy-wasm shared data, the one store all Envoy workers see, updated with
+//! compare-and-swap so `--concurrency N` admits exactly the limit.
+//!
+//! Key layout (every key is created when a configuration is accepted, see [`ensure_keys`],
+//! because the host has no "create if absent": a `set` of an absent key always succeeds, so
+//! two workers creating the same bucket on the request path could both admit):
+//! - `local-ratelimit/r/<id>`: a rule whose bucket does not depend on client values (every
+//!   level matched an exact value or a `share_threshold` wildcard). One per rule of the config.
+//! - `local-ratelimit/t/<n>`, `n < max_keys`: the table of per-value buckets. A bucket's slot is
+//!   its identity's hash modulo `max_keys`. A slot holds one bucket; another bucket may take the
+//!   slot only when the occupant is full (a full bucket is what a new one would be, so nothing is
+//!   lost). A value whose slot holds a bucket still refilling is limited by its rule's overflow
+//!   bucket instead, never admitted without a bucket.
+//! - `local-ratelimit/o/<rule>`: one overflow bucket per per-value rule.
+//!
+//! Memory is therefore fixed once the configuration is accepted: no request creates a key.
+
+use crate::bucket::{Bucket, Rate};
+use sha2::{Digest, Sha256};
+
+/// The host's shared data (`get_shared_data`/`set_shared_data`).
+pub trait SharedStore {
+    /// The value and its CAS token, `None` when the key does not exist.
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;
+    /// Writes `value`; with `cas`, only if the key still has that token.
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetError {
+    CasMismatch,
+    Failed,
+}
+
+/// Why a bucket operation gave up; the caller applies `failure_mode_deny`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Every attempt lost its compare-and-swap to another worker.
+    Contention,
+    /// The host refused a read or a write.
+    Store,
+}
+
+/// Attempts per bucket operation before [`Failure::Contention`]. Each lost attempt means another
+/// worker's write succeeded, so with W workers a fair host rarely needs more than W.
+pub const MAX_CAS_ATTEMPTS: usize = 16;
+
+const PREFIX: &str = "local-ratelimit/";
+const FORMAT_VERSION: u8 = 1;
+/// What [`ensure_keys`] writes: not a bucket, so the slot is free.
+const FREE: &[u8] = &[0];
+
+/// A bucket's identity: domain, rule (key path and limit) and values; SHA-256 so that no
+/// client value can be crafted to land on another client's bucket.
+pub type Fingerprint = [u8; 16];
+
+pub fn fingerprint(parts: &[&[u8]]) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        // Length-prefixed: ("ab","c") and ("a","bc") differ.
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    let mut id = [0u8; 16];
+    for (out, byte) in id.iter_mut().zip(digest.iter()) {
+        *out = *byte;
+    }
+    id
+}
+
+fn hex(id: &Fingerprint) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a bucket lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketRef {
+    pub id: Fingerprint,
+    /// The rule's identity, which names its overflow bucket.
+    pub rule: Fingerprint,
+    pub rate: Rate,
+    pub per_value: bool,
+}
+
+pub fn rule_key(id: &Fingerprint) -> String {
+    format!("{PREFIX}r/{}", hex(id))
+}
+
+pub fn overflow_key(rule: &Fingerprint) -> String {
+    format!("{PREFIX}o/{}", hex(rule))
+}
+
+pub fn slot_key(index: u32) -> String {
+    format!("{PREFIX}t/{index}")
+}
+
+fn slot_of(id: &Fingerprint, max_keys: u32) -> u32 {
+    let mut first = [0u8; 8];
+    for (out, byte) in first.iter_mut().zip(id.iter()) {
+        *out = *byte;
+    }
+    let slot = u64::from_le_bytes(first) % u64::from(max_keys.max(1));
+    u32::try_from(slot).unwrap_or(0)
+}
+
+/// The result of a successful bucket operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub admitted: bool,
+    /// The bucket after the operation (for headers).
+    pub bucket: Bucket,
+    /// Whether the table slot was busy and the rule's overflow bucket answered.
+    pub overflow: bool,
+    /// Where the token came from, to give it back.
+    key: String,
+    id: Fingerprint,
+}
+
+enum Slot {
+    /// Our bucket (refilled to now) or a fresh one where nothing useful was.
+    Usable(Bucket),
+    /// Another value's bucket that is still refilling.
+    Busy,
+}
+
+fn read_slot(bytes: &[u8], id: &Fingerprint, rate: Rate, now_ns: u64) -> Slot {
+    let stored = match bytes.split_first() {
+        Some((&FORMAT_VERSION, rest)) if rest.len() > id.len() => {
+            let (stored_id, body) = rest.split_at(id.len());
+            Bucket::decode(body).map(|bucket| (stored_id == id, bucket.refilled(now_ns)))
+        }
+        _ => None,
+    };
+    match stored {
+        Some((true, bucket)) => Slot::Usable(bucket),
+        Some((false, other)) if !other.is_full() => Slot::Busy,
+        // Free, foreign bytes, or a full bucket of another value: start a full bucket.
+        _ => Slot::Usable(Bucket::full(rate, now_ns)),
+    }
+}
+
+fn encode(id: &Fingerprint, bucket: &Bucket) -> Vec<u8> {
+    let mut header = Vec::with_capacity(1 + id.len());
+    header.push(FORMAT_VERSION);
+    header.extend_from_slice(id);
+    bucket.encode(&header)
+}
+
+/// Takes one token from the bucket `target` names, if it has one.
+pub fn take(
+    store: &dyn SharedStore,
+    target: &BucketRef,
+    max_keys: u32,
+    now_ns: u64,
+) -> Result<Taken, Failure> {
+    let (mut key, mut id) = if target.per_value {
+        (slot_key(slot_of(&target.id, max_keys)), target.id)
+    } else {
+        (rule_key(&target.id), target.id)
+    };
+    let mut overflow = false;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some((bytes, cas)) = store.get(&key).map_err(|_| Failure::Store)? else {
+            // Only if the keys of this configuration were not created (they are, in
+            // `ensure_keys`); create it free and read it again.
+            log::warn!("local-ratelimit: shared key {key} was missing, created");
+            store.set(&key, FREE, None).map_err(|_| Failure::Store)?;
+            continue;
+        };
+        let mut bucket = match read_slot(&bytes, &id, target.rate, now_ns) {
+            Slot::Usable(bucket) => bucket,
+            Slot::Busy => {
+                key = overflow_key(&target.rule);
+                id = target.rule;
+                overflow = true;
+                continue;
+            }
+        };
+        let admitted = bucket.try_take();
+        if !admitted {
+            // Nothing changed: no write, no contention.
+            return Ok(Taken {
+                admitted,
+                bucket,
+                overflow,
+                key,
+                id,
+            });
+        }
+        match store.set(&key, &encode(&id, &bucket), Some(cas)) {
+            Ok(()) => {
+                return Ok(Taken {
+                    admitted,
+                    bucket,
+                    overflow,
+                    key,
+                    id,
+                })
+            }
+            Err(SetError::CasMismatch) => continue,
+            Err(SetError::Failed) => return Err(Failure::Store),
+        }
+    }
+    Err(Failure::Contention)
+}
+
+/// Returns the token `taken` took (the request was refused by another limit).
+pub fn give_back(store: &dyn SharedStore, taken: &Taken, now_ns: u64) -> Result<(), Failure> {
+    if !taken.admitted {
+        return Ok(());
+    }
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some((bytes, cas)) = store.get(&taken.key).map_err(|_| Failure::Store)? else {
+            return Err(Failure::Store);
+        };
+        let mut bucket = match read_slot(&bytes, &taken.id, taken.bucket.rate, now_ns) {
+            Slot::Usable(bucket) => bucket,
+            // Our bucket is gone (it was full again and reused): nothing to return.
+            Slot::Busy => return Ok(()),
+        };
+        if bucket.is_full() {
+            return Ok(());
+        }
+        bucket.give_back();
+        match store.set(&taken.key, &encode(&taken.id, &bucket), Some(cas)) {
+            Ok(()) => return Ok(()),
+            Err(SetError::CasMismatch) => continue,
+            Err(SetError::Failed) => return Err(Failure::Store),
+        }
+    }
+    Err(Failure::Contention)
+}
+
+/// Creates every key of `keys` that does not exist yet, as a free slot; existing keys (buckets
+/// of an earlier configuration or of another worker) are kept, which is how balances survive a
+/// configuration push. Returns how many keys were created.
+pub fn ensure_keys(
+    store: &dyn SharedStore,
+    keys: impl Iterator<Item = String>,
+) -> Result<usize, StoreError> {
+    let mut created = 0;
+    for key in keys {
+        if store.get(&key)?.is_none() {
+            store.set(&key, FREE, None).map_err(|_| StoreError)?;
+            created += 1;
+        }
+    }
+    Ok(created)
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! An in-memory shared store that can lose compare-and-swaps on purpose.
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::BTreeMap;
+
+    /// What another worker does between our read and our write.
+    pub type OtherWorker = Box<dyn Fn(&FakeStore)>;
+
+    #[derive(Default)]
+    pub struct FakeStore {
+        pub data: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
+        next_cas: Cell<u32>,
+        /// The next this-many CAS writes fail as if another worker wrote first.
+        pub cas_conflicts: Cell<usize>,
+        /// Each injected conflict also applies this write first (another worker's take).
+        pub interleave: RefCell<Option<OtherWorker>>,
+        pub fail_reads: Cell<bool>,
+        pub fail_writes: Cell<bool>,
+        pub writes: Cell<usize>,
+    }
+
+    impl FakeStore {
+        pub fn put(&self, key: &str, value: &[u8]) {
+            let cas = self.next_cas.get() + 1;
+            self.next_cas.set(cas);
+            self.data
+                .borrow_mut()
+                .insert(key.to_string(), (value.to_vec(), cas));
+        }
+    }
+
+    impl SharedStore for FakeStore {
+        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+            if self.fail_reads.get() {
+                return Err(StoreError);
+            }
+            Ok(self.data.borrow().get(key).cloned())
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+            if self.fail_writes.get() {
+                return Err(SetError::Failed);
+            }
+            if cas.is_some() && self.cas_conflicts.get() > 0 {
+                self.cas_conflicts.set(self.cas_conflicts.get() - 1);
+                if let Some(other_worker) = self.interleave.borrow().as_ref() {
+                    other_worker(self);
+                } else {
+                    // Another worker rewrote the key: same bytes, new token.
+                    let current = self.data.borrow().get(key).map(|(v, _)| v.clone());
+                    self.put(key, &current.unwrap_or_default());
+                }
+                return Err(SetError::CasMismatch);
+            }
+            let current = self.data.borrow().get(key).map(|(_, c)| *c);
+            if let (Some(expected), Some(actual)) = (cas, current) {
+                if expected != actual {
+                    return Err(SetError::CasMismatch);
+                }
+            }
+            self.writes.set(self.writes.get() + 1);
+            self.put(key, value);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeStore;
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn target(name: &str, capacity: u32, per_value: bool) -> BucketRef {
+        BucketRef {
+            id: fingerprint(&[b"rule", name.as_bytes()]),
+            rule: fingerprint(&[b"rule"]),
+            rate: Rate::new(capacity, 60),
+            per_value,
+        }
+    }
+
+    fn prepared(max_keys: u32, targets: &[&BucketRef]) -> FakeStore {
+        let store = FakeStore::default();
+        let keys = (0..max_keys)
+            .map(slot_key)
+            .chain(targets.iter().map(|t| rule_key(&t.id)))
+            .chain(targets.iter().map(|t| overflow_key(&t.rule)));
+        ensure_keys(&store, keys).unwrap();
+        store
+    }
+
+    fn admitted(store: &FakeStore, t: &BucketRef, max_keys: u32, now: u64) -> bool {
+        take(store, t, max_keys, now).unwrap().admitted
+    }
+
+    #[test]
+    fn fingerprint_separates_parts() {
+        assert_ne!(fingerprint(&[b"ab", b"c"]), fingerprint(&[b"a", b"bc"]));
+        assert_eq!(fingerprint(&[b"x"]), fingerprint(&[b"x"]));
+    }
+
+    #[test]
+    fn rule_bucket_admits_exactly_capacity_and_refills() {
+        let t = target("a", 2, false);
+        let store = prepared(4, &[&t]);
+        assert!(admitted(&store, &t, 4, 0));
+        assert!(admitted(&store, &t, 4, 0));
+        let refused = take(&store, &t, 4, SEC).unwrap();
+        assert!(!refused.admitted);
+        assert_eq!(refused.bucket.ns_until_token(), 29 * SEC);
+        assert!(admitted(&store, &t, 4, 30 * SEC));
+    }
+
+    #[test]
+    fn cas_conflicts_are_retried_and_never_double_spend() {
+        let t = target("a", 3, false);
+        let store = prepared(4, &[&t]);
+        // Another worker takes a token during each of our first two attempts.
+        let other = t;
+        *store.interleave.borrow_mut() = Some(Box::new(move |s: &FakeStore| {
+            let key = rule_key(&other.id);
+            let (bytes, _) = s.data.borrow().get(&key).cloned().unwrap();
+            let mut bucket = match read_slot(&bytes, &other.id, other.rate, 0) {
+                Slot::Usable(b) => b,
+                Slot::Busy => unreachable!(),
+            };
+            assert!(bucket.try_take());
+            s.put(&key, &encode(&other.id, &bucket));
+        }));
+        store.cas_conflicts.set(2);
+        let ours = take(&store, &t, 4, 0).unwrap();
+        assert!(ours.admitted);
+        assert_eq!(ours.bucket.remaining(), 0, "two other takes + ours = 3");
+        *store.interleave.borrow_mut() = None;
+        assert!(!admitted(&store, &t, 4, 0));
+    }
+
+    #[test]
+    fn contention_past_the_bound_is_reported_not_admitted_silently() {
+        let t = target("a", 3, false);
+        let store = prepared(4, &[&t]);
+        store.cas_conflicts.set(MAX_CAS_ATTEMPTS);
+        assert_eq!(take(&store, &t, 4, 0), Err(Failure::Contention));
+        store.cas_conflicts.set(MAX_CAS_ATTEMPTS - 1);
+        assert!(admitted(&store, &t, 4, 0));
+    }
+
+    #[test]
+    fn store_errors_are_reported() {
+        let t = target("a", 3, false);
+        let store = prepared(4, &[&t]);
+        store.fail_reads.set(true);
+        assert_eq!(take(&store, &t, 4, 0), Err(Failure::Store));
+        store.fail_reads.set(false);
+        store.fail_writes.set(true);
+        assert_eq!(take(&store, &t, 4, 0), Err(Failure::Store));
+    }
+
+    #[test]
+    fn refused_take_writes_nothing() {
+        let t = target("z", 0, false);
+        let store = prepared(1, &[&t]);
+        let before = store.writes.get();
+        assert!(!admitted(&store, &t, 1, 0));
+        assert_eq!(store.writes.get(), before);
+    }
+
+    #[test]
+    fn per_value_buckets_are_independent_and_busy_slots_use_the_overflow_bucket() {
+        // One slot: every value collides.
+        let a = target("a", 2, true);
+        let b = target("b", 2, true);
+        let store = prepared(1, &[&a, &b]);
+        assert!(admitted(&store, &a, 1, 0));
+        // `a` still refills: `b` may not evict it and goes to the overflow bucket.
+        let t = take(&store, &b, 1, 0).unwrap();
+        assert!(t.admitted && t.overflow);
+        assert!(admitted(&store, &b, 1, 0));
+        assert!(
+            !admitted(&store, &b, 1, 0),
+            "the overflow bucket has the rule's capacity"
+        );
+        // `a` kept its balance: one token left.
+        assert!(admitted(&store, &a, 1, 0));
+        assert!(!admitted(&store, &a, 1, 0));
+        // Once `a` is full again (60 s), `b` takes the slot with a full bucket of its own.
+        let t = take(&store, &b, 1, 60 * SEC).unwrap();
+        assert!(t.admitted && !t.overflow);
+        assert_eq!(t.bucket.remaining(), 1);
+    }
+
+    #[test]
+    fn flood_of_distinct_values_never_grows_the_store_and_hot_key_stays_exact() {
+        let max_keys = 64;
+        let hot = target("hot", 5, true);
+        let store = prepared(max_keys, &[&hot]);
+        let keys_before = store.data.borrow().len();
+        assert!(admitted(&store, &hot, max_keys, 0));
+        let mut hot_admitted = 1;
+        for i in 0..10_000u32 {
+            let attacker = target(&format!("attacker-{i}"), 5, true);
+            let _ = take(&store, &attacker, max_keys, 0).unwrap();
+            if i % 100 == 0 && take(&store, &hot, max_keys, 0).unwrap().admitted {
+                hot_admitted += 1;
+            }
+        }
+        assert_eq!(
+            store.data.borrow().len(),
+            keys_before,
+            "no key created by requests"
+        );
+        assert_eq!(hot_admitted, 5, "the hot key got exactly its limit");
+    }
+
+    #[test]
+    fn foreign_or_corrupt_bytes_are_treated_as_free() {
+        let t = target("a", 1, true);
+        let store = prepared(1, &[&t]);
+        store.put(&slot_key(0), &[FORMAT_VERSION, 1, 2, 3]);
+        assert!(admitted(&store, &t, 1, 0));
+        store.put(&slot_key(0), b"some other plugin's value");
+        assert!(admitted(&store, &t, 1, 0));
+    }
+
+    #[test]
+    fn missing_key_is_created_then_used() {
+        let t = target("a", 1, false);
+        let store = FakeStore::default();
+        assert!(admitted(&store, &t, 1, 0));
+        assert!(!admitted(&store, &t, 1, 0));
+    }
+
+    #[test]
+    fn give_back_returns_the_token_where_it_was_taken() {
+        let a = target("a", 1, true);
+        let b = target("b", 1, true);
+        let store = prepared(1, &[&a, &b]);
+        assert!(admitted(&store, &a, 1, 0));
+        let from_overflow = take(&store, &b, 1, 0).unwrap();
+        assert!(from_overflow.overflow);
+        give_back(&store, &from_overflow, 0).unwrap();
+        assert!(
+            take(&store, &b, 1, 0).unwrap().admitted,
+            "overflow token returned"
+        );
+        let store = prepared(1, &[&a]);
+        let taken = take(&store, &a, 1, 0).unwrap();
+        store.cas_conflicts.set(2);
+        give_back(&store, &taken, 0).unwrap();
+        assert!(admitted(&store, &a, 1, 0));
+    }
+
+    #[test]
+    fn ensure_keys_keeps_existing_buckets() {
+        let t = target("a", 2, false);
+        let store = prepared(2, &[&t]);
+        assert!(admitted(&store, &t, 2, 0));
+        let created = ensure_keys(
+            &store,
+            [rule_key(&t.id), slot_key(0), slot_key(5)].into_iter(),
+        );
+        assert_eq!(created, Ok(1));
+        assert_eq!(take(&store, &t, 2, 0).unwrap().bucket.remaining(), 0);
+    }
+}
