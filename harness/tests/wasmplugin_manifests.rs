@@ -18,13 +18,7 @@ fn manifests_dir() -> PathBuf {
 }
 
 fn crd_schemas_dir() -> PathBuf {
-    let dir = harness::repo_root().join("../shared/ref/istio-crds");
-    assert!(
-        dir.is_dir(),
-        "Istio's CRD schemas are expected in {} (the shared reference folder beside the repository)",
-        dir.display()
-    );
-    dir
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/istio-crds")
 }
 
 /// Every YAML document of `file`, as JSON values.
