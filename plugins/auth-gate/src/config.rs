@@ -231,7 +231,7 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
     }
     Ok(Compiled {
         authenticator: Authenticator::compile(&config.jwt_rules)?,
-        policies: Policies::compile(&config.policies)?,
+        policies: Policies::compile(&config.policies, config.path_normalization)?,
         limits: Limits {
             clock_skew_seconds: config.clock_skew_seconds,
             max_token_bytes: config.max_token_bytes,

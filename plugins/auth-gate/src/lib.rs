@@ -10,17 +10,22 @@
 
 mod authn;
 mod cache;
-mod config;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod config;
 mod gate;
 mod ip;
-mod jwks;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod jwks;
 mod metric;
-mod policy;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod policy;
 mod remote;
-mod request;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod request;
 #[cfg(test)]
 mod testkeys;
-mod token;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod token;
 
 use authn::{KeySource, RemoteKeyStore, RemoteKeys};
 use cache::TokenCache;

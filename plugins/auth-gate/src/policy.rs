@@ -8,7 +8,9 @@ use crate::ip::IpBlock;
 use crate::request::RequestView;
 use crate::token::Identity;
 use plugin_common::config::ConfigError;
-use plugin_common::istio::{Case, OperationMatcher, RequestInfo, StringPattern, StringSet};
+use plugin_common::istio::{
+    Case, OperationMatcher, PathNormalization, RequestInfo, StringPattern, StringSet,
+};
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -155,7 +157,8 @@ impl ValueSet {
 }
 
 impl Policies {
-    pub fn compile(policies: &[Policy]) -> Result<Self, ConfigError> {
+    /// `mode`: how request paths are normalized (path patterns are checked against it).
+    pub fn compile(policies: &[Policy], mode: PathNormalization) -> Result<Self, ConfigError> {
         let mut compiled = Self {
             deny: Vec::new(),
             allow: Vec::new(),
@@ -181,6 +184,7 @@ impl Policies {
             let operations = OperationMatcher::compile(
                 policy.rules.iter().map(|rule| rule.to.as_slice()),
                 &format!("{field}.rules"),
+                mode,
             )?;
             let rules = policy
                 .rules
@@ -502,12 +506,14 @@ mod tests {
 
     fn policies(json: serde_json::Value) -> Policies {
         let config: Config = serde_json::from_value(json!({ "policies": json })).unwrap();
-        Policies::compile(&config.policies).unwrap()
+        Policies::compile(&config.policies, config.path_normalization).unwrap()
     }
 
     fn compile_error(json: serde_json::Value) -> ConfigError {
         let config: Config = serde_json::from_value(json!({ "policies": json })).unwrap();
-        Policies::compile(&config.policies).err().unwrap()
+        Policies::compile(&config.policies, config.path_normalization)
+            .err()
+            .unwrap()
     }
 
     fn identity(principal: &str, claims: serde_json::Value) -> Identity {
@@ -956,7 +962,7 @@ mod remote_ip_tests {
 
     fn compiled(policies: serde_json::Value) -> Policies {
         let config: Config = serde_json::from_value(json!({ "policies": policies })).unwrap();
-        Policies::compile(&config.policies).unwrap()
+        Policies::compile(&config.policies, config.path_normalization).unwrap()
     }
 
     fn evaluate(policies: &serde_json::Value, remote_ip: Option<&str>) -> Verdict {

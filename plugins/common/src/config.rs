@@ -47,7 +47,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
+        // A key that is the empty string gives an empty path; the reason names it, and the
+        // field falls back to the document (`.`) so the log line never says "at ``".
+        let field = Some(e.path().to_string())
+            .filter(|path| !path.is_empty())
+            .unwrap_or_else(|| ".".to_string());
         ConfigError::new(field, strip_position(&e.inner().to_string()))
     })?;
     de.end()
@@ -119,6 +123,15 @@ mod tests {
             err.to_string(),
             format!("invalid configuration at `denyStatus`: {}", err.reason)
         );
+    }
+
+    /// Fuzz finding (config_path_allowlist, config_local_ratelimit): `{"":1}` was refused with
+    /// an empty field, so the log line read "invalid configuration at ``".
+    #[test]
+    fn empty_key_is_refused_with_a_field() {
+        let err = parse::<Sample>(br#"{"":1}"#).unwrap_err();
+        assert_eq!(err.field, ".");
+        assert!(err.reason.contains("unknown field ``"), "{}", err.reason);
     }
 
     #[test]

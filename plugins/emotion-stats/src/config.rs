@@ -1,7 +1,7 @@
 //! The `pluginConfig` this plugin accepts, and its validation.
 
 use plugin_common::config::ConfigError;
-use plugin_common::istio::PathSet;
+use plugin_common::istio::{PathNormalization, PathSet};
 use serde::Deserialize;
 
 /// Which responses are read and how their predictions are counted.
@@ -63,6 +63,9 @@ const MAX_MODELS_LIMIT: u32 = 1000;
 const MAX_LABELS: usize = 64;
 const MAX_LABEL_LEN: usize = 64;
 
+/// How request paths are normalized before `paths` is matched (and checked against).
+pub const PATH_NORMALIZATION: PathNormalization = PathNormalization::MergeSlashes;
+
 /// The label every prediction outside the configured set (and every model past `maxModels`)
 /// is counted under.
 pub const OTHER: &str = "other";
@@ -116,7 +119,7 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
             "must list at least one path pattern",
         ));
     }
-    let paths = PathSet::compile(&config.paths, "paths")?;
+    let paths = PathSet::compile(&config.paths, "paths", PATH_NORMALIZATION)?;
     let labels = compile_labels(config.labels)?;
     if !(1..=MAX_BODY_BYTES_LIMIT).contains(&config.max_body_bytes) {
         return Err(ConfigError::new(

@@ -4,14 +4,18 @@
 //! Body chunks are copied as they pass and read once the stream is over (in `on_log`, which runs
 //! for every stream, however it ended).
 
-mod config;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod config;
 mod models;
-mod prediction;
-mod response;
-mod stats;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod prediction;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod response;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod stats;
 
 use models::{ModelNames, SharedModelList};
-use plugin_common::istio::{normalize_path, PathNormalization};
+use plugin_common::istio::normalize_path;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
@@ -104,7 +108,7 @@ impl HttpContext for Exchange {
             return Action::Continue;
         };
         // A path that cannot be normalized is not one of the model endpoints; leave it alone.
-        let Ok(normalized) = normalize_path(&raw_path, PathNormalization::MergeSlashes) else {
+        let Ok(normalized) = normalize_path(&raw_path, config::PATH_NORMALIZATION) else {
             return Action::Continue;
         };
         if self.state.config.paths.matches(&normalized.path) {

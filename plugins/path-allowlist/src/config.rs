@@ -29,6 +29,10 @@ pub struct Config {
     /// Log and count what would be refused, but let every request through unchanged.
     #[serde(default)]
     pub dry_run: bool,
+    /// Refuse (400) paths with a raw `;` (path parameters), which Tomcat and Spring strip before
+    /// routing: `/admin;x` and `/;x/admin` then cannot slip past a DENY rule on `/admin`.
+    #[serde(default)]
+    pub strict_paths: bool,
     // The Istio fields below exist only to be refused with a useful message: deserializing
     // their types always fails, so they are `None` in every accepted configuration.
     #[serde(default, rename = "selector")]
@@ -100,7 +104,11 @@ pub fn compile(config: Config) -> Result<Policy, ConfigError> {
             ),
         ));
     }
-    let matcher = OperationMatcher::compile(config.rules.iter().map(|r| r.to.as_slice()), "rules")?;
+    let matcher = OperationMatcher::compile(
+        config.rules.iter().map(|r| r.to.as_slice()),
+        "rules",
+        config.path_normalization,
+    )?;
     if config.action == Action::Allow && config.rules.is_empty() {
         log::warn!("path-allowlist: ALLOW policy without rules: every request is denied");
     }
@@ -110,6 +118,7 @@ pub fn compile(config: Config) -> Result<Policy, ConfigError> {
         normalization: config.path_normalization,
         deny_status: u32::from(config.deny_status),
         dry_run: config.dry_run,
+        strict_paths: config.strict_paths,
     })
 }
 
@@ -128,6 +137,7 @@ mod tests {
         assert_eq!(policy.action, Action::Allow);
         assert_eq!(policy.deny_status, 403);
         assert!(!policy.dry_run);
+        assert!(!policy.strict_paths);
         assert_eq!(policy.normalization, PathNormalization::MergeSlashes);
     }
 
@@ -196,6 +206,23 @@ mod tests {
                 "rules[0].to[0].operation.pathz",
             ),
             (r#"{"rules":[{"to":[{}]}]}"#, "rules[0].to[0]"),
+            (
+                r#"{"rules":[{"to":[{"operation":{"paths":["/a","/b","/a/../b"]}}]}]}"#,
+                "rules[0].to[0].operation.paths[2]",
+            ),
+            (
+                r#"{"rules":[{"to":[{"operation":{"notPaths":["/a//b"]}}]}]}"#,
+                "rules[0].to[0].operation.notPaths[0]",
+            ),
+            (
+                r#"{"rules":[{"to":[{"operation":{"paths":["/a/%2Fb"]}}]}],"pathNormalization":"DECODE_AND_MERGE_SLASHES"}"#,
+                "rules[0].to[0].operation.paths[0]",
+            ),
+            (
+                r#"{"rules":[{"to":[{"operation":{"paths":["*%3Aexplain"]}}]}]}"#,
+                "rules[0].to[0].operation.paths[0]",
+            ),
+            (r#"{"strictPaths":"yes"}"#, "strictPaths"),
             (r#"{"dryrun":true}"#, "dryrun"),
         ] {
             let err = load(json).unwrap_err();

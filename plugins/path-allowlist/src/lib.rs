@@ -5,8 +5,10 @@
 //! missing `:path` is refused as malformed (fail closed); a counter that cannot be defined or
 //! incremented is skipped.
 
-mod config;
-mod policy;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod config;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod policy;
 
 use policy::{Decision, Outcome, Policy, Request};
 use proxy_wasm::hostcalls;

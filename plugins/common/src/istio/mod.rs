@@ -20,8 +20,9 @@
 //! ```
 //! use plugin_common::istio::{normalize_path, OperationMatcher, PathNormalization, RequestInfo, To};
 //! let to: Vec<To> = serde_json::from_str(r#"[{"operation":{"paths":["/v1/models/*"]}}]"#).unwrap();
-//! let matcher = OperationMatcher::compile([to.as_slice()], "rules").unwrap();
-//! let normalized = normalize_path("/v1/models/../models/x?y=1", PathNormalization::default()).unwrap();
+//! let mode = PathNormalization::default();
+//! let matcher = OperationMatcher::compile([to.as_slice()], "rules", mode).unwrap();
+//! let normalized = normalize_path("/v1/models/../models/x?y=1", mode).unwrap();
 //! let request = RequestInfo { method: "GET", host: Some("a.example.com"), path: &normalized.path, port: None };
 //! assert_eq!(matcher.first_matching_rule(&request), Some(0));
 //! ```

@@ -3,17 +3,29 @@
 //! job inside the plugin, so a policy holds even on a listener that normalizes nothing.
 //!
 //! Steps, in order:
-//! 1. The path must be origin-form (`/…`). Query and fragment are split off, kept verbatim and
-//!    never matched.
+//! 1. The path must be origin-form (`/…`). The query is split off, kept verbatim and never
+//!    matched. A `#` anywhere is malformed: a fragment is never part of a request target, and
+//!    upstreams disagree on whether it ends the path.
 //! 2. Every byte must be a `pchar`, `/` or `%`: control characters, a raw `\`, space, non-ASCII
 //!    and the other characters RFC 3986 excludes make the path malformed.
-//! 3. Percent-escapes are decoded once: escaped unreserved characters (`%2E` → `.`, `%41` → `A`)
-//!    are decoded; `%2F` and `%5C` become `/` in [`PathNormalization::DecodeAndMergeSlashes`]
-//!    and make the path malformed otherwise; escaped control characters (`%00`…) are malformed;
-//!    every other escape is kept with uppercase hex. Escapes that are not two hex digits,
-//!    escaped bytes that are not valid UTF-8 (overlong forms such as `%C0%AE` included), and the
-//!    double-encoded `%252E` / `%252F` / `%255C` (an upstream that decodes twice would see a dot
-//!    or a slash this module never saw) are malformed.
+//! 3. Percent-escapes are decoded once, so that the path matched is the path the upstream
+//!    routes on, and the decoded path is what is forwarded:
+//!    - escaped unreserved characters (`%2E` → `.`, `%41` → `A`) and the reserved characters
+//!      that mean the same to every upstream whether escaped or not (`:` `@` `!` `$` `&` `'`
+//!      `(` `)` `*` `,` `=`) are decoded: uvicorn, Go's `net/http` and Tomcat decode them
+//!      before routing, so `/x%3Aexplain` must meet a rule on `*:explain`;
+//!    - `%3B` (`;`) and `%2B` (`+`) stay escaped: decoding would change what the upstream sees
+//!      (Tomcat and Spring strip `;…` parameters from a segment, some servers read `+` as a
+//!      space), so they are matched and forwarded as `%3B` / `%2B`;
+//!    - `%2F` and `%5C` become `/` in [`PathNormalization::DecodeAndMergeSlashes`] and make the
+//!      path malformed otherwise; escaped control characters (`%00`…) are malformed;
+//!    - every other escape (`%3F`, `%23`, `%25`, `%20`, non-ASCII…) is kept with uppercase hex.
+//!
+//!    Escapes that are not two hex digits, escaped bytes that are not valid UTF-8 (overlong
+//!    forms such as `%C0%AE` included), characters that Unicode compatibility normalization
+//!    (NFKC) turns into `.`, `/` or `\` (fullwidth `．` `／`, one dot leader `․`…: some
+//!    upstreams apply it), and any double encoding (`%25` followed by two hex digits: an
+//!    upstream that decodes twice would see a character this module never saw) are malformed.
 //! 4. Repeated slashes are merged (all modes but `BASE`).
 //! 5. `.` and `..` segments are resolved as RFC 3986 §5.2.4 says, never above the root. A
 //!    segment that is a dot segment followed by `;` parameters (`..;`) is malformed: Java servers
@@ -53,8 +65,12 @@ pub enum MalformedPath {
     EncodedControlCharacter,
     /// Escaped bytes that are not UTF-8 (overlong forms included).
     InvalidUtf8,
-    /// `%25` followed by the escape of `.`, `/` or `\`.
+    /// `%25` followed by two hex digits.
     DoubleEncoding,
+    /// An escaped character that NFKC turns into `.`, `/` or `\` (fullwidth full stop…).
+    LookalikeSeparator,
+    /// A `#`: fragments are not sent in requests.
+    Fragment,
     /// A `.` or `..` segment carrying `;` parameters.
     DotSegmentWithParameters,
 }
@@ -68,7 +84,11 @@ impl fmt::Display for MalformedPath {
             Self::EncodedSlash => f.write_str("percent-encoded slash or backslash"),
             Self::EncodedControlCharacter => f.write_str("percent-encoded control character"),
             Self::InvalidUtf8 => f.write_str("percent-encoded bytes are not valid UTF-8"),
-            Self::DoubleEncoding => f.write_str("double percent-encoding of a dot or slash"),
+            Self::DoubleEncoding => f.write_str("double percent-encoding"),
+            Self::LookalikeSeparator => {
+                f.write_str("percent-encoded look-alike of a dot, slash or backslash")
+            }
+            Self::Fragment => f.write_str("fragment (`#`) in the request path"),
             Self::DotSegmentWithParameters => f.write_str("dot segment with `;` parameters"),
         }
     }
@@ -79,7 +99,7 @@ impl fmt::Display for MalformedPath {
 pub struct NormalizedPath {
     /// What rules are matched against: normalized, without query or fragment.
     pub path: String,
-    /// `?query` and/or `#fragment` exactly as received (empty when there was none).
+    /// `?query` exactly as received (empty when there was none).
     pub suffix: String,
     /// Whether `path` differs from the received path part, i.e. `:path` must be rewritten so
     /// the upstream sees what was checked.
@@ -102,6 +122,38 @@ fn is_allowed_raw(b: u8) -> bool {
     is_unreserved(b) || b"!$&'()*+,;=:@/%".contains(&b)
 }
 
+/// Escaped characters decoded by normalization: those whose escaped and raw forms every
+/// upstream reads alike. `;` and `+` are left out on purpose (see the module documentation).
+fn is_decoded(b: u8) -> bool {
+    is_unreserved(b) || b"!$&'()*,=:@".contains(&b)
+}
+
+/// Characters whose NFKC form contains `.`, `/` or `\` (Unicode 14: the dot leaders and
+/// ellipses, the `a/c`-style symbols, the numbers with a full stop, the small and fullwidth
+/// forms). An upstream that applies NFKC would turn them into dot segments or separators.
+fn folds_to_separator(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x2024..=0x2026
+            | 0x2100
+            | 0x2101
+            | 0x2105
+            | 0x2106
+            | 0x2488..=0x249B
+            | 0x33C2
+            | 0x33C7
+            | 0x33D8
+            | 0xFE19
+            | 0xFE30
+            | 0xFE52
+            | 0xFE68
+            | 0xFF0E
+            | 0xFF0F
+            | 0xFF3C
+            | 0x1F100
+    )
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -115,10 +167,13 @@ const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Normalizes the raw `:path` of a request; see the module documentation for the steps.
 pub fn normalize_path(raw: &str, mode: PathNormalization) -> Result<NormalizedPath, MalformedPath> {
-    let split = raw.find(['?', '#']).unwrap_or(raw.len());
+    let split = raw.find('?').unwrap_or(raw.len());
     let (received, suffix) = raw.split_at(split);
     if !received.starts_with('/') {
         return Err(MalformedPath::NotOriginForm);
+    }
+    if raw.contains('#') {
+        return Err(MalformedPath::Fragment);
     }
     let decoded = decode(received.as_bytes(), mode)?;
     let merged = if mode == PathNormalization::Base {
@@ -164,7 +219,7 @@ fn decode(raw: &[u8], mode: PathNormalization) -> Result<String, MalformedPath> 
             check_utf8(&mut escaped_run)?;
         }
         match value {
-            _ if is_unreserved(value) => out.push(char::from(value)),
+            _ if is_decoded(value) => out.push(char::from(value)),
             b'/' | b'\\' if mode == PathNormalization::DecodeAndMergeSlashes => out.push('/'),
             b'/' | b'\\' => return Err(MalformedPath::EncodedSlash),
             0x00..=0x1F | 0x7F => return Err(MalformedPath::EncodedControlCharacter),
@@ -177,36 +232,35 @@ fn decode(raw: &[u8], mode: PathNormalization) -> Result<String, MalformedPath> 
     }
     check_utf8(&mut escaped_run)?;
     // Checked on the decoded text so that `%25%32E` (which decodes to `%252E`) is caught too.
-    if has_double_encoded_separator(out.as_bytes()) {
+    if has_double_encoding(out.as_bytes()) {
         return Err(MalformedPath::DoubleEncoding);
     }
     Ok(out)
 }
 
-/// Whether `%25` is followed by the hex of `.`, `/` or `\` anywhere in `text`.
-fn has_double_encoded_separator(text: &[u8]) -> bool {
+/// Whether `%25` is followed by two hex digits anywhere in `text`.
+fn has_double_encoding(text: &[u8]) -> bool {
     text.windows(5).any(|w| {
         matches!(
             w,
-            [b'%', b'2', b'5', a, b] if matches!(
-                (a.to_ascii_uppercase(), b.to_ascii_uppercase()),
-                (b'2', b'E') | (b'2', b'F') | (b'5', b'C')
-            )
+            [b'%', b'2', b'5', a, b] if a.is_ascii_hexdigit() && b.is_ascii_hexdigit()
         )
     })
 }
 
+/// Checks (then clears) a run of escaped non-ASCII bytes: valid UTF-8, and no character that
+/// NFKC folds into a separator.
 fn check_utf8(run: &mut Vec<u8>) -> Result<(), MalformedPath> {
     if run.is_empty() {
         return Ok(());
     }
-    let valid = std::str::from_utf8(run).is_ok();
+    let checked = match std::str::from_utf8(run) {
+        Ok(text) if text.chars().any(folds_to_separator) => Err(MalformedPath::LookalikeSeparator),
+        Ok(_) => Ok(()),
+        Err(_) => Err(MalformedPath::InvalidUtf8),
+    };
     run.clear();
-    if valid {
-        Ok(())
-    } else {
-        Err(MalformedPath::InvalidUtf8)
-    }
+    checked
 }
 
 fn merge_slashes(path: &str) -> String {
@@ -263,14 +317,12 @@ mod tests {
     }
 
     #[test]
-    fn query_and_fragment_are_split_off_and_kept() {
-        let n = normalize_path("/v1/models/a?x=/admin#frag", MergeSlashes).unwrap();
+    fn query_is_split_off_and_kept() {
+        let n = normalize_path("/v1/models/a?x=/admin&y=%3A", MergeSlashes).unwrap();
         assert_eq!(n.path, "/v1/models/a");
-        assert_eq!(n.suffix, "?x=/admin#frag");
+        assert_eq!(n.suffix, "?x=/admin&y=%3A");
         assert!(!n.changed);
-        assert_eq!(n.request_path(), "/v1/models/a?x=/admin#frag");
-        let n = normalize_path("/admin#?/v1/models/a", MergeSlashes).unwrap();
-        assert_eq!(n.path, "/admin");
+        assert_eq!(n.request_path(), "/v1/models/a?x=/admin&y=%3A");
         // The query is not normalized, even when it holds path-like tricks.
         let n = normalize_path("/a/../b?../%2F%00", MergeSlashes).unwrap();
         assert_eq!(n.request_path(), "/b?../%2F%00");
@@ -295,6 +347,18 @@ mod tests {
             ("/%2e/admin", "/admin"),
         ] {
             assert_eq!(ok(raw, MergeSlashes), expected, "{raw}");
+        }
+    }
+
+    #[test]
+    fn fragment_is_refused_anywhere() {
+        for raw in [
+            "/v1/models/x#/../../admin",
+            "/admin#?/v1/models/a",
+            "/v1/models/a?x=1#frag",
+            "/a#",
+        ] {
+            assert_eq!(bad(raw, MergeSlashes), MalformedPath::Fragment, "{raw}");
         }
     }
 
@@ -372,11 +436,9 @@ mod tests {
     fn percent_encoding_table() {
         // Unreserved characters are decoded, other escapes kept with uppercase hex.
         assert_eq!(ok("/%76%31/models/%7e%5F", MergeSlashes), "/v1/models/~_");
-        assert_eq!(ok("/a%3ab%3F%23", MergeSlashes), "/a%3Ab%3F%23");
+        assert_eq!(ok("/a%3fb%23%25%20", MergeSlashes), "/a%3Fb%23%25%20");
         assert_eq!(ok("/caf%C3%A9", MergeSlashes), "/caf%C3%A9");
         assert_eq!(ok("/%e2%82%ac", MergeSlashes), "/%E2%82%AC");
-        // Only one decoding pass: `%2541` is the text `%41`, kept escaped.
-        assert_eq!(ok("/a%2541", MergeSlashes), "/a%2541");
         for raw in ["/a%", "/a%4", "/a%G1", "/a%%41", "/a%4x"] {
             assert_eq!(
                 bad(raw, MergeSlashes),
@@ -394,6 +456,47 @@ mod tests {
     }
 
     #[test]
+    fn reserved_characters_upstreams_decode_are_decoded() {
+        // Upstreams route on `x:explain` for `x%3Aexplain`: match and forward that.
+        for (raw, expected) in [
+            ("/v1/models/x%3Aexplain", "/v1/models/x:explain"),
+            ("/v1/models/x%3aexplain", "/v1/models/x:explain"),
+            ("/v1/models/team%40prod/infer", "/v1/models/team@prod/infer"),
+            ("/a%21%24%26%27%28%29%2A%2C%3D%3A%40", "/a!$&'()*,=:@"),
+        ] {
+            let n = normalize_path(raw, MergeSlashes).unwrap();
+            assert_eq!(n.path, expected, "{raw}");
+            assert!(n.changed, "{raw}");
+            assert_eq!(n.request_path(), expected, "{raw}");
+        }
+        // `;` and `+` change meaning when decoded (path parameters, `+` as space): kept.
+        assert_eq!(ok("/admin%3bx%2b", MergeSlashes), "/admin%3Bx%2B");
+        assert_eq!(ok("/admin%3Bx%2B", MergeSlashes), "/admin%3Bx%2B");
+    }
+
+    #[test]
+    fn lookalikes_of_dot_and_slash_are_refused() {
+        for raw in [
+            "/v1/models/%EF%BC%8E%EF%BC%8E%EF%BC%8Fadmin",
+            "/v1/models/%ef%bc%8e%ef%bc%8e/admin",
+            "/v1/models/%E2%80%A4%E2%80%A4/admin",
+            "/v1/models/%E2%80%A5/admin",
+            "/a%EF%B9%92",
+            "/a%EF%BC%BC",
+            "/a%E2%84%80",
+            "/a%F0%9F%84%80",
+        ] {
+            assert_eq!(
+                bad(raw, MergeSlashes),
+                MalformedPath::LookalikeSeparator,
+                "{raw}"
+            );
+        }
+        // Other non-ASCII text stays allowed (escaped).
+        assert_eq!(ok("/%E3%80%82x", MergeSlashes), "/%E3%80%82x");
+    }
+
+    #[test]
     fn double_encoding_is_refused() {
         for raw in [
             "/v1/models/%252e%252e/admin",
@@ -401,6 +504,10 @@ mod tests {
             "/a%255cb",
             "/a%252E",
             "/a%25%32E",
+            "/a%2541",
+            "/v1/models/%25252e%25252e/admin",
+            "/v1/models/%25C0%25AE%25C0%25AE/admin",
+            "/a%253A",
         ] {
             assert_eq!(
                 bad(raw, DecodeAndMergeSlashes),
@@ -460,7 +567,12 @@ mod tests {
                 .changed
         );
         assert!(
-            !normalize_path("/v1/models/%3A", MergeSlashes)
+            normalize_path("/v1/models/%3f", MergeSlashes)
+                .unwrap()
+                .changed
+        );
+        assert!(
+            !normalize_path("/v1/models/%3F", MergeSlashes)
                 .unwrap()
                 .changed
         );

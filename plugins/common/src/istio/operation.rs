@@ -10,10 +10,12 @@
 //! costs the same for 10 rules as for 1,000; the other fields are only checked on those
 //! candidates (and on operations that have no `paths`).
 
+use super::normalize::PathNormalization;
 use super::path::{parse_patterns, PathIndex, PathSet};
 use super::string_match::{Case, StringSet};
 use crate::config::ConfigError;
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// One entry of a rule's `to` list.
 #[derive(Debug, Clone, Deserialize)]
@@ -63,7 +65,9 @@ pub struct RequestInfo<'a> {
     pub port: Option<u16>,
 }
 
-/// `host:port`, `[v6]:port` or `host` → the host part.
+/// `host:port`, `[v6]:port` or `host` → the host part, without one trailing `.`: Envoy's
+/// `strip_trailing_host_dot` treats `admin.example.com.` as `admin.example.com`, and so must a
+/// rule on `hosts`, or the dot walks past a DENY.
 pub fn host_without_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         return match authority.find(']') {
@@ -71,10 +75,11 @@ pub fn host_without_port(authority: &str) -> &str {
             None => authority,
         };
     }
-    match authority.rsplit_once(':') {
+    let host = match authority.rsplit_once(':') {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
-    }
+    };
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +103,10 @@ pub struct OperationMatcher {
     without_paths: Vec<u32>,
     /// Rules without `to`: they match every request.
     unconditional_rules: Vec<usize>,
+    /// In rule order, so operation ids and rule positions ascend together.
     operations: Vec<CompiledOperation>,
+    /// Whether some operation has `ports` / `notPorts`.
+    uses_ports: bool,
 }
 
 fn non_empty<T>(
@@ -132,16 +140,19 @@ fn compile_ports(values: &[String], field: &str) -> Result<Option<Vec<u16>>, Con
 impl OperationMatcher {
     /// Compiles the `to` list of each rule, in rule order (an empty list is a rule without
     /// `to`). `rules_field` is the JSON path of the rules array (`"rules"`), so errors name
-    /// `rules[i].to[j].operation.paths[k]`.
+    /// `rules[i].to[j].operation.paths[k]`. `mode` is how request paths will be normalized:
+    /// path patterns no such path can match are refused.
     pub fn compile<'a>(
         rules: impl IntoIterator<Item = &'a [To]>,
         rules_field: &str,
+        mode: PathNormalization,
     ) -> Result<Self, ConfigError> {
         let mut matcher = Self {
             paths: PathIndex::default(),
             without_paths: Vec::new(),
             unconditional_rules: Vec::new(),
             operations: Vec::new(),
+            uses_ports: false,
         };
         for (rule, to_list) in rules.into_iter().enumerate() {
             if to_list.is_empty() {
@@ -149,13 +160,19 @@ impl OperationMatcher {
             }
             for (j, to) in to_list.iter().enumerate() {
                 let field = format!("{rules_field}[{rule}].to[{j}].operation");
-                matcher.add(rule, &to.operation, &field)?;
+                matcher.add(rule, &to.operation, &field, mode)?;
             }
         }
         Ok(matcher)
     }
 
-    fn add(&mut self, rule: usize, op: &Operation, field: &str) -> Result<(), ConfigError> {
+    fn add(
+        &mut self,
+        rule: usize,
+        op: &Operation,
+        field: &str,
+        mode: PathNormalization,
+    ) -> Result<(), ConfigError> {
         let lists = [
             &op.hosts,
             &op.not_hosts,
@@ -181,7 +198,7 @@ impl OperationMatcher {
         let compiled = CompiledOperation {
             rule,
             not_paths: non_empty(&op.not_paths, || {
-                PathSet::compile(&op.not_paths, &format!("{field}.notPaths"))
+                PathSet::compile(&op.not_paths, &format!("{field}.notPaths"), mode)
             })?,
             methods: strings(&op.methods, Case::Sensitive, "methods")?,
             not_methods: strings(&op.not_methods, Case::Sensitive, "notMethods")?,
@@ -190,7 +207,8 @@ impl OperationMatcher {
             ports: compile_ports(&op.ports, &format!("{field}.ports"))?,
             not_ports: compile_ports(&op.not_ports, &format!("{field}.notPorts"))?,
         };
-        let parsed = parse_patterns(&op.paths, &format!("{field}.paths"))?;
+        self.uses_ports |= compiled.ports.is_some() || compiled.not_ports.is_some();
+        let parsed = parse_patterns(&op.paths, &format!("{field}.paths"), mode)?;
         if parsed.is_empty() {
             self.without_paths.push(id);
         }
@@ -203,20 +221,17 @@ impl OperationMatcher {
 
     /// Positions of the rules whose `to` matches the request, ascending.
     pub fn matching_rules(&self, request: &RequestInfo<'_>) -> Vec<usize> {
-        let mut candidates = self.without_paths.clone();
-        self.paths
-            .for_each_match(request.path, &mut |id| candidates.push(id));
-        candidates.sort_unstable();
-        candidates.dedup();
-        let host = request.host.map(host_without_port);
+        let host = LowercaseHost::of(request);
         let mut rules = self.unconditional_rules.clone();
-        rules.extend(
-            candidates
-                .iter()
-                .filter_map(|&id| self.operations.get(id as usize))
-                .filter(|op| op.matches_besides_paths(request, host))
-                .map(|op| op.rule),
-        );
+        let mut add = |id: u32| {
+            if let Some(op) = self.operations.get(id as usize) {
+                if op.matches_besides_paths(request, host.get()) {
+                    rules.push(op.rule);
+                }
+            }
+        };
+        self.without_paths.iter().copied().for_each(&mut add);
+        self.paths.for_each_match(request.path, &mut add);
         rules.sort_unstable();
         rules.dedup();
         rules
@@ -224,21 +239,59 @@ impl OperationMatcher {
 
     /// Whether some operation looks at the destination port; callers fetch the port only then.
     pub fn uses_ports(&self) -> bool {
-        self.operations
-            .iter()
-            .any(|op| op.ports.is_some() || op.not_ports.is_some())
+        self.uses_ports
     }
 
-    /// The first rule whose `to` matches the request.
+    /// The first rule whose `to` matches the request, without collecting the others: operations
+    /// are checked only while they could still beat the best rule found so far.
     pub fn first_matching_rule(&self, request: &RequestInfo<'_>) -> Option<usize> {
-        self.matching_rules(request).first().copied()
+        let host = LowercaseHost::of(request);
+        let mut first = self.unconditional_rules.first().copied();
+        let mut consider = |id: u32| {
+            if let Some(op) = self.operations.get(id as usize) {
+                if first.is_none_or(|rule| op.rule < rule)
+                    && op.matches_besides_paths(request, host.get())
+                {
+                    first = Some(op.rule);
+                }
+            }
+        };
+        self.without_paths.iter().copied().for_each(&mut consider);
+        self.paths.for_each_match(request.path, &mut consider);
+        first
+    }
+}
+
+/// The request host without port or trailing dot, lowercased once per request (host patterns
+/// are compiled in lowercase); borrowed when it is already lowercase.
+struct LowercaseHost<'a>(Option<Cow<'a, str>>);
+
+impl<'a> LowercaseHost<'a> {
+    fn of(request: &RequestInfo<'a>) -> Self {
+        Self(request.host.map(|authority| {
+            let host = host_without_port(authority);
+            if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(host.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(host)
+            }
+        }))
+    }
+
+    fn get(&self) -> Option<&str> {
+        self.0.as_deref()
     }
 }
 
 impl CompiledOperation {
+    /// `host` is lowercase already ([`LowercaseHost`]).
     fn matches_besides_paths(&self, request: &RequestInfo<'_>, host: Option<&str>) -> bool {
         let in_set = |set: &Option<StringSet>, value: Option<&str>| match (set, value) {
             (Some(set), Some(value)) => set.matches(value),
+            _ => false,
+        };
+        let in_hosts = |set: &Option<StringSet>| match (set, host) {
+            (Some(set), Some(host)) => set.matches_lowercase(host),
             _ => false,
         };
         let in_ports = |ports: &Option<Vec<u16>>| match (ports, request.port) {
@@ -247,8 +300,8 @@ impl CompiledOperation {
         };
         (self.methods.is_none() || in_set(&self.methods, Some(request.method)))
             && !in_set(&self.not_methods, Some(request.method))
-            && (self.hosts.is_none() || in_set(&self.hosts, host))
-            && !in_set(&self.not_hosts, host)
+            && (self.hosts.is_none() || in_hosts(&self.hosts))
+            && !in_hosts(&self.not_hosts)
             && (self.ports.is_none() || in_ports(&self.ports))
             && !in_ports(&self.not_ports)
             && !self
@@ -261,15 +314,17 @@ impl CompiledOperation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use PathNormalization::MergeSlashes;
 
     fn matcher(json: &str) -> OperationMatcher {
         let rules: Vec<Vec<To>> = serde_json::from_str(json).unwrap();
-        OperationMatcher::compile(rules.iter().map(Vec::as_slice), "rules").unwrap()
+        OperationMatcher::compile(rules.iter().map(Vec::as_slice), "rules", MergeSlashes).unwrap()
     }
 
     fn compile_err(json: &str) -> ConfigError {
         let rules: Vec<Vec<To>> = serde_json::from_str(json).unwrap();
-        OperationMatcher::compile(rules.iter().map(Vec::as_slice), "rules").unwrap_err()
+        OperationMatcher::compile(rules.iter().map(Vec::as_slice), "rules", MergeSlashes)
+            .unwrap_err()
     }
 
     fn req<'a>(method: &'a str, host: Option<&'a str>, path: &'a str) -> RequestInfo<'a> {
@@ -384,6 +439,64 @@ mod tests {
     }
 
     #[test]
+    fn trailing_host_dot_is_stripped_like_envoy() {
+        assert_eq!(host_without_port("a.b."), "a.b");
+        assert_eq!(host_without_port("a.b.:443"), "a.b");
+        // Only one dot, as Envoy's `strip_trailing_host_dot`.
+        assert_eq!(host_without_port("a.b.."), "a.b.");
+        let deny =
+            matcher(r#"[[{"operation":{"hosts":["admin.example.com","*.internal.example"]}}]]"#);
+        for authority in [
+            "admin.example.com.",
+            "ADMIN.example.com.:443",
+            "x.internal.example.",
+        ] {
+            assert_eq!(
+                deny.first_matching_rule(&req("GET", Some(authority), "/")),
+                Some(0),
+                "{authority}"
+            );
+        }
+        let not = matcher(r#"[[{"operation":{"notHosts":["admin.example.com"]}}]]"#);
+        assert_eq!(
+            not.first_matching_rule(&req("GET", Some("admin.example.com.:80"), "/")),
+            None
+        );
+    }
+
+    #[test]
+    fn first_matching_rule_agrees_with_matching_rules() {
+        let m = matcher(
+            r#"[[{"operation":{"methods":["POST"],"paths":["/a*"]}}],
+                [{"operation":{"notPaths":["/b"]}}],
+                [{"operation":{"paths":["/a/{*}"],"hosts":["H.example"]}}],
+                [],
+                [{"operation":{"paths":["*"]}}]]"#,
+        );
+        for (method, host, path, expected) in [
+            ("POST", None, "/a/x", vec![0, 1, 3, 4]),
+            ("GET", Some("h.EXAMPLE:1"), "/a/x", vec![1, 2, 3, 4]),
+            ("GET", None, "/b", vec![3, 4]),
+        ] {
+            let request = req(method, host, path);
+            assert_eq!(m.matching_rules(&request), expected, "{path}");
+            assert_eq!(
+                m.first_matching_rule(&request),
+                expected.first().copied(),
+                "{path}"
+            );
+        }
+        let later = matcher(
+            r#"[[{"operation":{"paths":["/x"]}}],[{"operation":{"hosts":["h"]}}],[{"operation":{"paths":["/y*"]}}]]"#,
+        );
+        assert_eq!(later.first_matching_rule(&req("GET", None, "/yz")), Some(2));
+        assert_eq!(
+            later.first_matching_rule(&req("GET", Some("h"), "/yz")),
+            Some(1)
+        );
+    }
+
+    #[test]
     fn ports() {
         let m = matcher(
             r#"[[{"operation":{"ports":["8080"]}}],[{"operation":{"notPorts":["8080"]}}]]"#,
@@ -439,7 +552,8 @@ mod tests {
                 vec![To { operation: op }]
             })
             .collect();
-        let m = OperationMatcher::compile(rules.iter().map(Vec::as_slice), "rules").unwrap();
+        let m = OperationMatcher::compile(rules.iter().map(Vec::as_slice), "rules", MergeSlashes)
+            .unwrap();
         assert_eq!(
             m.first_matching_rule(&req("POST", None, "/m999/x")),
             Some(999)

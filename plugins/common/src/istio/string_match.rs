@@ -101,6 +101,12 @@ impl StringSet {
                 &folded
             }
         };
+        self.matches_lowercase(value)
+    }
+
+    /// [`Self::matches`] for a value already in lowercase (a host folded once per request for
+    /// all the sets of a policy); the same as `matches` for a case-sensitive set.
+    pub(crate) fn matches_lowercase(&self, value: &str) -> bool {
         let mut any = false;
         self.index.for_each_match(value, &mut |_| any = true);
         any
