@@ -299,3 +299,48 @@ fn envoy_accepts_the_gateway_and_sidecar_plugins_as_rendered() {
         refused.join("\n")
     );
 }
+
+/// The `WasmPlugin` examples in the plugins' READMEs are manifests too: users paste them.
+#[test]
+fn every_readme_wasmplugin_example_validates() {
+    let wasmplugin = crd_validator("WasmPlugin").unwrap();
+    let mut checked = 0;
+    for plugin in [
+        "path-allowlist",
+        "auth-gate",
+        "local-ratelimit",
+        "emotion-stats",
+    ] {
+        let dir = harness::repo_root().join("plugins").join(plugin);
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        let plugin_schema = validator(&dir.join("config.schema.json"));
+        for block in readme
+            .split("```yaml")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+        {
+            for document in serde_yaml::Deserializer::from_str(block) {
+                let doc: Value =
+                    serde_json::to_value(serde_yaml::Value::deserialize(document).unwrap())
+                        .unwrap();
+                if doc["kind"] != "WasmPlugin" {
+                    continue;
+                }
+                let problems = errors(&wasmplugin, &doc["spec"]);
+                assert!(
+                    problems.is_empty(),
+                    "{plugin} README: WasmPlugin spec: {problems:?}"
+                );
+                if let Some(config) = doc["spec"].get("pluginConfig") {
+                    let problems = errors(&plugin_schema, config);
+                    assert!(
+                        problems.is_empty(),
+                        "{plugin} README: pluginConfig: {problems:?}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "only {checked} README examples found");
+}
