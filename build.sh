@@ -29,6 +29,14 @@ usage: ./build.sh <command>
                      each compared with the router-only floor of the same round; table and JSON
                      in target/bench/ (about 10 min; --quick: one short round; --smoke: only
                      checks that every case answers, no timing)
+  fuzz [--time SECONDS] [TARGET...]
+                     run each fuzz target (fuzz/fuzz_targets/, cargo fuzz on nightly) for SECONDS
+                     (default 60); fails if one finds an input that breaks it (saved in
+                     fuzz/artifacts/<target>/)
+  chaos [--duration 60s|10m] [--seed N]
+                     the four gateway plugins in a real Envoy under load while faults are
+                     injected (model server SIGKILLed, valid/invalid config pushes, a trapping
+                     module); checks the invariants, prints the report, non-zero on a violation
   demo [--no-serve]  the seed walkthrough through a real Envoy with all plugins, then keep
                      serving until Ctrl-C (--no-serve: exit after the walkthrough, non-zero
                      if a step did not answer as expected)
@@ -54,6 +62,23 @@ setup() {
   fi
   echo "envoy: $("$VENV/bin/envoy" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
   debian_packages
+  fuzz_tools
+}
+
+# libFuzzer's coverage instrumentation needs a nightly compiler; the plugins themselves stay on
+# the pinned stable. FUZZ_TOOLCHAIN picks another nightly if the current one breaks cargo fuzz.
+FUZZ_TOOLCHAIN=${FUZZ_TOOLCHAIN:-nightly}
+CARGO_FUZZ_VERSION=0.13.2
+
+fuzz_tools() {
+  if ! rustup run "$FUZZ_TOOLCHAIN" rustc --version >/dev/null 2>&1; then
+    rustup toolchain install "$FUZZ_TOOLCHAIN" --profile minimal \
+      || echo "WARNING: cannot install the $FUZZ_TOOLCHAIN toolchain: ./build.sh fuzz and the fuzz step of test will fail." >&2
+  fi
+  if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+    cargo install --locked --version "$CARGO_FUZZ_VERSION" cargo-fuzz \
+      || echo "WARNING: cannot install cargo-fuzz: ./build.sh fuzz and the fuzz step of test will fail." >&2
+  fi
 }
 
 # Debian packages, installed only when missing: skopeo pushes and pulls the plugin images,
@@ -65,6 +90,8 @@ debian_packages() {
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   # A real Prometheus scrapes Envoy in the emotion-stats test (the dashboard's queries).
   command -v prometheus >/dev/null || missing+=(prometheus)
+  # wasm-opt shrinks the modules `build` writes to dist/ (without it they ship as cargo built them).
+  command -v wasm-opt >/dev/null || missing+=(binaryen)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
@@ -74,9 +101,15 @@ debian_packages() {
     echo "installed: ${missing[*]}"
   else
     echo "WARNING: could not install ${missing[*]} (needs apt-get as root or passwordless sudo)." >&2
-    echo "         ./build.sh push needs skopeo; the tests that need them will be skipped." >&2
+    echo "         ./build.sh push needs skopeo; the tests that need them will be skipped;" >&2
+    echo "         without binaryen, build writes the modules to dist/ without wasm-opt." >&2
   fi
 }
+
+# The Wasm features rustc enables by default for wasm32-wasip1: wasm-opt may use exactly these, so
+# its output needs nothing more of the proxy's VM than cargo's.
+WASM_OPT_FEATURES=(--enable-bulk-memory --enable-multivalue --enable-mutable-globals
+  --enable-nontrapping-float-to-int --enable-reference-types --enable-sign-ext)
 
 build() {
   step "build: wasm32-wasip1 release modules -> dist/"
@@ -84,8 +117,23 @@ build() {
   for p in "${PLUGINS[@]}"; do args+=(-p "$p"); done
   cargo build --release --target wasm32-wasip1 "${args[@]}"
   mkdir -p dist
+  local wasm_opt=wasm-opt
+  if ! command -v wasm-opt >/dev/null; then
+    wasm_opt=
+    echo "  wasm-opt not found (Debian package binaryen): dist/ gets the modules as cargo built them"
+  fi
   for p in "${PLUGINS[@]}"; do
-    cp "target/wasm32-wasip1/release/${p//-/_}.wasm" "dist/$p.wasm"
+    local built="target/wasm32-wasip1/release/${p//-/_}.wasm"
+    # -Oz: about a fifth smaller (sizes are a target of the bench). Without inlining functions
+    # that have one caller: the huge functions it makes cost Envoy 8-20 MiB more RSS per
+    # module (v8's compiled code) to save at most 2 % of the file. A failing wasm-opt falls
+    # back to cargo's module, never to a half-written one.
+    if [ -z "$wasm_opt" ] || ! "$wasm_opt" -Oz --one-caller-inline-max-function-size 0 \
+      "${WASM_OPT_FEATURES[@]}" "$built" -o "dist/$p.wasm.tmp"; then
+      [ -z "$wasm_opt" ] || echo "  WARNING: wasm-opt failed on $p; dist/$p.wasm is cargo's module" >&2
+      cp "$built" "dist/$p.wasm.tmp"
+    fi
+    mv "dist/$p.wasm.tmp" "dist/$p.wasm"
     printf '  dist/%s.wasm  %s bytes\n' "$p" "$(stat -c %s "dist/$p.wasm")"
   done
 }
@@ -152,8 +200,19 @@ run_tests() {
   fi
   echo "ok: the deliberately failing test failed the wasm run"
 
+  step "fuzz targets, $FUZZ_BRIEF_SECONDS s each (./build.sh fuzz runs them longer)"
+  # fuzz/ is outside the workspace that `cargo fmt --all` checks.
+  rustfmt --edition 2021 --check fuzz/src/*.rs fuzz/fuzz_targets/*.rs
+  fuzz_all "$FUZZ_BRIEF_SECONDS"
+
   step "integration tests (real Envoy)"
   cargo test -p integration-tests
+
+  step "chaos: 60 s of load and faults, then the invariants"
+  chaos --duration 60s
+
+  # Every benchmark case answers as it should (no timing is judged here; ./build.sh bench does).
+  bench --smoke
 
   step "demo walkthrough"
   demo --no-serve
@@ -184,6 +243,78 @@ bench() {
     cargo run --release -q -p harness -- bench "$@"
 }
 
+# Seconds per fuzz target in ./build.sh test: long enough to run every seed and some thousands of
+# mutations, short enough for the whole step (build included) to stay a few minutes.
+FUZZ_BRIEF_SECONDS=4
+
+fuzz_targets() {
+  local f
+  for f in fuzz/fuzz_targets/*.rs; do basename "$f" .rs; done
+}
+
+# Builds every target: release with debug assertions (overflow checks on), no sanitizer (the
+# fuzzed code is safe Rust: panics and the targets' assertions are the findings, and without
+# ASan the targets run about twice as fast).
+fuzz_build() {
+  cargo "+$FUZZ_TOOLCHAIN" fuzz build --sanitizer none --debug-assertions
+}
+
+# Runs one target for $2 seconds. New inputs go to fuzz/target/corpus/<target>/ (kept between
+# runs, not in git); the committed seeds in fuzz/corpus/<target>/ are only read. Prints one
+# line; on a finding, the end of libFuzzer's log and the saved input, and fails.
+fuzz_run() {
+  local target=$1 seconds=$2 dict=()
+  local work=fuzz/target/corpus/$target log=fuzz/target/logs/$target.log
+  local name=$target
+  case $target in path_*) name=path ;; jwt_*) name=jwt ;; esac
+  [ -f "fuzz/dict/$name.dict" ] && dict=("-dict=fuzz/dict/$name.dict")
+  mkdir -p "$work" "fuzz/artifacts/$target" "$(dirname "$log")"
+  if ! "fuzz/target/x86_64-unknown-linux-gnu/release/$target" "$work" "fuzz/corpus/$target" \
+      -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${dict[@]}" \
+      -artifact_prefix="fuzz/artifacts/$target/" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "fuzz target $target FAILED; input saved as above; log: $log" >&2
+    return 1
+  fi
+  local execs rate
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$')
+  printf '  %-24s %10s execs  %7s/s  %5s new inputs kept\n' "$target" "$execs" "$rate" "$(ls "$work" | wc -l)"
+}
+
+fuzz_all() {
+  local seconds=$1 target
+  shift
+  local targets=("$@")
+  [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(fuzz_targets)
+  fuzz_build
+  # Every target runs even after a finding, so one run reports them all.
+  local failed=()
+  for target in "${targets[@]}"; do fuzz_run "$target" "$seconds" || failed+=("$target"); done
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz findings in: ${failed[*]} (inputs in fuzz/artifacts/<target>/)" >&2
+    return 1
+  fi
+}
+
+fuzz() {
+  local seconds=60 targets=()
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --time) seconds=${2:?--time needs a number of seconds}; shift 2 ;;
+      -*) echo "usage: ./build.sh fuzz [--time SECONDS] [TARGET...]" >&2; exit 2 ;;
+      *) targets+=("$1"); shift ;;
+    esac
+  done
+  step "fuzz: each target for $seconds s"
+  fuzz_all "$seconds" "${targets[@]}"
+}
+
+chaos() {
+  cargo build --release -q -p harness
+  "$ROOT/target/release/harness" chaos "$@"
+}
+
 demo() {
   cargo build --release -q -p harness
   "$ROOT/target/release/harness" demo --manifests "$ROOT/wasmplugin-manifests/gateway" "$@"
@@ -196,7 +327,9 @@ case "$cmd" in
   build) setup; build ;;
   test) setup; run_tests ;;
   demo) setup; build; step "demo"; demo "$@" ;;
+  chaos) setup; build; step "chaos"; chaos "$@" ;;
   bench) setup; build; bench "$@" ;;
+  fuzz) fuzz_tools; fuzz "$@" ;;
   images) setup; build; images ;;
   push) setup; build; images; push "$@" ;;
   ""|-h|--help|help) usage ;;

@@ -3,23 +3,45 @@
 //! captured, and the process killed when the handle is dropped (also when a test panics, and
 //! by the kernel if the harness itself dies).
 
-use crate::render::{self, EnvoyConfig};
+use crate::render::{self, EnvoyConfig, Plugin};
 use crate::{http, Error, Result};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long Envoy may take to become ready (a cold v8 compile of a large module included).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a pushed extension config may take to be loaded or refused (a v8 compile included).
+const PUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Envoy {
     child: Child,
     dir: PathBuf,
     listener: SocketAddr,
     admin: SocketAddr,
+    /// Where the ECDS files live, when the plugins were started with `live_plugin_config`.
+    ecds_dir: Option<PathBuf>,
+    /// `version_info` of the next ECDS file written.
+    ecds_version: AtomicU64,
+    /// The extension config last given to each filter, by filter name, accepted or not:
+    /// Envoy silently ignores a push of the same config again (it keeps the hash of the last
+    /// config it tried, also when the plugin refused it).
+    last_pushed: Mutex<HashMap<String, serde_json::Value>>,
+}
+
+/// What Envoy did with a pushed extension config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Accepted: `extension_config_discovery.http_filter.<filter>.config_reload` moved; new streams use it.
+    Reloaded,
+    /// Refused (the module's `on_configure` said no, or Envoy could not load it):
+    /// `config_fail` moved and the filter keeps its last good config.
+    Rejected,
 }
 
 /// The `envoy` binary: `$ENVOY_BIN`, else the one `./build.sh setup` put in `.venv/`, else PATH.
@@ -49,9 +71,20 @@ impl Envoy {
             }
         }
         let dir = private_dir()?;
+        let ecds_dir = config.live_plugin_config.then(|| dir.join("ecds"));
+        let bootstrap_json = match &ecds_dir {
+            None => render::bootstrap(&config),
+            Some(ecds_dir) => {
+                std::fs::create_dir_all(ecds_dir)?;
+                for plugin in &config.plugins {
+                    write_ecds_file(ecds_dir, plugin, 0)?;
+                }
+                render::bootstrap_with_discovery(&config, ecds_dir)
+            }
+        };
         let bootstrap = dir.join("envoy.json");
-        let rendered = serde_json::to_string_pretty(&render::bootstrap(&config))
-            .map_err(|e| Error(e.to_string()))?;
+        let rendered =
+            serde_json::to_string_pretty(&bootstrap_json).map_err(|e| Error(e.to_string()))?;
         std::fs::write(&bootstrap, rendered)?;
         let log = dir.join("envoy.log");
         let admin_file = dir.join("admin-address");
@@ -95,6 +128,15 @@ impl Envoy {
             dir,
             listener: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ecds_dir,
+            ecds_version: AtomicU64::new(1),
+            last_pushed: Mutex::new(
+                config
+                    .plugins
+                    .iter()
+                    .map(|p| (p.filter_name(), extension_config(p)))
+                    .collect(),
+            ),
         };
         envoy.wait_ready(&admin_file)?;
         Ok(envoy)
@@ -200,6 +242,97 @@ impl Envoy {
         self.child.id()
     }
 
+    /// How Envoy ended, if it has (it should not while the handle lives).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Pushes `plugin` (its module, `pluginConfig` and fail strategy; matched to the running
+    /// filter by name) as istiod pushes a changed `WasmPlugin`: the ECDS file is replaced
+    /// atomically (Envoy's watch fires on the rename) and this waits until Envoy has loaded or
+    /// refused it. Needs an Envoy started with `live_plugin_config`, and a config other than
+    /// the last one pushed to that filter (Envoy would ignore it without a word).
+    pub fn push_plugin(&self, plugin: &Plugin) -> Result<PushOutcome> {
+        let ecds_dir = self.ecds_dir.as_ref().ok_or_else(|| {
+            Error("push_plugin needs an Envoy started with live_plugin_config".into())
+        })?;
+        let filter = plugin.filter_name();
+        let pushed = extension_config(plugin);
+        {
+            let mut last_pushed = self.last_pushed_configs();
+            let Some(last) = last_pushed.get_mut(&filter) else {
+                return Err(Error(format!("no filter {filter} in this Envoy")));
+            };
+            if *last == pushed {
+                return Err(Error(format!(
+                    "the config pushed for {filter} is the last one it was given: Envoy would \
+                     ignore it"
+                )));
+            }
+            *last = pushed;
+        }
+        let before = self.discovery_counters(&filter)?;
+        let version = self.ecds_version.fetch_add(1, Ordering::SeqCst);
+        write_ecds_file(ecds_dir, plugin, version)?;
+        let deadline = Instant::now() + PUSH_TIMEOUT;
+        loop {
+            let now = self.discovery_counters(&filter)?;
+            if now.fail > before.fail {
+                return Ok(PushOutcome::Rejected);
+            }
+            if now.reload > before.reload {
+                // A refused config moves config_reload first, then config_fail: look again.
+                std::thread::sleep(Duration::from_millis(100));
+                if self.discovery_counters(&filter)?.fail > before.fail {
+                    return Ok(PushOutcome::Rejected);
+                }
+                return Ok(PushOutcome::Reloaded);
+            }
+            if Instant::now() > deadline {
+                let log = self.log();
+                let mut problems: Vec<&str> = log
+                    .lines()
+                    .filter(|l| {
+                        ["][warning][", "][error][", "][critical]["]
+                            .iter()
+                            .any(|m| l.contains(m))
+                    })
+                    .collect();
+                problems.drain(..problems.len().saturating_sub(10));
+                return Err(Error(format!(
+                    "envoy neither loaded nor refused the config pushed for {filter} within \
+                     {PUSH_TIMEOUT:?}; its last warnings and errors:\n{}",
+                    problems.join("\n")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn last_pushed_configs(&self) -> std::sync::MutexGuard<'_, HashMap<String, serde_json::Value>> {
+        self.last_pushed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `extension_config_discovery.http_filter.<filter>.config_reload` and `.config_fail`.
+    fn discovery_counters(&self, filter: &str) -> Result<DiscoveryCounters> {
+        let stats = self.admin_get("/stats?filter=extension_config_discovery")?;
+        let prefix = format!("extension_config_discovery.http_filter.{filter}.");
+        let counter = |name: &str| {
+            stats
+                .lines()
+                .filter_map(|line| line.split_once(": "))
+                .find(|(stat, _)| stat.strip_prefix(&prefix) == Some(name))
+                .and_then(|(_, value)| value.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(DiscoveryCounters {
+            reload: counter("config_reload"),
+            fail: counter("config_fail"),
+        })
+    }
+
     /// The directory holding this run's bootstrap and log.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -214,6 +347,29 @@ impl Drop for Envoy {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The `typed_config` of `plugin`'s extension config, as its ECDS file carries it.
+fn extension_config(plugin: &Plugin) -> serde_json::Value {
+    let mut resource = render::ecds_resource(plugin, 0);
+    resource["resources"][0]["typed_config"].take()
+}
+
+struct DiscoveryCounters {
+    reload: u64,
+    fail: u64,
+}
+
+/// Writes `plugin`'s ECDS file as a whole: to a temp file, then renamed over the old one, so
+/// Envoy (watching for moves into the directory) never reads half a file.
+fn write_ecds_file(ecds_dir: &Path, plugin: &Plugin, version: u64) -> Result<()> {
+    let file = render::ecds_file(ecds_dir, plugin);
+    let temp = ecds_dir.join(format!(".{}.tmp", plugin.name));
+    let text = serde_json::to_string_pretty(&render::ecds_resource(plugin, version))
+        .map_err(|e| Error(e.to_string()))?;
+    std::fs::write(&temp, text)?;
+    std::fs::rename(&temp, &file)?;
+    Ok(())
 }
 
 fn private_dir() -> Result<PathBuf> {

@@ -1,6 +1,7 @@
 //! The local stand-in for an Istio gateway: a real Envoy with the plugins wired as istiod wires
 //! `WasmPlugin` resources, in front of an upstream (usually the demo model server).
 
+pub mod chaos;
 pub mod demo;
 pub mod envoy;
 pub mod http;
@@ -11,7 +12,7 @@ pub mod render;
 
 mod lexicon;
 
-pub use envoy::Envoy;
+pub use envoy::{Envoy, PushOutcome};
 pub use model_server::{CannedResponse, ModelServer, RecordedRequest};
 pub use render::{EnvoyConfig, FailStrategy, PathNormalization, Plugin, StandIn};
 

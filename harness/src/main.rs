@@ -1,10 +1,11 @@
 //! `harness run` rehearses a cluster's WasmPlugin manifests in front of your own model server;
 //! `harness demo` does the same with the demo model server and replays the seed walkthrough;
-//! `harness bench` measures each plugin against the native Envoy filter doing the same job.
+//! `harness bench` measures each plugin against the native Envoy filter doing the same job;
+//! `harness chaos` runs the gateway under load and faults and checks nothing was lost.
 
 mod bench;
 
-use harness::{demo, manifests, oci, Envoy, EnvoyConfig, ModelServer};
+use harness::{chaos, demo, manifests, oci, Envoy, EnvoyConfig, ModelServer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,13 +15,16 @@ const USAGE: &str = "usage:
   harness demo --manifests DIR [--no-serve] [--concurrency N] [--port PORT] [IMAGES]
   harness image --module FILE.wasm --tag VERSION --out LAYOUT_DIR
   harness push --images IMAGES_DIR --to REGISTRY[/PREFIX] [--tag TAG]
+  harness model-server --listen 127.0.0.1:PORT --log FILE
 
 IMAGES: by default oci:// images on a 127.0.0.1/localhost registry are pulled, the others map
 to dist/<name>.wasm; --pull-images pulls every oci:// image; --registry HOST:PORT[/PREFIX] pulls
 every one from that registry instead (same name and tag). `image` writes an OCI layout with the module in every
 variant Istio accepts: VERSION (compat: tar+gzip layer with plugin.wasm) and VERSION-wasm (the
 two-layer Wasm artifact). `push` copies every layout under IMAGES_DIR (one per plugin) to
-REGISTRY[/PREFIX]/<plugin>:<tag> with skopeo, tags renamed to TAG if given.";
+REGISTRY[/PREFIX]/<plugin>:<tag> with skopeo, tags renamed to TAG if given. `model-server`
+serves the demo model API, appending one JSON line per received request to FILE, and prints
+`listening on ADDR` once it serves (the chaos run's upstream).";
 
 struct Options {
     manifests: Option<PathBuf>,
@@ -78,11 +82,24 @@ fn parse(args: &[String]) -> Result<Options, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        eprintln!("{USAGE}\n  {}", bench::USAGE);
+        eprintln!("{USAGE}\n  {}\n  {}", bench::USAGE, chaos::USAGE);
         return ExitCode::from(2);
     };
     if command == "bench" {
         return run_bench(rest);
+    }
+    if command == "chaos" {
+        return run_chaos(rest);
+    }
+    if command == "model-server" {
+        block_termination_signals();
+        return match serve_model(rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("harness model-server: {e}\n{USAGE}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if command == "image" || command == "push" {
         let result = if command == "image" {
@@ -141,6 +158,52 @@ fn run_bench(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_chaos(args: &[String]) -> ExitCode {
+    let options = match chaos::parse_args(args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("{e}\nusage: {}", chaos::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match chaos::run(&options) {
+        Ok(report) => {
+            println!("{}", report.text);
+            if report.violations == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("harness chaos: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `harness model-server`: the demo model server with a request log, until killed.
+fn serve_model(args: &[String]) -> Result<(), String> {
+    let (mut listen, mut log) = (None, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = args.next().cloned().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--listen" => listen = Some(value?),
+            "--log" => log = Some(PathBuf::from(value?)),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let (Some(listen), Some(log)) = (listen, log) else {
+        return Err("--listen and --log are required".to_string());
+    };
+    let server = ModelServer::start_logging(&listen, &log).map_err(|e| e.to_string())?;
+    println!("listening on {}", server.addr());
+    std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())?;
+    wait_for_termination();
+    Ok(())
 }
 
 fn start_envoy(options: &Options, upstream: SocketAddr) -> Result<Envoy, String> {

@@ -45,6 +45,9 @@ pub struct CannedResponse {
 struct State {
     requests: Vec<RecordedRequest>,
     canned: Option<CannedResponse>,
+    /// One JSON line per request received, written before it is answered: the record of what
+    /// reached the upstream survives a SIGKILL of the server.
+    request_log: Option<std::fs::File>,
 }
 
 /// A running model server; stopped when dropped (listener closed, open connections shut down).
@@ -71,10 +74,31 @@ impl ModelServer {
     }
 
     pub fn start_on(listen: &str) -> Result<Self> {
+        Self::start_with(listen, State::default())
+    }
+
+    /// Starts on `listen` and appends one JSON line per received request to `request_log`
+    /// (`{"method", "path", "headers": [[name, value], …]}`), before answering it.
+    pub fn start_logging(listen: &str, request_log: &std::path::Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(request_log)
+            .map_err(|e| Error(format!("cannot open {}: {e}", request_log.display())))?;
+        Self::start_with(
+            listen,
+            State {
+                request_log: Some(file),
+                ..State::default()
+            },
+        )
+    }
+
+    fn start_with(listen: &str, state: State) -> Result<Self> {
         let listener = TcpListener::bind(listen)
             .map_err(|e| Error(format!("model server cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(state));
         let stopping = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Mutex::new(HashMap::new()));
         let acceptor = {
@@ -173,6 +197,15 @@ fn serve_connection(stream: TcpStream, state: &Mutex<State>) {
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let (status, content_type, body) = {
             let mut state = lock(state);
+            if let Some(log) = &mut state.request_log {
+                let line = json!({
+                    "method": request.method,
+                    "path": request.path,
+                    "headers": request.headers,
+                });
+                // One write per line: a kill never leaves half a line before a whole one.
+                let _ = log.write_all(format!("{line}\n").as_bytes());
+            }
             state.requests.push(request.clone());
             match &state.canned {
                 Some(canned) => (
@@ -477,6 +510,31 @@ mod tests {
             400
         );
         assert_eq!(route("GET", "/nothing", b"").0, 404);
+    }
+
+    #[test]
+    fn logs_each_request_as_a_json_line() {
+        let log = std::env::temp_dir().join(format!("model-server-log-{}", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let server = ModelServer::start_logging("127.0.0.1:0", &log).unwrap();
+        for id in ["1", "2"] {
+            let url = format!("http://{}/healthz?n={id}", server.addr());
+            let resp = crate::http::send("GET", &url, &[("x-chaos-id", id)], b"").unwrap();
+            assert_eq!(resp.status, 200);
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["method"], "GET");
+        assert_eq!(lines[1]["path"], "/healthz?n=2");
+        assert!(lines[1]["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["x-chaos-id", "2"])));
+        std::fs::remove_file(&log).unwrap();
     }
 
     #[test]

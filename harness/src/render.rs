@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `WasmPlugin.failStrategy`, mapped to Envoy's `failure_policy` as Istio ≥ 1.29 does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,6 +168,9 @@ pub struct EnvoyConfig {
     pub native_filters: Vec<NativeFilter>,
     /// Answer every request from the route instead of proxying to `upstream`.
     pub direct_response: Option<DirectResponse>,
+    /// Deliver each Wasm filter as istiod does, by ECDS (here from one file per plugin in the
+    /// Envoy's private dir), so [`crate::Envoy::push_plugin`] can change it while Envoy runs.
+    pub live_plugin_config: bool,
 }
 
 impl Default for EnvoyConfig {
@@ -189,20 +192,34 @@ impl Default for EnvoyConfig {
             listener_port: 0,
             native_filters: Vec::new(),
             direct_response: None,
+            live_plugin_config: false,
         }
     }
 }
 
 pub const UPSTREAM_CLUSTER: &str = "upstream";
 
-/// The complete bootstrap (Envoy reads JSON as YAML).
+/// The complete bootstrap (Envoy reads JSON as YAML), every Wasm filter inline.
 pub fn bootstrap(config: &EnvoyConfig) -> Value {
+    render_bootstrap(config, None)
+}
+
+/// The bootstrap with every Wasm filter discovered by ECDS from `ecds_file(ecds_dir, plugin)`,
+/// the shape istiod sends (§3 of ../shared/ref/istio-wasmplugin.md) with a file instead of ADS.
+pub fn bootstrap_with_discovery(config: &EnvoyConfig, ecds_dir: &Path) -> Value {
+    render_bootstrap(config, Some(ecds_dir))
+}
+
+fn render_bootstrap(config: &EnvoyConfig, ecds_dir: Option<&Path>) -> Value {
     let mut http_filters: Vec<Value> = config
         .native_filters
         .iter()
         .map(|f| json!({"name": f.name, "typed_config": f.typed_config}))
         .collect();
-    http_filters.extend(config.plugins.iter().map(wasm_filter));
+    http_filters.extend(config.plugins.iter().map(|plugin| match ecds_dir {
+        None => json!({"name": plugin.filter_name(), "typed_config": wasm_typed_config(plugin)}),
+        Some(dir) => discovered_filter(plugin, &ecds_file(dir, plugin)),
+    }));
     http_filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -270,12 +287,47 @@ fn route_config(direct_response: Option<&DirectResponse>) -> Value {
     route_config
 }
 
-fn wasm_filter(plugin: &Plugin) -> Value {
-    if plugin.fetch_failure.is_some() {
-        return json!({
+/// The file Envoy watches for `plugin`'s extension config.
+pub fn ecds_file(ecds_dir: &Path, plugin: &Plugin) -> PathBuf {
+    ecds_dir.join(format!("{}.ecds.json", plugin.name))
+}
+
+/// A filter without config of its own: Envoy subscribes to the extension config of the same
+/// name. `initial_fetch_timeout: 0s` makes the listener wait for it, as istiod's does.
+fn discovered_filter(plugin: &Plugin, file: &Path) -> Value {
+    json!({
+        "name": plugin.filter_name(),
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {"path": file.display().to_string()},
+                "resource_api_version": "V3",
+                "initial_fetch_timeout": "0s"
+            },
+            // The RBAC type too: istio-agent may send its stand-in under the same name.
+            "type_urls": [
+                "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+            ]
+        }
+    })
+}
+
+/// The content of `plugin`'s ECDS file: a discovery response with one `TypedExtensionConfig`
+/// named like the filter, holding what the inline filter would hold.
+pub fn ecds_resource(plugin: &Plugin, version: u64) -> Value {
+    json!({
+        "version_info": version.to_string(),
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
             "name": plugin.filter_name(),
-            "typed_config": plugin.fail_strategy.stand_in().rbac_config()
-        });
+            "typed_config": wasm_typed_config(plugin)
+        }]
+    })
+}
+
+fn wasm_typed_config(plugin: &Plugin) -> Value {
+    if plugin.fetch_failure.is_some() {
+        return plugin.fail_strategy.stand_in().rbac_config();
     }
     let env: serde_json::Map<String, Value> = plugin
         .env
@@ -283,24 +335,21 @@ fn wasm_filter(plugin: &Plugin) -> Value {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     json!({
-        "name": plugin.filter_name(),
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": plugin.config_name(),
-                "root_id": plugin.root_id,
-                "vm_config": {
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": plugin.module.display().to_string()}},
-                    "environment_variables": {"key_values": env, "host_env_keys": plugin.host_env_keys}
-                },
-                // A StringValue, as istiod sends it: a Struct would reach the module as protobuf bytes.
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": plugin.configuration
-                },
-                "failure_policy": plugin.fail_strategy.envoy_failure_policy()
-            }
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": plugin.config_name(),
+            "root_id": plugin.root_id,
+            "vm_config": {
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": {"local": {"filename": plugin.module.display().to_string()}},
+                "environment_variables": {"key_values": env, "host_env_keys": plugin.host_env_keys}
+            },
+            // A StringValue, as istiod sends it: a Struct would reach the module as protobuf bytes.
+            "configuration": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": plugin.configuration
+            },
+            "failure_policy": plugin.fail_strategy.envoy_failure_policy()
         }
     })
 }
@@ -366,6 +415,65 @@ mod tests {
             "FAIL_OPEN"
         );
         assert_eq!(filters[2]["name"], "envoy.filters.http.router");
+    }
+
+    #[test]
+    fn live_plugin_config_renders_ecds_subscriptions_and_files_holding_the_inline_config() {
+        let plugins = vec![
+            Plugin::from_dist("auth-gate", json!({"a": 1})),
+            Plugin {
+                fetch_failure: Some("pull failed".into()),
+                ..Plugin::from_dist("emotion-stats", json!({}))
+                    .fail_strategy(FailStrategy::FailOpen)
+            },
+        ];
+        let config = EnvoyConfig {
+            plugins: plugins.clone(),
+            live_plugin_config: true,
+            ..Default::default()
+        };
+        let dir = Path::new("/run/envoy-x");
+        let inline = bootstrap(&config);
+        let rendered = bootstrap_with_discovery(&config, dir);
+        let discovered = filters(&rendered);
+        assert_eq!(discovered.len(), 3);
+        for (i, plugin) in plugins.iter().enumerate() {
+            assert_eq!(discovered[i]["name"], plugin.filter_name());
+            assert!(discovered[i].get("typed_config").is_none());
+            let discovery = &discovered[i]["config_discovery"];
+            assert_eq!(
+                discovery["config_source"]["path_config_source"]["path"],
+                ecds_file(dir, plugin).display().to_string()
+            );
+            assert_eq!(discovery["config_source"]["initial_fetch_timeout"], "0s");
+            assert_eq!(discovery["config_source"]["resource_api_version"], "V3");
+            assert_eq!(
+                discovery["type_urls"][0],
+                "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+            );
+            let resource = ecds_resource(plugin, 7);
+            assert_eq!(resource["version_info"], "7");
+            let extension = &resource["resources"][0];
+            assert_eq!(
+                extension["@type"],
+                "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+            );
+            assert_eq!(extension["name"], plugin.filter_name());
+            // What ECDS delivers is exactly what the inline filter holds.
+            assert_eq!(
+                extension["typed_config"],
+                filters(&inline)[i]["typed_config"]
+            );
+        }
+        assert_eq!(
+            ecds_file(dir, &plugins[0]),
+            Path::new("/run/envoy-x/istio-system.auth-gate.ecds.json")
+        );
+        assert_eq!(
+            ecds_resource(&plugins[1], 1)["resources"][0]["typed_config"]["rules_stat_prefix"],
+            "wasm-default-allow"
+        );
+        assert_eq!(discovered[2]["name"], "envoy.filters.http.router");
     }
 
     #[test]

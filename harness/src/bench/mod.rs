@@ -129,8 +129,8 @@ impl Mode {
             // Each fresh Envoy has already answered the check's 20 requests: v8 has compiled.
             Mode::Full => Some(Timing {
                 warm_up: Duration::from_millis(500),
-                saturation: Duration::from_millis(2500),
-                fixed_rate: Duration::from_secs(2),
+                saturation: Duration::from_secs(2),
+                fixed_rate: Duration::from_millis(1500),
             }),
             Mode::Quick => Some(Timing {
                 warm_up: Duration::from_millis(500),
@@ -213,7 +213,14 @@ pub fn run(options: &Options) -> Result<bool> {
     std::fs::create_dir_all(&options.out_dir)?;
     let scratch = options.out_dir.join("scratch");
     std::fs::create_dir_all(&scratch)?;
-    println!("envoy: {}", harness::envoy::envoy_binary().display());
+    let envoy = harness::envoy::envoy_binary();
+    println!("envoy: {}", envoy.display());
+    if std::fs::read(&envoy).is_ok_and(|bytes| bytes.starts_with(b"#!")) {
+        println!(
+            "note: that is a launcher script: its start-up counts in every start time \
+             (./build.sh bench sets ENVOY_BIN to the real binary)"
+        );
+    }
     println!("generating keys, tokens and the Wasm floor modules");
     // Lives for the whole run, on the load generator's CPU: the upstream's work is not Envoy's.
     let upstream = Envoy::start(cases::upstream_config())?;
@@ -227,6 +234,18 @@ pub fn run(options: &Options) -> Result<bool> {
         upstream: upstream.listener(),
     };
     let all = cases::all(&fixtures)?;
+    let unknown: Vec<&String> = options
+        .only
+        .iter()
+        .filter(|o| *o != "memory" && !all.iter().any(|c| c.name == o.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        let names: Vec<&str> = all.iter().map(|c| c.name).collect();
+        return Err(Error(format!(
+            "no case named {unknown:?}; the cases: {}, and memory",
+            names.join(", ")
+        )));
+    }
     let selected: Vec<Case> = all
         .into_iter()
         .filter(|c| {
@@ -234,9 +253,6 @@ pub fn run(options: &Options) -> Result<bool> {
         })
         .collect();
     let with_memory = options.only.is_empty() || options.only.iter().any(|o| o == "memory");
-    if selected.len() <= usize::from(!options.only.is_empty()) && !with_memory {
-        return Err(Error(format!("no case named {:?}", options.only)));
-    }
     let started = Instant::now();
     let records = run_rounds(&selected, options, timing, load_cpu, &scratch)?;
     let memory_runs = match options.mode.memory_sizes().filter(|_| with_memory) {

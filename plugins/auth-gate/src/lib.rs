@@ -98,6 +98,11 @@ impl Counters {
     }
 
     fn add(&self, name: &str, count: u64) {
+        // Adding 0 changes nothing; skipping it saves a hostcall on every request that used no
+        // cached token.
+        if count == 0 {
+            return;
+        }
         if let Some(id) = self.ids.get(name) {
             let count = i64::try_from(count).unwrap_or(i64::MAX);
             if let Err(e) = hostcalls::increment_metric(*id, count) {

@@ -11,7 +11,10 @@
 //! The top candidate is the one with the highest finite score; a candidate with a score beats one
 //! without; on a tie the first one listed wins, so the result never depends on anything but the body.
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
 
 /// The winning label of one instance and its score, if the response gave one.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,16 +37,181 @@ const MAX_DATA_DEPTH: usize = 4;
 
 /// The top prediction of every instance in `body`, in order.
 pub fn read_top_predictions(body: &[u8]) -> Result<Vec<TopPrediction>, ReadError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| ReadError::Malformed)?;
-    let predictions = match &value {
-        Value::Object(map) => from_object(map),
-        Value::Array(_) => instances(&value),
-        _ => Vec::new(),
+    let predictions = match serde_json::from_slice::<KserveV1>(body) {
+        Ok(KserveV1(predictions)) => predictions,
+        // Any other shape, and anything malformed, gets the general reading.
+        Err(_) => read_any_shape(body)?,
     };
     if predictions.is_empty() {
         Err(ReadError::NoPrediction)
     } else {
         Ok(predictions)
+    }
+}
+
+/// Every shape of the module documentation, through a `serde_json::Value`. That tree costs an
+/// allocation per object, key and string, which is why [`KserveV1`] comes first.
+fn read_any_shape(body: &[u8]) -> Result<Vec<TopPrediction>, ReadError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| ReadError::Malformed)?;
+    Ok(match &value {
+        Value::Object(map) => from_object(map),
+        Value::Array(_) => instances(&value),
+        _ => Vec::new(),
+    })
+}
+
+/// The fast path, for the answer of a KServe v1 classifier and nothing else:
+/// `{"predictions": [[{"label": "...", "score": 0.9}, ...], ...]}` with exactly these keys, each
+/// once, a string label and a numeric score. Read as it streams, keeping only each instance's
+/// best candidate (under Envoy, building the `Value` tree of a 64 KiB batch was most of the
+/// plugin's CPU). Anything else is an error that sends the body to [`read_any_shape`], so both
+/// paths give the same result by construction: on this shape the general reading does the same
+/// (`instances` of the list, `top_of` each candidate list, `candidate_object`). A body that
+/// leaves the shape late is parsed twice, which `maxBodyBytes` bounds.
+struct KserveV1(Vec<TopPrediction>);
+
+/// Refuses what the fast path does not read; the message is never shown (the body is then read
+/// by [`read_any_shape`]).
+fn not_fast_path<E: de::Error>() -> E {
+    E::custom("not the KServe v1 classifier shape")
+}
+
+impl<'de> Deserialize<'de> for KserveV1 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Top;
+        impl<'de> Visitor<'de> for Top {
+            type Value = KserveV1;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"{"predictions": [...]}"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KserveV1, A::Error> {
+                let mut predictions = None;
+                while let Some(Key(key)) = map.next_key()? {
+                    if key != "predictions" || predictions.is_some() {
+                        return Err(not_fast_path());
+                    }
+                    predictions = Some(map.next_value::<Instances>()?.0);
+                }
+                predictions.map(KserveV1).ok_or_else(not_fast_path)
+            }
+        }
+        deserializer.deserialize_map(Top)
+    }
+}
+
+/// The `predictions` list: each instance's best candidate, instances without one left out.
+struct Instances(Vec<TopPrediction>);
+
+impl<'de> Deserialize<'de> for Instances {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = Instances;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of instances")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Instances, A::Error> {
+                let mut tops = Vec::new();
+                while let Some(Candidates(best)) = seq.next_element()? {
+                    if let Some((label, score)) = best {
+                        tops.push(TopPrediction {
+                            label: label.into_owned(),
+                            score: Some(score),
+                        });
+                    }
+                }
+                Ok(Instances(tops))
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
+}
+
+/// One instance, a list of candidates: the best one so far (label borrowed from the body when it
+/// has no escapes, so losing candidates cost no allocation).
+struct Candidates<'de>(Option<(Cow<'de, str>, f64)>);
+
+impl<'de> Deserialize<'de> for Candidates<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = Candidates<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of candidates")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Candidates<'de>, A::Error> {
+                let mut best: Option<(Cow<'de, str>, f64)> = None;
+                while let Some(Candidate(label, score)) = seq.next_element()? {
+                    // `beats` for two scored candidates: strictly higher, so the first of
+                    // equals stays on top.
+                    if best.as_ref().is_none_or(|(_, top)| score > *top) {
+                        best = Some((label, score));
+                    }
+                }
+                Ok(Candidates(best))
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
+}
+
+/// `{"label": "...", "score": <number>}`, both keys exactly once and no other.
+struct Candidate<'de>(Cow<'de, str>, f64);
+
+impl<'de> Deserialize<'de> for Candidate<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = Candidate<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a {label, score} object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Candidate<'de>, A::Error> {
+                let (mut label, mut score) = (None, None);
+                while let Some(Key(key)) = map.next_key()? {
+                    match &*key {
+                        "label" if label.is_none() => label = Some(map.next_value::<Key>()?.0),
+                        // A JSON number (integers too, as `Value::as_f64` reads them); finite
+                        // as `finite_score` wants, which serde_json guarantees.
+                        "score" if score.is_none() => {
+                            let value = map.next_value::<f64>()?;
+                            if !value.is_finite() {
+                                return Err(not_fast_path());
+                            }
+                            score = Some(value);
+                        }
+                        _ => return Err(not_fast_path()),
+                    }
+                }
+                match (label, score) {
+                    (Some(label), Some(score)) => Ok(Candidate(label, score)),
+                    _ => Err(not_fast_path()),
+                }
+            }
+        }
+        deserializer.deserialize_map(Object)
+    }
+}
+
+/// A JSON string (an object key or a label), borrowed from the body when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(text.to_string())))
+            }
+        }
+        deserializer.deserialize_str(Text)
     }
 }
 
@@ -357,6 +525,75 @@ mod tests {
         assert_eq!(
             read(&format!("{SEED_BODY} {{}}")),
             Err(ReadError::Malformed)
+        );
+    }
+
+    /// The fast path reads KServe v1 classifier batches (the seed's, the bench's), and every
+    /// body gets the result the general reading gives (the fast path refuses anything else).
+    #[test]
+    fn fast_path_agrees_with_the_general_reading() {
+        let general = |body: &str| match read_any_shape(body.as_bytes()) {
+            Ok(predictions) if predictions.is_empty() => Err(ReadError::NoPrediction),
+            other => other,
+        };
+        let instance = r#"[{"label":"joy","score":0.9813},{"label":"love","score":0.0052},{"label":"sadness","score":0.0041},{"label":"anger","score":0.0038},{"label":"surprise","score":0.0031},{"label":"fear","score":0.0025}]"#;
+        let batch = format!(
+            r#"{{"predictions":[{}]}}{}"#,
+            [instance; 300].join(","),
+            " ".repeat(40)
+        );
+        for body in [SEED_BODY, &batch] {
+            assert!(serde_json::from_str::<KserveV1>(body).is_ok(), "{body}");
+            assert_eq!(read(body), general(body));
+        }
+        assert_eq!(read(&batch).map(|p| p.len()), Ok(300));
+        let bodies = [
+            r#"{"predictions":[]}"#,
+            r#"{"predictions":[[]]}"#,
+            r#"{"predictions":[[],[{"label":"a","score":1}]]}"#,
+            r#"{"predictions":[[{"label":"a","score":0.5},{"label":"b","score":0.5}]]}"#,
+            r#"{"predictions":[[{"label":"a","score":-1},{"label":"b","score":2},{"label":"c","score":-0.0}]]}"#,
+            r#"{"predictions":[[{"score":0.5,"label":"a"},{"label":"b","score":0.7}]]}"#,
+            r#"{"predictions":[[{"label":"j\u006fy","score":0.5},{"label":"\"q\"","score":0.6}]]}"#,
+            r#"{"predictions":[[{"label":"a","score":0.5,"x":1}]]}"#,
+            r#"{"predictions":[[{"label":"a","label":"b","score":0.5}]]}"#,
+            r#"{"predictions":[[{"label":"a","score":0.5,"score":0.1}]]}"#,
+            r#"{"predictions":[[{"label":"a","score":1}]],"predictions":[["z"]]}"#,
+            r#"{"predictions":[[{"label":"a","score":"0.9"},{"label":"b","score":0.1}]]}"#,
+            r#"{"predictions":[[{"label":"a","score":null},{"label":"b","score":0.1}]]}"#,
+            r#"{"predictions":[[{"label":"a"},{"label":"b","score":0.1}]]}"#,
+            r#"{"predictions":[["a",{"label":"b","score":0.1}]]}"#,
+            r#"{"predictions":[[{"label":1,"score":1},{"label":"b","score":0.1}]]}"#,
+            r#"{"predictions":[{"label":"a","score":0.1}]}"#,
+            r#"{"predictions":["a","b"]}"#,
+            r#"{"predictions":[{"labels":["a","b"],"scores":[0.1,0.9]}]}"#,
+            r#"{"outputs":[],"predictions":[[{"label":"a","score":1}]]}"#,
+            r#"{"predictions":{"label":"a","score":1}}"#,
+            r#"{"predictions":null}"#,
+            r#"{"label":"a","score":1}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"[[{"label":"a","score":1}]]"#,
+            r#"{"predictions":[[{"label":"a","score":1}]]} x"#,
+            r#"  {"predictions" : [ [ {"label" : "a" , "score" : 1e-3 } ] ] }  "#,
+            r#"{"predictions":[[{"label":"a","score":18446744073709551616},{"label":"b","score":1e308}]]}"#,
+            r#"{"predictions":[[{"label":"a","score":1e400},{"label":"b","score":0.1}]]}"#,
+            r#"{"predictions":[[{"label":"\ud800","score":1}]]}"#,
+        ];
+        for body in bodies {
+            assert_eq!(read(body), general(body), "{body}");
+        }
+        for cut in 0..SEED_BODY.len() {
+            let truncated = SEED_BODY.get(..cut).unwrap_or_default();
+            assert_eq!(read(truncated), general(truncated), "cut at {cut}");
+        }
+        let broken_utf8 = br#"{"predictions":[[{"label":"X","score":1}]]}"#
+            .iter()
+            .map(|b| if *b == b'X' { 0xff } else { *b })
+            .collect::<Vec<u8>>();
+        assert_eq!(
+            read_top_predictions(&broken_utf8),
+            read_any_shape(&broken_utf8)
         );
     }
 

@@ -16,16 +16,20 @@ pub trait RequestView {
     fn remote_ip(&self) -> Option<IpAddr>;
 }
 
-/// A header value as descriptor text. Envoy lets bytes that are not UTF-8 through (obs-text);
-/// each such byte becomes `\xNN`, so distinct values stay distinct and nothing panics.
+/// A header value as descriptor text. Envoy lets bytes that are not UTF-8 through (obs-text):
+/// such a value is marked with a leading NUL (a byte Envoy never lets into a header value, so no
+/// UTF-8 value starts with it), its invalid bytes become `\xNN` and its `\` become `\\`. So
+/// distinct values stay distinct, UTF-8 values (all a configuration can name) are unchanged, and
+/// nothing panics.
 pub fn header_text(bytes: Vec<u8>) -> String {
     match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => {
             let bytes = err.into_bytes();
-            let mut text = String::with_capacity(bytes.len() * 2);
+            let mut text = String::with_capacity(bytes.len() * 2 + 1);
+            text.push('\0');
             for chunk in bytes.utf8_chunks() {
-                text.push_str(chunk.valid());
+                text.push_str(&chunk.valid().replace('\\', "\\\\"));
                 for byte in chunk.invalid() {
                     text.push_str(&format!("\\x{byte:02x}"));
                 }
@@ -553,9 +557,26 @@ mod tests {
     #[test]
     fn header_bytes_that_are_not_utf8_are_escaped_not_fatal() {
         assert_eq!(header_text(b"plain".to_vec()), "plain");
-        assert_eq!(header_text(vec![b'k', 0xff, 0xfe, b'!']), "k\\xff\\xfe!");
+        assert_eq!(header_text(vec![b'k', 0xff, 0xfe, b'!']), "\0k\\xff\\xfe!");
         assert_eq!(header_text("é".as_bytes().to_vec()), "é");
         assert_ne!(header_text(vec![0xff]), header_text(vec![0xfe]));
+    }
+
+    /// Fuzz finding (ratelimit_descriptors): the doc promises distinct values stay distinct, but
+    /// a value that spells `\x82` and the byte 0x82 become the same descriptor text, so those two
+    /// clients share a bucket. Fails until header_text is injective.
+    #[test]
+    fn escaped_byte_and_its_literal_spelling_stay_distinct() {
+        assert_ne!(
+            header_text(b"k\\x82".to_vec()),
+            header_text(vec![b'k', 0x82])
+        );
+        // Inside a marked value, a literal `\x82` is not the byte 0x82 either.
+        assert_ne!(
+            header_text(b"\\x82\xff".to_vec()),
+            header_text(b"\x82\xff".to_vec())
+        );
+        assert_eq!(header_text(b"k\\x82".to_vec()), "k\\x82");
     }
 
     #[test]

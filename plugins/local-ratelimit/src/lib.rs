@@ -1,10 +1,13 @@
 //! proxy-wasm glue of the `local-ratelimit` plugin; the logic lives in the other modules.
 
-mod actions;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod actions;
 mod bucket;
-mod config;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod config;
 mod limiter;
-mod matcher;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod matcher;
 mod metrics;
 mod store;
 

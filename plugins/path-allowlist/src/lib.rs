@@ -128,11 +128,15 @@ impl HttpContext for PathCheck {
             port,
         });
         self.counters.increment(decision.outcome());
-        let request_id = request_header("x-request-id");
-        if let Some(line) =
-            policy::log_line(&decision, request_id.as_deref(), &method, path.as_deref())
-        {
-            log::info!("{line}");
+        // Only refusals are logged: an allowed request (the common case) skips the hostcall
+        // that reads its request id.
+        if !matches!(decision, Decision::Allow { .. }) {
+            let request_id = request_header("x-request-id");
+            if let Some(line) =
+                policy::log_line(&decision, request_id.as_deref(), &method, path.as_deref())
+            {
+                log::info!("{line}");
+            }
         }
         match decision {
             Decision::Allow {

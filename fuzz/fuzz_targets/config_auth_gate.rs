@@ -1,0 +1,18 @@
+//! auth-gate's configuration loading: the `pluginConfig` bytes as istiod sends them, parsed and
+//! compiled. Input: the configuration.
+//!
+//! Invariant: every configuration is either accepted or refused with the field and the reason
+//! (the one log line a user gets), never a panic.
+#![no_main]
+
+use auth_gate::config::{compile, Config};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(error) = plugin_common::config::parse::<Config>(data).and_then(compile) {
+        assert!(
+            !error.field.is_empty() && !error.reason.is_empty(),
+            "{error:?}"
+        );
+    }
+});
