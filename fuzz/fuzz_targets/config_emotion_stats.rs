@@ -9,10 +9,5 @@ use emotion_stats::config::{compile, Config};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(error) = plugin_common::config::parse::<Config>(data).and_then(compile) {
-        assert!(
-            !error.field.is_empty() && !error.reason.is_empty(),
-            "{error:?}"
-        );
-    }
+    model_gateway_fuzz::check_config_loading::<Config, _>(data, compile);
 });

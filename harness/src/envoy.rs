@@ -7,7 +7,6 @@ use crate::render::{self, EnvoyConfig, Plugin};
 use crate::{http, Error, Result};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -105,18 +104,7 @@ impl Envoy {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: prctl and sigprocmask are async-signal-safe. The kernel kills Envoy when the
-        // process that started it dies, so a killed test run leaves no Envoy behind; and Envoy
-        // gets the default signal mask even if the caller blocks SIGINT (as `harness run` does).
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                let mut empty: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut empty);
-                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-                Ok(())
-            });
-        }
+        crate::die_with_parent(&mut command);
         let child = command.spawn().map_err(|e| {
             Error(format!(
                 "cannot start {}: {e} (run ./build.sh setup)",

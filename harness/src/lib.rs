@@ -54,3 +54,21 @@ pub fn dist_module(plugin: &str) -> PathBuf {
         .unwrap_or_else(|| repo_root().join("dist"));
     dist.join(format!("{plugin}.wasm"))
 }
+
+/// Makes a child process die with the harness: the kernel sends it SIGKILL when the harness
+/// exits, even when the harness itself is killed, so no Envoy, registry, load generator or
+/// model server outlives a test run. The child also gets the default signal mask, even if the
+/// harness blocks SIGINT (as `harness run` does), so it can still be stopped by hand.
+pub fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl, sigemptyset and sigprocmask are async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}

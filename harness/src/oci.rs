@@ -630,14 +630,7 @@ impl LocalRegistry {
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the registry when
-        // the process that started it dies.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        crate::die_with_parent(&mut command);
         let child = command.spawn().map_err(|e| {
             Error(format!(
                 "cannot start docker-registry ({e}); ./build.sh setup installs it"

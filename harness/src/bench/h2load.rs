@@ -116,15 +116,12 @@ impl Load {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path)?)
             .stderr(std::fs::File::create(&stderr_path)?);
-        // SAFETY: prctl and sched_setaffinity are async-signal-safe. The kernel kills h2load
-        // when the harness dies, so an interrupted run leaves no load behind.
+        harness::die_with_parent(&mut command);
+        // SAFETY: sched_setaffinity is async-signal-safe.
         unsafe {
-            command.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                match cpu {
-                    Some(cpu) => super::procfs::pin_current_to_cpu(cpu),
-                    None => Ok(()),
-                }
+            command.pre_exec(move || match cpu {
+                Some(cpu) => super::procfs::pin_current_to_cpu(cpu),
+                None => Ok(()),
             });
         }
         let child = command.spawn().map_err(|e| {

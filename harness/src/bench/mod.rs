@@ -516,13 +516,7 @@ impl Perf {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        // SAFETY: prctl is async-signal-safe; perf stops with the harness.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        harness::die_with_parent(&mut command);
         let child = command.spawn().map_err(|e| {
             Error(format!(
                 "cannot start perf: {e} (Debian package linux-perf)"

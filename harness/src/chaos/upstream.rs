@@ -6,7 +6,6 @@ use crate::{Error, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,13 +75,7 @@ fn spawn(exe: &Path, listen: &str, log: &Path) -> Result<(Child, SocketAddr)> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    // SAFETY: prctl is async-signal-safe. The kernel kills the server when the harness dies.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    crate::die_with_parent(&mut command);
     let mut child = command
         .spawn()
         .map_err(|e| Error(format!("cannot start {} model-server: {e}", exe.display())))?;

@@ -68,6 +68,16 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// The ```` ```json ```` blocks of a README: its `pluginConfig` examples, which each plugin's
+/// tests load, so the documentation cannot show a configuration the plugin refuses.
+pub fn json_examples(markdown: &str) -> Vec<&str> {
+    markdown
+        .split("```json")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +150,13 @@ mod tests {
         assert!(parse::<Sample>(b"{} {}").is_err());
         assert!(parse::<Sample>(b"[]").is_err());
         assert!(parse::<Sample>(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn json_examples_are_the_json_blocks() {
+        let readme = "# x\n```json\n{\"a\":1}\n```\ntext\n```yaml\nb: 2\n```\n```json\n{}\n```\n";
+        assert_eq!(json_examples(readme), ["\n{\"a\":1}\n", "\n{}\n"]);
+        assert!(json_examples("no code").is_empty());
     }
 
     /// `./build.sh test` sets WASM_RUNNER_CANARY and expects this test to fail on

@@ -241,12 +241,7 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn readme_examples_are_valid() {
-        let readme = include_str!("../README.md");
-        let examples: Vec<&str> = readme
-            .split("```json")
-            .skip(1)
-            .filter_map(|block| block.split("```").next())
-            .collect();
+        let examples = plugin_common::config::json_examples(include_str!("../README.md"));
         assert!(examples.len() >= 2, "README has no JSON examples");
         for example in examples {
             if let Err(err) = load(example) {
