@@ -5,7 +5,7 @@
 
 mod bench;
 
-use harness::{chaos, demo, manifests, oci, Envoy, EnvoyConfig, ModelServer};
+use harness::{chaos, demo, manifests, oci, CannedResponse, Envoy, EnvoyConfig, ModelServer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ const USAGE: &str = "usage:
   harness demo --manifests DIR [--no-serve] [--concurrency N] [--port PORT] [IMAGES]
   harness image --module FILE.wasm --tag VERSION --out LAYOUT_DIR
   harness push --images IMAGES_DIR --to REGISTRY[/PREFIX] [--tag TAG]
-  harness model-server --listen 127.0.0.1:PORT --log FILE
+  harness model-server --listen 127.0.0.1:PORT --log FILE [--json FILE]
 
 IMAGES: by default oci:// images on a 127.0.0.1/localhost registry are pulled, the others map
 to dist/<name>.wasm; --pull-images pulls every oci:// image; --registry HOST:PORT[/PREFIX] pulls
@@ -24,7 +24,8 @@ variant Istio accepts: VERSION (compat: tar+gzip layer with plugin.wasm) and VER
 two-layer Wasm artifact). `push` copies every layout under IMAGES_DIR (one per plugin) to
 REGISTRY[/PREFIX]/<plugin>:<tag> with skopeo, tags renamed to TAG if given. `model-server`
 serves the demo model API, appending one JSON line per received request to FILE, and prints
-`listening on ADDR` once it serves (the chaos run's upstream).";
+`listening on ADDR` once it serves (the chaos run's upstream); with --json it answers every
+request with that file's JSON instead (the chaos run's JWKS server).";
 
 struct Options {
     manifests: Option<PathBuf>,
@@ -186,20 +187,31 @@ fn run_chaos(args: &[String]) -> ExitCode {
 
 /// `harness model-server`: the demo model server with a request log, until killed.
 fn serve_model(args: &[String]) -> Result<(), String> {
-    let (mut listen, mut log) = (None, None);
+    let (mut listen, mut log, mut json) = (None, None, None);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let value = args.next().cloned().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--listen" => listen = Some(value?),
             "--log" => log = Some(PathBuf::from(value?)),
+            "--json" => json = Some(PathBuf::from(value?)),
             other => return Err(format!("unknown argument {other}")),
         }
     }
     let (Some(listen), Some(log)) = (listen, log) else {
         return Err("--listen and --log are required".to_string());
     };
+    let canned = match json {
+        Some(path) => Some(CannedResponse {
+            status: 200,
+            content_type: "application/json".to_string(),
+            body: std::fs::read(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        }),
+        None => None,
+    };
     let server = ModelServer::start_logging(&listen, &log).map_err(|e| e.to_string())?;
+    server.set_response(canned);
     println!("listening on {}", server.addr());
     std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())?;
     wait_for_termination();

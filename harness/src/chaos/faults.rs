@@ -14,14 +14,20 @@ pub enum FaultKind {
     InvalidPush,
     /// emotion-stats replaced by the trapping module with FAIL_OPEN, then restored.
     TrappingEmotionStats,
+    /// path-allowlist replaced by the trapping module with FAIL_CLOSE, then restored.
+    TrappingAllowlistFailClose,
+    /// The JWKS server auth-gate fetches its keys from SIGKILLed, then restarted.
+    JwksServerDown,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::UpstreamKilled,
         FaultKind::ValidPush,
         FaultKind::InvalidPush,
         FaultKind::TrappingEmotionStats,
+        FaultKind::TrappingAllowlistFailClose,
+        FaultKind::JwksServerDown,
     ];
 
     pub fn describe(self) -> &'static str {
@@ -32,9 +38,16 @@ impl FaultKind {
             FaultKind::TrappingEmotionStats => {
                 "emotion-stats replaced by a trapping module (FAIL_OPEN), then restored"
             }
+            FaultKind::TrappingAllowlistFailClose => {
+                "path-allowlist replaced by a trapping module (FAIL_CLOSE), then restored"
+            }
+            FaultKind::JwksServerDown => "JWKS server SIGKILLed and restarted",
         }
     }
 }
+
+/// A span of the run, since its start.
+pub type Window = (Duration, Duration);
 
 /// One injected fault.
 #[derive(Debug, Clone)]
@@ -45,6 +58,30 @@ pub struct Fault {
     pub detail: String,
     /// What went wrong with it (a valid push refused, an invalid one taken…): a violation.
     pub problem: Option<String>,
+    /// When it was fully in force (the JWKS server down; the trapping module on every worker).
+    pub active: Option<Window>,
+    /// From the start of its injection to the end of its undoing.
+    pub span: Option<Window>,
+}
+
+impl Fault {
+    /// The windows in which faults of `kind` were in force.
+    pub fn active_windows(faults: &[Fault], kind: FaultKind) -> Vec<Window> {
+        faults
+            .iter()
+            .filter(|f| f.kind == kind)
+            .filter_map(|f| f.active)
+            .collect()
+    }
+
+    /// The spans of faults of `kind`.
+    pub fn spans(faults: &[Fault], kind: FaultKind) -> Vec<Window> {
+        faults
+            .iter()
+            .filter(|f| f.kind == kind)
+            .filter_map(|f| f.span)
+            .collect()
+    }
 }
 
 /// The field an invalid push adds; every plugin refuses unknown fields, naming them.

@@ -1,6 +1,7 @@
 //! The invariants of a chaos run, checked after it from the client records and the upstream's
 //! own log. Each check says what it covered and lists every violation it found.
 
+use super::faults::Window;
 use super::traffic::{Kind, Record, PREDICT_V1};
 use super::upstream::Received;
 use std::collections::{BTreeMap, HashMap};
@@ -112,6 +113,105 @@ pub fn only_admissible_requests_reached_the_upstream(
     )
 }
 
+fn answered_at(record: &Record) -> Duration {
+    record.started + record.elapsed
+}
+
+/// Whether `record` was sent and answered inside `window`.
+fn inside(record: &Record, window: Window) -> bool {
+    record.started >= window.0 && answered_at(record) <= window.1
+}
+
+/// Whether `record` was in flight at some time of `window`.
+fn overlaps(record: &Record, window: Window) -> bool {
+    record.started <= window.1 && answered_at(record) >= window.0
+}
+
+/// While path-allowlist was a module that traps, with FAIL_CLOSE, nothing got through: every
+/// request sent and answered inside such a window was refused (Envoy's 503, or auth-gate's
+/// 401/403 before the allowlist's turn) and none reached the upstream. Requests at the edges
+/// of a window (the push reaching the workers) are not judged.
+pub fn fail_closed_held(records: &[Record], received: &[Received], windows: &[Window]) -> Check {
+    let reached: std::collections::HashSet<u64> = received.iter().filter_map(chaos_id).collect();
+    let mut violations = Vec::new();
+    let (mut judged, mut refused_503) = (0, 0);
+    for record in records
+        .iter()
+        .filter(|r| windows.iter().any(|w| inside(r, *w)))
+    {
+        judged += 1;
+        if reached.contains(&record.id) {
+            violations.push(format!(
+                "#{} {} reached the upstream while path-allowlist failed closed",
+                record.id, record.sent.path
+            ));
+        }
+        match record.status() {
+            Some(503) => refused_503 += 1,
+            Some(401 | 403) | None => {}
+            Some(status) => violations.push(format!(
+                "#{} {} was answered {status} while path-allowlist failed closed",
+                record.id, record.sent.path
+            )),
+        }
+    }
+    if judged > 0 && refused_503 == 0 {
+        violations.push(format!(
+            "none of the {judged} requests inside the windows got Envoy's fail-closed 503"
+        ));
+    }
+    Check::new(
+        "FAIL_CLOSE let nothing through",
+        format!(
+            "{} windows with a trapping path-allowlist (FAIL_CLOSE); {judged} requests inside \
+             them, {refused_503} answered 503, the others refused by auth-gate first; none \
+             reached the upstream",
+            windows.len()
+        ),
+        violations,
+    )
+}
+
+/// Requests carrying the demo's valid JWT were never answered 401: not while the JWKS server
+/// was down (the keys fetched before stay in use), nor at any other time.
+pub fn valid_tokens_accepted(records: &[Record], outages: &[Window]) -> Check {
+    let with_token: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.kind.carries_valid_token())
+        .collect();
+    let during_outage = with_token
+        .iter()
+        .filter(|r| outages.iter().any(|w| overlaps(r, *w)))
+        .count();
+    let violations = with_token
+        .iter()
+        .filter(|r| r.status() == Some(401))
+        .map(|r| {
+            let outage = if outages.iter().any(|w| overlaps(r, *w)) {
+                " during a JWKS outage"
+            } else {
+                ""
+            };
+            format!(
+                "#{} {:?} at {:.1} s was refused 401{outage}",
+                r.id,
+                r.kind,
+                r.started.as_secs_f64()
+            )
+        })
+        .collect();
+    Check::new(
+        "valid tokens accepted through JWKS outages",
+        format!(
+            "{} requests with the valid token, {during_outage} of them while the JWKS server was \
+             down ({} outages); none may be answered 401",
+            with_token.len(),
+            outages.len()
+        ),
+        violations,
+    )
+}
+
 /// A rate limit of the gateway manifest (`wasmplugin-manifests/gateway/local-ratelimit.yaml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -155,17 +255,27 @@ pub fn buckets(record: &Record) -> Vec<(String, Limit)> {
 }
 
 /// Whether the rate limiter let `record` through: it reached the upstream, or it was answered
-/// with anything but the denials of the filters up to and including the rate limiter.
-fn admitted(record: &Record, reached_upstream: bool) -> bool {
+/// with anything but the denials of the filters up to and including the rate limiter. A 503
+/// while path-allowlist (before the rate limiter) failed closed is such a denial: no upstream
+/// fault overlaps those spans, so every 503 in them is the allowlist's.
+fn admitted(record: &Record, reached_upstream: bool, fail_closed: &[Window]) -> bool {
+    let refused_by_trap =
+        record.status() == Some(503) && fail_closed.iter().any(|w| overlaps(record, *w));
     !record.kind.denied()
-        && (reached_upstream || matches!(record.status(), Some(s) if ![401, 403, 429].contains(&s)))
+        && (reached_upstream
+            || (!refused_by_trap
+                && matches!(record.status(), Some(s) if ![401, 403, 429].contains(&s))))
 }
 
 /// Per bucket, admitted requests never exceed what a token bucket allows: over any interval of
 /// length `t`, `requests + requests·t/unit`. Intervals are measured from client times, which
 /// enclose Envoy's decisions (a send time to an answer time), so the check never blames the
-/// gateway for the client's clock.
-pub fn rate_limits_held(records: &[Record], received: &[Received]) -> Check {
+/// gateway for the client's clock. `fail_closed`: the spans of the FAIL_CLOSE faults.
+pub fn rate_limits_held(
+    records: &[Record],
+    received: &[Received],
+    fail_closed: &[Window],
+) -> Check {
     let reached: std::collections::HashSet<u64> = received.iter().filter_map(chaos_id).collect();
     let mut per_bucket: BTreeMap<String, (Limit, Vec<(Duration, Duration)>)> = BTreeMap::new();
     let mut unknown = 0;
@@ -175,7 +285,7 @@ pub fn rate_limits_held(records: &[Record], received: &[Received]) -> Check {
             unknown += 1;
             continue;
         }
-        if !admitted(record, reached_upstream) {
+        if !admitted(record, reached_upstream, fail_closed) {
             continue;
         }
         for (bucket, limit) in buckets(record) {
@@ -454,11 +564,77 @@ mod tests {
             .map(|i| record(10 + i, Kind::ModelMetadata, Some(200), i * 10))
             .chain((0..9).map(|i| record(20 + i, Kind::ModelMetadata, Some(429), 40)))
             .collect();
-        assert!(rate_limits_held(&many, &[]).violations.is_empty());
+        assert!(rate_limits_held(&many, &[], &[]).violations.is_empty());
         let flood: Vec<Record> = (0..11)
             .map(|i| record(i, Kind::ModelMetadata, Some(200), i))
             .collect();
-        assert_eq!(rate_limits_held(&flood, &[]).violations.len(), 1);
+        assert_eq!(rate_limits_held(&flood, &[], &[]).violations.len(), 1);
+    }
+
+    #[test]
+    fn a_503_of_the_fail_closed_allowlist_is_no_admission() {
+        // 10 admissions fill the 10/min bucket; 5 more 503s are admissions (an upstream
+        // failure after the rate limiter) unless the allowlist before it failed closed.
+        let records: Vec<Record> = (0..10)
+            .map(|i| record(i, Kind::ModelMetadata, Some(200), i))
+            .chain((10..15).map(|i| record(i, Kind::ModelMetadata, Some(503), 1_000 + i)))
+            .collect();
+        assert_eq!(rate_limits_held(&records, &[], &[]).violations.len(), 1);
+        let span = (Duration::from_millis(900), Duration::from_millis(2_000));
+        assert!(rate_limits_held(&records, &[], &[span])
+            .violations
+            .is_empty());
+    }
+
+    #[test]
+    fn fail_close_windows_admit_nothing() {
+        let window = (Duration::from_millis(100), Duration::from_millis(500));
+        let refused = vec![
+            record(1, Kind::ModelMetadata, Some(503), 200),
+            record(2, Kind::HealthzNoToken, Some(401), 210),
+            // At the edge, and after the window: not judged.
+            record(3, Kind::ModelMetadata, Some(200), 98),
+            record(4, Kind::ModelMetadata, Some(200), 600),
+        ];
+        let check = fail_closed_held(&refused, &[], &[window]);
+        assert!(check.violations.is_empty(), "{:?}", check.violations);
+        assert!(check.summary.contains("2 requests inside"));
+
+        let mut leaked = refused.clone();
+        leaked.push(record(5, Kind::InferV2, Some(200), 300));
+        let upstream = [received(5, "/v2/models/bert-emotion-model/infer", &[])];
+        assert_eq!(
+            fail_closed_held(&leaked, &upstream, &[window])
+                .violations
+                .len(),
+            2
+        );
+        // A window whose requests all passed means the module never trapped.
+        let open = vec![record(6, Kind::ModelMetadata, Some(200), 200)];
+        let check = fail_closed_held(&open, &[], &[window]);
+        assert_eq!(check.violations.len(), 2, "{:?}", check.violations);
+    }
+
+    #[test]
+    fn a_valid_token_refused_is_a_violation_and_outages_are_named() {
+        let outage = (Duration::from_millis(1_000), Duration::from_millis(3_000));
+        let records = vec![
+            record(1, Kind::HealthzWithToken, Some(200), 1_500),
+            record(2, Kind::AdminWithToken, Some(403), 2_000),
+            record(3, Kind::HealthzForgedToken, Some(401), 2_000),
+        ];
+        let check = valid_tokens_accepted(&records, &[outage]);
+        assert!(check.violations.is_empty());
+        assert!(check
+            .summary
+            .starts_with("2 requests with the valid token, 2 of them"));
+        let mut refused = records;
+        refused.push(record(4, Kind::HealthzWithToken, Some(401), 2_500));
+        refused.push(record(5, Kind::HealthzWithToken, Some(401), 9_000));
+        let check = valid_tokens_accepted(&refused, &[outage]);
+        assert_eq!(check.violations.len(), 2);
+        assert!(check.violations[0].contains("during a JWKS outage"));
+        assert!(!check.violations[1].contains("outage"));
     }
 
     #[test]

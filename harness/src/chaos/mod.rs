@@ -2,8 +2,10 @@
 //! (`wasmplugin-manifests/gateway/`, delivered by ECDS as istiod does, `--concurrency 2`) under
 //! steady load from several clients, while a scheduler injects faults at random times: the
 //! model server SIGKILLed and restarted, valid and invalid `pluginConfig` pushes, emotion-stats
-//! replaced by a module that traps. Every request is recorded; the invariants are then checked
-//! against the model server's own log of what reached it (see `invariants`).
+//! replaced by a module that traps (FAIL_OPEN), path-allowlist replaced by it (FAIL_CLOSE), the
+//! JWKS server auth-gate fetches its keys from SIGKILLed and restarted. Every request is
+//! recorded; the invariants are then checked against the model server's own log of what
+//! reached it (see `invariants`).
 
 mod faults;
 mod invariants;
@@ -14,10 +16,11 @@ mod upstream;
 
 pub use trapping_module::{trapping_module, write_trapping_module};
 
-use crate::render::{EnvoyConfig, FailStrategy, Plugin};
+use crate::render::{Cluster, EnvoyConfig, FailStrategy, Plugin};
 use crate::{manifests, Envoy, Error, PushOutcome, Result};
-use faults::{Fault, FaultKind};
+use faults::{Fault, FaultKind, Window};
 use invariants::{Check, Epoch};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,17 @@ const SETTLE: Duration = Duration::from_millis(300);
 /// How long the trapping module stays after its window while the replaced module's series
 /// are still on /stats/prometheus.
 const OLD_SERIES_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for a module pushed by ECDS to reach every worker after Envoy counts the reload.
+const PUSH_PROPAGATION: Duration = Duration::from_millis(250);
+
+/// Where auth-gate fetches its keys in the chaos run (the gateway manifest inlines them).
+const JWKS_CLUSTER: &str = "outbound|5556||dex.chaos.local";
+const JWKS_URI: &str = "http://dex.chaos.local:5556/keys";
+/// Keys are fetched again every second, so the plugin sees every outage of the JWKS server.
+const JWKS_REFRESH_SECONDS: u64 = 1;
+/// After the JWKS server is back, the keys must be fetched again within this.
+const JWKS_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+const JWKS_FETCHES: &str = "auth_gate_jwks_fetches_total";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -112,13 +126,24 @@ pub fn run(options: &Options) -> Result<Report> {
     let _ = std::fs::remove_file(&upstream_log);
     let exe = std::env::current_exe()?;
     let mut upstream = UpstreamProcess::start(&exe, &upstream_log)?;
-    let plugins = gateway_plugins()?;
+    let (plugins, jwks_document) = with_remote_jwks(gateway_plugins()?)?;
+    let jwks_file = options.out.join("jwks.json");
+    std::fs::write(&jwks_file, jwks_document)?;
+    let mut jwks_server = UpstreamProcess::start_serving_json(
+        &exe,
+        &options.out.join("jwks-requests.jsonl"),
+        &jwks_file,
+    )?;
     let trapping = write_trapping_module(&options.out)?;
     let mut envoy = Envoy::start(EnvoyConfig {
         plugins: plugins.clone(),
         upstream: upstream.addr(),
         concurrency: 2,
         live_plugin_config: true,
+        extra_clusters: vec![Cluster {
+            name: JWKS_CLUSTER.to_string(),
+            addr: jwks_server.addr(),
+        }],
         ..Default::default()
     })?;
     let rss_start = rss_kib(envoy.pid())?;
@@ -144,6 +169,7 @@ pub fn run(options: &Options) -> Result<Report> {
     let mut scheduler = Scheduler {
         envoy: &envoy,
         upstream: &mut upstream,
+        jwks_server: &mut jwks_server,
         gate: &gate,
         current: plugins,
         trapping,
@@ -181,9 +207,19 @@ pub fn run(options: &Options) -> Result<Report> {
     write_records(&options.out.join("requests.jsonl"), &records)?;
     write_faults(&options.out.join("faults.jsonl"), &faults)?;
 
+    let fail_close = FaultKind::TrappingAllowlistFailClose;
     let mut checks = vec![
         invariants::only_admissible_requests_reached_the_upstream(&records, &received),
-        invariants::rate_limits_held(&records, &received),
+        invariants::fail_closed_held(
+            &records,
+            &received,
+            &Fault::active_windows(&faults, fail_close),
+        ),
+        invariants::valid_tokens_accepted(
+            &records,
+            &Fault::active_windows(&faults, FaultKind::JwksServerDown),
+        ),
+        invariants::rate_limits_held(&records, &received, &Fault::spans(&faults, fail_close)),
         invariants::predictions_counted_once(&records, &epochs),
         invariants::nothing_hung(&records),
         envoy_survived(crashed, rss_start, rss_end),
@@ -235,9 +271,63 @@ fn gateway_plugins() -> Result<Vec<Plugin>> {
     Ok(plugins)
 }
 
+/// auth-gate's inline `jwks` moved behind `jwksUri`, served by the run's JWKS server through
+/// [`JWKS_CLUSTER`] and fetched again every [`JWKS_REFRESH_SECONDS`]; returns the plugins and
+/// the JWKS document to serve.
+fn with_remote_jwks(mut plugins: Vec<Plugin>) -> Result<(Vec<Plugin>, String)> {
+    let auth_gate = plugins
+        .iter_mut()
+        .find(|p| p.name.ends_with(".auth-gate"))
+        .ok_or_else(|| Error("no auth-gate among the gateway plugins".into()))?;
+    let mut config: Value = serde_json::from_str(&auth_gate.configuration)
+        .map_err(|e| Error(format!("auth-gate's configuration: {e}")))?;
+    let mut document = None;
+    for rule in config["jwtRules"].as_array_mut().into_iter().flatten() {
+        let Some(rule) = rule.as_object_mut() else {
+            continue;
+        };
+        if let Some(Value::String(jwks)) = rule.remove("jwks") {
+            if document.as_ref().is_some_and(|d| *d != jwks) {
+                return Err(Error(
+                    "auth-gate's rules inline different JWKS: one server cannot serve both".into(),
+                ));
+            }
+            document = Some(jwks);
+            rule.insert("jwksUri".into(), json!(JWKS_URI));
+            rule.insert("jwksCluster".into(), json!(JWKS_CLUSTER));
+        }
+    }
+    let document =
+        document.ok_or_else(|| Error("auth-gate's gateway config inlines no JWKS".into()))?;
+    config["jwksRefreshSeconds"] = json!(JWKS_REFRESH_SECONDS);
+    auth_gate.configuration = config.to_string();
+    Ok((plugins, document))
+}
+
+/// What one injection did.
+struct Injected {
+    detail: String,
+    /// Why it did not behave, if it did not: a violation.
+    problem: Option<String>,
+    active: Option<Window>,
+    span: Option<Window>,
+}
+
+impl Injected {
+    fn new(detail: String, problem: Option<String>) -> Self {
+        Self {
+            detail,
+            problem,
+            active: None,
+            span: None,
+        }
+    }
+}
+
 struct Scheduler<'a> {
     envoy: &'a Envoy,
     upstream: &'a mut UpstreamProcess,
+    jwks_server: &'a mut UpstreamProcess,
     gate: &'a PredictionGate,
     /// The config each plugin runs now (the last accepted push).
     current: Vec<Plugin>,
@@ -269,29 +359,32 @@ impl Scheduler<'_> {
             }
             let Some(kind) = queue.pop() else { continue };
             let at = self.start.elapsed();
-            let (detail, problem) = match self.inject(kind) {
-                Ok(done) => done,
-                Err(e) => (String::new(), Some(e.0)),
-            };
+            let injected = self
+                .inject(kind)
+                .unwrap_or_else(|e| Injected::new(String::new(), Some(e.0)));
             faults.push(Fault {
                 kind,
                 at,
-                detail,
-                problem,
+                detail: injected.detail,
+                problem: injected.problem,
+                active: injected.active,
+                span: injected.span,
             });
         }
     }
 
     /// Injects one fault; returns what was done and, if it did not behave, why.
-    fn inject(&mut self, kind: FaultKind) -> Result<(String, Option<String>)> {
+    fn inject(&mut self, kind: FaultKind) -> Result<Injected> {
         match kind {
             FaultKind::UpstreamKilled => {
                 self.upstream.kill()?;
                 let down = self.rng.millis(200, 1500);
                 std::thread::sleep(down);
                 self.upstream.restart()?;
-                Ok((format!("down {} ms", down.as_millis()), None))
+                Ok(Injected::new(format!("down {} ms", down.as_millis()), None))
             }
+            FaultKind::JwksServerDown => self.jwks_server_down(),
+            FaultKind::TrappingAllowlistFailClose => self.trapping_allowlist(),
             FaultKind::ValidPush => {
                 let index = self.rng.below(self.current.len());
                 let original = self.current.get(index).cloned();
@@ -305,12 +398,13 @@ impl Scheduler<'_> {
                 let outcome = self.envoy.push_plugin(&pushed)?;
                 let name = pushed.name.clone();
                 if outcome != PushOutcome::Reloaded {
-                    return Ok((name, Some(format!("a valid config was {outcome:?}"))));
+                    let problem = format!("a valid config was {outcome:?}");
+                    return Ok(Injected::new(name, Some(problem)));
                 }
                 if let Some(slot) = self.current.get_mut(index) {
                     *slot = pushed;
                 }
-                Ok((name, None))
+                Ok(Injected::new(name, None))
             }
             FaultKind::InvalidPush => {
                 let Some(plugin) = self.rng.pick(&self.current).cloned() else {
@@ -343,7 +437,7 @@ impl Scheduler<'_> {
                 } else {
                     None
                 };
-                Ok((plugin.name, problem))
+                Ok(Injected::new(plugin.name, problem))
             }
             FaultKind::TrappingEmotionStats => {
                 let Some(real) = self
@@ -372,9 +466,89 @@ impl Scheduler<'_> {
                     window.as_millis(),
                     if dropped { "dropped" } else { "still there" }
                 );
-                Ok((detail, problem))
+                Ok(Injected::new(detail, problem))
             }
         }
+    }
+
+    /// path-allowlist replaced by the trapping module with FAIL_CLOSE: Envoy must refuse every
+    /// request (503) while it is there, and nothing may reach the model.
+    fn trapping_allowlist(&mut self) -> Result<Injected> {
+        let Some(real) = self
+            .current
+            .iter()
+            .find(|p| p.name.ends_with(".path-allowlist"))
+            .cloned()
+        else {
+            return Err(Error("no path-allowlist plugin".into()));
+        };
+        let trapping = Plugin {
+            module: self.trapping.clone(),
+            ..real.clone().fail_strategy(FailStrategy::FailClose)
+        };
+        let pushed_at = self.start.elapsed();
+        let trapped = self.envoy.push_plugin(&trapping)?;
+        let in_force_at = self.start.elapsed() + PUSH_PROPAGATION;
+        let window = self.rng.millis(1000, 3000);
+        std::thread::sleep(PUSH_PROPAGATION + window);
+        let restoring_at = self.start.elapsed();
+        let restored = self.envoy.push_plugin(&real)?;
+        let problem = [("trapping module", trapped), ("restore", restored)]
+            .iter()
+            .find(|(_, o)| *o != PushOutcome::Reloaded)
+            .map(|(what, o)| format!("{what} push was {o:?}"));
+        Ok(Injected {
+            detail: format!("trapping for {} ms", window.as_millis()),
+            problem,
+            active: Some((in_force_at, restoring_at)),
+            span: Some((pushed_at, self.start.elapsed() + PUSH_PROPAGATION)),
+        })
+    }
+
+    /// The JWKS server SIGKILLed: the plugin must count failed refreshes, keep the keys it has
+    /// (valid tokens keep passing, see `invariants::valid_tokens_accepted`) and fetch them
+    /// again once the server is back.
+    fn jwks_server_down(&mut self) -> Result<Injected> {
+        let envoy = self.envoy;
+        let fetches = |outcome: &str| counter_sum(envoy, JWKS_FETCHES, outcome);
+        let failed_before = fetches("failure")?;
+        self.jwks_server.kill()?;
+        let down_at = self.start.elapsed();
+        let down = self.rng.millis(1500, 3000);
+        std::thread::sleep(down);
+        let failed = fetches("failure")?.saturating_sub(failed_before);
+        let fetched_before = fetches("success")?;
+        self.jwks_server.restart()?;
+        let up_at = self.start.elapsed();
+        let deadline = Instant::now() + JWKS_BACK_TIMEOUT;
+        let back = loop {
+            if fetches("success")? > fetched_before {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let problem = if failed == 0 {
+            Some(format!(
+                "no failed fetch counted in {} ms down (keys refreshed every {JWKS_REFRESH_SECONDS} s)",
+                down.as_millis()
+            ))
+        } else if !back {
+            Some(format!(
+                "keys not fetched again within {} s of the server's return",
+                JWKS_BACK_TIMEOUT.as_secs()
+            ))
+        } else {
+            None
+        };
+        Ok(Injected {
+            detail: format!("down {} ms, {failed} failed fetches", down.as_millis()),
+            problem,
+            active: Some((down_at, up_at)),
+            span: Some((down_at, self.start.elapsed())),
+        })
     }
 
     /// The replaced module's metrics leave /stats/prometheus when Envoy drops its VM, usually
@@ -433,12 +607,23 @@ impl Scheduler<'_> {
 
 /// `emotion_stats_top_label_total` summed over every model and label.
 fn emotion_counter(envoy: &Envoy) -> Result<u64> {
+    counter_sum(envoy, "emotion_stats_top_label_total", "")
+}
+
+/// A counter of `/stats/prometheus` summed over its series whose `outcome` is `outcome`
+/// (every series when empty).
+fn counter_sum(envoy: &Envoy, metric: &str, outcome: &str) -> Result<u64> {
     let text = envoy.admin_get("/stats/prometheus")?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("emotion_stats_top_label_total{"))
+    Ok(sum_series(&text, metric, outcome))
+}
+
+fn sum_series(text: &str, metric: &str, outcome: &str) -> u64 {
+    let prefix = format!("{metric}{{");
+    let label = format!("outcome=\"{outcome}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) && (outcome.is_empty() || l.contains(&label)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum())
+        .sum()
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
@@ -521,11 +706,17 @@ fn write_faults(path: &Path, faults: &[Fault]) -> Result<()> {
             "at_ms": fault.at.as_millis() as u64,
             "detail": fault.detail,
             "problem": fault.problem,
+            "active_ms": fault.active.map(window_ms),
+            "span_ms": fault.span.map(window_ms),
         });
         writeln!(file, "{line}")?;
     }
     file.flush()?;
     Ok(())
+}
+
+fn window_ms((from, to): Window) -> [u64; 2] {
+    [from.as_millis() as u64, to.as_millis() as u64]
 }
 
 fn render_report(
@@ -573,7 +764,10 @@ fn render_report(
              the restore in {dropped} of {swaps})\n"
         ));
     }
-    text.push_str("  JWKS server down/up: not injected (the gateway config has inline JWKS)\n");
+    text.push_str(&format!(
+        "  (auth-gate fetches its keys from the JWKS server through {JWKS_CLUSTER}, every \
+         {JWKS_REFRESH_SECONDS} s)\n"
+    ));
     text.push_str("invariants:\n");
     for check in checks {
         text.push_str(&check.render());
@@ -618,11 +812,46 @@ mod tests {
             at: Duration::from_secs(3),
             detail: "istio-system.auth-gate".into(),
             problem: problem.map(str::to_string),
+            active: None,
+            span: None,
         };
         assert!(faults_behaved(&[fault(None)]).violations.is_empty());
         let check = faults_behaved(&[fault(None), fault(Some("an invalid config was Reloaded"))]);
         assert_eq!(check.violations.len(), 1);
         assert!(check.violations[0].contains("auth-gate"));
+    }
+
+    #[test]
+    fn the_gateway_auth_gate_fetches_its_keys_from_the_jwks_server() {
+        let (plugins, document) = with_remote_jwks(gateway_plugins().unwrap()).unwrap();
+        let keys: Value = serde_json::from_str(&document).unwrap();
+        assert!(keys["keys"].as_array().is_some_and(|k| !k.is_empty()));
+        let auth_gate = plugins
+            .iter()
+            .find(|p| p.name.ends_with(".auth-gate"))
+            .unwrap();
+        let config: Value = serde_json::from_str(&auth_gate.configuration).unwrap();
+        let rule = &config["jwtRules"][0];
+        assert_eq!(rule.get("jwks"), None);
+        assert_eq!(rule["jwksUri"], JWKS_URI);
+        assert_eq!(rule["jwksCluster"], JWKS_CLUSTER);
+        assert_eq!(config["jwksRefreshSeconds"], JWKS_REFRESH_SECONDS);
+        // The rest of the manifest's config is kept.
+        assert!(config["policies"].as_array().is_some_and(|p| !p.is_empty()));
+        let without = vec![Plugin::from_dist("auth-gate", json!({"jwtRules": []}))];
+        assert!(with_remote_jwks(without).is_err());
+    }
+
+    #[test]
+    fn counters_sum_their_series_by_outcome() {
+        let text = "auth_gate_jwks_fetches_total{outcome=\"failure\"} 3\n\
+                    auth_gate_jwks_fetches_total{outcome=\"success\"} 7\n\
+                    auth_gate_jwks_fetches_total_other{outcome=\"failure\"} 100\n\
+                    emotion_stats_top_label_total{model=\"m\",label=\"joy\"} 2\n\
+                    emotion_stats_top_label_total{model=\"m\",label=\"fear\"} 5\n";
+        assert_eq!(sum_series(text, JWKS_FETCHES, "failure"), 3);
+        assert_eq!(sum_series(text, JWKS_FETCHES, "success"), 7);
+        assert_eq!(sum_series(text, "emotion_stats_top_label_total", ""), 7);
     }
 
     #[test]

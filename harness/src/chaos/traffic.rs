@@ -73,6 +73,14 @@ impl Kind {
         )
     }
 
+    /// Whether it carries the demo's valid JWT.
+    pub fn carries_valid_token(self) -> bool {
+        matches!(
+            self,
+            Kind::HealthzWithToken | Kind::AdminWithToken | Kind::AdminByTraversal
+        )
+    }
+
     pub fn is_prediction(self) -> bool {
         matches!(self, Kind::PredictV1 | Kind::InferV2)
     }

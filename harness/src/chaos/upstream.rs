@@ -18,17 +18,29 @@ pub struct UpstreamProcess {
     addr: SocketAddr,
     exe: PathBuf,
     log: PathBuf,
+    /// The JSON file it answers every request with (`--json`), if not the model API.
+    json: Option<PathBuf>,
 }
 
 impl UpstreamProcess {
     /// Starts `exe model-server` on a port the kernel picks, logging to `log`.
     pub fn start(exe: &Path, log: &Path) -> Result<Self> {
-        let (child, addr) = spawn(exe, "127.0.0.1:0", log)?;
+        Self::start_with(exe, log, None)
+    }
+
+    /// The same, answering every request with the JSON in `json` (a JWKS server).
+    pub fn start_serving_json(exe: &Path, log: &Path, json: &Path) -> Result<Self> {
+        Self::start_with(exe, log, Some(json.to_path_buf()))
+    }
+
+    fn start_with(exe: &Path, log: &Path, json: Option<PathBuf>) -> Result<Self> {
+        let (child, addr) = spawn(exe, "127.0.0.1:0", log, json.as_deref())?;
         Ok(Self {
             child,
             addr,
             exe: exe.to_path_buf(),
             log: log.to_path_buf(),
+            json,
         })
     }
 
@@ -47,7 +59,12 @@ impl UpstreamProcess {
     pub fn restart(&mut self) -> Result<()> {
         let deadline = Instant::now() + REBIND_TIMEOUT;
         loop {
-            match spawn(&self.exe, &self.addr.to_string(), &self.log) {
+            match spawn(
+                &self.exe,
+                &self.addr.to_string(),
+                &self.log,
+                self.json.as_deref(),
+            ) {
                 Ok((child, _)) => {
                     self.child = child;
                     return Ok(());
@@ -67,11 +84,15 @@ impl Drop for UpstreamProcess {
 }
 
 /// Starts the process and reads the `listening on ADDR` line it prints once it serves.
-fn spawn(exe: &Path, listen: &str, log: &Path) -> Result<(Child, SocketAddr)> {
+fn spawn(exe: &Path, listen: &str, log: &Path, json: Option<&Path>) -> Result<(Child, SocketAddr)> {
     let mut command = Command::new(exe);
     command
         .args(["model-server", "--listen", listen, "--log"])
-        .arg(log)
+        .arg(log);
+    if let Some(json) = json {
+        command.arg("--json").arg(json);
+    }
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
