@@ -111,6 +111,9 @@ pub fn local_ratelimit(name: &str, max_tokens: u32, fill_interval_s: u32) -> Nat
             },
             "filter_enabled": always,
             "filter_enforced": always,
+            // The same job as local-ratelimit's default: x-ratelimit-limit/remaining/reset
+            // on every answer.
+            "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
             "response_headers_to_add": [{
                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                 "header": {"key": "x-envoy-ratelimited", "value": "true"}
@@ -218,6 +221,7 @@ mod tests {
         let config = &filter.typed_config;
         assert_eq!(config["token_bucket"]["max_tokens"], 1);
         assert_eq!(config["token_bucket"]["fill_interval"], "3600s");
+        assert_eq!(config["enable_x_ratelimit_headers"], "DRAFT_VERSION_03");
         for field in ["filter_enabled", "filter_enforced"] {
             assert_eq!(config[field]["default_value"]["numerator"], 100, "{field}");
         }

@@ -108,12 +108,23 @@ impl Context for PathCheck {}
 
 impl HttpContext for PathCheck {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        // Each header read is a hostcall and a call back into the module: only what the rules
+        // look at is read before the decision.
+        let matcher = &self.policy.matcher;
         let path = request_header(":path");
-        let method_bytes = request_header(":method").unwrap_or_default();
-        let method = String::from_utf8_lossy(&method_bytes);
-        let authority_bytes = request_header(":authority");
+        let method_bytes = if matcher.uses_methods() {
+            request_header(":method")
+        } else {
+            None
+        };
+        let method = String::from_utf8_lossy(method_bytes.as_deref().unwrap_or_default());
+        let authority_bytes = if matcher.uses_hosts() {
+            request_header(":authority")
+        } else {
+            None
+        };
         let authority = authority_bytes.as_deref().map(String::from_utf8_lossy);
-        let port = if self.policy.matcher.uses_ports() {
+        let port = if matcher.uses_ports() {
             hostcalls::get_property(vec!["destination", "port"])
                 .ok()
                 .flatten()
@@ -132,9 +143,16 @@ impl HttpContext for PathCheck {
         // that reads its request id.
         if !matches!(decision, Decision::Allow { .. }) {
             let request_id = request_header("x-request-id");
-            if let Some(line) =
-                policy::log_line(&decision, request_id.as_deref(), &method, path.as_deref())
-            {
+            // Read now if the rules did not need it.
+            let method = method_bytes
+                .or_else(|| request_header(":method"))
+                .unwrap_or_default();
+            if let Some(line) = policy::log_line(
+                &decision,
+                request_id.as_deref(),
+                &String::from_utf8_lossy(&method),
+                path.as_deref(),
+            ) {
                 log::info!("{line}");
             }
         }

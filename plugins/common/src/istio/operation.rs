@@ -107,6 +107,10 @@ pub struct OperationMatcher {
     operations: Vec<CompiledOperation>,
     /// Whether some operation has `ports` / `notPorts`.
     uses_ports: bool,
+    /// Whether some operation has `methods` / `notMethods`.
+    uses_methods: bool,
+    /// Whether some operation has `hosts` / `notHosts`.
+    uses_hosts: bool,
 }
 
 fn non_empty<T>(
@@ -153,6 +157,8 @@ impl OperationMatcher {
             unconditional_rules: Vec::new(),
             operations: Vec::new(),
             uses_ports: false,
+            uses_methods: false,
+            uses_hosts: false,
         };
         for (rule, to_list) in rules.into_iter().enumerate() {
             if to_list.is_empty() {
@@ -208,6 +214,8 @@ impl OperationMatcher {
             not_ports: compile_ports(&op.not_ports, &format!("{field}.notPorts"))?,
         };
         self.uses_ports |= compiled.ports.is_some() || compiled.not_ports.is_some();
+        self.uses_methods |= compiled.methods.is_some() || compiled.not_methods.is_some();
+        self.uses_hosts |= compiled.hosts.is_some() || compiled.not_hosts.is_some();
         let parsed = parse_patterns(&op.paths, &format!("{field}.paths"), mode)?;
         if parsed.is_empty() {
             self.without_paths.push(id);
@@ -240,6 +248,16 @@ impl OperationMatcher {
     /// Whether some operation looks at the destination port; callers fetch the port only then.
     pub fn uses_ports(&self) -> bool {
         self.uses_ports
+    }
+
+    /// Whether some operation looks at the method; callers may leave it empty otherwise.
+    pub fn uses_methods(&self) -> bool {
+        self.uses_methods
+    }
+
+    /// Whether some operation looks at the host; callers may leave it out otherwise.
+    pub fn uses_hosts(&self) -> bool {
+        self.uses_hosts
     }
 
     /// The first rule whose `to` matches the request, without collecting the others: operations
