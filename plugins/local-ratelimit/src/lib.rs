@@ -2,14 +2,16 @@
 
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod actions;
-mod bucket;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod bucket;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
 mod limiter;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod matcher;
 mod metrics;
-mod store;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod store;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

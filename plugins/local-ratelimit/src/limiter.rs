@@ -43,13 +43,6 @@ fn rule_identity(domain: &str, limit: &Limit, rate: Rate) -> Fingerprint {
     ])
 }
 
-fn bucket_identity(rule: &Fingerprint, values: &[String]) -> Fingerprint {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(values.len() + 1);
-    parts.push(rule);
-    parts.extend(values.iter().map(String::as_bytes));
-    store::fingerprint(&parts)
-}
-
 fn rate_of(limit: &Limit) -> Option<Rate> {
     match limit.kind {
         LimitKind::Bucket {
@@ -68,7 +61,7 @@ pub fn shared_keys(compiled: &Compiled) -> impl Iterator<Item = String> + '_ {
         let rate = rate_of(limit)?;
         let rule = rule_identity(&compiled.domain, limit, rate);
         Some(match &limit.static_values {
-            Some(values) => store::rule_key(&bucket_identity(&rule, values)),
+            Some(values) => store::rule_key(&store::bucket_identity(&rule, values)),
             None => store::overflow_key(&rule),
         })
     });
@@ -120,7 +113,7 @@ pub fn check(
         let shadow = settings.shadow_mode || limit.shadow_mode;
         let rule = rule_identity(&compiled.domain, limit, rate);
         let target = BucketRef {
-            id: bucket_identity(&rule, &m.bucket_values),
+            id: store::bucket_identity(&rule, &m.bucket_values),
             rule,
             rate,
             per_value: m.per_value,

@@ -10,13 +10,17 @@
 //!   its identity's hash modulo `max_keys`. A slot holds one bucket; another bucket may take the
 //!   slot only when the occupant is full (a full bucket is what a new one would be, so nothing is
 //!   lost). A value whose slot holds a bucket still refilling is limited by its rule's overflow
-//!   bucket instead, never admitted without a bucket.
+//!   bucket instead, never admitted without a bucket. A value's new bucket starts at the
+//!   overflow bucket's level, not full: the value may have drawn from the overflow bucket a
+//!   moment ago, and a full start would give it a second allowance in the same window. (Both
+//!   refill alike and the value drains both, so its effective bucket never holds more than its
+//!   own true bucket would; an unused overflow bucket is full, so values start full while the
+//!   table has room.)
 //! - `local-ratelimit/o/<rule>`: one overflow bucket per per-value rule.
 //!
 //! Memory is therefore fixed once the configuration is accepted: no request creates a key.
 
 use crate::bucket::{Bucket, Rate};
-use sha2::{Digest, Sha256};
 
 /// The host's shared data (`get_shared_data`/`set_shared_data`).
 pub trait SharedStore {
@@ -58,7 +62,7 @@ const FREE: &[u8] = &[0];
 pub type Fingerprint = [u8; 16];
 
 pub fn fingerprint(parts: &[&[u8]]) -> Fingerprint {
-    let mut hasher = Sha256::new();
+    let mut hasher = hmac_sha256::Hash::new();
     for part in parts {
         // Length-prefixed: ("ab","c") and ("a","bc") differ.
         hasher.update((part.len() as u64).to_le_bytes());
@@ -70,6 +74,14 @@ pub fn fingerprint(parts: &[&[u8]]) -> Fingerprint {
         *out = *byte;
     }
     id
+}
+
+/// A bucket's identity: its rule's, then the descriptor values that select it.
+pub fn bucket_identity(rule: &Fingerprint, values: &[String]) -> Fingerprint {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(values.len() + 1);
+    parts.push(rule);
+    parts.extend(values.iter().map(String::as_bytes));
+    fingerprint(&parts)
 }
 
 /// Lowercase hex, two digits per byte. Written out by hand: it runs for every request, and a
@@ -129,8 +141,11 @@ pub struct Taken {
 }
 
 enum Slot {
-    /// Our bucket (refilled to now) or a fresh one where nothing useful was.
-    Usable(Bucket),
+    /// Our bucket, refilled to now.
+    Ours(Bucket),
+    /// Nothing to keep there (free, foreign bytes, another value's full bucket): a new bucket
+    /// may start.
+    Free,
     /// Another value's bucket that is still refilling.
     Busy,
 }
@@ -144,14 +159,34 @@ fn read_slot(bytes: &[u8], id: &Fingerprint, rate: Rate, now_ns: u64) -> Slot {
         _ => None,
     };
     match stored {
-        Some((true, bucket)) => Slot::Usable(bucket),
-        Some((false, other)) if !other.is_full() => Slot::Busy,
-        // Free, foreign bytes, or a full bucket of another value: start a full bucket.
-        _ => Slot::Usable(Bucket::full(rate, now_ns)),
+        // Ours only at our rate: the identity includes the rate, so another one can only come
+        // from bytes this code did not write, which must not set the limit.
+        Some((true, bucket)) if bucket.rate == rate => Slot::Ours(bucket),
+        Some((_, other)) if !other.is_full() => Slot::Busy,
+        _ => Slot::Free,
     }
 }
 
-fn encode(id: &Fingerprint, bucket: &Bucket) -> Vec<u8> {
+/// The bucket a value starts with when it takes a table slot: a copy of its rule's overflow
+/// bucket (see the module documentation).
+fn new_value_bucket(
+    store: &dyn SharedStore,
+    target: &BucketRef,
+    now_ns: u64,
+) -> Result<Bucket, Failure> {
+    let overflow = store
+        .get(&overflow_key(&target.rule))
+        .map_err(|_| Failure::Store)?;
+    Ok(
+        match overflow.map(|(bytes, _)| read_slot(&bytes, &target.rule, target.rate, now_ns)) {
+            Some(Slot::Ours(bucket)) => bucket,
+            _ => Bucket::full(target.rate, now_ns),
+        },
+    )
+}
+
+/// The stored form of `id`'s bucket.
+pub fn encode(id: &Fingerprint, bucket: &Bucket) -> Vec<u8> {
     let mut header = Vec::with_capacity(1 + id.len());
     header.push(FORMAT_VERSION);
     header.extend_from_slice(id);
@@ -179,14 +214,20 @@ pub fn take(
             store.set(&key, FREE, None).map_err(|_| Failure::Store)?;
             continue;
         };
+        let in_table = target.per_value && !overflow;
         let mut bucket = match read_slot(&bytes, &id, target.rate, now_ns) {
-            Slot::Usable(bucket) => bucket,
-            Slot::Busy => {
+            Slot::Ours(bucket) => bucket,
+            Slot::Free if in_table => new_value_bucket(store, target, now_ns)?,
+            Slot::Free => Bucket::full(target.rate, now_ns),
+            Slot::Busy if in_table => {
                 key = overflow_key(&target.rule);
                 id = target.rule;
                 overflow = true;
                 continue;
             }
+            // A rule or overflow key holds its one bucket: anything else there is corrupt, so
+            // free (a rule has no overflow key to turn to, an overflow key no other).
+            Slot::Busy => Bucket::full(target.rate, now_ns),
         };
         let admitted = bucket.try_take();
         if !admitted {
@@ -226,9 +267,9 @@ pub fn give_back(store: &dyn SharedStore, taken: &Taken, now_ns: u64) -> Result<
             return Err(Failure::Store);
         };
         let mut bucket = match read_slot(&bytes, &taken.id, taken.bucket.rate, now_ns) {
-            Slot::Usable(bucket) => bucket,
+            Slot::Ours(bucket) => bucket,
             // Our bucket is gone (it was full again and reused): nothing to return.
-            Slot::Busy => return Ok(()),
+            Slot::Free | Slot::Busy => return Ok(()),
         };
         if bucket.is_full() {
             return Ok(());
@@ -260,7 +301,7 @@ pub fn ensure_keys(
     Ok(created)
 }
 
-#[cfg(test)]
+#[doc(hidden)] // the unit tests' store, public for the fuzz targets in fuzz/
 pub mod fake {
     //! An in-memory shared store that can lose compare-and-swaps on purpose.
     use super::*;
@@ -375,6 +416,31 @@ mod tests {
         take(store, t, max_keys, now).unwrap().admitted
     }
 
+    /// Chaos finding (10-minute run): a value whose slot was busy drew 5 tokens from the
+    /// overflow bucket; when the occupant was full again, the value took the slot with a full
+    /// bucket and got 10 more: 15 admissions in 6 s from a 10/min bucket that allows 11.
+    #[test]
+    fn a_value_leaving_the_overflow_bucket_keeps_its_spent_tokens() {
+        let (a, b) = (target("a", 10, true), target("b", 10, true));
+        let store = prepared(1, &[&a, &b]);
+        assert!(admitted(&store, &b, 1, 0));
+        let from_overflow = (0..5)
+            .map(|_| take(&store, &a, 1, 0).unwrap())
+            .filter(|t| t.admitted && t.overflow)
+            .count();
+        assert_eq!(from_overflow, 5);
+        // b is full again after one token's time; the overflow bucket has one token back.
+        let later = 6 * SEC;
+        let in_slot: Vec<Taken> = (0..20).map(|_| take(&store, &a, 1, later).unwrap()).collect();
+        assert!(!in_slot[0].overflow, "a took the slot");
+        let admitted_in_slot = in_slot.iter().filter(|t| t.admitted).count();
+        assert_eq!(from_overflow + admitted_in_slot, 10 + 1);
+        // An unused overflow bucket is full: a new value in a free slot starts full.
+        let store = prepared(4, &[&a]);
+        let fresh = (0..20).filter(|_| admitted(&store, &a, 4, 0)).count();
+        assert_eq!(fresh, 10);
+    }
+
     #[test]
     fn fingerprint_separates_parts() {
         assert_ne!(fingerprint(&[b"ab", b"c"]), fingerprint(&[b"a", b"bc"]));
@@ -403,7 +469,8 @@ mod tests {
             let key = rule_key(&other.id);
             let (bytes, _) = s.data.borrow().get(&key).cloned().unwrap();
             let mut bucket = match read_slot(&bytes, &other.id, other.rate, 0) {
-                Slot::Usable(b) => b,
+                Slot::Ours(b) => b,
+                Slot::Free => Bucket::full(other.rate, 0),
                 Slot::Busy => unreachable!(),
             };
             assert!(bucket.try_take());
@@ -502,6 +569,47 @@ mod tests {
         assert!(admitted(&store, &t, 1, 0));
         store.put(&slot_key(0), b"some other plugin's value");
         assert!(admitted(&store, &t, 1, 0));
+    }
+
+    /// Fuzz finding (ratelimit_store): well-formed bytes with our identity but another capacity
+    /// (written by a broken host or another plugin) were trusted, 1000 admissions for a limit
+    /// of 2. The identity includes the rate, so only such bytes can differ.
+    #[test]
+    fn stored_bucket_at_another_rate_is_not_trusted() {
+        let t = target("a", 2, true);
+        let store = prepared(1, &[&t]);
+        let forged = Bucket::full(Rate::new(1000, 60), 0);
+        store.put(&slot_key(0), &encode(&t.id, &forged));
+        let takes: Vec<Taken> = (0..3).map(|_| take(&store, &t, 1, 0).unwrap()).collect();
+        assert_eq!(takes.iter().filter(|taken| taken.admitted).count(), 2);
+        assert!(takes.iter().all(|taken| taken.bucket.rate == t.rate));
+    }
+
+    /// Fuzz finding (ratelimit_store): another value's bucket still refilling in a rule key sent
+    /// the request to an overflow key such a rule does not have, which the request created
+    /// (memory is no longer fixed); in an overflow key it bounced until `Contention`. A rule or
+    /// overflow key holds its one bucket: anything else there is corrupt, so free.
+    #[test]
+    fn foreign_bucket_in_a_rule_or_overflow_key_is_treated_as_free() {
+        let mut refilling = Bucket::full(Rate::new(5, 60), 0);
+        assert!(refilling.try_take());
+        let foreign = encode(&fingerprint(&[b"other"]), &refilling);
+
+        let t = target("a", 1, false);
+        let store = FakeStore::default();
+        ensure_keys(&store, [rule_key(&t.id)].into_iter()).unwrap();
+        store.put(&rule_key(&t.id), &foreign);
+        let taken = take(&store, &t, 1, 0).unwrap();
+        assert!(taken.admitted && !taken.overflow);
+        assert_eq!(store.data.borrow().len(), 1, "no key created");
+
+        let (a, b) = (target("a", 1, true), target("b", 1, true));
+        let store = prepared(1, &[&a, &b]);
+        assert!(admitted(&store, &a, 1, 0));
+        store.put(&overflow_key(&b.rule), &foreign);
+        let taken = take(&store, &b, 1, 0).unwrap();
+        assert!(taken.admitted && taken.overflow);
+        assert!(!admitted(&store, &b, 1, 0));
     }
 
     #[test]
