@@ -2,6 +2,7 @@
 //! the field (a JSON path such as `rules[0].to[0].operation.paths`) and the reason, because the
 //! only place a user sees them is one log line of the proxy.
 
+use crate::tree::{self, Chain, NodeDe};
 use serde::de::DeserializeOwned;
 use std::fmt;
 
@@ -46,17 +47,27 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
         return Err(ConfigError::new(".", "configuration must be a JSON object"));
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let node = tree::parse(&mut de).map_err(|(field, e)| {
         // A key that is the empty string gives an empty path; the reason names it, and the
         // field falls back to the document (`.`) so the log line never says "at ``".
-        let field = Some(e.path().to_string())
-            .filter(|path| !path.is_empty())
-            .unwrap_or_else(|| ".".to_string());
-        ConfigError::new(field, strip_position(&e.inner().to_string()))
+        ConfigError::new(non_empty(field), strip_position(&e.to_string()))
     })?;
+    let value = T::deserialize(NodeDe {
+        node: &node,
+        chain: &Chain::Root,
+    })
+    .map_err(|e| ConfigError::new(non_empty(e.field.unwrap_or_default()), e.reason))?;
     de.end()
         .map_err(|e| ConfigError::new(".", strip_position(&e.to_string())))?;
     Ok(value)
+}
+
+fn non_empty(field: String) -> String {
+    if field.is_empty() {
+        ".".to_string()
+    } else {
+        field
+    }
 }
 
 /// serde_json appends " at line 1 column 57"; the field path says more than a column of a
@@ -157,6 +168,124 @@ mod tests {
         let readme = "# x\n```json\n{\"a\":1}\n```\ntext\n```yaml\nb: 2\n```\n```json\n{}\n```\n";
         assert_eq!(json_examples(readme), ["\n{\"a\":1}\n", "\n{}\n"]);
         assert!(json_examples("no code").is_empty());
+    }
+
+    /// What the parser replaced: `serde_path_to_error` around serde_json's typed parse.
+    fn reference<T: DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            ConfigError::new(
+                non_empty(e.path().to_string()),
+                strip_position(&e.inner().to_string()),
+            )
+        })?;
+        de.end()
+            .map_err(|e| ConfigError::new(".", strip_position(&e.to_string())))?;
+        Ok(value)
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Wide {
+        #[serde(default)]
+        mode: Option<Mode>,
+        #[serde(default)]
+        actions: Vec<Act>,
+        #[serde(default)]
+        small: Option<u8>,
+        #[serde(default)]
+        signed: Option<i32>,
+        #[serde(default)]
+        ratio: Option<f64>,
+        #[serde(default)]
+        flag: bool,
+        #[serde(default)]
+        names: Option<Vec<String>>,
+        #[serde(default)]
+        any: Option<serde_json::Value>,
+        #[serde(default)]
+        rules: Vec<Rule>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    enum Mode {
+        Allow,
+        Deny,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, rename_all = "snake_case")]
+    enum Act {
+        Key(Rule),
+        Remote {},
+        Unit,
+    }
+
+    /// Same refusals, same fields, same values as the reference, for every valid JSON document
+    /// (a syntax error after a refused value is now reported first: the tree is read whole).
+    #[test]
+    fn parse_agrees_with_serde_path_to_error() {
+        let values = [
+            "null",
+            "true",
+            "1",
+            "-1",
+            "300",
+            "1.5",
+            "-0",
+            "1e300",
+            r#""x""#,
+            r#""ALLOW""#,
+            r#""a\"b""#,
+            "[]",
+            "[1]",
+            r#"["a","b"]"#,
+            "{}",
+            r#"{"paths":[]}"#,
+            r#"{"paths":["/a"],"x":1}"#,
+            r#"{"key":{"paths":["/a"]}}"#,
+            r#"{"key":{"paths":1}}"#,
+            r#"{"remote":{}}"#,
+            r#"{"remote":{"a":1}}"#,
+            r#"{"unit":null}"#,
+            r#"{"unit":1}"#,
+            r#"{"key":{"paths":[]},"unit":null}"#,
+            r#"{"nope":1}"#,
+            r#"[["/a"]]"#,
+            r#"[[]]"#,
+            r#"[["/a"],1]"#,
+            r#"{"":1}"#,
+        ];
+        let fields = [
+            "mode", "actions", "small", "signed", "ratio", "flag", "names", "any", "rules", "",
+        ];
+        let mut documents = vec!["{}".to_string(), r#"{"mode":"DENY","mode":"DENY"}"#.into()];
+        for field in fields {
+            for value in values {
+                documents.push(format!(r#"{{"{field}":{value}}}"#));
+                documents.push(format!(r#"{{"{field}":[{value}]}}"#));
+                documents.push(format!(r#"{{"flag":true,"{field}":[{value},{value}]}}"#));
+            }
+        }
+        for document in &documents {
+            let ours = parse::<Wide>(document.as_bytes());
+            assert_eq!(ours, reference::<Wide>(document), "{document}");
+        }
+        for broken in [
+            r#"{"rules":[{"paths":["/a"}]}"#,
+            r#"{"rules":[{"paths":["/a"]"#,
+            r#"{"rules":[{"paths" ["/a"]}]}"#,
+            r#"{"rules":[{"paths":["/a"],}]}"#,
+            r#"{"rules":[{"paths":["/a\q"]}]}"#,
+            r#"{"flag":tru}"#,
+            r#"{"names":["a",]}"#,
+            r#"{"any":{"a":[1,2}}"#,
+            r#"{"small":1} x"#,
+        ] {
+            let ours = parse::<Wide>(broken.as_bytes());
+            assert_eq!(ours, reference::<Wide>(broken), "{broken}");
+        }
     }
 
     /// `./build.sh test` sets WASM_RUNNER_CANARY and expects this test to fail on

@@ -8,3 +8,4 @@ pub mod istio;
 pub mod metrics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod schema;
+mod tree;

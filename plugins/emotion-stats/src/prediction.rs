@@ -76,6 +76,34 @@ fn not_fast_path<E: de::Error>() -> E {
     E::custom("not the KServe v1 classifier shape")
 }
 
+/// The fast path's visitors read through `deserialize_any` and refuse the JSON types they do not
+/// take themselves: serde_json's typed entry points (`deserialize_map`, `deserialize_f64`, ...)
+/// word an "invalid type" message, and its float formatting is most of the module's size for a
+/// message never shown.
+macro_rules! refuse {
+    ($($method:ident($($arg:ty)?)),* $(,)?) => {
+        $(fn $method<E: de::Error>(self $(, _: $arg)?) -> Result<Self::Value, E> {
+            Err(not_fast_path())
+        })*
+    };
+}
+
+macro_rules! refuse_seq {
+    () => {
+        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(not_fast_path())
+        }
+    };
+}
+
+macro_rules! refuse_map {
+    () => {
+        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(not_fast_path())
+        }
+    };
+}
+
 impl<'de> Deserialize<'de> for KserveV1 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Top;
@@ -94,8 +122,16 @@ impl<'de> Deserialize<'de> for KserveV1 {
                 }
                 predictions.map(KserveV1).ok_or_else(not_fast_path)
             }
+            refuse!(
+                visit_unit(),
+                visit_bool(bool),
+                visit_i64(i64),
+                visit_u64(u64)
+            );
+            refuse!(visit_f64(f64), visit_str(&str));
+            refuse_seq!();
         }
-        deserializer.deserialize_map(Top)
+        deserializer.deserialize_any(Top)
     }
 }
 
@@ -122,8 +158,16 @@ impl<'de> Deserialize<'de> for Instances {
                 }
                 Ok(Instances(tops))
             }
+            refuse!(
+                visit_unit(),
+                visit_bool(bool),
+                visit_i64(i64),
+                visit_u64(u64)
+            );
+            refuse!(visit_f64(f64), visit_str(&str));
+            refuse_map!();
         }
-        deserializer.deserialize_seq(List)
+        deserializer.deserialize_any(List)
     }
 }
 
@@ -150,8 +194,16 @@ impl<'de> Deserialize<'de> for Candidates<'de> {
                 }
                 Ok(Candidates(best))
             }
+            refuse!(
+                visit_unit(),
+                visit_bool(bool),
+                visit_i64(i64),
+                visit_u64(u64)
+            );
+            refuse!(visit_f64(f64), visit_str(&str));
+            refuse_map!();
         }
-        deserializer.deserialize_seq(List)
+        deserializer.deserialize_any(List)
     }
 }
 
@@ -174,7 +226,7 @@ impl<'de> Deserialize<'de> for Candidate<'de> {
                         // A JSON number (integers too, as `Value::as_f64` reads them); finite
                         // as `finite_score` wants, which serde_json guarantees.
                         "score" if score.is_none() => {
-                            let value = map.next_value::<f64>()?;
+                            let Score(value) = map.next_value()?;
                             if !value.is_finite() {
                                 return Err(not_fast_path());
                             }
@@ -188,8 +240,16 @@ impl<'de> Deserialize<'de> for Candidate<'de> {
                     _ => Err(not_fast_path()),
                 }
             }
+            refuse!(
+                visit_unit(),
+                visit_bool(bool),
+                visit_i64(i64),
+                visit_u64(u64)
+            );
+            refuse!(visit_f64(f64), visit_str(&str));
+            refuse_seq!();
         }
-        deserializer.deserialize_map(Object)
+        deserializer.deserialize_any(Object)
     }
 }
 
@@ -210,8 +270,45 @@ impl<'de> Deserialize<'de> for Key<'de> {
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Key<'de>, E> {
                 Ok(Key(Cow::Owned(text.to_string())))
             }
+            refuse!(
+                visit_unit(),
+                visit_bool(bool),
+                visit_i64(i64),
+                visit_u64(u64)
+            );
+            refuse!(visit_f64(f64));
+            refuse_seq!();
+            refuse_map!();
         }
-        deserializer.deserialize_str(Text)
+        deserializer.deserialize_any(Text)
+    }
+}
+
+/// A JSON number as `f64` (integers too, as `Value::as_f64` reads them).
+struct Score(f64);
+
+impl<'de> Deserialize<'de> for Score {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Number;
+        impl<'de> Visitor<'de> for Number {
+            type Value = Score;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Score, E> {
+                Ok(Score(value as f64))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Score, E> {
+                Ok(Score(value as f64))
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Score, E> {
+                Ok(Score(value))
+            }
+            refuse!(visit_unit(), visit_bool(bool), visit_str(&str));
+            refuse_seq!();
+            refuse_map!();
+        }
+        deserializer.deserialize_any(Number)
     }
 }
 

@@ -83,8 +83,13 @@ pub struct DescriptorConfig {
     #[serde(default)]
     pub share_threshold: bool,
     /// Free-form, accepted and ignored, as upstream.
+    // Skipped rather than kept as a `serde_json::Value`: the module then needs no JSON tree code.
     #[serde(default, rename = "metadata")]
-    pub _metadata: Option<serde_json::Value>,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<serde_json::Value>", extend("default" = null))
+    )]
+    pub _metadata: Option<serde::de::IgnoredAny>,
 }
 
 /// Upstream `rate_limit`.
