@@ -188,12 +188,16 @@ impl Report {
         }
         if !self.checks.is_empty() {
             out.push_str(
-                "\n### Targets (medians of this run)\n\n| plugin | case | target | value | limit | verdict |\n|---|---|---|---|---|---|\n",
+                "\n### Targets (medians of this run)\n\n| plugin | case | target | value | limit | verdict | what remains (profiled) |\n|---|---|---|---|---|---|---|\n",
             );
             for check in &self.checks {
+                let cause = match check.outcome() {
+                    targets::Outcome::Fail => targets::known_cause(check).unwrap_or("-"),
+                    _ => "",
+                };
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {cause} |",
                     check.plugin,
                     check.case,
                     check.rule,

@@ -220,7 +220,14 @@ fn compile_header_matcher(
 
 fn compile_string_matcher(path: &str, c: &StringMatcherConfig) -> Result<MatchRule, ConfigError> {
     let ic = c.ignore_case;
-    let fold = |s: &String| if ic { s.to_lowercase() } else { s.clone() };
+    // Envoy's string matcher folds ASCII only (absl's `EqualsIgnoreCase` and friends).
+    let fold = |s: &String| {
+        if ic {
+            s.to_ascii_lowercase()
+        } else {
+            s.clone()
+        }
+    };
     let mut rules: Vec<MatchRule> = [
         c.exact.as_ref().map(|v| MatchRule::Exact(fold(v), ic)),
         c.prefix.as_ref().map(|v| MatchRule::Prefix(fold(v), ic)),
@@ -245,9 +252,9 @@ impl MatchRule {
     fn matches(&self, value: &str) -> bool {
         let folded = |ic: bool| {
             if ic {
-                value.to_lowercase()
+                std::borrow::Cow::Owned(value.to_ascii_lowercase())
             } else {
-                value.to_string()
+                std::borrow::Cow::Borrowed(value)
             }
         };
         match self {
@@ -495,6 +502,20 @@ mod tests {
         assert_eq!(mask("10.1.2.3".parse().unwrap(), 0, 0), "0.0.0.0/0");
         // No usable address (for example a pipe): no descriptor from those entries.
         assert!(build_descriptors(&p, &req(&[])).is_empty());
+    }
+
+    #[test]
+    fn ignore_case_folds_ascii_only_as_envoy() {
+        let p = policies(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"hit","headers":[
+                {"name":"x-team","string_match":{"exact":"Équipe-A","ignore_case":true}}]}}]}]"#,
+        );
+        let hit =
+            |value: &'static str| !build_descriptors(&p, &req(&[("x-team", value)])).is_empty();
+        assert!(hit("Équipe-A") && hit("Équipe-a") && hit("ÉQUIPE-A"));
+        // Unicode folding would take these too; absl's EqualsIgnoreCase does not.
+        assert!(!hit("équipe-a"));
+        assert!(!hit("ÉQUİPE-A"));
     }
 
     #[test]

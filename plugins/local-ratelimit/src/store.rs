@@ -431,7 +431,9 @@ mod tests {
         assert_eq!(from_overflow, 5);
         // b is full again after one token's time; the overflow bucket has one token back.
         let later = 6 * SEC;
-        let in_slot: Vec<Taken> = (0..20).map(|_| take(&store, &a, 1, later).unwrap()).collect();
+        let in_slot: Vec<Taken> = (0..20)
+            .map(|_| take(&store, &a, 1, later).unwrap())
+            .collect();
         assert!(!in_slot[0].overflow, "a took the slot");
         let admitted_in_slot = in_slot.iter().filter(|t| t.admitted).count();
         assert_eq!(from_overflow + admitted_in_slot, 10 + 1);
