@@ -233,6 +233,8 @@ pub struct StringMatcherConfig {
 pub struct Compiled {
     pub domain: String,
     pub tree: DescriptorTree,
+    /// Per limit of `tree`, its buckets' identities (see `limiter::limit_buckets`).
+    pub buckets: Vec<Option<crate::limiter::LimitBucket>>,
     pub policies: Vec<RateLimitPolicy>,
     pub settings: Settings,
 }
@@ -271,6 +273,7 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
         .map(|(i, entry)| actions::compile_policy(&format!("rate_limits[{i}]"), entry))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Compiled {
+        buckets: crate::limiter::limit_buckets(&config.domain, &tree),
         domain: config.domain,
         tree,
         policies,

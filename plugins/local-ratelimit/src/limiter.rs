@@ -6,7 +6,7 @@
 use crate::actions::{build_descriptors, RequestView};
 use crate::bucket::{Bucket, Rate};
 use crate::config::Compiled;
-use crate::matcher::{Limit, LimitKind, Matched};
+use crate::matcher::{DescriptorTree, Limit, LimitKind, Matched};
 use crate::metrics::{Counters, PluginStat, Stat};
 use crate::store::{self, BucketRef, Failure, Fingerprint, SharedStore, Taken};
 use hashbrown::HashSet;
@@ -34,6 +34,33 @@ struct Status {
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
+/// What a limit's buckets need on the request path, computed when the configuration is accepted
+/// (each identity is a SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitBucket {
+    rate: Rate,
+    rule: Fingerprint,
+    /// The one bucket of a limit without per-value buckets.
+    fixed: Option<Fingerprint>,
+}
+
+/// One entry per limit of `tree`, in its order; `None` for a limit without a rate
+/// (`unlimited`).
+pub fn limit_buckets(domain: &str, tree: &DescriptorTree) -> Vec<Option<LimitBucket>> {
+    tree.limits()
+        .iter()
+        .map(|limit| {
+            let rate = rate_of(limit)?;
+            let rule = rule_identity(domain, limit, rate);
+            let fixed = limit
+                .static_values
+                .as_ref()
+                .map(|values| store::bucket_identity(&rule, values));
+            Some(LimitBucket { rate, rule, fixed })
+        })
+        .collect()
+}
+
 fn rule_identity(domain: &str, limit: &Limit, rate: Rate) -> Fingerprint {
     store::fingerprint(&[
         domain.as_bytes(),
@@ -57,13 +84,9 @@ fn rate_of(limit: &Limit) -> Option<Rate> {
 /// table, the bucket of each rule without per-value buckets, the overflow bucket of each rule
 /// with them.
 pub fn shared_keys(compiled: &Compiled) -> impl Iterator<Item = String> + '_ {
-    let rules = compiled.tree.limits().iter().filter_map(|limit| {
-        let rate = rate_of(limit)?;
-        let rule = rule_identity(&compiled.domain, limit, rate);
-        Some(match &limit.static_values {
-            Some(values) => store::rule_key(&store::bucket_identity(&rule, values)),
-            None => store::overflow_key(&rule),
-        })
+    let rules = compiled.buckets.iter().flatten().map(|b| match &b.fixed {
+        Some(id) => store::rule_key(id),
+        None => store::overflow_key(&b.rule),
     });
     (0..compiled.settings.max_keys)
         .map(store::slot_key)
@@ -106,15 +129,18 @@ pub fn check(
     for (m, limit) in &matched {
         let last_value = m.bucket_values.last().map_or("", String::as_str);
         counters.rule(limit, last_value, Stat::TotalHits);
-        let Some(rate) = rate_of(limit) else {
+        let Some(Some(bucket)) = compiled.buckets.get(m.limit) else {
             counters.rule(limit, last_value, Stat::WithinLimit);
             continue;
         };
+        let rate = bucket.rate;
         let shadow = settings.shadow_mode || limit.shadow_mode;
-        let rule = rule_identity(&compiled.domain, limit, rate);
         let target = BucketRef {
-            id: store::bucket_identity(&rule, &m.bucket_values),
-            rule,
+            id: match bucket.fixed {
+                Some(id) if !m.per_value => id,
+                _ => store::bucket_identity(&bucket.rule, &m.bucket_values),
+            },
+            rule: bucket.rule,
             rate,
             per_value: m.per_value,
         };
