@@ -88,6 +88,20 @@ macro_rules! refuse {
     };
 }
 
+/// Every JSON type but arrays and objects.
+macro_rules! refuse_scalars {
+    () => {
+        refuse!(
+            visit_unit(),
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64),
+            visit_str(&str)
+        );
+    };
+}
+
 macro_rules! refuse_seq {
     () => {
         fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
@@ -122,13 +136,7 @@ impl<'de> Deserialize<'de> for KserveV1 {
                 }
                 predictions.map(KserveV1).ok_or_else(not_fast_path)
             }
-            refuse!(
-                visit_unit(),
-                visit_bool(bool),
-                visit_i64(i64),
-                visit_u64(u64)
-            );
-            refuse!(visit_f64(f64), visit_str(&str));
+            refuse_scalars!();
             refuse_seq!();
         }
         deserializer.deserialize_any(Top)
@@ -158,13 +166,7 @@ impl<'de> Deserialize<'de> for Instances {
                 }
                 Ok(Instances(tops))
             }
-            refuse!(
-                visit_unit(),
-                visit_bool(bool),
-                visit_i64(i64),
-                visit_u64(u64)
-            );
-            refuse!(visit_f64(f64), visit_str(&str));
+            refuse_scalars!();
             refuse_map!();
         }
         deserializer.deserialize_any(List)
@@ -194,13 +196,7 @@ impl<'de> Deserialize<'de> for Candidates<'de> {
                 }
                 Ok(Candidates(best))
             }
-            refuse!(
-                visit_unit(),
-                visit_bool(bool),
-                visit_i64(i64),
-                visit_u64(u64)
-            );
-            refuse!(visit_f64(f64), visit_str(&str));
+            refuse_scalars!();
             refuse_map!();
         }
         deserializer.deserialize_any(List)
@@ -240,13 +236,7 @@ impl<'de> Deserialize<'de> for Candidate<'de> {
                     _ => Err(not_fast_path()),
                 }
             }
-            refuse!(
-                visit_unit(),
-                visit_bool(bool),
-                visit_i64(i64),
-                visit_u64(u64)
-            );
-            refuse!(visit_f64(f64), visit_str(&str));
+            refuse_scalars!();
             refuse_seq!();
         }
         deserializer.deserialize_any(Object)
