@@ -106,6 +106,15 @@ fn response_complete(raw: &[u8]) -> bool {
     false
 }
 
+/// The status code of an HTTP/1.1 status line (`HTTP/1.1 200 OK`).
+pub fn status_of(status_line: &str) -> Result<u16> {
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error(format!("bad status line: {status_line}")))
+}
+
 fn parse_response(raw: &[u8]) -> Result<Response> {
     let head_end = find(raw, b"\r\n\r\n").ok_or_else(|| {
         Error(format!(
@@ -116,11 +125,7 @@ fn parse_response(raw: &[u8]) -> Result<Response> {
     let head = String::from_utf8_lossy(&raw[..head_end]);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error(format!("bad status line: {status_line}")))?;
+    let status = status_of(status_line)?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))

@@ -86,11 +86,7 @@ pub fn parse_head(raw: &[u8]) -> Result<Option<Head>> {
     let text = String::from_utf8_lossy(&raw[..end]);
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error(format!("bad status line: {status_line}")))?;
+    let status = harness::http::status_of(status_line)?;
     let mut body_len = None;
     let mut close = false;
     for line in lines {

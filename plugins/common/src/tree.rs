@@ -479,12 +479,11 @@ impl<'de> Deserializer<'de> for NodeDe<'de, '_> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
+        // A struct may also be given as an array, by position, as serde_json reads it.
         match self.node {
-            Node::Seq(items) => self.seq(items, visitor),
-            Node::Map(entries) => self.map(entries, visitor),
-            other => Err(other.invalid_type(&visitor)),
+            Node::Seq(items) => self.seq(items, visitor).map_err(|e| e.at(self.chain)),
+            _ => self.deserialize_map(visitor),
         }
-        .map_err(|e| e.at(self.chain))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
