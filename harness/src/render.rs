@@ -107,6 +107,12 @@ impl Plugin {
         self
     }
 
+    /// The WasmPlugin's name without its namespace (`path-allowlist` of
+    /// `istio-system.path-allowlist`).
+    pub fn short_name(&self) -> &str {
+        self.name.rsplit('.').next().unwrap_or_default()
+    }
+
     /// Name of the Envoy HTTP filter, as Istio 1.30+ names it.
     pub fn filter_name(&self) -> String {
         format!(

@@ -562,12 +562,7 @@ fn gateway_chain(
     Ok(plugins
         .into_iter()
         .map(|plugin| {
-            let short = plugin
-                .name
-                .rsplit('.')
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let short = plugin.short_name().to_string();
             let config = match short.as_str() {
                 "auth-gate" => {
                     auth_gate_jwt_config(issuer, true, vec![header_policy(), require_jwt_policy()])

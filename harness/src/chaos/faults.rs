@@ -105,7 +105,7 @@ fn with_config(plugin: &Plugin, config: &Value) -> Plugin {
 /// keeps its balance), another body bound for emotion-stats. `None` for another plugin.
 pub fn valid_variant(current: &Plugin, n: u64) -> Option<Plugin> {
     let mut config = config_of(current);
-    let plugin = current.name.rsplit('.').next().unwrap_or_default();
+    let plugin = current.short_name();
     match plugin {
         "path-allowlist" => {
             let paths = config

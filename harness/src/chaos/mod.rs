@@ -277,7 +277,7 @@ fn gateway_plugins() -> Result<Vec<Plugin>> {
 fn with_remote_jwks(mut plugins: Vec<Plugin>) -> Result<(Vec<Plugin>, String)> {
     let auth_gate = plugins
         .iter_mut()
-        .find(|p| p.name.ends_with(".auth-gate"))
+        .find(|p| p.short_name() == "auth-gate")
         .ok_or_else(|| Error("no auth-gate among the gateway plugins".into()))?;
     let mut config: Value = serde_json::from_str(&auth_gate.configuration)
         .map_err(|e| Error(format!("auth-gate's configuration: {e}")))?;
@@ -410,12 +410,7 @@ impl Scheduler<'_> {
                 let Some(plugin) = self.rng.pick(&self.current).cloned() else {
                     return Err(Error("no plugin".into()));
                 };
-                let short = plugin
-                    .name
-                    .rsplit('.')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+                let short = plugin.short_name().to_string();
                 let named = |log: &str| {
                     log.lines()
                         .filter(|l| l.contains(faults::BOGUS_FIELD) && l.contains(&short))
@@ -443,7 +438,7 @@ impl Scheduler<'_> {
                 let Some(real) = self
                     .current
                     .iter()
-                    .find(|p| p.name.ends_with(".emotion-stats"))
+                    .find(|p| p.short_name() == "emotion-stats")
                     .cloned()
                 else {
                     return Err(Error("no emotion-stats plugin".into()));
@@ -477,7 +472,7 @@ impl Scheduler<'_> {
         let Some(real) = self
             .current
             .iter()
-            .find(|p| p.name.ends_with(".path-allowlist"))
+            .find(|p| p.short_name() == "path-allowlist")
             .cloned()
         else {
             return Err(Error("no path-allowlist plugin".into()));
@@ -828,7 +823,7 @@ mod tests {
         assert!(keys["keys"].as_array().is_some_and(|k| !k.is_empty()));
         let auth_gate = plugins
             .iter()
-            .find(|p| p.name.ends_with(".auth-gate"))
+            .find(|p| p.short_name() == "auth-gate")
             .unwrap();
         let config: Value = serde_json::from_str(&auth_gate.configuration).unwrap();
         let rule = &config["jwtRules"][0];
