@@ -1,5 +1,6 @@
-//! The walkthrough of the seeds, replayed against a running gateway: each step is a request, what
-//! the seed says it must answer, and the headers worth showing.
+//! The walkthrough this project started from (the BERT emotion model on KServe behind Istio, and
+//! the Kubeflow gateway's path allowlist and JWT rule), replayed against a running gateway: each
+//! step is a request, what the walkthrough says it must answer, and the headers worth showing.
 
 use crate::http;
 
@@ -8,7 +9,8 @@ use crate::http;
 pub enum Target {
     /// The gateway listener, as a client.
     Gateway,
-    /// Envoy's admin interface (`/stats/prometheus`), as the seed's `kubectl exec … curl localhost:15000`.
+    /// Envoy's admin interface (`/stats/prometheus`), as the BERT emotion walkthrough's
+    /// `kubectl exec … curl localhost:15000`.
     Admin,
 }
 
@@ -87,7 +89,8 @@ impl Step {
     }
 }
 
-/// Seeds 003 and 001 replayed through the four plugins of `wasmplugin-manifests/gateway/`.
+/// The BERT emotion walkthrough and the Kubeflow gateway's rules, replayed through the four
+/// plugins of `wasmplugin-manifests/gateway/`.
 pub fn steps() -> Vec<Step> {
     let sentence = |input: &str| {
         format!(
@@ -96,7 +99,7 @@ pub fn steps() -> Vec<Step> {
     };
     let mut steps = vec![
         gateway(
-            "seed 003: the model is ready (v1 metadata)",
+            "BERT emotion: the model is ready (v1 metadata)",
             "GET",
             "/v1/models/bert-emotion-model",
             vec![host()],
@@ -105,7 +108,7 @@ pub fn steps() -> Vec<Step> {
         )
         .body_has(r#""ready":"True""#),
         gateway(
-            "seed 003 auth: a prediction without the X-Test header is denied",
+            "BERT emotion header gate: a prediction without the X-Test header is denied",
             "POST",
             PREDICT,
             vec![host(), json()],
@@ -114,7 +117,7 @@ pub fn steps() -> Vec<Step> {
         )
         .body_has("RBAC: access denied"),
         gateway(
-            "seed 003 auth: with X-Test: istio-is-cool it is admitted",
+            "BERT emotion header gate: with X-Test: istio-is-cool it is admitted",
             "POST",
             PREDICT,
             vec![host(), json(), x_test()],
@@ -123,7 +126,7 @@ pub fn steps() -> Vec<Step> {
         )
         .body_has(r#"{"predictions":[[{"label":"joy""#),
         gateway(
-            "seed 001 allowlist: /admin is not on the allowlist (even with a valid token)",
+            "Kubeflow allowlist: /admin is not on the allowlist (even with a valid token)",
             "GET",
             "/admin",
             vec![host(), bearer(DEMO_TOKEN)],
@@ -132,7 +135,7 @@ pub fn steps() -> Vec<Step> {
         )
         .body_has("RBAC: access denied"),
         gateway(
-            "seed 001 allowlist: path tricks do not reach /admin",
+            "Kubeflow allowlist: path tricks do not reach /admin",
             "GET",
             "/v1/models/../../admin",
             vec![host(), bearer(DEMO_TOKEN)],
@@ -141,7 +144,7 @@ pub fn steps() -> Vec<Step> {
         )
         .body_has("RBAC: access denied"),
         gateway(
-            "seed 001 require-jwt: /healthz without a token is denied",
+            "Kubeflow require-jwt: /healthz without a token is denied",
             "GET",
             "/healthz",
             vec![host()],
@@ -150,7 +153,7 @@ pub fn steps() -> Vec<Step> {
         )
         .body_has("RBAC: access denied"),
         gateway(
-            "seed 001 require-jwt: a forged token is rejected",
+            "Kubeflow require-jwt: a forged token is rejected",
             "GET",
             "/healthz",
             vec![host(), bearer(FORGED_TOKEN)],
@@ -159,7 +162,7 @@ pub fn steps() -> Vec<Step> {
         )
         .body_has("Jwt verification fails"),
         gateway(
-            "seed 001 require-jwt: a valid token is admitted",
+            "Kubeflow require-jwt: a valid token is admitted",
             "GET",
             "/healthz",
             vec![host(), bearer(DEMO_TOKEN)],
@@ -167,7 +170,7 @@ pub fn steps() -> Vec<Step> {
             200,
         ),
         gateway(
-            "seed 003 ratelimit: the 2nd prediction in a minute is still admitted",
+            "BERT emotion ratelimit: the 2nd prediction in a minute is still admitted",
             "POST",
             PREDICT,
             vec![host(), json(), x_test()],
@@ -176,7 +179,7 @@ pub fn steps() -> Vec<Step> {
         )
         .body_has(r#"{"predictions":[[{"label":"love""#),
         gateway(
-            "seed 003 ratelimit: the 3rd is over the 2/minute limit",
+            "BERT emotion ratelimit: the 3rd is over the 2/minute limit",
             "POST",
             PREDICT,
             vec![host(), json(), x_test()],
@@ -193,7 +196,7 @@ pub fn steps() -> Vec<Step> {
         "Istio is lovely",
     ] {
         steps.push(gateway(
-            "seed 003 stats: a prediction (v2 protocol, its own rate limit)",
+            "BERT emotion stats: a prediction (v2 protocol, its own rate limit)",
             "POST",
             INFER_V2,
             vec![host(), json()],
@@ -202,7 +205,7 @@ pub fn steps() -> Vec<Step> {
         ));
     }
     let mut stats = Step {
-        title: "seed 003 stats: top labels counted on /stats/prometheus, with labels",
+        title: "BERT emotion stats: top labels counted on /stats/prometheus, with labels",
         target: Target::Admin,
         method: "GET",
         path: "/stats/prometheus",

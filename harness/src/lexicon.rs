@@ -1,8 +1,8 @@
-//! A tiny deterministic emotion classifier standing in for seed 003's BERT model: counts words
+//! A tiny deterministic emotion classifier standing in for the BERT emotion model: counts words
 //! from a fixed lexicon and turns the counts into scores. The plugins never depend on it; it
 //! only has to answer in the model's response shape, the same way every time.
 
-/// The six labels of the seed's model, in the order used to break ties.
+/// The six labels of the BERT emotion model, in the order used to break ties.
 pub const LABELS: [&str; 6] = ["joy", "love", "anger", "sadness", "fear", "surprise"];
 
 const LEXICON: [(&str, &[&str]); 6] = [
@@ -74,7 +74,7 @@ const LEXICON: [(&str, &[&str]); 6] = [
     ),
 ];
 
-/// A slight prior towards joy, as the seed's model leans positive on neutral text.
+/// A slight prior towards joy, as the BERT emotion model leans positive on neutral text.
 const PRIOR: [f64; 6] = [1.0, 0.2, 0.1, 0.05, 0.0, -0.1];
 
 /// What one lexicon word adds to its label's logit. With this weight no one-word sentence
@@ -116,7 +116,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_sentences_get_the_expected_top_label() {
+    fn walkthrough_sentences_get_the_expected_top_label() {
         assert_eq!(top("The mood was somber"), "sadness");
         assert_eq!(top("Istio is scary"), "fear");
         assert_eq!(top("The atmosphere was exciting"), "joy");

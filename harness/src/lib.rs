@@ -3,12 +3,14 @@
 
 pub mod chaos;
 pub mod demo;
+pub mod diff;
 pub mod envoy;
 pub mod http;
 pub mod manifests;
 pub mod model_server;
 pub mod oci;
 pub mod render;
+pub mod rng;
 
 mod lexicon;
 

@@ -1,11 +1,12 @@
 //! `harness run` rehearses a cluster's WasmPlugin manifests in front of your own model server;
-//! `harness demo` does the same with the demo model server and replays the seed walkthrough;
+//! `harness demo` does the same with the demo model server and replays the walkthrough of
+//! `demo.rs` (the BERT emotion model, the Kubeflow gateway's allowlist and JWT rule);
 //! `harness bench` measures each plugin against the native Envoy filter doing the same job;
 //! `harness chaos` runs the gateway under load and faults and checks nothing was lost.
 
 mod bench;
 
-use harness::{chaos, demo, manifests, oci, CannedResponse, Envoy, EnvoyConfig, ModelServer};
+use harness::{chaos, demo, diff, manifests, oci, CannedResponse, Envoy, EnvoyConfig, ModelServer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,7 +84,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        eprintln!("{USAGE}\n  {}\n  {}", bench::USAGE, chaos::USAGE);
+        eprintln!(
+            "{USAGE}\n  {}\n  {}\n{}",
+            bench::USAGE,
+            chaos::USAGE,
+            diff::USAGE
+        );
         return ExitCode::from(2);
     };
     if command == "bench" {
@@ -91,6 +97,9 @@ fn main() -> ExitCode {
     }
     if command == "chaos" {
         return run_chaos(rest);
+    }
+    if command == "diff" {
+        return run_diff(rest);
     }
     if command == "model-server" {
         block_termination_signals();
@@ -313,7 +322,7 @@ fn run_walkthrough(options: &Options, upstream: &ModelServer) -> Result<ExitCode
     let envoy = start_envoy(options, upstream.addr())?;
     let base = format!("http://{}", envoy.listener());
     println!(
-        "\nWalkthrough (seed 003) through Envoy at {base}, demo model server at {}",
+        "\nWalkthrough (BERT emotion, Kubeflow) through Envoy at {base}, demo model server at {}",
         upstream.addr()
     );
     let failures = demo::run(&base, &envoy.admin_url(""), &demo::steps());
@@ -414,4 +423,30 @@ fn wait_for_termination() {
         libc::sigwait(&set, &mut signal);
     }
     println!("\nstopping");
+}
+
+/// `harness diff`: exit 0 when the plugin decides every request as Istio's filters do, 1 when
+/// some differ, 2 when the run could not be made.
+fn run_diff(args: &[String]) -> ExitCode {
+    let options = match diff::Options::parse(args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("harness diff: {e}\n{}", diff::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match diff::run(&options) {
+        Ok(report) => {
+            print!("{}", report.render(options.show));
+            if report.unexplained().next().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("harness diff: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

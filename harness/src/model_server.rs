@@ -385,7 +385,8 @@ fn bad_request(reason: &str) -> (u16, Value) {
     (400, json!({"error": reason}))
 }
 
-/// KServe v1: `{"input": "text"}` (seed 003) or `{"instances": ["text", {"text": "..."}]}`.
+/// KServe v1: `{"input": "text"}` (the BERT emotion walkthrough's requests) or
+/// `{"instances": ["text", {"text": "..."}]}`.
 fn predict_v1(body: &[u8]) -> (u16, Value) {
     let Ok(request) = serde_json::from_slice::<Value>(body) else {
         return bad_request("body is not JSON");
@@ -458,7 +459,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn v1_predict_answers_seed_shape() {
+    fn v1_predict_answers_the_walkthrough_shape() {
         let (status, body) = route(
             "POST",
             "/v1/models/bert-emotion-model:predict",

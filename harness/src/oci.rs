@@ -1,5 +1,5 @@
 //! Wasm modules as OCI images, in the shapes Istio's image fetcher accepts, and fetched back
-//! the way istio-agent does it (../shared/ref/oci-wasm-image.md §1–§4):
+//! the way istio-agent does it (istio/istio `pkg/wasm/imagefetcher.go`):
 //!
 //! - building: one reproducible image per variant from a module, written into an OCI layout
 //!   directory that `skopeo copy oci:<dir>:<tag> docker://…` pushes unchanged;

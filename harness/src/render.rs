@@ -1,6 +1,6 @@
 //! Envoy bootstrap rendering, in one place: the listener, the upstream cluster and one Wasm
 //! filter per plugin, shaped like the `PluginConfig` istiod sends for a `WasmPlugin`
-//! (see ../shared/ref/istio-wasmplugin.md §3–§5).
+//! (<https://istio.io/latest/docs/reference/config/proxy_extensions/wasm-plugin/>).
 
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -62,6 +62,10 @@ pub enum PathNormalization {
     /// Istio's default (`meshConfig.pathNormalization: BASE`): RFC 3986 normalization.
     #[default]
     Base,
+    /// `MERGE_SLASHES`: BASE, then `//` merged.
+    MergeSlashes,
+    /// `DECODE_AND_MERGE_SLASHES`: MERGE_SLASHES, and `%2F`/`%5C` decoded first.
+    DecodeAndMergeSlashes,
     /// No normalization at all: the plugins see the raw path (what the path tests use).
     None,
 }
@@ -211,7 +215,7 @@ pub fn bootstrap(config: &EnvoyConfig) -> Value {
 }
 
 /// The bootstrap with every Wasm filter discovered by ECDS from `ecds_file(ecds_dir, plugin)`,
-/// the shape istiod sends (§3 of ../shared/ref/istio-wasmplugin.md) with a file instead of ADS.
+/// the shape istiod sends (an ECDS `TypedExtensionConfig` per plugin) with a file instead of ADS.
 pub fn bootstrap_with_discovery(config: &EnvoyConfig, ecds_dir: &Path) -> Value {
     render_bootstrap(config, Some(ecds_dir))
 }
@@ -237,8 +241,19 @@ fn render_bootstrap(config: &EnvoyConfig, ecds_dir: Option<&Path>) -> Value {
         "route_config": route_config(config.direct_response.as_ref()),
         "http_filters": http_filters,
     });
-    if config.path_normalization == PathNormalization::Base {
-        hcm["normalize_path"] = json!(true);
+    // As istiod sets the connection manager for `meshConfig.pathNormalization`.
+    match config.path_normalization {
+        PathNormalization::None => {}
+        PathNormalization::Base => hcm["normalize_path"] = json!(true),
+        PathNormalization::MergeSlashes => {
+            hcm["normalize_path"] = json!(true);
+            hcm["merge_slashes"] = json!(true);
+        }
+        PathNormalization::DecodeAndMergeSlashes => {
+            hcm["normalize_path"] = json!(true);
+            hcm["merge_slashes"] = json!(true);
+            hcm["path_with_escaped_slashes_action"] = json!("UNESCAPE_AND_FORWARD");
+        }
     }
     let mut clusters = vec![static_cluster(UPSTREAM_CLUSTER, config.upstream)];
     clusters.extend(

@@ -1,6 +1,6 @@
 //! The manifests in `wasmplugin-manifests/` are what a cluster user applies, so they are checked
 //! as the API server and the plugins would check them: every Istio resource's `spec` against
-//! Istio's CRD schema (../shared/ref/istio-crds/, beside the repository), every `pluginConfig`
+//! Istio's CRD schema (`tests/istio-crds/`, from Istio 1.31.0-rc.0), every `pluginConfig`
 //! against its plugin's `config.schema.json`, every folder's `kustomization.yaml` lists all its
 //! manifests, and the rate limits of the upstream ratelimit service and of the local-ratelimit
 //! plugin are one source.

@@ -14,10 +14,10 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The request every case gets (seed 003's prediction path).
+/// The request every case gets (the BERT emotion walkthrough's prediction path).
 pub const PREDICT_PATH: &str = "/v1/models/bert-emotion-model:predict";
 
-/// Seed 001's `allowlist-by-paths`.
+/// The Kubeflow gateway's `allowlist-by-paths` policy.
 pub const SEED_001_PATHS: [&str; 6] = [
     "/metrics",
     "/healthz",
@@ -133,8 +133,9 @@ fn floor_module(name: &str, module: &std::path::Path) -> Plugin {
     }
 }
 
-/// `count` Istio path patterns: generated exact, prefix and suffix ones first, seed 001's list
-/// last (RBAC tries its rules in order: the allowed path is found after all the others).
+/// `count` Istio path patterns: generated exact, prefix and suffix ones first, the Kubeflow
+/// gateway's allowlist last (RBAC tries its rules in order: the allowed path is found after all
+/// the others).
 pub fn many_paths(count: usize) -> Vec<String> {
     let fillers = count.saturating_sub(SEED_001_PATHS.len());
     let mut paths: Vec<String> = (0..fillers)
@@ -152,7 +153,7 @@ pub fn path_allowlist_config(paths: &[String]) -> Value {
     json!({"action": "ALLOW", "rules": [{"to": [{"operation": {"paths": paths}}]}]})
 }
 
-/// Seed 003's header rule as an auth-gate policy.
+/// The BERT emotion walkthrough's header rule as an auth-gate policy.
 pub fn header_policy() -> Value {
     json!({
         "name": "allow-with-header",
@@ -164,7 +165,7 @@ pub fn header_policy() -> Value {
     })
 }
 
-/// Seed 001's "require a JWT" as an auth-gate policy: no principal, no entry.
+/// The Kubeflow gateway's "require a JWT" as an auth-gate policy: no principal, no entry.
 pub fn require_jwt_policy() -> Value {
     json!({
         "name": "require-jwt",
@@ -181,7 +182,8 @@ pub fn auth_gate_jwt_config(issuer: &JwtIssuer, cache: bool, policies: Vec<Value
     })
 }
 
-/// One limit on the prediction path, keyed by `:path` as seed 003's EnvoyFilter does.
+/// One limit on the prediction path, keyed by `:path` as the BERT emotion walkthrough's
+/// EnvoyFilter does.
 pub fn ratelimit_config(requests_per_unit: u32, unit: &str) -> Value {
     json!({
         "domain": "bench",
@@ -332,7 +334,7 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
         ),
         case(
             "path-allowlist",
-            "seed 001 allowlist (6 patterns), allowed request",
+            "the Kubeflow gateway allowlist (6 patterns), allowed request",
             Some("rbac-paths"),
             vec!["path-allowlist"],
             with_plugins(
@@ -346,7 +348,7 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
         ),
         case(
             "rbac-paths",
-            "RBAC ALLOW with seed 001's paths",
+            "RBAC ALLOW with the Kubeflow gateway allowlist's paths",
             None,
             vec![],
             with_native(SMALL_BODY, vec![native::rbac_paths("rbac", &seed_paths)]),
@@ -376,7 +378,7 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
         ),
         case(
             "auth-gate-header",
-            "seed 003 header rule (x-test on the predict path)",
+            "the BERT emotion walkthrough's header rule (x-test on the predict path)",
             Some("rbac-header"),
             vec!["auth-gate"],
             with_plugins(
@@ -597,7 +599,7 @@ mod tests {
     }
 
     #[test]
-    fn many_paths_end_with_the_seed_list() {
+    fn many_paths_end_with_the_kubeflow_allowlist() {
         let paths = many_paths(1000);
         assert_eq!(paths.len(), 1000);
         assert_eq!(&paths[994..], SEED_001_PATHS.map(String::from).as_slice());

@@ -1,5 +1,5 @@
 //! `harness bench`: every case in a fresh Envoy, interleaved in rounds, each compared with the
-//! router-only floor of the same round (the method of ../shared/ref/perf-baseline.md §4).
+//! router-only floor of the same round (the method of docs/performance.md, "How it measures").
 //!
 //! Per case and round: start to first answer, a correctness check (19 of 20 requests must get
 //! the expected status), RSS 1 s after start, a saturation run (16 connections; Envoy's on-CPU

@@ -1,6 +1,7 @@
 //! The native twins: Envoy's own filters doing each plugin's job, configured as Istio
 //! configures them (perf-baseline.md §4 "Native configs").
 
+use harness::diff::istiod::istio_path_rule;
 use harness::render::NativeFilter;
 use serde_json::{json, Value};
 
@@ -17,7 +18,8 @@ pub fn rbac_paths(name: &str, patterns: &[String]) -> NativeFilter {
     )
 }
 
-/// RBAC ALLOW for `path` (exact) when header `name` equals `value`: seed 003's header rule.
+/// RBAC ALLOW for `path` (exact) when header `name` equals `value`: the BERT emotion
+/// walkthrough's header rule.
 pub fn rbac_header(name: &str, path: &str, header: &str, value: &str) -> NativeFilter {
     rbac_allow(
         name,
@@ -37,29 +39,6 @@ fn rbac_allow(name: &str, permissions: Value, principals: Value) -> NativeFilter
             }}}
         }),
     }
-}
-
-/// One Istio path pattern as istiod writes it into RBAC: `abc*` a prefix, `*abc` a suffix,
-/// `*` any path, `{*}`/`{**}` a URI template, anything else exact.
-pub fn istio_path_rule(pattern: &str) -> Value {
-    let matcher = if pattern.contains('{') {
-        return json!({"uri_template": {
-            "name": "uri-template",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig",
-                "path_template": pattern
-            }
-        }});
-    } else if pattern == "*" {
-        json!({"safe_regex": {"regex": ".+"}})
-    } else if let Some(prefix) = pattern.strip_suffix('*') {
-        json!({"prefix": prefix})
-    } else if let Some(suffix) = pattern.strip_prefix('*') {
-        json!({"suffix": suffix})
-    } else {
-        json!({"exact": pattern})
-    };
-    json!({"url_path": {"path": matcher}})
 }
 
 /// Who issues the benchmark's tokens and the keys that check them.
@@ -145,30 +124,6 @@ pub fn lua_body(name: &str) -> NativeFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn istio_path_patterns_become_rbac_path_matchers() {
-        assert_eq!(
-            istio_path_rule("/healthz"),
-            json!({"url_path": {"path": {"exact": "/healthz"}}})
-        );
-        assert_eq!(
-            istio_path_rule("/v1/models/*"),
-            json!({"url_path": {"path": {"prefix": "/v1/models/"}}})
-        );
-        assert_eq!(
-            istio_path_rule("*.json"),
-            json!({"url_path": {"path": {"suffix": ".json"}}})
-        );
-        assert_eq!(
-            istio_path_rule("*"),
-            json!({"url_path": {"path": {"safe_regex": {"regex": ".+"}}}})
-        );
-        assert_eq!(
-            istio_path_rule("/dex/{**}")["uri_template"]["typed_config"]["path_template"],
-            "/dex/{**}"
-        );
-    }
 
     #[test]
     fn rbac_twins_allow_by_path_or_by_header() {

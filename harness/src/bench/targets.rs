@@ -1,4 +1,4 @@
-//! Issue 9's targets, each judged on this run's medians, relative to this run's floors: a
+//! The performance targets (docs/performance.md), each judged on this run's medians, relative to this run's floors: a
 //! plugin may cost the Wasm floor plus what its native twin costs for the same job plus a
 //! margin, a share of what a proxied request costs (`floor-proxied`).
 
@@ -234,9 +234,9 @@ pub fn evaluate(rows: &[Row]) -> Vec<Check> {
     checks
 }
 
-/// What profiling found behind a target this code misses (README, "Where the time goes"):
-/// the table then says what remains and why, not only that it failed. `None` where nothing was
-/// profiled.
+/// What profiling found behind a target this code misses (docs/performance-results-2026-11-26.md,
+/// "Where the time goes"): the table then says what remains and why, not only that it failed.
+/// `None` where nothing was profiled.
 pub fn known_cause(check: &Check) -> Option<&'static str> {
     const HOSTCALLS: &str = "the module's own code is a small share (perf: 8-13 % of Envoy's \
         CPU); the rest is Envoy's side of proxy-wasm: the SDK enters the VM at every stream \

@@ -467,9 +467,9 @@ pub fn tally(records: &[Record]) -> (BTreeMap<Kind, usize>, BTreeMap<String, usi
 
 #[cfg(test)]
 mod tests {
-    use super::super::rng::Rng;
     use super::super::traffic::{build, Outcome};
     use super::*;
+    use crate::rng::Rng;
 
     fn record(id: u64, kind: Kind, status: Option<u16>, started_ms: u64) -> Record {
         let mut sent = build(kind, id, &mut Rng::new(id));

@@ -1,4 +1,4 @@
-//! Reliability under chaos (issue 10): a real Envoy with the four gateway plugins
+//! Reliability under chaos (docs/reliability.md): a real Envoy with the four gateway plugins
 //! (`wasmplugin-manifests/gateway/`, delivered by ECDS as istiod does, `--concurrency 2`) under
 //! steady load from several clients, while a scheduler injects faults at random times: the
 //! model server SIGKILLed and restarted, valid and invalid `pluginConfig` pushes, emotion-stats
@@ -9,7 +9,6 @@
 
 mod faults;
 mod invariants;
-mod rng;
 mod traffic;
 mod trapping_module;
 mod upstream;
@@ -173,7 +172,7 @@ pub fn run(options: &Options) -> Result<Report> {
         gate: &gate,
         current: plugins,
         trapping,
-        rng: rng::Rng::new(options.seed),
+        rng: crate::rng::Rng::new(options.seed),
         start,
         pushes: 0,
         epochs: Vec::new(),
@@ -332,7 +331,7 @@ struct Scheduler<'a> {
     /// The config each plugin runs now (the last accepted push).
     current: Vec<Plugin>,
     trapping: PathBuf,
-    rng: rng::Rng,
+    rng: crate::rng::Rng,
     start: Instant,
     pushes: u64,
     epochs: Vec<Epoch>,

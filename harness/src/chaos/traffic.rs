@@ -2,9 +2,9 @@
 //! unique `x-chaos-id` (so the upstream's log can be matched to what was sent) and recorded
 //! with its answer and timing.
 
-use super::rng::Rng;
 use crate::demo::{DEMO_TOKEN, FORGED_TOKEN};
 use crate::http;
+use crate::rng::Rng;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

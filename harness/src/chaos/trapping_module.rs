@@ -2,7 +2,7 @@
 //! (a Rust `panic!` ends in the same Wasm `unreachable`). Built from WAT text, so no plugin and
 //! no wasm target is involved. What Envoy then does is the module's `failure_policy`:
 //! FAIL_CLOSED answers 503 from then on, FAIL_OPEN skips the filter after the first 503,
-//! FAIL_RELOAD restarts the VM (../shared/ref/istio-wasmplugin.md §4).
+//! FAIL_RELOAD restarts the VM (Envoy's `PluginConfig.failure_policy`, as Envoy 1.40 behaves).
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};

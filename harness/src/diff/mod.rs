@@ -1,0 +1,315 @@
+//! `harness diff`: the user's own `RequestAuthentication` and `AuthorizationPolicy` resources
+//! run twice, in two real Envoys started side by side — one with Envoy's jwt_authn and RBAC
+//! filters configured as istiod configures them, one with the plugin configured from the same
+//! resources — and the same requests sent to both. Every request the two decide differently is
+//! reported, grouped by what the request tried, with a line that reproduces it.
+
+mod generate;
+pub mod istio;
+pub mod istiod;
+pub mod request;
+pub mod tokens;
+
+use crate::render::{DirectResponse, EnvoyConfig, PathNormalization, Plugin};
+use crate::rng::Rng;
+use crate::{http, Envoy, Error, Result};
+pub use generate::Generator;
+pub use istio::Resources;
+pub use request::Request;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub const USAGE: &str =
+    "  harness diff --istio FILE.yaml [--plugin auth-gate|path-allowlist] [--requests N]
+              [--seed S] [--corpus FILE] [--module PLUGIN=FILE.wasm]
+              [--normalization BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES] [--show N]
+
+diff: FILE.yaml holds RequestAuthentication and AuthorizationPolicy resources (multi-document
+YAML). They are translated as istiod translates them into a real Envoy (jwt_authn + RBAC), and
+into the plugin's pluginConfig in another; both get the same N requests (default 2000), made
+from the policies with hostile variants (reproducible by --seed), or the requests of --corpus
+(one JSON object per line, the form the report prints). JWT rules keep their issuer, audiences
+and locations; their keys are replaced by keys the run makes. Exit 0 when every decision
+agrees, 1 when some differ, 2 on a usage or configuration error.";
+
+/// Which plugin stands in for Istio's filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    AuthGate,
+    PathAllowlist,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::AuthGate => "auth-gate",
+            Target::PathAllowlist => "path-allowlist",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub istio: PathBuf,
+    pub target: Target,
+    pub requests: usize,
+    pub seed: u64,
+    pub corpus: Option<PathBuf>,
+    /// Another build of the plugin instead of `dist/<plugin>.wasm`.
+    pub module: Option<PathBuf>,
+    pub normalization: PathNormalization,
+    /// Reproductions printed per group of differences.
+    pub show: usize,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let mut options = Options {
+            istio: PathBuf::new(),
+            target: Target::AuthGate,
+            requests: 2000,
+            seed: 1,
+            corpus: None,
+            module: None,
+            normalization: PathNormalization::Base,
+            show: 3,
+        };
+        let mut istio = None;
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut value = || {
+                args.next()
+                    .cloned()
+                    .ok_or_else(|| Error(format!("{arg} needs a value")))
+            };
+            let number = |v: String| {
+                v.parse::<u64>()
+                    .map_err(|_| Error(format!("{arg} {v}: expected a number")))
+            };
+            match arg.as_str() {
+                "--istio" => istio = Some(PathBuf::from(value()?)),
+                "--plugin" => {
+                    options.target = match value()?.as_str() {
+                        "auth-gate" => Target::AuthGate,
+                        "path-allowlist" => Target::PathAllowlist,
+                        other => {
+                            return Err(Error(format!(
+                                "--plugin {other}: expected auth-gate or path-allowlist"
+                            )))
+                        }
+                    }
+                }
+                "--requests" => options.requests = number(value()?)? as usize,
+                "--seed" => options.seed = number(value()?)?,
+                "--show" => options.show = number(value()?)? as usize,
+                "--corpus" => options.corpus = Some(PathBuf::from(value()?)),
+                "--module" => {
+                    let v = value()?;
+                    let (plugin, file) = v
+                        .split_once('=')
+                        .ok_or_else(|| Error(format!("--module {v}: expected PLUGIN=FILE.wasm")))?;
+                    if plugin != "auth-gate" && plugin != "path-allowlist" {
+                        return Err(Error(format!(
+                            "--module {v}: expected auth-gate=FILE or path-allowlist=FILE"
+                        )));
+                    }
+                    options.module = Some(PathBuf::from(file));
+                }
+                "--normalization" => {
+                    options.normalization = match value()?.as_str() {
+                        "BASE" => PathNormalization::Base,
+                        "MERGE_SLASHES" => PathNormalization::MergeSlashes,
+                        "DECODE_AND_MERGE_SLASHES" => PathNormalization::DecodeAndMergeSlashes,
+                        other => {
+                            return Err(Error(format!(
+                                "--normalization {other}: expected BASE, MERGE_SLASHES or DECODE_AND_MERGE_SLASHES"
+                            )))
+                        }
+                    }
+                }
+                other => return Err(Error(format!("unknown argument {other}"))),
+            }
+        }
+        options.istio = istio.ok_or_else(|| Error("--istio FILE.yaml is required".into()))?;
+        Ok(options)
+    }
+}
+
+/// What a gateway did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Decision {
+    Forwarded,
+    Refused(u16),
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Forwarded => f.write_str("forwarded"),
+            Decision::Refused(status) => write!(f, "refused {status}"),
+        }
+    }
+}
+
+/// A request the two gateways decided differently.
+#[derive(Debug, Clone)]
+pub struct Difference {
+    pub request: Request,
+    pub istio: Decision,
+    pub plugin: Decision,
+    /// The documented reason, when the plugin differs on purpose.
+    pub known: Option<&'static str>,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub requests: usize,
+    pub differences: Vec<Difference>,
+}
+
+impl Report {
+    pub fn unexplained(&self) -> impl Iterator<Item = &Difference> {
+        self.differences.iter().filter(|d| d.known.is_none())
+    }
+
+    /// Differences grouped by what the request tried and how each side answered.
+    pub fn render(&self, show: usize) -> String {
+        let mut groups: BTreeMap<(bool, String, Decision, Decision), Vec<&Difference>> =
+            BTreeMap::new();
+        for d in &self.differences {
+            groups
+                .entry((d.known.is_some(), d.request.kind.clone(), d.istio, d.plugin))
+                .or_default()
+                .push(d);
+        }
+        let unexplained = self.unexplained().count();
+        let mut out = format!(
+            "{} requests, {} decided differently ({} unexplained, {} documented differences)\n",
+            self.requests,
+            self.differences.len(),
+            unexplained,
+            self.differences.len() - unexplained
+        );
+        for ((known, kind, istio, plugin), items) in &groups {
+            out.push_str(&format!(
+                "\n{} {kind}: istio {istio}, plugin {plugin} ({} requests)\n",
+                if *known { "documented" } else { "DIFFERENT" },
+                items.len()
+            ));
+            if let Some(reason) = items[0].known {
+                out.push_str(&format!("  why: {reason}\n"));
+            }
+            for d in items.iter().take(show) {
+                out.push_str(&format!("  {}\n", d.request.to_line()));
+            }
+        }
+        out
+    }
+}
+
+/// Differences the plugins make on purpose: (plugin, what the request tried, the plugin's
+/// answer, why). A difference is documented only when all three match; everything else counts.
+pub const KNOWN_DIFFERENCES: &[(Target, &str, Decision, &str)] = &[];
+
+fn known(target: Target, d: &Difference) -> Option<&'static str> {
+    KNOWN_DIFFERENCES
+        .iter()
+        .find(|(t, kind, answer, _)| {
+            *t == target && d.request.kind.contains(kind) && *answer == d.plugin
+        })
+        .map(|(_, _, _, why)| *why)
+}
+
+/// Starts both gateways and compares their decisions on every request.
+pub fn run(options: &Options) -> Result<Report> {
+    let text = std::fs::read_to_string(&options.istio)
+        .map_err(|e| Error(format!("{}: {e}", options.istio.display())))?;
+    let resources =
+        Resources::parse(&text).map_err(|e| Error(format!("{}: {e}", options.istio.display())))?;
+    let keys = tokens::Keys::from_seed(options.seed);
+    let requests = match &options.corpus {
+        Some(file) => Request::parse_corpus(
+            &std::fs::read_to_string(file)
+                .map_err(|e| Error(format!("{}: {e}", file.display())))?,
+        )?,
+        None => Generator::new(&resources, &keys)
+            .requests(options.requests, &mut Rng::new(options.seed)),
+    };
+    compare(&resources, &keys, options, &requests)
+}
+
+/// The differential run proper, on given requests.
+pub fn compare(
+    resources: &Resources,
+    keys: &tokens::Keys,
+    options: &Options,
+    requests: &[Request],
+) -> Result<Report> {
+    let jwks = keys.jwks();
+    let normalization = match options.normalization {
+        PathNormalization::MergeSlashes => "MERGE_SLASHES",
+        PathNormalization::DecodeAndMergeSlashes => "DECODE_AND_MERGE_SLASHES",
+        PathNormalization::Base | PathNormalization::None => "BASE",
+    };
+    let config = match options.target {
+        Target::AuthGate => resources.auth_gate_config(&jwks, normalization),
+        Target::PathAllowlist => resources.path_allowlist_config(normalization),
+    };
+    let mut plugin = Plugin::from_dist(options.target.name(), config);
+    if let Some(module) = &options.module {
+        plugin.module = module.clone();
+    }
+    let answer = Some(DirectResponse {
+        status: 200,
+        content_type: "text/plain".into(),
+        body: "forwarded".into(),
+    });
+    let reference = Envoy::start(EnvoyConfig {
+        native_filters: istiod::native_filters(resources, &jwks)?,
+        direct_response: answer.clone(),
+        path_normalization: options.normalization,
+        ..Default::default()
+    })
+    .map_err(|e| Error(format!("the Istio reference Envoy did not start: {e}")))?;
+    let candidate = Envoy::start(EnvoyConfig {
+        plugins: vec![plugin],
+        direct_response: answer,
+        path_normalization: options.normalization,
+        ..Default::default()
+    })
+    .map_err(|e| {
+        Error(format!(
+            "the {} Envoy did not start: {e}",
+            options.target.name()
+        ))
+    })?;
+    let mut report = Report {
+        requests: requests.len(),
+        differences: Vec::new(),
+    };
+    for request in requests {
+        let istio = decide(&reference, request)?;
+        let plugin = decide(&candidate, request)?;
+        if istio != plugin {
+            let mut difference = Difference {
+                request: request.clone(),
+                istio,
+                plugin,
+                known: None,
+            };
+            difference.known = known(options.target, &difference);
+            report.differences.push(difference);
+        }
+    }
+    Ok(report)
+}
+
+fn decide(envoy: &Envoy, request: &Request) -> Result<Decision> {
+    let authority = envoy.listener().to_string();
+    let response = http::send_raw(&authority, &request.wire(&authority))?;
+    Ok(if response.status == 200 && response.body == b"forwarded" {
+        Decision::Forwarded
+    } else {
+        Decision::Refused(response.status)
+    })
+}
