@@ -37,9 +37,10 @@ usage: ./build.sh <command>
                      the four gateway plugins in a real Envoy under load while faults are
                      injected (model server SIGKILLed, valid/invalid config pushes, a trapping
                      module); checks the invariants, prints the report, non-zero on a violation
-  demo [--no-serve]  the seed walkthrough through a real Envoy with all plugins, then keep
-                     serving until Ctrl-C (--no-serve: exit after the walkthrough, non-zero
-                     if a step did not answer as expected)
+  demo [--no-serve]  the walkthrough (BERT emotion model, Kubeflow gateway allowlist and JWT
+                     rule) through a real Envoy with all plugins, then keep serving until
+                     Ctrl-C (--no-serve: exit after the walkthrough, non-zero if a step did
+                     not answer as expected)
 USAGE
 }
 

@@ -1,6 +1,7 @@
-//! auth-gate in a real Envoy in front of the demo model server: seed 003's header gate, seed
-//! 001's "require a JWT except on these paths" with inline keys, and keys fetched from a JWKS
-//! server through an Envoy cluster (down at start, up later), with two workers.
+//! auth-gate in a real Envoy in front of the demo model server: the BERT emotion walkthrough's
+//! header gate, the Kubeflow gateway's "require a JWT except on these paths" with inline keys,
+//! and keys fetched from a JWKS server through an Envoy cluster (down at start, up later), with
+//! two workers.
 //!
 //! The tokens are ES256, signed once (outside this repository) with a key whose public half is
 //! `JWKS`; they expire in 2100. `FORGED` has the same `kid` but another key.
@@ -81,7 +82,7 @@ fn seed_003() -> Value {
 }
 
 #[test]
-fn seed_003_header_gate() {
+fn emotion_walkthrough_header_gate() {
     let upstream = ModelServer::start().unwrap();
     let envoy = start(&upstream, seed_003(), Vec::new());
     let json_type = ("content-type", "application/json");
@@ -174,7 +175,7 @@ fn seed_001(keys: Value) -> Value {
 }
 
 #[test]
-fn seed_001_require_jwt_except_paths() {
+fn kubeflow_require_jwt_except_paths() {
     let upstream = ModelServer::start().unwrap();
     let envoy = start(&upstream, seed_001(json!({"jwks": JWKS})), Vec::new());
     let bearer = format!("Bearer {VALID}");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const V1_PREDICT: &str = "/v1/models/bert-emotion-model:predict";
 const JSON: (&str, &str) = ("content-type", "application/json");
 
-/// Seed 003's walkthrough: its five sentences and the top label each gets.
+/// The BERT emotion walkthrough: its five sentences and the top label each gets.
 const SEED_SENTENCES: [(&str, &str); 5] = [
     ("The mood was somber", "sadness"),
     ("Istio is scary", "fear"),
@@ -152,7 +152,7 @@ fn wait_for_histogram_count(envoy: &Envoy, label: &str, count: f64) -> Vec<Sampl
 }
 
 #[test]
-fn seed_sentences_become_labeled_counters_and_legacy_counters() {
+fn walkthrough_sentences_become_labeled_counters_and_legacy_counters() {
     let upstream = ModelServer::start().unwrap();
     let envoy = start_envoy(upstream.addr(), json!({"legacyLabelCounters": true}), 1);
     let direct = format!("http://{}{V1_PREDICT}", upstream.addr());
@@ -168,7 +168,7 @@ fn seed_sentences_become_labeled_counters_and_legacy_counters() {
         let answer: Value = serde_json::from_slice(&through_envoy.body).unwrap();
         assert_eq!(answer["predictions"][0][0]["label"], label);
     }
-    // The seed's walkthrough sends each sentence once; send "somber" again to see a 2.
+    // The walkthrough sends each sentence once; send "somber" again to see a 2.
     predict(&envoy, "The mood was somber");
 
     let stats = samples(&envoy);
@@ -193,7 +193,7 @@ fn seed_sentences_become_labeled_counters_and_legacy_counters() {
             "emotion_stats_top_label_total{{model=\"{model}\",label=\"{label}\"}}"
         );
         if label != "other" {
-            // Seed 003's own query: `curl .../stats/prometheus | grep sad` → `sadness{} 2`.
+            // The walkthrough's own query: `curl .../stats/prometheus | grep sad` → `sadness{} 2`.
             assert_eq!(
                 value(&stats, label, &[]),
                 Some(count),

@@ -1,4 +1,4 @@
-//! local-ratelimit in a real Envoy in front of the demo model server: seed 003's walkthrough
+//! local-ratelimit in a real Envoy in front of the demo model server: the BERT emotion walkthrough
 //! (the upstream ratelimit service's config.yaml and the EnvoyFilter's rate_limits pasted as
 //! pluginConfig), buckets shared exactly by all workers, shadow mode, a configuration push that
 //! keeps balances, bounded memory under a flood of distinct keys, and refused configurations.
@@ -19,7 +19,8 @@ const PLUGIN: &str = "local-ratelimit";
 const PREDICT: &str = "/v1/models/bert-emotion-model:predict";
 const MODEL: &str = "/v1/models/bert-emotion-model";
 
-/// Seed 003: the ratelimit service's `config.yaml` and the EnvoyFilter's `rate_limits`.
+/// The BERT emotion walkthrough: the ratelimit service's `config.yaml` and the EnvoyFilter's
+/// `rate_limits`.
 fn seed_003() -> Value {
     json!({
         "domain": "ratelimit",
@@ -92,7 +93,7 @@ fn counter(envoy: &Envoy, name: &str) -> u64 {
 }
 
 #[test]
-fn seed_003_walkthrough() {
+fn bert_emotion_walkthrough() {
     let upstream = ModelServer::start().unwrap();
     let envoy = start(&upstream, seed_003(), 2);
 
@@ -105,7 +106,7 @@ fn seed_003_walkthrough() {
     }
     let third = predict(&envoy, &[]);
     assert_limited(&third, "3rd predict");
-    assert_eq!(third.text(), "", "empty body, as the seed shows");
+    assert_eq!(third.text(), "", "empty body, as the walkthrough shows");
     assert_eq!(third.header("x-ratelimit-limit"), Some("2, 2;w=60"));
     assert_eq!(third.header("x-ratelimit-remaining"), Some("0"));
     let retry: u64 = third.header("retry-after").unwrap().parse().unwrap();
@@ -149,7 +150,8 @@ fn seed_003_walkthrough() {
 #[test]
 fn per_api_key_limit_is_per_key() {
     let upstream = ModelServer::start().unwrap();
-    // The seed's path limit (2/min) always bites before a key's 5/min: loosen it to see keys.
+    // The walkthrough's path limit (2/min) always bites before a key's 5/min: loosen it to
+    // see keys.
     let mut config = seed_003();
     config["descriptors"][0]["rate_limit"]["requests_per_unit"] = json!(100);
     let envoy = start(&upstream, config, 2);

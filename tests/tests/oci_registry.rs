@@ -274,13 +274,14 @@ fn the_sidecar_manifests_run_from_registry_images_with_each_plugins_behaviour() 
         )
         .unwrap()
     };
-    // path-allowlist: only the seed's paths.
+    // path-allowlist: only the Kubeflow gateway's paths.
     let admin = get(&envoy, "/admin");
     assert_eq!(
         (admin.status, admin.text().as_str()),
         (403, "RBAC: access denied")
     );
-    // auth-gate: predict needs the seed's header; a denied request costs no rate-limit token.
+    // auth-gate: predict needs the BERT emotion walkthrough's header; a denied request costs no
+    // rate-limit token.
     assert_eq!(post(&[]).status, 403);
     let with_header = [("x-test", "istio-is-cool")];
     for n in 1..=2 {

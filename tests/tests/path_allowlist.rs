@@ -1,7 +1,8 @@
 //! path-allowlist in a real Envoy in front of the demo model server, on a listener that does no
-//! path normalization (the plugin must be safe on its own): seed 001's allowlist lets its paths
-//! through and refuses everything else, path tricks never reach the upstream, normalized paths
-//! are forwarded as checked, and dry-run, DENY and bad configurations behave as documented.
+//! path normalization (the plugin must be safe on its own): the Kubeflow gateway's allowlist lets
+//! its paths through and refuses everything else, path tricks never reach the upstream,
+//! normalized paths are forwarded as checked, and dry-run, DENY and bad configurations behave as
+//! documented.
 
 use harness::{http, Envoy, EnvoyConfig, ModelServer, PathNormalization, Plugin};
 use serde_json::{json, Value};
@@ -67,7 +68,7 @@ fn wait_for_log_line(envoy: &Envoy, wanted: impl Fn(&str) -> bool) -> String {
 }
 
 #[test]
-fn seed_001_paths_reach_the_upstream_as_sent() {
+fn kubeflow_paths_reach_the_upstream_as_sent() {
     let upstream = ModelServer::start().unwrap();
     let envoy = start(&upstream, seed_001());
     for target in [
@@ -312,9 +313,10 @@ fn bad_configurations_are_refused_naming_the_field() {
     assert!(upstream.requests().is_empty());
 }
 
-/// The gateway manifest carries seed 001's allowlist, and the plugin accepts it and applies it.
+/// The gateway manifest carries the Kubeflow gateway's allowlist, and the plugin accepts it and
+/// applies it.
 #[test]
-fn the_gateway_manifest_config_is_seed_001_and_works() {
+fn the_gateway_manifest_config_is_the_kubeflow_allowlist_and_works() {
     let dir = harness::repo_root().join("wasmplugin-manifests/gateway");
     let resources = harness::manifests::load_dir(&dir).unwrap();
     let manifest = resources

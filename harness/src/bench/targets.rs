@@ -1,6 +1,6 @@
-//! The performance targets (docs/performance.md), each judged on this run's medians, relative to this run's floors: a
-//! plugin may cost the Wasm floor plus what its native twin costs for the same job plus a
-//! margin, a share of what a proxied request costs (`floor-proxied`).
+//! The performance targets (docs/performance.md), each judged on this run's medians, relative
+//! to this run's floors: a plugin may cost the Wasm floor plus what its native twin costs for
+//! the same job plus a margin, a share of what a proxied request costs (`floor-proxied`).
 
 use super::memory::MemoryRun;
 use super::report::{Row, FLOOR};

@@ -218,7 +218,8 @@ mod tests {
         )
     }
 
-    /// Seed 001 with a JWT rule: require a JWT except on the listed paths.
+    /// Kubeflow's `istio-ingressgateway-require-jwt` with a JWT rule: require a JWT except on
+    /// the listed paths.
     fn seed_001(pair: &ES256KeyPair) -> Compiled {
         compiled(json!({
             "jwtRules": [{
@@ -246,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_flows() {
+    fn kubeflow_require_jwt_flows() {
         let pair = ES256KeyPair::generate().with_key_id("k");
         let config = seed_001(&pair);
         let token = pair.sign(claims()).unwrap();
@@ -357,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_003_through_the_gate() {
+    fn emotion_header_gate_through_the_gate() {
         let config = compiled(json!({"policies": [{
             "name": "allow-with-header",
             "action": "ALLOW",

@@ -560,7 +560,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_003_header_gate() {
+    fn emotion_walkthrough_header_gate() {
         let p = seed_003();
         let predict = "/v1/models/bert-emotion-model:predict";
         let ok = [
@@ -619,7 +619,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_require_jwt_except_paths() {
+    fn kubeflow_require_jwt_except_paths() {
         let p = seed_001();
         let alice = identity("https://dex.example.com/alice", json!({}));
         let denied = Verdict::Denied {

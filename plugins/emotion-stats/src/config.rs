@@ -32,8 +32,8 @@ pub struct Config {
     #[serde(default = "default_max_models")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(range(max = MAX_MODELS_LIMIT)))]
     pub max_models: u32,
-    /// Also increment one counter named after each configured label, as seed 003's plugin did
-    /// (`sadness{} 6` on `/stats/prometheus`).
+    /// Also increment one counter named after each configured label, as the BERT emotion
+    /// walkthrough's stats plugin did (`sadness{} 6` on `/stats/prometheus`).
     #[serde(default)]
     pub legacy_label_counters: bool,
 }

@@ -455,11 +455,12 @@ mod tests {
         read_top_predictions(body.as_bytes())
     }
 
-    /// The body seed 003 shows for "Istio is lovely"-style requests (KServe v1, one instance).
+    /// The body the BERT emotion walkthrough shows for "Istio is lovely"-style requests (KServe
+    /// v1, one instance).
     const SEED_BODY: &str = r#"{"predictions":[[{"label":"joy","score":0.9889927506446838},{"label":"love","score":0.004175746813416481},{"label":"anger","score":0.003846140578389168},{"label":"sadness","score":0.0012988817179575562},{"label":"fear","score":0.0009755274513736367},{"label":"surprise","score":0.0007109164143912494}]]}"#;
 
     #[test]
-    fn kserve_v1_seed_body() {
+    fn kserve_v1_walkthrough_body() {
         assert_eq!(
             read(SEED_BODY),
             Ok(vec![top("joy", Some(0.9889927506446838))])
@@ -615,8 +616,9 @@ mod tests {
         );
     }
 
-    /// The fast path reads KServe v1 classifier batches (the seed's, the bench's), and every
-    /// body gets the result the general reading gives (the fast path refuses anything else).
+    /// The fast path reads KServe v1 classifier batches (the BERT emotion walkthrough's, the
+    /// bench's), and every body gets the result the general reading gives (the fast path refuses
+    /// anything else).
     #[test]
     fn fast_path_agrees_with_the_general_reading() {
         let general = |body: &str| match read_any_shape(body.as_bytes()) {

@@ -57,7 +57,7 @@ impl EmotionMetrics {
                 host.define(MetricKind::Histogram, &name)
             })
             .collect();
-        // Seed 003's plugin named its counters after the labels themselves.
+        // The BERT emotion walkthrough's plugin named its counters after the labels themselves.
         let legacy_by_label = if config.legacy_label_counters {
             config
                 .labels

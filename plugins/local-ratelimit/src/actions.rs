@@ -426,7 +426,7 @@ mod tests {
         {"actions":[{"request_headers":{"header_name":":path","descriptor_key":"path"}}]}]"#;
 
     #[test]
-    fn seed_actions_with_and_without_api_key() {
+    fn walkthrough_actions_with_and_without_api_key() {
         let p = policies(SEED);
         assert_eq!(
             build_descriptors(&p, &req(&[(":path", "/p"), ("x-api-key", "k")])),

@@ -298,7 +298,8 @@ mod tests {
         parse::<Config>(text.as_bytes()).and_then(compile)
     }
 
-    /// Seed 003's `config.yaml` and EnvoyFilter `rate_limits`, pasted as `pluginConfig`.
+    /// The BERT emotion walkthrough's `config.yaml` and EnvoyFilter `rate_limits`, pasted as
+    /// `pluginConfig`.
     pub const SEED_PLUGIN_CONFIG: &str = r#"{
         "domain": "ratelimit",
         "descriptors": [
@@ -315,7 +316,7 @@ mod tests {
     }"#;
 
     #[test]
-    fn seed_config_loads_with_defaults() {
+    fn walkthrough_config_loads_with_defaults() {
         let compiled = load(SEED_PLUGIN_CONFIG).unwrap();
         assert_eq!(compiled.domain, "ratelimit");
         assert_eq!(compiled.tree.limits().len(), 3);

@@ -338,7 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_walkthrough_predict_path_third_request_is_refused_with_headers() {
+    fn walkthrough_predict_path_third_request_is_refused_with_headers() {
         let mut w = World::new("");
         assert!(w.admitted(&req(PREDICT, None), 0));
         assert!(w.admitted(&req(PREDICT, None), SEC));
@@ -411,7 +411,8 @@ mod tests {
 
     #[test]
     fn per_key_limit_refuses_the_sixth_request_of_a_key_only() {
-        // In the seed the path's 2/min always bites before a key's 5/min; loosen the path.
+        // In the BERT emotion walkthrough the path's 2/min always bites before a key's 5/min;
+        // loosen the path.
         let mut w = World::new("");
         let text = format!(
             r#"{{"domain":"ratelimit",{},{SEED_ACTIONS}}}"#,

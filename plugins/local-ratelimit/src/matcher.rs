@@ -372,7 +372,7 @@ mod tests {
     const PREDICT: &str = "/v1/models/bert-emotion-model:predict";
 
     #[test]
-    fn seed_config_key_value_beats_key_only_at_the_same_level() {
+    fn walkthrough_config_key_value_beats_key_only_at_the_same_level() {
         let t = tree(SEED);
         assert_eq!(
             limit_of(&t, &[("path", PREDICT)]),

@@ -256,7 +256,7 @@ mod tests {
     const PASS: Decision = Decision::Allow { rewrite_path: None };
 
     #[test]
-    fn seed_001_allowed_paths_pass_unchanged() {
+    fn kubeflow_allowed_paths_pass_unchanged() {
         let p = policy(SEED_001);
         for path in [
             "/metrics",
@@ -272,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_other_paths_are_denied() {
+    fn kubeflow_other_paths_are_denied() {
         let p = policy(SEED_001);
         for path in [
             "/",

@@ -355,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_allowlist() {
+    fn kubeflow_allowlist() {
         let m = matcher(
             r#"[[{"operation":{"paths":["/metrics","/healthz","/ready","/wait-for-drain","/v1/models/*","/v2/models/*"]}}]]"#,
         );

@@ -456,7 +456,7 @@ mod tests {
         );
         // A star in the middle is a literal.
         check(&["/a/*/b"], &[("/a/*/b", true), ("/a/x/b", false)]);
-        // Seed 001's list: `/dex/*` carries the real matching, `/dex/**` adds nothing.
+        // Kubeflow's require-JWT notPaths: `/dex/*` carries the matching, `/dex/**` adds nothing.
         check(
             &["/dex/*", "/dex/**", "/oauth2/*"],
             &[
