@@ -1,8 +1,8 @@
 //! path-allowlist in a real Envoy in front of the demo model server, on a listener that does no
 //! path normalization (the plugin must be safe on its own): the Kubeflow gateway's allowlist lets
 //! its paths through and refuses everything else, path tricks never reach the upstream,
-//! normalized paths are forwarded as checked, and dry-run, DENY and bad configurations behave as
-//! documented.
+//! normalized paths are forwarded as checked, and dry-run, DENY, several policies and bad
+//! configurations behave as documented.
 
 use harness::{http, Envoy, EnvoyConfig, ModelServer, PathNormalization, Plugin};
 use serde_json::{json, Value};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 const PLUGIN: &str = "path-allowlist";
 
-fn seed_001() -> Value {
+fn kubeflow_allowlist() -> Value {
     json!({
         "action": "ALLOW",
         "rules": [{"to": [{"operation": {"paths": [
@@ -70,7 +70,7 @@ fn wait_for_log_line(envoy: &Envoy, wanted: impl Fn(&str) -> bool) -> String {
 #[test]
 fn kubeflow_paths_reach_the_upstream_as_sent() {
     let upstream = ModelServer::start().unwrap();
-    let envoy = start(&upstream, seed_001());
+    let envoy = start(&upstream, kubeflow_allowlist());
     for target in [
         "/metrics",
         "/healthz",
@@ -108,7 +108,7 @@ fn kubeflow_paths_reach_the_upstream_as_sent() {
 #[test]
 fn other_paths_and_path_tricks_get_403_and_never_reach_the_upstream() {
     let upstream = ModelServer::start().unwrap();
-    let envoy = start(&upstream, seed_001());
+    let envoy = start(&upstream, kubeflow_allowlist());
     let denied = [
         "/",
         "/admin",
@@ -137,7 +137,7 @@ fn other_paths_and_path_tricks_get_403_and_never_reach_the_upstream() {
 #[test]
 fn paths_that_cannot_be_normalized_get_400() {
     let upstream = ModelServer::start().unwrap();
-    let envoy = start(&upstream, seed_001());
+    let envoy = start(&upstream, kubeflow_allowlist());
     let malformed = [
         "/v1/models/..%2F..%2Fadmin",
         "/v1/models/..%2f..%2fadmin",
@@ -166,7 +166,7 @@ fn paths_that_cannot_be_normalized_get_400() {
 #[test]
 fn a_normalized_path_is_forwarded_as_checked_with_its_query() {
     let upstream = ModelServer::start().unwrap();
-    let envoy = start(&upstream, seed_001());
+    let envoy = start(&upstream, kubeflow_allowlist());
     for (target, forwarded) in [
         ("//v1//models/./bert?x=../y", "/v1/models/bert?x=../y"),
         ("/admin/../v1/models/bert", "/v1/models/bert"),
@@ -184,7 +184,7 @@ fn a_normalized_path_is_forwarded_as_checked_with_its_query() {
 #[test]
 fn dry_run_forwards_and_counts_what_it_would_deny() {
     let upstream = ModelServer::start().unwrap();
-    let mut config = seed_001();
+    let mut config = kubeflow_allowlist();
     config["dryRun"] = json!(true);
     let envoy = start(&upstream, config);
     let resp = http::send(
@@ -237,6 +237,73 @@ fn deny_policy_refuses_its_paths_however_they_are_spelled() {
     assert_eq!(upstream.requests().len(), 1);
     wait_for_log_line(&envoy, |l| {
         l.contains("path-allowlist: denied") && l.contains("path=\"//admin\": rule 0 denies")
+    });
+}
+
+/// Several AuthorizationPolicies in one plugin combine as in Istio: either ALLOW policy lets a
+/// request through, and the DENY policy refuses what an ALLOW policy allows.
+#[test]
+fn two_allow_policies_allow_either_and_a_deny_policy_wins() {
+    let upstream = ModelServer::start().unwrap();
+    let envoy = start(
+        &upstream,
+        json!({"policies": [
+            {"name": "models", "action": "ALLOW",
+             "rules": [{"to": [{"operation": {"paths": ["/v1/models/*"]}}]}]},
+            {"name": "probes", "action": "ALLOW",
+             "rules": [{"to": [{"operation": {"methods": ["GET"], "paths": ["/healthz", "/ready"]}}]}]},
+            {"name": "internal", "action": "DENY",
+             "rules": [{"to": [{"operation": {"paths": [
+                 "/v1/models/{*}/internal", "/v1/models/{*}/internal/{**}"
+             ]}}]}]}
+        ]}),
+    );
+    for (target, forwarded) in [
+        (
+            "/v1/models/bert-emotion-model",
+            "/v1/models/bert-emotion-model",
+        ),
+        ("/healthz", "/healthz"),
+        ("/ready", "/ready"),
+        (
+            "//v1//models/bert-emotion-model",
+            "/v1/models/bert-emotion-model",
+        ),
+    ] {
+        upstream.clear_requests();
+        let resp = get(&envoy, target);
+        assert_ne!(resp.status, 403, "{target}");
+        let seen: Vec<String> = upstream.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(seen, [forwarded], "{target}");
+    }
+    upstream.clear_requests();
+    let denied = [
+        "/admin",
+        "/metrics",
+        "/v1/models/bert/internal",
+        "/v1/models/bert/internal/keys",
+        "/v1/models/x/../bert/%69nternal",
+    ];
+    for target in denied {
+        assert_rbac_denied(&get(&envoy, target), target);
+    }
+    let post = http::send("POST", &envoy.url("/healthz"), &[], b"").unwrap();
+    assert_rbac_denied(&post, "POST /healthz");
+    assert!(upstream.requests().is_empty(), "{:?}", upstream.requests());
+    assert_eq!(counter(&envoy, "path_allowlist_allowed_total"), 4);
+    assert_eq!(
+        counter(&envoy, "path_allowlist_denied_total"),
+        denied.len() as u64 + 1
+    );
+    wait_for_log_line(&envoy, |l| {
+        l.contains("path-allowlist: denied")
+            && l.contains(
+                r#"path="/v1/models/bert/internal/keys": rule 0 of policy "internal" denies"#,
+            )
+    });
+    wait_for_log_line(&envoy, |l| {
+        l.contains(r#"path-allowlist: denied request_id="#)
+            && l.contains(r#"path="/admin": no rule matched"#)
     });
 }
 
@@ -294,6 +361,19 @@ fn bad_configurations_are_refused_naming_the_field() {
             "pathNormalization",
             "unknown variant",
         ),
+        (
+            json!({"policies": [
+                {"rules": [{"to": [{"operation": {"paths": ["/ok"]}}]}]},
+                {"rules": [{"to": [{"operation": {"paths": ["/ok", "/a/{**}/{*}"]}}]}]}
+            ]}),
+            "policies[1].rules[0].to[0].operation.paths[1]",
+            "last operator",
+        ),
+        (
+            json!({"action": "ALLOW", "policies": []}),
+            "action",
+            "use either `policies` or `action`/`rules`",
+        ),
     ] {
         let err = Envoy::start(EnvoyConfig {
             plugins: vec![Plugin::from_dist(PLUGIN, config.clone())],
@@ -325,7 +405,7 @@ fn the_gateway_manifest_config_is_the_kubeflow_allowlist_and_works() {
         .unwrap_or_else(|| panic!("no {PLUGIN} manifest in {}", dir.display()));
     let config: Value = serde_json::from_str(&manifest.plugin.configuration)
         .unwrap_or_else(|e| panic!("pluginConfig of the {PLUGIN} manifest: {e}"));
-    assert_eq!(config, seed_001());
+    assert_eq!(config, kubeflow_allowlist());
     let upstream = ModelServer::start().unwrap();
     let envoy = start(&upstream, config);
     assert_ne!(get(&envoy, "/v1/models/bert-emotion-model").status, 403);

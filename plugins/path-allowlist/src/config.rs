@@ -1,24 +1,34 @@
-//! The `pluginConfig` this plugin accepts: the `spec` of an Istio `AuthorizationPolicy` limited
-//! to `action` ALLOW/DENY and `rules[].to[].operation`, plus three fields of its own.
+//! The `pluginConfig` this plugin accepts: Istio `AuthorizationPolicy` specs limited to `action`
+//! ALLOW/DENY and `rules[].to[].operation` (one at the top level, or several in `policies`), plus
+//! settings of the plugin's own.
 
-use crate::policy::{Action, Policy};
+use crate::policy::{Action, AuthorizationPolicy, Policy};
 use plugin_common::config::ConfigError;
 use plugin_common::istio::{OperationMatcher, PathNormalization, To};
 use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
+use std::rc::Rc;
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
-    /// `ALLOW` (default): only requests matching a rule pass. `DENY`: requests matching a rule
-    /// are refused. `CUSTOM` and `AUDIT` belong to auth-gate.
+    /// One policy: `ALLOW` (default): only requests matching a rule pass. `DENY`: requests
+    /// matching a rule are refused. `CUSTOM` and `AUDIT` belong to auth-gate. Not with `policies`.
+    // `Option` tells an absent field from the default, which only matters next to `policies`.
     #[serde(default)]
-    pub action: Action,
-    /// Istio's rules; only `to` is supported. ALLOW without rules allows nothing, DENY without
-    /// rules denies nothing, as in Istio.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Action"))]
+    pub action: Option<Action>,
+    /// One policy: Istio's rules; only `to` is supported. ALLOW without rules allows nothing,
+    /// DENY without rules denies nothing, as in Istio. Not with `policies`.
     #[serde(default)]
-    pub rules: Vec<Rule>,
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<Rule>"))]
+    pub rules: Option<Vec<Rule>>,
+    /// Several policies, instead of `action`/`rules`, evaluated as Istio does: a matching DENY
+    /// policy refuses; then, if there is an ALLOW policy, one of them must match.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<PolicySpec>"))]
+    pub policies: Option<Vec<PolicySpec>>,
     /// How paths are normalized before matching (Istio's mesh-wide setting, here per plugin).
     #[serde(default)]
     pub path_normalization: PathNormalization,
@@ -26,7 +36,8 @@ pub struct Config {
     #[serde(default = "default_deny_status")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 400, max = 599)))]
     pub deny_status: u16,
-    /// Log and count what would be refused, but let every request through unchanged.
+    /// Log and count what would be refused (malformed paths included), but let every request
+    /// through unchanged.
     #[serde(default)]
     pub dry_run: bool,
     /// Refuse (400) paths with a raw `;` (path parameters), which Tomcat and Spring strip before
@@ -35,6 +46,39 @@ pub struct Config {
     pub strict_paths: bool,
     // The Istio fields below exist only to be refused with a useful message: deserializing
     // their types always fails, so they are `None` in every accepted configuration.
+    #[serde(default, rename = "selector")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
+    pub _selector: Option<WorkloadSelection>,
+    #[serde(default, rename = "targetRef")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
+    pub _target_ref: Option<WorkloadSelection>,
+    #[serde(default, rename = "targetRefs")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
+    pub _target_refs: Option<WorkloadSelection>,
+    #[serde(default, rename = "provider")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
+    pub _provider: Option<AuthGateOnly>,
+}
+
+/// One entry of `policies`: an AuthorizationPolicy `spec`, with a name for log lines.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicySpec {
+    /// Names the policy in log lines (default: `policies[i]`); unique, not empty.
+    pub name: Option<String>,
+    /// `ALLOW` (default) or `DENY`.
+    #[serde(default)]
+    pub action: Action,
+    /// Rules, ORed; only `to` is supported. An ALLOW policy without rules matches nothing (so it
+    /// denies what no other ALLOW policy allows), a DENY policy without rules denies nothing.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Forward, log and count (as dry-run denials) the requests this policy would make the
+    /// plugin refuse, instead of refusing them.
+    #[serde(default)]
+    pub dry_run: bool,
+    // Refused like the top-level fields of the same names.
     #[serde(default, rename = "selector")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
     pub _selector: Option<WorkloadSelection>,
@@ -104,22 +148,105 @@ pub fn compile(config: Config) -> Result<Policy, ConfigError> {
             ),
         ));
     }
-    let matcher = OperationMatcher::compile(
-        config.rules.iter().map(|r| r.to.as_slice()),
-        "rules",
-        config.path_normalization,
-    )?;
-    if config.action == Action::Allow && config.rules.is_empty() {
-        log::warn!("path-allowlist: ALLOW policy without rules: every request is denied");
-    }
+    let mode = config.path_normalization;
+    let policies = match (config.policies, config.action, config.rules) {
+        (Some(_), Some(_), _) => return Err(both_forms("action")),
+        (Some(_), None, Some(_)) => return Err(both_forms("rules")),
+        (Some(specs), None, None) => compile_policies(&specs, mode)?,
+        (None, action, rules) => {
+            let action = action.unwrap_or_default();
+            let rules = rules.unwrap_or_default();
+            warn_if_nothing_is_allowed([(action, rules.as_slice())]);
+            // The top-level `dryRun` covers the whole plugin, this policy included.
+            vec![AuthorizationPolicy {
+                name: None,
+                action,
+                matcher: compile_rules(&rules, "rules", mode)?,
+                dry_run: false,
+            }]
+        }
+    };
     Ok(Policy {
-        action: config.action,
-        matcher,
-        normalization: config.path_normalization,
+        policies,
+        normalization: mode,
         deny_status: u32::from(config.deny_status),
         dry_run: config.dry_run,
         strict_paths: config.strict_paths,
     })
+}
+
+fn both_forms(field: &str) -> ConfigError {
+    ConfigError::new(
+        field,
+        "set together with `policies`: use either `policies` or `action`/`rules`",
+    )
+}
+
+fn compile_rules(
+    rules: &[Rule],
+    field: &str,
+    mode: PathNormalization,
+) -> Result<OperationMatcher, ConfigError> {
+    OperationMatcher::compile(rules.iter().map(|r| r.to.as_slice()), field, mode)
+}
+
+fn compile_policies(
+    specs: &[PolicySpec],
+    mode: PathNormalization,
+) -> Result<Vec<AuthorizationPolicy>, ConfigError> {
+    if specs.is_empty() {
+        log::warn!("path-allowlist: `policies` is empty: every well-formed request is allowed");
+    }
+    warn_if_nothing_is_allowed(
+        specs
+            .iter()
+            .filter(|spec| !spec.dry_run)
+            .map(|spec| (spec.action, spec.rules.as_slice())),
+    );
+    let mut compiled: Vec<AuthorizationPolicy> = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let field = format!("policies[{i}]");
+        let name = match &spec.name {
+            Some(name) if name.is_empty() => {
+                return Err(ConfigError::new(
+                    format!("{field}.name"),
+                    "must not be empty",
+                ))
+            }
+            Some(name) => name.clone(),
+            None => field.clone(),
+        };
+        // Log lines name the policy that refused: two policies of one name would be ambiguous.
+        if let Some(other) = compiled
+            .iter()
+            .position(|p| p.name.as_deref() == Some(name.as_str()))
+        {
+            return Err(ConfigError::new(
+                format!("{field}.name"),
+                format!("`{name}` already names policies[{other}]"),
+            ));
+        }
+        compiled.push(AuthorizationPolicy {
+            name: Some(Rc::from(name)),
+            action: spec.action,
+            matcher: compile_rules(&spec.rules, &format!("{field}.rules"), mode)?,
+            dry_run: spec.dry_run,
+        });
+    }
+    Ok(compiled)
+}
+
+/// Enforced ALLOW policies none of which has a rule deny every request (Istio's "allow
+/// nothing"): legitimate next to other policies, rarely meant as a whole configuration.
+fn warn_if_nothing_is_allowed<'a>(enforced: impl IntoIterator<Item = (Action, &'a [Rule])>) {
+    let mut allow_rules = enforced
+        .into_iter()
+        .filter(|(action, _)| *action == Action::Allow)
+        .map(|(_, rules)| rules)
+        .peekable();
+    if allow_rules.peek().is_some() && allow_rules.all(<[Rule]>::is_empty) {
+        log::warn!("path-allowlist: no ALLOW policy has a rule: every request is denied");
+    }
 }
 
 #[cfg(test)]
@@ -134,7 +261,13 @@ mod tests {
     #[test]
     fn defaults() {
         let policy = load("").unwrap();
-        assert_eq!(policy.action, Action::Allow);
+        let [only] = policy.policies.as_slice() else {
+            panic!("{:?}", policy.policies)
+        };
+        assert_eq!(
+            (only.action, &only.name, only.dry_run),
+            (Action::Allow, &None, false)
+        );
         assert_eq!(policy.deny_status, 403);
         assert!(!policy.dry_run);
         assert!(!policy.strict_paths);
@@ -148,7 +281,7 @@ mod tests {
                 "pathNormalization":"DECODE_AND_MERGE_SLASHES","denyStatus":404,"dryRun":true}"#,
         )
         .unwrap();
-        assert_eq!(policy.action, Action::Deny);
+        assert_eq!(policy.policies[0].action, Action::Deny);
         assert_eq!(policy.deny_status, 404);
         assert!(policy.dry_run);
         assert_eq!(
@@ -227,6 +360,109 @@ mod tests {
         ] {
             let err = load(json).unwrap_err();
             assert_eq!(err.field, field, "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn policies_form() {
+        let policy = load(
+            r#"{"policies":[
+                {"name":"models","rules":[{"to":[{"operation":{"paths":["/v1/models/*"]}}]}]},
+                {"action":"DENY","dryRun":true,"rules":[{"to":[{"operation":{"paths":["/admin*"]}}]}]}],
+                "pathNormalization":"BASE","denyStatus":404,"strictPaths":true}"#,
+        )
+        .unwrap();
+        let summary: Vec<(Option<&str>, Action, bool)> = policy
+            .policies
+            .iter()
+            .map(|p| (p.name.as_deref(), p.action, p.dry_run))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Some("models"), Action::Allow, false),
+                (Some("policies[1]"), Action::Deny, true)
+            ]
+        );
+        assert_eq!(policy.normalization, PathNormalization::Base);
+        assert_eq!(policy.deny_status, 404);
+        assert!(policy.strict_paths && !policy.dry_run);
+        assert!(load(r#"{"policies":[],"dryRun":true}"#).unwrap().dry_run);
+    }
+
+    #[test]
+    fn both_forms_together_are_refused() {
+        for (json, field) in [
+            (r#"{"action":"ALLOW","policies":[]}"#, "action"),
+            (r#"{"rules":[],"policies":[{"name":"a"}]}"#, "rules"),
+            (
+                r#"{"action":"DENY","rules":[{"to":[{"operation":{"paths":["/a"]}}]}],"policies":[]}"#,
+                "action",
+            ),
+        ] {
+            let err = load(json).unwrap_err();
+            assert_eq!(err.field, field, "{json}");
+            assert!(
+                err.reason
+                    .contains("use either `policies` or `action`/`rules`"),
+                "{json}: {}",
+                err.reason
+            );
+        }
+    }
+
+    #[test]
+    fn policy_errors_name_the_policy() {
+        for (json, field, reason) in [
+            (
+                r#"{"policies":[{"name":"a"},{"rules":[{"to":[{"operation":{"paths":["/a","/b","/a/../b"]}}]}]}]}"#,
+                "policies[1].rules[0].to[0].operation.paths[2]",
+                "can never match",
+            ),
+            (
+                r#"{"policies":[{"action":"CUSTOM"}]}"#,
+                "policies[0].action",
+                "auth-gate",
+            ),
+            (
+                r#"{"policies":[{"rules":[{"from":[{"source":{"principals":["x"]}}]}]}]}"#,
+                "policies[0].rules[0].from",
+                "auth-gate",
+            ),
+            (
+                r#"{"policies":[{"selector":{"matchLabels":{"app":"x"}}}]}"#,
+                "policies[0].selector",
+                "WasmPlugin",
+            ),
+            (
+                r#"{"policies":[{"provider":{"name":"x"}}]}"#,
+                "policies[0].provider",
+                "auth-gate",
+            ),
+            (
+                r#"{"policies":[{"dryrun":true}]}"#,
+                "policies[0].dryrun",
+                "unknown field",
+            ),
+            (
+                r#"{"policies":[{"name":""}]}"#,
+                "policies[0].name",
+                "must not be empty",
+            ),
+            (
+                r#"{"policies":[{"name":"a"},{"name":"b"},{"name":"a"}]}"#,
+                "policies[2].name",
+                "`a` already names policies[0]",
+            ),
+            (
+                r#"{"policies":{"name":"a"}}"#,
+                "policies",
+                "expected a sequence",
+            ),
+        ] {
+            let err = load(json).unwrap_err();
+            assert_eq!(err.field, field, "{json}: {err}");
+            assert!(err.reason.contains(reason), "{json}: {err}");
         }
     }
 

@@ -10,6 +10,7 @@ pub mod config;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod policy;
 
+use plugin_common::istio::OperationMatcher;
 use policy::{Decision, Outcome, Policy, Request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -110,21 +111,21 @@ impl HttpContext for PathCheck {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         // Each header read is a hostcall and a call back into the module: only what the rules
         // look at is read before the decision.
-        let matcher = &self.policy.matcher;
+        let uses = |looks_at: fn(&OperationMatcher) -> bool| self.policy.matchers().any(looks_at);
         let path = request_header(":path");
-        let method_bytes = if matcher.uses_methods() {
+        let method_bytes = if uses(OperationMatcher::uses_methods) {
             request_header(":method")
         } else {
             None
         };
         let method = String::from_utf8_lossy(method_bytes.as_deref().unwrap_or_default());
-        let authority_bytes = if matcher.uses_hosts() {
+        let authority_bytes = if uses(OperationMatcher::uses_hosts) {
             request_header(":authority")
         } else {
             None
         };
         let authority = authority_bytes.as_deref().map(String::from_utf8_lossy);
-        let port = if matcher.uses_ports() {
+        let port = if uses(OperationMatcher::uses_ports) {
             hostcalls::get_property(vec!["destination", "port"])
                 .ok()
                 .flatten()
@@ -159,6 +160,10 @@ impl HttpContext for PathCheck {
         match decision {
             Decision::Allow {
                 rewrite_path: Some(rewritten),
+            }
+            | Decision::DryRunRefuse {
+                rewrite_path: Some(rewritten),
+                ..
             } => {
                 if let Err(e) =
                     hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&rewritten))
@@ -170,7 +175,10 @@ impl HttpContext for PathCheck {
                 }
                 Action::Continue
             }
-            Decision::Allow { rewrite_path: None } | Decision::DryRunRefuse(_) => Action::Continue,
+            Decision::Allow { rewrite_path: None }
+            | Decision::DryRunRefuse {
+                rewrite_path: None, ..
+            } => Action::Continue,
             Decision::Refuse(refusal) => self.reply(&refusal.reply(self.policy.deny_status)),
         }
     }

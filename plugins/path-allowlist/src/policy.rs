@@ -1,5 +1,6 @@
-//! The decision for one request: normalize the path, match the rules, apply ALLOW/DENY and
-//! dry-run. Pure: the glue in `lib.rs` reads the headers and carries the decision out.
+//! The decision for one request: normalize the path, evaluate the policies as Istio does (a
+//! matching DENY policy refuses; then, if there is an ALLOW policy, one of them must match) and
+//! apply dry-run. Pure: the glue in `lib.rs` reads the headers and carries the decision out.
 
 use plugin_common::deny::{rbac_denied, LocalReply};
 use plugin_common::istio::{
@@ -7,6 +8,7 @@ use plugin_common::istio::{
 };
 use serde::Deserialize;
 use std::fmt;
+use std::rc::Rc;
 
 /// Istio's `action`, limited to what this plugin does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -34,13 +36,26 @@ impl TryFrom<String> for Action {
     }
 }
 
+/// One AuthorizationPolicy, compiled.
+#[derive(Debug)]
+pub struct AuthorizationPolicy {
+    /// Its name in log lines; `None` for the top-level `action`/`rules`, the plugin's only
+    /// policy, whose refusals name the rule alone.
+    pub name: Option<Rc<str>>,
+    pub action: Action,
+    pub matcher: OperationMatcher,
+    /// What this policy would refuse is forwarded, counted and logged as a dry-run denial.
+    pub dry_run: bool,
+}
+
 /// The compiled configuration.
 #[derive(Debug)]
 pub struct Policy {
-    pub action: Action,
-    pub matcher: OperationMatcher,
+    /// In configuration order (DENY policies are evaluated first whatever their position).
+    pub policies: Vec<AuthorizationPolicy>,
     pub normalization: PathNormalization,
     pub deny_status: u32,
+    /// The plugin-wide `dryRun`: nothing is refused, nothing rewritten.
     pub dry_run: bool,
     /// `strictPaths`: refuse `;` path parameters, which upstreams strip before routing.
     pub strict_paths: bool,
@@ -57,15 +72,19 @@ pub struct Request<'a> {
 }
 
 /// Why a request is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     Malformed(MalformedPath),
     /// `strictPaths`: the normalized path has a raw `;`.
     PathParameters,
-    /// ALLOW policy: no rule matched.
+    /// There are ALLOW policies and no rule of any of them matched.
     NoRuleMatched,
-    /// DENY policy: this rule (position in `rules`) matched.
-    RuleDenies(usize),
+    /// A rule (position in its policy's `rules`) of a DENY policy matched.
+    RuleDenies {
+        /// The policy's name; `None` for the top-level `action`/`rules`.
+        policy: Option<Rc<str>>,
+        rule: usize,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -74,7 +93,12 @@ impl fmt::Display for Refusal {
             Self::Malformed(why) => write!(f, "malformed path ({why})"),
             Self::PathParameters => f.write_str("path parameters (`;`) refused by strictPaths"),
             Self::NoRuleMatched => f.write_str("no rule matched"),
-            Self::RuleDenies(rule) => write!(f, "rule {rule} denies"),
+            Self::RuleDenies { policy: None, rule } => write!(f, "rule {rule} denies"),
+            // Debug formatting escapes the name, which the log line must not trust either.
+            Self::RuleDenies {
+                policy: Some(name),
+                rule,
+            } => write!(f, "rule {rule} of policy {name:?} denies"),
         }
     }
 }
@@ -88,7 +112,7 @@ impl Refusal {
                 headers: vec![("content-type", "text/plain".to_string())],
                 body: b"Bad Request: malformed path".to_vec(),
             },
-            Self::NoRuleMatched | Self::RuleDenies(_) => rbac_denied(deny_status),
+            Self::NoRuleMatched | Self::RuleDenies { .. } => rbac_denied(deny_status),
         }
     }
 }
@@ -100,8 +124,13 @@ pub enum Decision {
         rewrite_path: Option<String>,
     },
     Refuse(Refusal),
-    /// `dryRun`: would be refused, forwarded unchanged.
-    DryRunRefuse(Refusal),
+    /// Would be refused but is forwarded: by the plugin-wide `dryRun` (unchanged, `rewrite_path`
+    /// is `None`), or only by policies in `dryRun` (with `rewrite_path` as for `Allow`, since
+    /// the enforced policies allow the path as checked).
+    DryRunRefuse {
+        refusal: Refusal,
+        rewrite_path: Option<String>,
+    },
 }
 
 /// The counters of the plugin, one per outcome.
@@ -138,7 +167,7 @@ impl Decision {
             Self::Allow { .. } => Outcome::Allowed,
             Self::Refuse(Refusal::Malformed(_) | Refusal::PathParameters) => Outcome::Malformed,
             Self::Refuse(_) => Outcome::Denied,
-            Self::DryRunRefuse(_) => Outcome::DryRunDenied,
+            Self::DryRunRefuse { .. } => Outcome::DryRunDenied,
         }
     }
 }
@@ -165,20 +194,64 @@ impl Policy {
             path: &normalized.path,
             port: request.port,
         };
-        let matched = self.matcher.first_matching_rule(&info);
-        match (self.action, matched) {
-            (Action::Allow, None) => self.refuse(Refusal::NoRuleMatched),
-            (Action::Deny, Some(rule)) => self.refuse(Refusal::RuleDenies(rule)),
-            (Action::Allow, Some(_)) | (Action::Deny, None) => Decision::Allow {
-                rewrite_path: (normalized.changed && !self.dry_run)
-                    .then(|| normalized.request_path()),
-            },
+        if let Some(refusal) = self.evaluate(&info, |policy| !policy.dry_run) {
+            return self.refuse(refusal);
         }
+        let rewrite_path = (normalized.changed && !self.dry_run).then(|| normalized.request_path());
+        // The request is allowed; what the policies in dry run add is what the configuration
+        // would refuse once they are enforced too.
+        if self.policies.iter().any(|policy| policy.dry_run) {
+            if let Some(refusal) = self.evaluate(&info, |_| true) {
+                return Decision::DryRunRefuse {
+                    refusal,
+                    rewrite_path,
+                };
+            }
+        }
+        Decision::Allow { rewrite_path }
+    }
+
+    /// The operation matchers of all policies: the glue reads a header only if one looks at it.
+    pub fn matchers(&self) -> impl Iterator<Item = &OperationMatcher> {
+        self.policies.iter().map(|policy| &policy.matcher)
+    }
+
+    /// Istio's evaluation of the policies `counted` selects: the first matching DENY policy
+    /// refuses, whatever the ALLOW policies say; then, if there is an ALLOW policy, one of them
+    /// must match.
+    fn evaluate(
+        &self,
+        request: &RequestInfo<'_>,
+        counted: impl Fn(&AuthorizationPolicy) -> bool,
+    ) -> Option<Refusal> {
+        let counted = &counted;
+        let of_action = |action: Action| {
+            self.policies
+                .iter()
+                .filter(move |policy| policy.action == action && counted(policy))
+        };
+        let denied = of_action(Action::Deny).find_map(|policy| {
+            let rule = policy.matcher.first_matching_rule(request)?;
+            Some(Refusal::RuleDenies {
+                policy: policy.name.clone(),
+                rule,
+            })
+        });
+        if let Some(refusal) = denied {
+            return Some(refusal);
+        }
+        let mut allow = of_action(Action::Allow).peekable();
+        let has_allow_policy = allow.peek().is_some();
+        let allowed = allow.any(|policy| policy.matcher.first_matching_rule(request).is_some());
+        (has_allow_policy && !allowed).then_some(Refusal::NoRuleMatched)
     }
 
     fn refuse(&self, refusal: Refusal) -> Decision {
         if self.dry_run {
-            Decision::DryRunRefuse(refusal)
+            Decision::DryRunRefuse {
+                refusal,
+                rewrite_path: None,
+            }
         } else {
             Decision::Refuse(refusal)
         }
@@ -211,7 +284,7 @@ pub fn log_line(
     let (verdict, refusal) = match decision {
         Decision::Allow { .. } => return None,
         Decision::Refuse(refusal) => ("denied", refusal),
-        Decision::DryRunRefuse(refusal) => ("dry-run, would deny", refusal),
+        Decision::DryRunRefuse { refusal, .. } => ("dry-run, would deny", refusal),
     };
     Some(format!(
         "path-allowlist: {verdict} request_id={} method={} path={}: {refusal}",
@@ -233,7 +306,7 @@ mod tests {
     use crate::config::{compile, Config};
     use plugin_common::config::parse;
 
-    const SEED_001: &str = r#"{"action":"ALLOW","rules":[{"to":[{"operation":{"paths":
+    const KUBEFLOW_ALLOWLIST: &str = r#"{"action":"ALLOW","rules":[{"to":[{"operation":{"paths":
         ["/metrics","/healthz","/ready","/wait-for-drain","/v1/models/*","/v2/models/*"]}}]}]}"#;
 
     fn policy(json: &str) -> Policy {
@@ -255,9 +328,22 @@ mod tests {
 
     const PASS: Decision = Decision::Allow { rewrite_path: None };
 
+    /// A refusal by a rule of the top-level `action`/`rules`.
+    fn rule_denies(rule: usize) -> Refusal {
+        Refusal::RuleDenies { policy: None, rule }
+    }
+
+    /// A dry-run refusal, forwarded unchanged.
+    fn dry_run(refusal: Refusal) -> Decision {
+        Decision::DryRunRefuse {
+            refusal,
+            rewrite_path: None,
+        }
+    }
+
     #[test]
     fn kubeflow_allowed_paths_pass_unchanged() {
-        let p = policy(SEED_001);
+        let p = policy(KUBEFLOW_ALLOWLIST);
         for path in [
             "/metrics",
             "/healthz",
@@ -273,7 +359,7 @@ mod tests {
 
     #[test]
     fn kubeflow_other_paths_are_denied() {
-        let p = policy(SEED_001);
+        let p = policy(KUBEFLOW_ALLOWLIST);
         for path in [
             "/",
             "/admin",
@@ -301,7 +387,7 @@ mod tests {
 
     #[test]
     fn attacks_that_cannot_be_normalized_get_400() {
-        let p = policy(SEED_001);
+        let p = policy(KUBEFLOW_ALLOWLIST);
         for path in [
             "/v1/models/..%2F..%2Fadmin",
             "/v1/models/..%5C..%5Cadmin",
@@ -346,7 +432,7 @@ mod tests {
 
     #[test]
     fn normalized_allowed_path_is_rewritten_query_untouched() {
-        let p = policy(SEED_001);
+        let p = policy(KUBEFLOW_ALLOWLIST);
         for (path, rewritten) in [
             ("//v1//models/x", "/v1/models/x"),
             ("/v1/models/x/../y?a=../b", "/v1/models/y?a=../b"),
@@ -373,23 +459,16 @@ mod tests {
                 {"to":[{"operation":{"methods":["DELETE"],"paths":["/v1/models/*"]}}]}]}"#,
         );
         assert_eq!(decide(&p, "/v1/models/x"), PASS);
-        assert_eq!(
-            decide(&p, "/admin"),
-            Decision::Refuse(Refusal::RuleDenies(0))
-        );
+        assert_eq!(decide(&p, "/admin"), Decision::Refuse(rule_denies(0)));
         // Bypass attempts on a DENY rule: slashes merged, dots resolved, escapes decoded.
         for path in ["//admin", "/x/../admin", "/%61dmin", "/./admin/"] {
-            assert_eq!(
-                decide(&p, path),
-                Decision::Refuse(Refusal::RuleDenies(0)),
-                "{path}"
-            );
+            assert_eq!(decide(&p, path), Decision::Refuse(rule_denies(0)), "{path}");
         }
         let delete = Request {
             method: "DELETE",
             ..get("/v1/models/x")
         };
-        assert_eq!(p.decide(&delete), Decision::Refuse(Refusal::RuleDenies(1)));
+        assert_eq!(p.decide(&delete), Decision::Refuse(rule_denies(1)));
         // Methods match exactly, as in Istio.
         let lower = Request {
             method: "delete",
@@ -409,14 +488,11 @@ mod tests {
         let p = policy(
             r#"{"dryRun":true,"rules":[{"to":[{"operation":{"paths":["/v1/models/*"]}}]}]}"#,
         );
-        assert_eq!(
-            decide(&p, "/admin"),
-            Decision::DryRunRefuse(Refusal::NoRuleMatched)
-        );
+        assert_eq!(decide(&p, "/admin"), dry_run(Refusal::NoRuleMatched));
         assert_eq!(decide(&p, "/admin").outcome(), Outcome::DryRunDenied);
         assert_eq!(
             decide(&p, "/v1/models/%2F"),
-            Decision::DryRunRefuse(Refusal::Malformed(MalformedPath::EncodedSlash))
+            dry_run(Refusal::Malformed(MalformedPath::EncodedSlash))
         );
         assert_eq!(decide(&p, "//v1/models/x"), PASS);
     }
@@ -462,7 +538,7 @@ mod tests {
             (denied.status, denied.body.as_slice()),
             (403, &b"RBAC: access denied"[..])
         );
-        assert_eq!(Refusal::RuleDenies(0).reply(404).status, 404);
+        assert_eq!(rule_denies(0).reply(404).status, 404);
         let malformed = Refusal::Malformed(MalformedPath::EncodedSlash).reply(403);
         assert_eq!(malformed.status, 400);
     }
@@ -474,15 +550,12 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), Outcome::ALL.len());
         assert_eq!(PASS.outcome(), Outcome::Allowed);
-        assert_eq!(
-            Decision::Refuse(Refusal::RuleDenies(1)).outcome(),
-            Outcome::Denied
-        );
+        assert_eq!(Decision::Refuse(rule_denies(1)).outcome(), Outcome::Denied);
     }
 
     #[test]
     fn log_lines_escape_hostile_values() {
-        let decision = Decision::Refuse(Refusal::RuleDenies(2));
+        let decision = Decision::Refuse(rule_denies(2));
         let line = log_line(
             &decision,
             Some(b"abc-123"),
@@ -498,7 +571,7 @@ mod tests {
         let line = log_line(&decision, None, "GET", Some(&long)).unwrap();
         assert!(line.len() < 400, "{}", line.len());
         assert!(line.contains("request_id=\"-\""));
-        let dry = Decision::DryRunRefuse(Refusal::NoRuleMatched);
+        let dry = dry_run(Refusal::NoRuleMatched);
         assert!(log_line(&dry, None, "GET", None)
             .unwrap()
             .contains("dry-run, would deny"));
@@ -557,11 +630,7 @@ mod tests {
             "/admin/secret;*",
             "/v1/models/bert;v=1/internal",
         ] {
-            assert_eq!(
-                decide(&p, path),
-                Decision::Refuse(Refusal::RuleDenies(0)),
-                "{path}"
-            );
+            assert_eq!(decide(&p, path), Decision::Refuse(rule_denies(0)), "{path}");
         }
     }
 
@@ -576,11 +645,7 @@ mod tests {
             "/v1/models/x%3aexplain",
             "/v1/models/team%40prod/infer",
         ] {
-            assert_eq!(
-                decide(&p, path),
-                Decision::Refuse(Refusal::RuleDenies(0)),
-                "{path}"
-            );
+            assert_eq!(decide(&p, path), Decision::Refuse(rule_denies(0)), "{path}");
         }
         // What is allowed is forwarded in the form that was matched.
         assert_eq!(
@@ -607,7 +672,7 @@ mod tests {
             };
             assert_eq!(
                 p.decide(&request),
-                Decision::Refuse(Refusal::RuleDenies(0)),
+                Decision::Refuse(rule_denies(0)),
                 "{authority}"
             );
         }
@@ -633,9 +698,181 @@ mod tests {
         // A query may hold `;`, and `%3B` is a literal character of the segment.
         assert_eq!(decide(&strict, "/v1/models/x?a=1;b=2"), PASS);
         assert_eq!(decide(&strict, "/v1/models/x%3Bv"), PASS);
+        assert_eq!(decide(&strict, "/admin"), Decision::Refuse(rule_denies(0)));
+    }
+
+    /// Two ALLOW policies (models, probes) and a DENY policy on the models' internals, written
+    /// after them: Istio's order does not depend on the position in `policies`.
+    const POLICIES: &str = r#"{"policies":[
+        {"name":"models","rules":[{"to":[{"operation":{"paths":["/v1/models/*"]}}]}]},
+        {"name":"probes","action":"ALLOW","rules":[{"to":[{"operation":{"paths":["/healthz","/ready"]}}]}]},
+        {"name":"internal","action":"DENY","rules":[
+            {"to":[{"operation":{"methods":["DELETE"]}}]},
+            {"to":[{"operation":{"paths":["*/internal"]}}]}]}]}"#;
+
+    fn denied_by(policy: &str, rule: usize) -> Refusal {
+        Refusal::RuleDenies {
+            policy: Some(Rc::from(policy)),
+            rule,
+        }
+    }
+
+    #[test]
+    fn two_allow_policies_allow_their_union() {
+        let p = policy(POLICIES);
+        for path in [
+            "/v1/models/bert",
+            "/healthz",
+            "/ready",
+            "//v1/models/x/../bert",
+        ] {
+            assert!(matches!(decide(&p, path), Decision::Allow { .. }), "{path}");
+        }
+        for path in ["/", "/admin", "/v2/models/x", "/healthz/x"] {
+            assert_eq!(
+                decide(&p, path),
+                Decision::Refuse(Refusal::NoRuleMatched),
+                "{path}"
+            );
+        }
+        // As in the single-policy form, the path forwarded is the one checked.
         assert_eq!(
-            decide(&strict, "/admin"),
-            Decision::Refuse(Refusal::RuleDenies(0))
+            decide(&p, "//v1/models/bert"),
+            Decision::Allow {
+                rewrite_path: Some("/v1/models/bert".to_string())
+            }
         );
+    }
+
+    #[test]
+    fn a_matching_deny_policy_refuses_what_an_allow_policy_allows() {
+        let p = policy(POLICIES);
+        assert_eq!(
+            decide(&p, "/v1/models/bert/internal"),
+            Decision::Refuse(denied_by("internal", 1))
+        );
+        let delete = Request {
+            method: "DELETE",
+            ..get("/healthz")
+        };
+        assert_eq!(
+            p.decide(&delete),
+            Decision::Refuse(denied_by("internal", 0))
+        );
+        // The first DENY policy in configuration order names the refusal.
+        let two_deny = policy(
+            r#"{"policies":[
+                {"name":"a","action":"DENY","rules":[{"to":[{"operation":{"paths":["/x*"]}}]}]},
+                {"name":"b","action":"DENY","rules":[{"to":[{"operation":{"paths":["/x"]}}]}]}]}"#,
+        );
+        assert_eq!(decide(&two_deny, "/x"), Decision::Refuse(denied_by("a", 0)));
+    }
+
+    #[test]
+    fn deny_policies_alone_allow_everything_else() {
+        let p = policy(
+            r#"{"policies":[
+                {"action":"DENY","rules":[{"to":[{"operation":{"paths":["/admin*"]}}]}]},
+                {"action":"DENY","rules":[{"to":[{"operation":{"methods":["DELETE"]}}]}]}]}"#,
+        );
+        assert_eq!(decide(&p, "/v1/models/x"), PASS);
+        assert_eq!(decide(&p, "/anything"), PASS);
+        assert_eq!(
+            decide(&p, "//admin"),
+            Decision::Refuse(denied_by("policies[0]", 0))
+        );
+        let delete = Request {
+            method: "DELETE",
+            ..get("/v1/models/x")
+        };
+        assert_eq!(
+            p.decide(&delete),
+            Decision::Refuse(denied_by("policies[1]", 0))
+        );
+        // No policy at all: Istio allows; malformed paths are still refused.
+        let none = policy(r#"{"policies":[]}"#);
+        assert_eq!(decide(&none, "/admin"), PASS);
+        assert!(matches!(
+            decide(&none, "/a%2Fb"),
+            Decision::Refuse(Refusal::Malformed(_))
+        ));
+        // A DENY policy without rules denies nothing; an ALLOW one allows nothing.
+        let empty = policy(r#"{"policies":[{"action":"DENY"},{"name":"nothing"}]}"#);
+        assert_eq!(
+            decide(&empty, "/admin"),
+            Decision::Refuse(Refusal::NoRuleMatched)
+        );
+    }
+
+    #[test]
+    fn a_dry_run_policy_is_counted_but_does_not_refuse() {
+        let p = policy(
+            r#"{"policies":[
+                {"name":"models","rules":[{"to":[{"operation":{"paths":["/v1/models/*"]}}]}]},
+                {"name":"new-deny","action":"DENY","dryRun":true,
+                 "rules":[{"to":[{"operation":{"paths":["/v1/models/old*"]}}]}]}]}"#,
+        );
+        let decision = decide(&p, "/v1/models/old-bert");
+        assert_eq!(
+            decision,
+            Decision::DryRunRefuse {
+                refusal: denied_by("new-deny", 0),
+                rewrite_path: None
+            }
+        );
+        assert_eq!(decision.outcome(), Outcome::DryRunDenied);
+        let line = log_line(&decision, None, "GET", Some(b"/v1/models/old-bert")).unwrap();
+        assert!(
+            line.contains(r#"dry-run, would deny"#)
+                && line.ends_with(r#": rule 0 of policy "new-deny" denies"#),
+            "{line}"
+        );
+        // Only the plugin-wide dryRun forwards paths unnormalized: the enforced policies
+        // allowed the path as checked, so it is forwarded as checked.
+        assert_eq!(
+            decide(&p, "//v1/models/old-bert"),
+            Decision::DryRunRefuse {
+                refusal: denied_by("new-deny", 0),
+                rewrite_path: Some("/v1/models/old-bert".to_string())
+            }
+        );
+        // What the enforced policies refuse is refused, dry-run policies or not.
+        assert_eq!(
+            decide(&p, "/admin"),
+            Decision::Refuse(Refusal::NoRuleMatched)
+        );
+        assert_eq!(decide(&p, "/v1/models/bert"), PASS);
+    }
+
+    #[test]
+    fn a_dry_run_allow_policy_counts_what_no_allow_policy_would_allow() {
+        let alone = policy(
+            r#"{"policies":[{"name":"probes","dryRun":true,
+                "rules":[{"to":[{"operation":{"paths":["/healthz"]}}]}]}]}"#,
+        );
+        assert_eq!(decide(&alone, "/healthz"), PASS);
+        assert_eq!(decide(&alone, "/admin"), dry_run(Refusal::NoRuleMatched));
+        // Next to an enforced ALLOW policy, the union is what would be allowed.
+        let next_to_enforced = policy(
+            r#"{"policies":[
+                {"name":"models","rules":[{"to":[{"operation":{"paths":["/v1/models/*"]}}]}]},
+                {"name":"probes","dryRun":true,"rules":[{"to":[{"operation":{"paths":["/healthz"]}}]}]}]}"#,
+        );
+        assert_eq!(decide(&next_to_enforced, "/v1/models/x"), PASS);
+        assert_eq!(
+            decide(&next_to_enforced, "/healthz"),
+            Decision::Refuse(Refusal::NoRuleMatched)
+        );
+    }
+
+    #[test]
+    fn plugin_wide_dry_run_covers_every_policy() {
+        let p = policy(&POLICIES.replacen('{', r#"{"dryRun":true,"#, 1));
+        assert_eq!(decide(&p, "/admin"), dry_run(Refusal::NoRuleMatched));
+        assert_eq!(
+            decide(&p, "/v1/models/x/internal"),
+            dry_run(denied_by("internal", 1))
+        );
+        assert_eq!(decide(&p, "//v1/models/x"), PASS);
     }
 }
