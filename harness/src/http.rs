@@ -65,8 +65,10 @@ pub fn send_raw(authority: &str, wire: &[u8]) -> Result<Response> {
     stream.write_all(wire)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
+    // The answer to HEAD has no body, whatever its content-length says.
+    let head = wire.starts_with(b"HEAD ");
     loop {
-        if response_complete(&raw) {
+        if response_complete(&raw, head) {
             break;
         }
         match stream.read(&mut buf) {
@@ -81,11 +83,14 @@ pub fn send_raw(authority: &str, wire: &[u8]) -> Result<Response> {
     parse_response(&raw)
 }
 
-/// Whether `raw` holds a whole response according to its framing.
-fn response_complete(raw: &[u8]) -> bool {
+/// Whether `raw` holds a whole response according to its framing (`to_head`: it answers HEAD).
+fn response_complete(raw: &[u8], to_head: bool) -> bool {
     let Some(head_end) = find(raw, b"\r\n\r\n") else {
         return false;
     };
+    if to_head {
+        return true;
+    }
     let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
     let body = &raw[head_end + 4..];
     let status = head.split_whitespace().nth(1).unwrap_or_default();
@@ -193,20 +198,29 @@ mod tests {
     #[test]
     fn a_response_is_complete_when_its_framing_says_so() {
         assert!(!response_complete(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabc"
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabc",
+            false
         ));
         assert!(response_complete(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabcde"
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabcde",
+            false
         ));
         assert!(!response_complete(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+            false
         ));
         assert!(response_complete(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            false
         ));
-        assert!(response_complete(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        assert!(response_complete(b"HTTP/1.1 204 No Content\r\n\r\n", false));
         // No framing: only the close ends it.
-        assert!(!response_complete(b"HTTP/1.1 200 OK\r\n\r\nabc"));
+        assert!(!response_complete(b"HTTP/1.1 200 OK\r\n\r\nabc", false));
+        // The answer to HEAD ends with its head.
+        assert!(response_complete(
+            b"HTTP/1.1 403 Forbidden\r\ncontent-length: 19\r\n\r\n",
+            true
+        ));
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub struct Difference {
     pub request: Request,
     pub istio: Decision,
     pub plugin: Decision,
+    /// What each side answered (the start of the body): the reason of a refusal.
+    pub istio_said: String,
+    pub plugin_said: String,
     /// The documented reason, when the plugin differs on purpose.
     pub known: Option<&'static str>,
 }
@@ -199,6 +202,10 @@ impl Report {
             if let Some(reason) = items[0].known {
                 out.push_str(&format!("  why: {reason}\n"));
             }
+            out.push_str(&format!(
+                "  istio said {:?}, plugin said {:?}\n",
+                items[0].istio_said, items[0].plugin_said
+            ));
             for d in items.iter().take(show) {
                 out.push_str(&format!("  {}\n", d.request.to_line()));
             }
@@ -209,7 +216,24 @@ impl Report {
 
 /// Differences the plugins make on purpose: (plugin, what the request tried, the plugin's
 /// answer, why). A difference is documented only when all three match; everything else counts.
-pub const KNOWN_DIFFERENCES: &[(Target, &str, Decision, &str)] = &[];
+pub const KNOWN_DIFFERENCES: &[(Target, &str, Decision, &str)] = &[
+    (
+        Target::AuthGate,
+        "path: ",
+        Decision::Refused(400),
+        STRICTER_PATHS,
+    ),
+    (
+        Target::PathAllowlist,
+        "path: ",
+        Decision::Refused(400),
+        STRICTER_PATHS,
+    ),
+];
+
+/// Why the plugins answer 400 to some paths Envoy forwards to RBAC.
+const STRICTER_PATHS: &str = "when rules look at paths, the plugin refuses paths it cannot normalize safely \
+(escaped `/` or `\\`, `%25`, `..;`, `#`, controls) instead of matching a spelling upstreams may read differently";
 
 fn known(target: Target, d: &Difference) -> Option<&'static str> {
     KNOWN_DIFFERENCES
@@ -288,13 +312,15 @@ pub fn compare(
         differences: Vec::new(),
     };
     for request in requests {
-        let istio = decide(&reference, request)?;
-        let plugin = decide(&candidate, request)?;
+        let (istio, istio_said) = decide(&reference, request)?;
+        let (plugin, plugin_said) = decide(&candidate, request)?;
         if istio != plugin {
             let mut difference = Difference {
                 request: request.clone(),
                 istio,
                 plugin,
+                istio_said,
+                plugin_said,
                 known: None,
             };
             difference.known = known(options.target, &difference);
@@ -304,12 +330,15 @@ pub fn compare(
     Ok(report)
 }
 
-fn decide(envoy: &Envoy, request: &Request) -> Result<Decision> {
+fn decide(envoy: &Envoy, request: &Request) -> Result<(Decision, String)> {
     let authority = envoy.listener().to_string();
     let response = http::send_raw(&authority, &request.wire(&authority))?;
-    Ok(if response.status == 200 && response.body == b"forwarded" {
+    // Only the route answers 200 (the filters refuse with other codes); HEAD gets no body.
+    let decision = if response.status == 200 {
         Decision::Forwarded
     } else {
         Decision::Refused(response.status)
-    })
+    };
+    let said: String = response.text().chars().take(80).collect();
+    Ok((decision, said))
 }

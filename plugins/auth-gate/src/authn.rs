@@ -120,17 +120,17 @@ impl Authenticator {
         limits: &Limits,
         now: u64,
     ) -> Authentication {
-        // Each distinct (location, token) once, with the rules that read that location.
-        let mut found: Vec<(&Location, &str, Vec<usize>)> = Vec::new();
+        // Each location once, with the rules that read it; a location holds at most one token
+        // (Envoy reads the first), so a request cannot make the gate verify thousands.
+        let mut found: Vec<(&Location, String, Vec<usize>)> = Vec::new();
         for (index, rule) in self.rules.iter().enumerate() {
             for location in &rule.locations {
-                for token in location.tokens(request) {
-                    match found
-                        .iter_mut()
-                        .find(|(l, t, _)| *l == location && *t == token)
-                    {
-                        Some((_, _, rules)) => rules.push(index),
-                        None => found.push((location, token, vec![index])),
+                match found.iter_mut().find(|(l, _, _)| *l == location) {
+                    Some((_, _, rules)) => rules.push(index),
+                    None => {
+                        if let Some(token) = location.token(request) {
+                            found.push((location, token, vec![index]));
+                        }
                     }
                 }
             }
@@ -138,7 +138,7 @@ impl Authenticator {
         let mut primary = None;
         let mut token_headers = Vec::new();
         for (location, token, rules) in found {
-            let verified = match self.verify(token, &rules, remote, cache, limits, now) {
+            let verified = match self.verify(&token, &rules, remote, cache, limits, now) {
                 Ok(verified) => verified,
                 Err(outcome) => return outcome,
             };
@@ -196,8 +196,8 @@ impl Authenticator {
             },
         };
         let kid = unverified.kid.clone();
-        let identity = token::verify(token, unverified, &keys, &rule.audiences, limits, now)
-            .map_err(|failure| {
+        let identity =
+            token::verify(unverified, &keys, &rule.audiences, limits, now).map_err(|failure| {
                 if failure == JwtFailure::UnknownKid && matches!(rule.keys, KeySource::Remote(_)) {
                     // Keys may have rotated at the issuer: fetch again (rate limited).
                     log::debug!("auth-gate: unknown kid {kid:?} for {}", rule.issuer);
@@ -249,15 +249,14 @@ fn compile_rule(rule: &JwtRule, field: &str) -> Result<CompiledJwtRule, ConfigEr
             KeySource::Inline(Rc::new(parse_jwks(jwks).map_err(|r| error("jwks", &r))?))
         }
         (None, Some(uri)) => {
-            let cluster = rule.jwks_cluster.clone().ok_or_else(|| {
-                error(
-                    "jwksCluster",
-                    "required with jwksUri: the Envoy cluster that reaches the JWKS server",
-                )
-            })?;
             let (authority, path) = split_uri(uri).ok_or_else(|| {
                 error("jwksUri", "must be an http:// or https:// URL with a host")
             })?;
+            let cluster = match &rule.jwks_cluster {
+                Some(cluster) => cluster.clone(),
+                None => istio_cluster_name(uri, &authority)
+                    .ok_or_else(|| error("jwksUri", "the port is not a number"))?,
+            };
             let timeout_ms = match &rule.timeout {
                 Some(text) => parse_duration_ms(text)
                     .filter(|ms| *ms >= 1)
@@ -331,7 +330,12 @@ fn compile_rule(rule: &JwtRule, field: &str) -> Result<CompiledJwtRule, ConfigEr
     }
     Ok(CompiledJwtRule {
         issuer: rule.issuer.clone(),
-        audiences: rule.audiences.clone(),
+        // Compared as Envoy compares them: without scheme and trailing slash.
+        audiences: rule
+            .audiences
+            .iter()
+            .map(|aud| token::sanitize_audience(aud).to_string())
+            .collect(),
         keys,
         locations,
         output_payload_to_header: rule
@@ -372,6 +376,21 @@ fn split_uri(uri: &str) -> Option<(String, String)> {
     Some((authority.to_string(), path))
 }
 
+/// The cluster istiod creates for a service reached at `uri`: `outbound|<port>||<host>`, the
+/// port defaulting to the scheme's.
+fn istio_cluster_name(uri: &str, authority: &str) -> Option<String> {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            (host, port.parse::<u16>().ok()?)
+        }
+        _ => (
+            authority,
+            if uri.starts_with("https://") { 443 } else { 80 },
+        ),
+    };
+    Some(format!("outbound|{port}||{host}"))
+}
+
 /// Istio/protobuf durations: `1.5s`, `500ms`, `2m`, `1h` (also `us`/`ns`, rounded down).
 fn parse_duration_ms(text: &str) -> Option<u64> {
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
@@ -391,9 +410,13 @@ fn parse_duration_ms(text: &str) -> Option<u64> {
 }
 
 /// The string form of a claim for `outputClaimToHeaders`: strings as they are, numbers and
-/// booleans printed; other types are not copied (as Envoy's `claim_to_headers`).
+/// booleans printed; other types are not copied (as Envoy's `claim_to_headers`). A dotted name
+/// (`user.tier`) is a nested claim, as Envoy reads it.
 pub fn claim_header_value(identity: &Identity, claim: &str) -> Option<String> {
-    match identity.claims.get(claim)? {
+    let mut names = claim.split('.');
+    let first = identity.claims.get(names.next()?)?;
+    let value = names.try_fold(first, |value, name| value.get(name))?;
+    match value {
         serde_json::Value::String(text) => Some(text.clone()),
         serde_json::Value::Number(number) => Some(number.to_string()),
         serde_json::Value::Bool(flag) => Some(flag.to_string()),
@@ -449,9 +472,9 @@ pub(crate) mod tests {
         )
     }
 
-    fn principal(outcome: &Authentication) -> Option<&str> {
+    fn principal(outcome: &Authentication) -> Option<String> {
         match outcome {
-            Authentication::Verified { primary, .. } => Some(primary.identity.principal.as_str()),
+            Authentication::Verified { primary, .. } => primary.identity.principal(),
             _ => None,
         }
     }
@@ -477,14 +500,20 @@ pub(crate) mod tests {
         let token = pair.sign(claims()).unwrap();
         let bearer = format!("Bearer {token}");
         let outcome = run(&auth, &[(":path", "/"), ("authorization", &bearer)]);
-        assert_eq!(principal(&outcome), Some("https://dex.example.com/alice"));
+        assert_eq!(
+            principal(&outcome).as_deref(),
+            Some("https://dex.example.com/alice")
+        );
         let Authentication::Verified { token_headers, .. } = outcome else {
             unreachable!()
         };
         assert_eq!(token_headers, ["authorization"]);
         let path = format!("/x?access_token={token}");
         let outcome = run(&auth, &[(":path", &path)]);
-        assert_eq!(principal(&outcome), Some("https://dex.example.com/alice"));
+        assert_eq!(
+            principal(&outcome).as_deref(),
+            Some("https://dex.example.com/alice")
+        );
     }
 
     #[test]
@@ -526,18 +555,23 @@ pub(crate) mod tests {
                 "{outcome:?}"
             );
         }
-        // Duplicated Authorization headers: the forged one fails the request.
-        let outcome = run(
-            &auth,
-            &[
-                ("authorization", &format!("Bearer {good}")),
-                ("authorization", &format!("Bearer {forged}")),
-            ],
-        );
-        assert!(matches!(
-            outcome,
-            Authentication::Failed(JwtFailure::BadSignature)
-        ));
+        // Duplicated Authorization headers are read joined, as Envoy reads them: the tokens
+        // run together and fail.
+        let twice = |first: &str, second: &str| {
+            run(
+                &auth,
+                &[
+                    ("authorization", &format!("Bearer {first}")),
+                    ("authorization", &format!("Bearer {second}")),
+                ],
+            )
+        };
+        for (first, second) in [(&good, &forged), (&forged, &good), (&good, &good)] {
+            assert!(matches!(
+                twice(first, second),
+                Authentication::Failed(JwtFailure::Malformed)
+            ));
+        }
         // The same valid token in both places is fine.
         let path = format!("/p?access_token={good}");
         let outcome = run(
@@ -593,7 +627,7 @@ pub(crate) mod tests {
         let bearer = format!("Bearer {token}");
         assert_eq!(
             principal(&run(&auth, &[("authorization", &bearer)])),
-            Some("https://b/alice")
+            Some("https://b/alice".to_string())
         );
         // Signed by a's key but claiming to be from b: b's keys refuse it.
         let token = a.sign(claims().with_issuer("https://b")).unwrap();
@@ -674,10 +708,6 @@ pub(crate) mod tests {
                 "jwtRules[0].jwks",
             ),
             (
-                json!([{"issuer": "i", "jwksUri": "https://x/k"}]),
-                "jwtRules[0].jwksCluster",
-            ),
-            (
                 json!([{"issuer": "i", "jwksUri": "ftp://x/k", "jwksCluster": "c"}]),
                 "jwtRules[0].jwksUri",
             ),
@@ -730,6 +760,26 @@ pub(crate) mod tests {
         assert_eq!(parse_duration_ms("2m"), Some(120_000));
         assert_eq!(parse_duration_ms("250ms"), Some(250));
         assert_eq!(parse_duration_ms("s"), None);
+        // Without jwksCluster, the cluster istiod creates for the service of the URI.
+        let cluster = |uri: &str| {
+            let auth = authenticator(json!([{"issuer": "i", "jwksUri": uri}])).unwrap();
+            match &auth.rules[0].keys {
+                KeySource::Remote(remote) => remote.cluster.clone(),
+                KeySource::Inline(_) => unreachable!(),
+            }
+        };
+        assert_eq!(
+            cluster("http://dex.auth.svc.cluster.local:5556/dex/keys"),
+            "outbound|5556||dex.auth.svc.cluster.local"
+        );
+        assert_eq!(
+            cluster("https://idp.example.com/keys"),
+            "outbound|443||idp.example.com"
+        );
+        assert_eq!(
+            cluster("http://idp.example.com"),
+            "outbound|80||idp.example.com"
+        );
     }
 
     #[test]

@@ -87,7 +87,8 @@ mod tests {
 
     fn identity(expires_at: Option<u64>) -> Rc<Identity> {
         Rc::new(Identity {
-            principal: "iss/sub".into(),
+            issuer: Some("iss".into()),
+            subject: Some("sub".into()),
             audiences: vec![],
             presenter: None,
             claims: Map::new(),

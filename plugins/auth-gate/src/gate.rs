@@ -10,17 +10,18 @@ use crate::policy::{Attributes, Verdict};
 use crate::request::RequestView;
 use crate::token::JwtFailure;
 use plugin_common::deny::{rbac_denied, LocalReply};
-use plugin_common::istio::{normalize_path, MalformedPath, RequestInfo};
+use plugin_common::istio::{normalize_path, MalformedPath, NormalizedPath, RequestInfo};
 use std::net::IpAddr;
 
-/// Envoy jwt_authn's 401 bodies.
+/// Envoy jwt_authn's 401 bodies, and its 403 for a token of another audience.
 pub const JWT_INVALID_BODY: &str = "Jwt verification fails";
 pub const JWKS_FETCH_FAILED_BODY: &str = "Jwks remote fetch is failed";
+pub const AUDIENCE_NOT_ALLOWED_BODY: &str = "Audiences in Jwt are not allowed";
 
 #[derive(Debug, PartialEq)]
 pub enum Decision {
     Forward(Forward),
-    /// 401 `Jwt verification fails`.
+    /// 401 `Jwt verification fails` (403 for a token of another audience, as Envoy).
     Unauthenticated {
         failure: JwtFailure,
         www_authenticate: String,
@@ -64,12 +65,13 @@ impl Decision {
                 failure,
                 www_authenticate,
             } => {
-                let body = match failure {
-                    JwtFailure::KeysUnavailable => JWKS_FETCH_FAILED_BODY,
-                    _ => JWT_INVALID_BODY,
+                let (status, body) = match failure {
+                    JwtFailure::KeysUnavailable => (401, JWKS_FETCH_FAILED_BODY),
+                    JwtFailure::AudienceNotAllowed => (403, AUDIENCE_NOT_ALLOWED_BODY),
+                    _ => (401, JWT_INVALID_BODY),
                 };
                 Some(text(
-                    401,
+                    status,
                     body,
                     vec![("www-authenticate", www_authenticate.clone())],
                 ))
@@ -103,9 +105,21 @@ pub fn decide(
     cache: &mut TokenCache,
     now: u64,
 ) -> Decision {
-    let normalized = match normalize_path(request.path(), config.path_normalization) {
-        Ok(normalized) => normalized,
-        Err(malformed) => return Decision::BadPath(malformed),
+    // The path matters only to rules on paths: without them, nothing is refused or rewritten
+    // for its spelling (Envoy's connection manager already did what Istio asks of it).
+    let raw_path = request.path();
+    let normalized = if config.policies.uses_paths() {
+        match normalize_path(raw_path, config.path_normalization) {
+            Ok(normalized) => normalized,
+            Err(malformed) => return Decision::BadPath(malformed),
+        }
+    } else {
+        let (path, query) = raw_path.split_at(raw_path.find('?').unwrap_or(raw_path.len()));
+        NormalizedPath {
+            path: path.to_string(),
+            suffix: query.to_string(),
+            changed: false,
+        }
     };
     let authentication =
         config
@@ -168,7 +182,7 @@ pub fn decide(
                 forward.set_headers.push((header.clone(), value));
             }
         }
-        forward.principal = Some(identity.principal.clone());
+        forward.principal = identity.principal();
     }
     Decision::Forward(forward)
 }

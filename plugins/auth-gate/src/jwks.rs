@@ -6,9 +6,8 @@ use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jwt_simple::algorithms::{
     ES256PublicKey, ES384PublicKey, Ed25519PublicKey, HS256Key, HS384Key, HS512Key, MACLike as _,
     PS256PublicKey, PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey, RS512PublicKey,
+    RSAPublicKey,
 };
-use jwt_simple::claims::{JWTClaims, NoCustomClaims};
-use jwt_simple::common::VerificationOptions;
 use jwt_simple::prelude::{ECDSAP256PublicKeyLike as _, ECDSAP384PublicKeyLike as _};
 use jwt_simple::prelude::{EdDSAPublicKeyLike as _, RSAPublicKeyLike as _};
 use serde_json::Value;
@@ -57,28 +56,80 @@ impl VerifyingKey {
         }
     }
 
-    /// Checks the signature (and the header's `alg`, again, inside jwt-simple) and `exp`.
-    pub fn verify(
-        &self,
-        token: &str,
-        options: VerificationOptions,
-    ) -> Result<JWTClaims<NoCustomClaims>, jwt_simple::Error> {
-        let options = Some(options);
+    /// Whether `signature` signs `signing_input` (`<header>.<payload>` as the token spells
+    /// them) under this key and its one algorithm.
+    pub fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        use superboring::hash::MessageDigest;
+        use superboring::rsa::Padding;
+        let rsa = |key: &RSAPublicKey, digest: MessageDigest, padding: Padding| {
+            rsa_verifies(key, digest, padding, signing_input, signature)
+        };
+        let mac = |tag: Vec<u8>| tag.len() == signature.len() && ct_codecs::verify(&tag, signature);
         match self {
-            Self::Rs256(key) => key.verify_token(token, options),
-            Self::Rs384(key) => key.verify_token(token, options),
-            Self::Rs512(key) => key.verify_token(token, options),
-            Self::Ps256(key) => key.verify_token(token, options),
-            Self::Ps384(key) => key.verify_token(token, options),
-            Self::Ps512(key) => key.verify_token(token, options),
-            Self::Es256(key) => key.verify_token(token, options),
-            Self::Es384(key) => key.verify_token(token, options),
-            Self::EdDsa(key) => key.verify_token(token, options),
-            Self::Hs256(key) => key.verify_token(token, options),
-            Self::Hs384(key) => key.verify_token(token, options),
-            Self::Hs512(key) => key.verify_token(token, options),
+            Self::Rs256(key) => rsa(key.public_key(), MessageDigest::sha256(), Padding::PKCS1),
+            Self::Rs384(key) => rsa(key.public_key(), MessageDigest::sha384(), Padding::PKCS1),
+            Self::Rs512(key) => rsa(key.public_key(), MessageDigest::sha512(), Padding::PKCS1),
+            Self::Ps256(key) => rsa(
+                key.public_key(),
+                MessageDigest::sha256(),
+                Padding::PKCS1_PSS,
+            ),
+            Self::Ps384(key) => rsa(
+                key.public_key(),
+                MessageDigest::sha384(),
+                Padding::PKCS1_PSS,
+            ),
+            Self::Ps512(key) => rsa(
+                key.public_key(),
+                MessageDigest::sha512(),
+                Padding::PKCS1_PSS,
+            ),
+            Self::Es256(key) => p256::ecdsa::Signature::try_from(signature).is_ok_and(|sig| {
+                use p256::ecdsa::signature::Verifier as _;
+                key.public_key()
+                    .as_ref()
+                    .verify(signing_input, &sig)
+                    .is_ok()
+            }),
+            Self::Es384(key) => p384::ecdsa::Signature::try_from(signature).is_ok_and(|sig| {
+                use p384::ecdsa::signature::Verifier as _;
+                key.public_key()
+                    .as_ref()
+                    .verify(signing_input, &sig)
+                    .is_ok()
+            }),
+            Self::EdDsa(key) => {
+                ed25519_compact::Signature::from_slice(signature).is_ok_and(|sig| {
+                    key.public_key()
+                        .as_ref()
+                        .verify(signing_input, &sig)
+                        .is_ok()
+                })
+            }
+            Self::Hs256(key) => mac(key.authentication_tag(signing_input)),
+            Self::Hs384(key) => mac(key.authentication_tag(signing_input)),
+            Self::Hs512(key) => mac(key.authentication_tag(signing_input)),
         }
     }
+}
+
+/// PKCS#1 v1.5 or PSS verification, as jwt-simple does it for its RSA keys.
+fn rsa_verifies(
+    key: &RSAPublicKey,
+    digest: superboring::hash::MessageDigest,
+    padding: superboring::rsa::Padding,
+    signing_input: &[u8],
+    signature: &[u8],
+) -> bool {
+    let Ok(pkey) = superboring::pkey::PKey::from_rsa(key.as_ref().clone()) else {
+        return false;
+    };
+    let Ok(mut verifier) = superboring::sign::Verifier::new(digest, &pkey) else {
+        return false;
+    };
+    verifier.set_rsa_padding(padding).is_ok()
+        && verifier.update(signing_input).is_ok()
+        && verifier.verify(signature).unwrap_or(false)
 }
 
 /// One usable key of a set.
@@ -95,9 +146,9 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Keys that may verify a token whose header says `alg` and `kid`. A token with a `kid` is
-    /// checked only against keys with that `kid`; a token without one against every key of its
-    /// algorithm (as Envoy does).
+    /// Keys that may verify a token whose header says `alg` and `kid`, as Envoy picks them: a
+    /// key is skipped only when both it and the token have a `kid` and they differ (a key
+    /// without `kid` is tried for every token), or when it serves another algorithm.
     pub fn candidates<'a>(
         &'a self,
         alg: &'a str,
@@ -105,15 +156,18 @@ impl KeySet {
     ) -> impl Iterator<Item = &'a Key> + 'a {
         self.keys.iter().filter(move |key| {
             key.key.algorithm() == alg
-                && match kid {
-                    Some(kid) => key.kid.as_deref() == Some(kid),
-                    None => true,
+                && match (kid, key.kid.as_deref()) {
+                    (Some(wanted), Some(has)) => wanted == has,
+                    _ => true,
                 }
         })
     }
 
-    pub fn has_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|key| key.kid.as_deref() == Some(kid))
+    /// Whether some key could serve a token with this `kid`, whatever its algorithm.
+    pub fn has_key_for_kid(&self, kid: Option<&str>) -> bool {
+        self.keys
+            .iter()
+            .any(|key| kid.is_none() || key.kid.is_none() || key.kid.as_deref() == kid)
     }
 }
 
@@ -309,7 +363,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn candidates_follow_kid() {
+    fn candidates_follow_kid_and_keys_without_kid_serve_every_token() {
         let a = ES256KeyPair::generate().with_key_id("a");
         let b = ES256KeyPair::generate().with_key_id("b");
         let set = parse_jwks(&jwks_of(&[
@@ -320,6 +374,14 @@ pub(crate) mod tests {
         assert_eq!(set.candidates("ES256", Some("b")).count(), 1);
         assert_eq!(set.candidates("ES256", Some("c")).count(), 0);
         assert_eq!(set.candidates("ES256", None).count(), 2);
-        assert!(set.has_kid("a") && !set.has_kid("c"));
+        let kidless = ES256KeyPair::generate();
+        let set = parse_jwks(&jwks_of(&[
+            a.public_key().to_jwk(),
+            kidless.public_key().to_jwk(),
+        ]))
+        .unwrap();
+        // As Envoy: a key without `kid` is tried whatever the token's `kid` (rotated keys).
+        assert_eq!(set.candidates("ES256", Some("rotated")).count(), 1);
+        assert_eq!(set.candidates("ES256", Some("a")).count(), 2);
     }
 }

@@ -56,8 +56,8 @@ struct CompiledRule {
 }
 
 struct CompiledSource {
-    request_principals: Option<StringSet>,
-    not_request_principals: Option<StringSet>,
+    request_principals: Option<PrincipalSet>,
+    not_request_principals: Option<PrincipalSet>,
     remote_ip_blocks: Option<Vec<IpBlock>>,
     not_remote_ip_blocks: Option<Vec<IpBlock>>,
 }
@@ -68,19 +68,108 @@ struct CompiledCondition {
     not_values: Option<Values>,
 }
 
-/// The `values` / `notValues` of a condition: Istio strings, or IP blocks for `remote.ip`.
+/// The `values` / `notValues` of a condition: Istio strings, IP blocks for `remote.ip`,
+/// request principals for `request.auth.principal`.
 enum Values {
     Strings(ValueSet),
     IpBlocks(Vec<IpBlock>),
+    Principals(PrincipalSet),
 }
 
 impl Values {
-    fn matches(&self, value: &str) -> bool {
+    /// Whether one of the attribute's values (`candidates`) matches.
+    fn match_any(&self, candidates: &[String], identity: Option<&Identity>) -> bool {
         match self {
-            Values::Strings(set) => set.matches(value),
-            Values::IpBlocks(blocks) => crate::ip::parse_address(value)
-                .is_some_and(|ip| blocks.iter().any(|block| block.contains(ip))),
+            Values::Strings(set) => candidates.iter().any(|value| set.matches(value)),
+            Values::IpBlocks(blocks) => candidates.iter().any(|value| {
+                crate::ip::parse_address(value)
+                    .is_some_and(|ip| blocks.iter().any(|block| block.contains(ip)))
+            }),
+            Values::Principals(set) => set.matches(identity),
         }
+    }
+}
+
+/// One side of a request principal: Istio's `*` here means "present and non-empty".
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PrincipalPart {
+    NonEmpty,
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+}
+
+impl PrincipalPart {
+    fn matches(&self, value: Option<&str>) -> bool {
+        match (self, value) {
+            (_, None) => false,
+            (Self::NonEmpty, Some(v)) => !v.is_empty(),
+            (Self::Exact(e), Some(v)) => v == e,
+            (Self::Prefix(p), Some(v)) => v.starts_with(p.as_str()),
+            (Self::Suffix(s), Some(v)) => v.ends_with(s.as_str()),
+        }
+    }
+}
+
+/// Request principals (`<iss>/<sub>` with Istio's `*` forms), matched as istiod translates
+/// them: the value split at its last `/` (issuers are URLs), the token's `iss` and `sub`
+/// matched separately, both required. `*` is any token with a non-empty `iss` and `sub`; a
+/// value without `/` is an issuer with an empty `sub`.
+struct PrincipalSet(Vec<(PrincipalPart, PrincipalPart)>);
+
+impl PrincipalSet {
+    fn compile(values: &[String], field: &str) -> Result<Self, ConfigError> {
+        if values.is_empty() {
+            return Err(ConfigError::new(field, "must not be empty when present"));
+        }
+        values
+            .iter()
+            .enumerate()
+            .map(|(k, value)| {
+                if value.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{field}[{k}]"),
+                        "empty value is not allowed",
+                    ));
+                }
+                Ok(principal_pattern(value))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    fn matches(&self, identity: Option<&Identity>) -> bool {
+        let Some(identity) = identity else {
+            return false;
+        };
+        let (iss, sub) = (identity.issuer.as_deref(), identity.subject.as_deref());
+        self.0.iter().any(|(i, s)| i.matches(iss) && s.matches(sub))
+    }
+}
+
+fn principal_pattern(value: &str) -> (PrincipalPart, PrincipalPart) {
+    use PrincipalPart::{Exact, NonEmpty, Prefix, Suffix};
+    let split = value.rfind('/').map(|at| (&value[..at], &value[at + 1..]));
+    if value == "*" {
+        return (NonEmpty, NonEmpty);
+    }
+    if let Some(rest) = value.strip_prefix('*') {
+        return match split {
+            Some(("*", sub)) => (NonEmpty, Exact(sub.into())),
+            Some((iss, sub)) => (Suffix(iss[1..].into()), Exact(sub.into())),
+            None => (NonEmpty, Suffix(rest.into())),
+        };
+    }
+    if let Some(rest) = value.strip_suffix('*') {
+        return match split {
+            Some((iss, "*")) => (Exact(iss.into()), NonEmpty),
+            Some((iss, sub)) => (Exact(iss.into()), Prefix(sub[..sub.len() - 1].into())),
+            None => (Prefix(rest.into()), NonEmpty),
+        };
+    }
+    match split {
+        Some((iss, sub)) => (Exact(iss.into()), Exact(sub.into())),
+        None => (Exact(value.into()), Exact(String::new())),
     }
 }
 
@@ -227,6 +316,15 @@ impl Policies {
             .any(|policy| policy.operations.uses_ports())
     }
 
+    /// Whether any operation looks at the path (only then must it be normalized, and a path
+    /// that cannot be is refused).
+    pub fn uses_paths(&self) -> bool {
+        self.deny
+            .iter()
+            .chain(&self.allow)
+            .any(|policy| policy.operations.uses_paths())
+    }
+
     /// Whether any rule looks at the client address (only then is it looked up).
     pub fn uses_remote_ip(&self) -> bool {
         self.deny.iter().chain(&self.allow).any(|policy| {
@@ -267,12 +365,11 @@ impl CompiledPolicy {
 
 impl CompiledRule {
     fn matches(&self, attributes: &Attributes<'_>) -> bool {
-        let principal = attributes.identity.map(|id| id.principal.as_str());
         (self.sources.is_empty()
             || self
                 .sources
                 .iter()
-                .any(|s| s.matches(principal, attributes.remote_ip)))
+                .any(|s| s.matches(attributes.identity, attributes.remote_ip)))
             && self.conditions.iter().all(|c| c.matches(attributes))
     }
 }
@@ -313,7 +410,7 @@ fn compile_source(source: &Source, field: &str) -> Result<CompiledSource, Config
     let principals = |values: &Option<Vec<String>>, name: &str| {
         values
             .as_ref()
-            .map(|values| StringSet::compile(values, Case::Sensitive, &format!("{field}.{name}")))
+            .map(|values| PrincipalSet::compile(values, &format!("{field}.{name}")))
             .transpose()
     };
     Ok(CompiledSource {
@@ -328,8 +425,8 @@ fn compile_source(source: &Source, field: &str) -> Result<CompiledSource, Config
 const DIRECT_PEER_UNAVAILABLE: &str = "the direct peer address is not visible to a Wasm plugin; use remoteIpBlocks / remote.ip (the client address Envoy resolved, which is the peer when no trusted proxy is configured)";
 
 impl CompiledSource {
-    fn matches(&self, principal: Option<&str>, remote_ip: Option<IpAddr>) -> bool {
-        let in_set = |set: &StringSet| principal.is_some_and(|p| set.matches(p));
+    fn matches(&self, identity: Option<&Identity>, remote_ip: Option<IpAddr>) -> bool {
+        let in_set = |set: &PrincipalSet| set.matches(identity);
         let in_blocks = |blocks: &Vec<IpBlock>| {
             remote_ip.is_some_and(|ip| blocks.iter().any(|b| b.contains(ip)))
         };
@@ -367,6 +464,9 @@ fn compile_condition(condition: &Condition, field: &str) -> Result<CompiledCondi
             .as_ref()
             .map(|values| match attribute {
                 Attribute::RemoteIp => compile_ip_blocks(values, &field).map(Values::IpBlocks),
+                Attribute::Principal => {
+                    PrincipalSet::compile(values, &field).map(Values::Principals)
+                }
                 _ => ValueSet::compile(values, constant_time, &field).map(Values::Strings),
             })
             .transpose()
@@ -394,7 +494,13 @@ fn parse_key(key: &str) -> Result<Attribute, String> {
         if name.is_empty() || name.contains(['[', ']']) {
             return Err(format!("`{key}`: expected request.headers[<name>]"));
         }
-        return Ok(Attribute::Header(name.to_ascii_lowercase()));
+        // Envoy keeps `Host` as `:authority` and its header matchers read `host` as that.
+        let name = name.to_ascii_lowercase();
+        return Ok(Attribute::Header(if name == "host" {
+            ":authority".to_string()
+        } else {
+            name
+        }));
     }
     if let Some(path) = key.strip_prefix("request.auth.claims") {
         let names = path
@@ -429,7 +535,7 @@ impl CompiledCondition {
     /// An absent attribute matches no `values` and every `notValues`.
     fn matches(&self, attributes: &Attributes<'_>) -> bool {
         let candidates = self.attribute.values(attributes);
-        let any_in = |set: &Values| candidates.iter().any(|value| set.matches(value));
+        let any_in = |set: &Values| set.match_any(&candidates, attributes.identity);
         self.values.as_ref().is_none_or(any_in)
             && self.not_values.as_ref().is_none_or(|set| !any_in(set))
     }
@@ -439,11 +545,14 @@ impl Attribute {
     fn values(&self, attributes: &Attributes<'_>) -> Vec<String> {
         let identity = attributes.identity;
         match self {
-            Attribute::Header(name) => attributes.request.joined(name).into_iter().collect(),
-            Attribute::Principal => identity
-                .map(|id| id.principal.clone())
-                .into_iter()
+            // Each header line on its own, as Envoy's header matcher reads a repeated header.
+            Attribute::Header(name) => attributes
+                .request
+                .values(name)
+                .map(str::to_string)
                 .collect(),
+            // Matched on `iss` and `sub` by `Values::Principals`.
+            Attribute::Principal => Vec::new(),
             Attribute::Audiences => identity.map(|id| id.audiences.clone()).unwrap_or_default(),
             Attribute::Presenter => identity
                 .and_then(|id| id.presenter.clone())
@@ -473,21 +582,17 @@ impl Attribute {
     }
 }
 
-/// A claim as strings: a string (split on spaces when the claim is space-delimited; the whole
-/// string also counts), or each string of a list. Other JSON types match nothing, as in Istio.
+/// A claim as strings: a string (its words when the claim is space-delimited), or each string
+/// of a list. Other JSON types match nothing, as in Istio.
 fn claim_strings(value: Option<&Value>, split: bool) -> Vec<String> {
     match value {
-        Some(Value::String(text)) => {
-            let mut values = vec![text.clone()];
-            if split {
-                values.extend(
-                    text.split(' ')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string),
-                );
-            }
-            values
-        }
+        // Envoy turns a space-delimited claim into the list of its words.
+        Some(Value::String(text)) if split => text
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(text)) => vec![text.clone()],
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(Value::as_str)
@@ -516,9 +621,12 @@ mod tests {
             .unwrap()
     }
 
+    /// A verified token of `principal` (`<iss>/<sub>`, split at the last `/`).
     fn identity(principal: &str, claims: serde_json::Value) -> Identity {
+        let (issuer, subject) = principal.rsplit_once('/').unwrap_or((principal, ""));
         Identity {
-            principal: principal.to_string(),
+            issuer: Some(issuer.to_string()),
+            subject: Some(subject.to_string()),
             audiences: vec!["kserve".into(), "other".into()],
             presenter: Some("web-ui".into()),
             claims: claims.as_object().cloned().unwrap_or_default(),
@@ -576,6 +684,17 @@ mod tests {
             ("X-TEST", "istio-is-cool"),
         ];
         assert_eq!(verdict(&p, &ok, None), Verdict::Allowed);
+        // Envoy's header matcher looks at each line of a repeated header: one matching line
+        // is enough, wherever it is.
+        for lines in [
+            ["a", "istio-is-cool", "b"],
+            ["istio-is-cool", "a", "b"],
+            ["a", "b", "istio-is-cool"],
+        ] {
+            let mut headers = vec![(":method", "POST"), (":path", predict)];
+            headers.extend(lines.iter().map(|v| ("X-Test", *v)));
+            assert_eq!(verdict(&p, &headers, None), Verdict::Allowed, "{headers:?}");
+        }
         for headers in [
             vec![(":method", "POST"), (":path", predict)],
             vec![
@@ -589,12 +708,11 @@ mod tests {
                 ("x-test", "istio-is-cool-not"),
             ],
             vec![(":method", "POST"), (":path", predict), ("x-test", "")],
-            // A second value joins as `a,istio-is-cool`, which is not the value.
+            // One line holding two values is not the value.
             vec![
                 (":method", "POST"),
                 (":path", predict),
-                ("x-test", "a"),
-                ("x-test", "istio-is-cool"),
+                ("x-test", "a,istio-is-cool"),
             ],
             // Right header, other path.
             vec![
@@ -760,8 +878,13 @@ mod tests {
             vec![(":method", "GET"), (":authority", host), (":path", path)]
         };
         assert_eq!(
-            verdict(&p, &get("api.EXAMPLE.com:443", "/x"), Some(&alice)),
+            verdict(&p, &get("api.EXAMPLE.com", "/x"), Some(&alice)),
             deny_get
+        );
+        // As in Istio, the host pattern is matched on the whole `:authority`, port included.
+        assert_eq!(
+            verdict(&p, &get("api.example.com:443", "/x"), Some(&alice)),
+            Verdict::Allowed
         );
         assert_eq!(
             verdict(&p, &get("api.example.com", "/healthz"), None),

@@ -51,8 +51,7 @@ impl RequestView {
 /// One place a token may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    /// `name` lowercase; the value must start with `prefix` (ASCII case-insensitive, so
-    /// `bearer x` is read like `Bearer x`), which is stripped.
+    /// `name` lowercase; the token follows `prefix` (see [`Location::token`]).
     Header {
         name: String,
         prefix: String,
@@ -74,50 +73,78 @@ impl Location {
         ]
     }
 
-    /// Every token at this location. A header repeated, a parameter or cookie given twice,
-    /// yields each occurrence: all of them must verify.
-    pub fn tokens<'a>(&'a self, request: &'a RequestView) -> Vec<&'a str> {
-        let tokens: Vec<&str> = match self {
-            Location::Header { name, prefix } => request
-                .values(name)
-                .filter_map(|value| strip_prefix_ignore_case(value, prefix))
-                .collect(),
-            Location::Param(name) => query_values(request.path(), name).collect(),
+    /// The token at this location, as Envoy's jwt_authn extractor finds it: for a header, its
+    /// values joined with `,`, then what follows the first `prefix` (case-sensitive, anywhere
+    /// in the value: `Basic x, Bearer <token>` works); for a query parameter or a cookie, the
+    /// first one of that name, names and values percent-decoded. One token per location.
+    pub fn token(&self, request: &RequestView) -> Option<String> {
+        let token = match self {
+            Location::Header { name, prefix } => after_prefix(&request.joined(name)?, prefix)?,
+            Location::Param(name) => query_value(request.path(), name)?,
             Location::Cookie(name) => request
                 .values("cookie")
-                .flat_map(|header| cookie_values(header, name))
-                .collect(),
+                .find_map(|header| cookie_value(header, name))?
+                .to_string(),
         };
-        tokens
-            .into_iter()
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .collect()
+        (!token.is_empty()).then_some(token)
     }
 }
 
-fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = value.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| value.get(prefix.len()..))
-        .flatten()
-}
-
-/// Raw values of query parameter `name` (tokens are base64url, which needs no decoding).
-fn query_values<'a>(path: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    let query = path
-        .split_once('?')
-        .map(|(_, query)| query)
-        .unwrap_or_default();
-    let query = query.split_once('#').map_or(query, |(query, _)| query);
-    query.split('&').filter_map(move |pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then_some(value)
+/// What Envoy 1.40 takes as the token after the prefix: from the first base64url character or
+/// dot to the end of the value (what follows the token stays in it and fails its checks:
+/// `Bearer a.b.c, x` and two `Authorization` lines are refused), or the whole value when no
+/// such character follows. Without a prefix, the whole value.
+fn after_prefix(value: &str, prefix: &str) -> Option<String> {
+    if prefix.is_empty() {
+        return Some(value.to_string());
+    }
+    let rest = &value[value.find(prefix)? + prefix.len()..];
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    Some(match rest.find(is_token_char) {
+        Some(start) => rest[start..].to_string(),
+        None => value.to_string(),
     })
 }
 
-fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    header.split(';').filter_map(move |pair| {
+/// The first value of query parameter `name`, both percent-decoded as Envoy decodes them (so
+/// `%61ccess_token` is `access_token`).
+fn query_value(path: &str, name: &str) -> Option<String> {
+    let query = path.split_once('?').map(|(_, query)| query)?;
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == name).then(|| percent_decode(value))
+    })
+}
+
+/// `%XX` decoded; a `%` not followed by two hex digits stays as it is. Bytes that are not
+/// UTF-8 are replaced (such a token can never verify anyway).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
         let (key, value) = pair.trim().split_once('=')?;
         (key == name).then(|| value.trim_matches('"'))
     })
@@ -143,44 +170,89 @@ pub(crate) mod tests {
             (":path", "/v1/x?a=1&access_token=tok.en.q&b"),
             ("Authorization", "Bearer aaa.bbb.ccc"),
         ]);
-        assert_eq!(header.tokens(&req), ["aaa.bbb.ccc"]);
-        assert_eq!(param.tokens(&req), ["tok.en.q"]);
-        // Case of the scheme and of the header name does not matter.
-        let req = request(&[("AUTHORIZATION", "bearer  aaa.bbb.ccc ")]);
-        assert_eq!(header.tokens(&req), ["aaa.bbb.ccc"]);
+        assert_eq!(header.token(&req).as_deref(), Some("aaa.bbb.ccc"));
+        assert_eq!(param.token(&req).as_deref(), Some("tok.en.q"));
+        // The header name is case-insensitive, the prefix is not (as in Envoy).
+        let req = request(&[("AUTHORIZATION", "Bearer  aaa.bbb.ccc")]);
+        assert_eq!(header.token(&req).as_deref(), Some("aaa.bbb.ccc"));
+        assert_eq!(
+            header.token(&request(&[("authorization", "bearer a.b.c")])),
+            None
+        );
     }
 
     #[test]
-    fn other_schemes_and_empty_values_are_no_token() {
+    fn the_prefix_is_found_anywhere_and_the_token_is_the_run_after_it() {
         let [header, _] = <[Location; 2]>::try_from(Location::istio_defaults()).unwrap();
-        for value in ["Basic dXNlcjpwYXNz", "Bearer ", "Bearer", "", "Bearerx.y.z"] {
-            assert!(
-                header
-                    .tokens(&request(&[("authorization", value)]))
-                    .is_empty(),
-                "{value}"
-            );
+        let token = |value: &str| header.token(&request(&[("authorization", value)]));
+        assert_eq!(
+            token("Basic dXNlcjpwYXNz, Bearer a.b.c").as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(token("Bearer \t a.b.c").as_deref(), Some("a.b.c"));
+        // The rest of the value stays in the token (which then fails), as in Envoy 1.40.
+        assert_eq!(
+            token("Bearer a.b.c, Bearer x.y.z").as_deref(),
+            Some("a.b.c, Bearer x.y.z")
+        );
+        assert_eq!(token("Bearer a.b.c;").as_deref(), Some("a.b.c;"));
+        // Nothing token-like after the prefix: Envoy takes the whole value (then refuses it).
+        assert_eq!(token("Bearer ").as_deref(), Some("Bearer "));
+        for missing in ["Basic dXNlcjpwYXNz", "Bearer", "", "Bearerx.y.z"] {
+            assert_eq!(token(missing), None, "{missing}");
         }
+        // Repeated headers are joined first: both tokens end up in one, which fails.
+        let req = request(&[
+            ("authorization", "Bearer one.a.b"),
+            ("Authorization", "Bearer two.a.b"),
+        ]);
+        assert_eq!(
+            header.token(&req).as_deref(),
+            Some("one.a.b,Bearer two.a.b")
+        );
+        let req = request(&[
+            ("authorization", "Basic x"),
+            ("Authorization", "Bearer two.a.b"),
+        ]);
+        assert_eq!(header.token(&req).as_deref(), Some("two.a.b"));
     }
 
     #[test]
-    fn repeated_headers_params_and_cookies_yield_every_token() {
-        let header = Location::Header {
-            name: "x-token".into(),
-            prefix: String::new(),
-        };
-        let req = request(&[("x-token", "one"), ("X-Token", "two")]);
-        assert_eq!(header.tokens(&req), ["one", "two"]);
-        let param = Location::Param("t".into());
-        let req = request(&[(":path", "/p?t=one&tt=no&t=two#t=frag")]);
-        assert_eq!(param.tokens(&req), ["one", "two"]);
+    fn params_and_cookies_give_their_first_value_decoded() {
+        let param = Location::Param("access_token".into());
+        let token = |path: &str| param.token(&request(&[(":path", path)]));
+        assert_eq!(
+            token("/p?tt=no&access_token=one&access_token=two#x").as_deref(),
+            Some("one")
+        );
+        assert_eq!(token("/p?%61ccess_token=a.b.c").as_deref(), Some("a.b.c"));
+        assert_eq!(token("/p?%61CCESS_token=a.b.c"), None);
+        assert_eq!(
+            token("/p?access_token=a%2Eb%2ec%zz").as_deref(),
+            Some("a.b.c%zz")
+        );
+        assert_eq!(token("/p?access_token="), None);
+        assert_eq!(token("/p"), None);
         let cookie = Location::Cookie("session".into());
         let req = request(&[
             ("cookie", "a=1; session=\"one\"; other=x"),
             ("cookie", "session=two"),
             ("cookie", "xsession=no"),
         ]);
-        assert_eq!(cookie.tokens(&req), ["one", "two"]);
+        assert_eq!(cookie.token(&req).as_deref(), Some("one"));
+    }
+
+    #[test]
+    fn thousands_of_parameters_cost_one_scan() {
+        let mut path = "/p?".to_string();
+        for _ in 0..3000 {
+            path.push_str("access_token=a.b.c&");
+        }
+        let param = Location::Param("access_token".into());
+        assert_eq!(
+            param.token(&request(&[(":path", &path)])).as_deref(),
+            Some("a.b.c")
+        );
     }
 
     #[test]

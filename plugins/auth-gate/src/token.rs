@@ -3,10 +3,6 @@
 //! `iss` exact, `aud` any-of. Every failure is a [`JwtFailure`] (a 401), never a panic.
 
 use crate::jwks::{KeySet, SUPPORTED_ALGORITHMS};
-use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
-use jwt_simple::common::VerificationOptions;
-use jwt_simple::prelude::Duration;
-use jwt_simple::JWTError;
 use serde_json::{Map, Value};
 
 /// Why a present token was refused. `as_str` names the counter and the log reason.
@@ -61,12 +57,19 @@ pub struct Limits {
     pub max_token_bytes: usize,
 }
 
-/// What a token says about itself before it is trusted: enough to pick the rule and the key.
+/// What a token says about itself before it is trusted: enough to pick the rule and the key,
+/// and the registered claims already read the way Envoy reads them.
 #[derive(Debug)]
 pub struct UnverifiedToken {
     pub algorithm: String,
     pub kid: Option<String>,
     pub claims: Map<String, Value>,
+    /// `<header>.<payload>` as the token spells them: what the signature signs.
+    signing_input: String,
+    signature: Vec<u8>,
+    expires_at: Option<u64>,
+    not_before: Option<u64>,
+    audiences: Vec<String>,
 }
 
 impl UnverifiedToken {
@@ -78,8 +81,10 @@ impl UnverifiedToken {
 /// A verified token: who the request comes from, for policies and output headers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
-    /// `<iss>/<sub>`, Istio's request principal.
-    pub principal: String,
+    /// `iss` and `sub` (strings when present): Istio matches a request principal `<iss>/<sub>`
+    /// on each part, not on the joined string.
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
     pub audiences: Vec<String>,
     /// The `azp` claim.
     pub presenter: Option<String>,
@@ -89,19 +94,34 @@ pub struct Identity {
     pub expires_at: Option<u64>,
 }
 
-/// Splits and decodes the header and payload. Does not trust anything yet.
+impl Identity {
+    /// `<iss>/<sub>` when the token has both (for logs).
+    pub fn principal(&self) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.issuer.as_ref()?,
+            self.subject.as_ref()?
+        ))
+    }
+}
+
+/// Splits and decodes the token as Envoy's jwt_authn parses it: three non-empty parts, `alg` a
+/// supported algorithm, `kid` a string, `iss`/`sub`/`jti` strings, `iat`/`nbf`/`exp` integers
+/// in 0..2^64 (fractions dropped), `aud` a string or a list of strings. Other header fields
+/// (`typ`, `crit`) and other claims (`nonce`...) are not looked at, as in Envoy. Does not trust
+/// anything yet.
 pub fn decode(token: &str, limits: &Limits) -> Result<UnverifiedToken, JwtFailure> {
     if token.len() > limits.max_token_bytes {
         return Err(JwtFailure::TooLarge);
     }
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(_signature), None) =
+    let mut parts = token.split('.').filter(|part| !part.is_empty());
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwtFailure::Malformed);
     };
-    let header = decode_json_object(header)?;
-    let claims = decode_json_object(payload)?;
+    let header = decode_json_object(header_b64)?;
+    let claims = decode_json_object(payload_b64)?;
     let algorithm = header
         .get("alg")
         .and_then(Value::as_str)
@@ -115,70 +135,14 @@ pub fn decode(token: &str, limits: &Limits) -> Result<UnverifiedToken, JwtFailur
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err(JwtFailure::Malformed),
     };
-    Ok(UnverifiedToken {
-        algorithm: algorithm.to_string(),
-        kid,
-        claims,
-    })
-}
-
-fn decode_json_object(segment: &str) -> Result<Map<String, Value>, JwtFailure> {
-    let bytes =
-        Base64UrlSafeNoPadding::decode_to_vec(segment, None).map_err(|_| JwtFailure::Malformed)?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(JwtFailure::Malformed),
-    }
-}
-
-/// Verifies `token` (already decoded into `unverified`) with the keys and audiences of its rule.
-pub fn verify(
-    token: &str,
-    unverified: UnverifiedToken,
-    keys: &KeySet,
-    audiences: &[String],
-    limits: &Limits,
-    now: u64,
-) -> Result<Identity, JwtFailure> {
-    let kid = unverified.kid.as_deref();
-    if let Some(kid) = kid {
-        if !keys.has_kid(kid) {
-            return Err(JwtFailure::UnknownKid);
-        }
-    }
-    let mut failure = JwtFailure::AlgorithmNotAllowed;
-    let mut verified = false;
-    for key in keys.candidates(&unverified.algorithm, kid) {
-        let options = VerificationOptions {
-            // Envoy does not check `iat`; `nbf` is checked below with the same skew.
-            accept_future: true,
-            time_tolerance: Some(Duration::from_secs(limits.clock_skew_seconds)),
-            artificial_time: Some(Duration::from_secs(now)),
-            max_token_length: Some(limits.max_token_bytes),
-            ..VerificationOptions::default()
-        };
-        match key.key.verify(token, options) {
-            Ok(_) => {
-                verified = true;
-                break;
-            }
-            Err(error) => failure = classify(&error),
-        }
-    }
-    if !verified {
-        return Err(failure);
-    }
-    let claims = unverified.claims;
-    let expires_at = numeric_date(&claims, "exp")?;
-    if expires_at.is_some_and(|exp| now > exp.saturating_add(limits.clock_skew_seconds)) {
-        return Err(JwtFailure::Expired);
-    }
-    if numeric_date(&claims, "nbf")?
-        .is_some_and(|nbf| nbf > now.saturating_add(limits.clock_skew_seconds))
+    if ["iss", "sub", "jti"]
+        .iter()
+        .any(|name| claims.get(*name).is_some_and(|v| !v.is_string()))
     {
-        return Err(JwtFailure::NotYetValid);
+        return Err(JwtFailure::Malformed);
     }
-    let token_audiences = match claims.get("aud") {
+    numeric_date(&claims, "iat")?;
+    let audiences = match claims.get("aud") {
         None => Vec::new(),
         Some(Value::String(aud)) => vec![aud.clone()],
         Some(Value::Array(list)) => list
@@ -188,58 +152,143 @@ pub fn verify(
             .ok_or(JwtFailure::Malformed)?,
         Some(_) => return Err(JwtFailure::Malformed),
     };
-    if !audiences.is_empty() && !token_audiences.iter().any(|aud| audiences.contains(aud)) {
-        return Err(JwtFailure::AudienceNotAllowed);
-    }
-    let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default();
-    let principal = format!("{}/{}", text("iss"), text("sub"));
-    let presenter = claims
-        .get("azp")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let payload = token.split('.').nth(1).unwrap_or_default().to_string();
-    Ok(Identity {
-        principal,
-        audiences: token_audiences,
-        presenter,
+    Ok(UnverifiedToken {
+        algorithm: algorithm.to_string(),
+        kid,
+        expires_at: numeric_date(&claims, "exp")?,
+        not_before: numeric_date(&claims, "nbf")?,
+        audiences,
         claims,
-        payload,
-        expires_at,
+        signing_input: format!("{header_b64}.{payload_b64}"),
+        signature: base64url_decode(signature_b64).ok_or(JwtFailure::Malformed)?,
     })
 }
 
-/// `exp`/`nbf` must be numbers when present (a string date is malformed, not "no expiry").
+fn decode_json_object(segment: &str) -> Result<Map<String, Value>, JwtFailure> {
+    let bytes = base64url_decode(segment).ok_or(JwtFailure::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(JwtFailure::Malformed),
+    }
+}
+
+/// base64url as Envoy decodes JWT segments: padding optional, and the unused low bits of the
+/// last character ignored (a strict decoder would refuse tokens Envoy accepts).
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut buffer = 0u32;
+    let mut bits = 0u32;
+    for byte in text.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    // One leftover character holds 6 bits: not a whole byte, not base64.
+    (bits < 6).then_some(out)
+}
+
+/// `iat`/`nbf`/`exp` as Envoy reads them: absent, or a number in 0..2^64 (fractions dropped).
+/// Anything else (a string date, a negative or huge number) is malformed, never "no expiry".
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, JwtFailure> {
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
     match claims.get(name) {
         None => Ok(None),
         Some(value) => match value.as_u64() {
             Some(seconds) => Ok(Some(seconds)),
             None => value
                 .as_f64()
-                .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+                .filter(|seconds| (0.0..TWO_POW_64).contains(seconds))
                 .map(|seconds| Some(seconds as u64))
                 .ok_or(JwtFailure::Malformed),
         },
     }
 }
 
-fn classify(error: &jwt_simple::Error) -> JwtFailure {
-    match error.downcast_ref::<JWTError>() {
-        Some(JWTError::TokenHasExpired) => JwtFailure::Expired,
-        Some(JWTError::TokenTooLong) => JwtFailure::TooLarge,
-        // Header fields jwt-simple refuses (`crit`, a `typ` other than JWT), bad encoding.
-        Some(
-            JWTError::UnknownCriticalExtension
-            | JWTError::NotJWT
-            | JWTError::CompactEncodingError
-            | JWTError::HeaderTooLarge
-            | JWTError::MissingSalt,
-        ) => JwtFailure::Malformed,
-        // Claims jwt-simple cannot read (a string `exp`) fail after the signature was checked.
-        None if error.downcast_ref::<serde_json::Error>().is_some() => JwtFailure::Malformed,
-        // A wrong signature; one of the wrong length fails inside the crypto backend instead.
-        _ => JwtFailure::BadSignature,
+/// An audience as Envoy compares it: without `http://`/`https://` and one trailing `/`.
+pub fn sanitize_audience(audience: &str) -> &str {
+    let bare = audience
+        .strip_prefix("http://")
+        .or_else(|| audience.strip_prefix("https://"))
+        .unwrap_or(audience);
+    bare.strip_suffix('/').unwrap_or(bare)
+}
+
+/// Verifies a decoded token with the keys and (sanitized) audiences of its rule, in Envoy's
+/// order: time, audience, key, signature.
+pub fn verify(
+    unverified: UnverifiedToken,
+    keys: &KeySet,
+    audiences: &[String],
+    limits: &Limits,
+    now: u64,
+) -> Result<Identity, JwtFailure> {
+    let skew = limits.clock_skew_seconds;
+    if unverified
+        .not_before
+        .is_some_and(|nbf| now.saturating_add(skew) < nbf)
+    {
+        return Err(JwtFailure::NotYetValid);
     }
+    // `exp: 0` means no expiry, as in Envoy.
+    if unverified
+        .expires_at
+        .is_some_and(|exp| exp != 0 && now > exp.saturating_add(skew))
+    {
+        return Err(JwtFailure::Expired);
+    }
+    if !audiences.is_empty()
+        && !unverified.audiences.iter().any(|aud| {
+            audiences
+                .iter()
+                .any(|allowed| allowed == sanitize_audience(aud))
+        })
+    {
+        return Err(JwtFailure::AudienceNotAllowed);
+    }
+    let kid = unverified.kid.as_deref();
+    let mut candidates = keys.candidates(&unverified.algorithm, kid).peekable();
+    if candidates.peek().is_none() {
+        // Envoy's "no key to match kid or alg"; counted apart so that only an unknown `kid`
+        // (keys rotated at the issuer) asks for a new fetch.
+        return Err(if keys.has_key_for_kid(kid) {
+            JwtFailure::AlgorithmNotAllowed
+        } else {
+            JwtFailure::UnknownKid
+        });
+    }
+    let signing_input = unverified.signing_input.as_bytes();
+    if !candidates.any(|key| key.key.verifies(signing_input, &unverified.signature)) {
+        return Err(JwtFailure::BadSignature);
+    }
+    let claims = unverified.claims;
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
+    let payload = unverified
+        .signing_input
+        .split_once('.')
+        .map(|(_, payload)| payload.to_string())
+        .unwrap_or_default();
+    Ok(Identity {
+        issuer: text("iss"),
+        subject: text("sub"),
+        presenter: text("azp"),
+        audiences: unverified.audiences,
+        payload,
+        expires_at: unverified.expires_at,
+        claims,
+    })
 }
 
 #[cfg(test)]
@@ -298,7 +347,11 @@ pub(crate) mod tests {
     ) -> Result<Identity, JwtFailure> {
         let audiences: Vec<String> = audiences.iter().map(|a| a.to_string()).collect();
         let unverified = decode(token, &LIMITS)?;
-        verify(token, unverified, set, &audiences, &LIMITS, now)
+        let audiences: Vec<String> = audiences
+            .iter()
+            .map(|a| sanitize_audience(a).to_string())
+            .collect();
+        verify(unverified, set, &audiences, &LIMITS, now)
     }
 
     fn rsa_setup() -> (RS256KeyPair, KeySet) {
@@ -370,7 +423,10 @@ pub(crate) mod tests {
         ];
         for token in &tokens {
             let identity = check(token, &set, &["kserve"], NOW).unwrap();
-            assert_eq!(identity.principal, "https://dex.example.com/alice");
+            assert_eq!(
+                identity.principal().as_deref(),
+                Some("https://dex.example.com/alice")
+            );
             assert_eq!(identity.audiences, ["kserve"]);
             assert_eq!(identity.expires_at, Some(NOW + 3600));
             assert_eq!(identity.payload, token.split('.').nth(1).unwrap());
@@ -387,11 +443,14 @@ pub(crate) mod tests {
             r#"{"alg":"None","kid":"rsa-1"}"#,
             r#"{"alg":"NONE"}"#,
         ] {
-            let token = format!("{}.{payload}.", b64(header.as_bytes()));
+            let token = format!("{}.{payload}.c2ln", b64(header.as_bytes()));
             assert_eq!(
                 check(&token, &set, &[], NOW),
                 Err(JwtFailure::AlgorithmNotAllowed)
             );
+            // Without a signature it is not even a JWT (Envoy skips empty parts).
+            let token = format!("{}.{payload}.", b64(header.as_bytes()));
+            assert_eq!(check(&token, &set, &[], NOW), Err(JwtFailure::Malformed));
         }
     }
 
@@ -556,19 +615,33 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn critical_header_extensions_are_refused() {
+    fn header_fields_envoy_ignores_do_not_refuse_a_token() {
         let secret = b"a shared secret of 32 bytes.....";
         let set = parse_jwks(&jwks_of(&[format!(
             r#"{{"kty":"oct","k":"{}"}}"#,
             b64(secret)
         )]))
         .unwrap();
-        let header = b64(br#"{"alg":"HS256","crit":["exp"],"exp":1}"#);
-        let payload = b64(format!(r#"{{"iss":"{ISSUER}"}}"#).as_bytes());
-        let signed = format!("{header}.{payload}");
-        let tag = HS256Key::from_bytes(secret).authentication_tag(signed.as_bytes());
-        let token = format!("{signed}.{}", b64(&tag));
-        assert_eq!(check(&token, &set, &[], NOW), Err(JwtFailure::Malformed));
+        // Envoy's jwt_authn reads neither `crit` nor `typ`, nor claims it does not use.
+        for (header, payload) in [
+            (
+                r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+                format!(r#"{{"iss":"{ISSUER}"}}"#),
+            ),
+            (
+                r#"{"alg":"HS256","typ":"JOSE"}"#,
+                format!(r#"{{"iss":"{ISSUER}"}}"#),
+            ),
+            (
+                r#"{"alg":"HS256"}"#,
+                format!(r#"{{"iss":"{ISSUER}","nonce":5}}"#),
+            ),
+        ] {
+            let signed = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+            let tag = HS256Key::from_bytes(secret).authentication_tag(signed.as_bytes());
+            let token = format!("{signed}.{}", b64(&tag));
+            assert!(check(&token, &set, &[], NOW).is_ok(), "{header} {payload}");
+        }
     }
 
     #[test]

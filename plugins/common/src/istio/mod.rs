@@ -34,6 +34,6 @@ pub mod string_match;
 mod trie;
 
 pub use normalize::{normalize_path, MalformedPath, NormalizedPath, PathNormalization};
-pub use operation::{host_without_port, Operation, OperationMatcher, RequestInfo, To};
+pub use operation::{Operation, OperationMatcher, RequestInfo, To};
 pub use path::{PathPattern, PathSet};
 pub use string_match::{Case, StringPattern, StringSet};

@@ -57,29 +57,12 @@ pub struct Operation {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestInfo<'a> {
     pub method: &'a str,
-    /// The `:authority` as received (port and case are dealt with here); `None` when absent.
+    /// The `:authority` as received (case is dealt with here); `None` when absent.
     pub host: Option<&'a str>,
     /// The normalized path without query or fragment ([`super::normalize_path`]).
     pub path: &'a str,
     /// The destination port; `None` when unknown (then `ports` never match).
     pub port: Option<u16>,
-}
-
-/// `host:port`, `[v6]:port` or `host` → the host part, without one trailing `.`: Envoy's
-/// `strip_trailing_host_dot` treats `admin.example.com.` as `admin.example.com`, and so must a
-/// rule on `hosts`, or the dot walks past a DENY.
-pub fn host_without_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => authority.get(..=end).unwrap_or(authority),
-            None => authority,
-        };
-    }
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
-    };
-    host.strip_suffix('.').unwrap_or(host)
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +94,8 @@ pub struct OperationMatcher {
     uses_methods: bool,
     /// Whether some operation has `hosts` / `notHosts`.
     uses_hosts: bool,
+    /// Whether some operation has `paths` / `notPaths`.
+    uses_paths: bool,
 }
 
 fn non_empty<T>(
@@ -159,6 +144,7 @@ impl OperationMatcher {
             uses_ports: false,
             uses_methods: false,
             uses_hosts: false,
+            uses_paths: false,
         };
         for (rule, to_list) in rules.into_iter().enumerate() {
             if to_list.is_empty() {
@@ -216,6 +202,7 @@ impl OperationMatcher {
         self.uses_ports |= compiled.ports.is_some() || compiled.not_ports.is_some();
         self.uses_methods |= compiled.methods.is_some() || compiled.not_methods.is_some();
         self.uses_hosts |= compiled.hosts.is_some() || compiled.not_hosts.is_some();
+        self.uses_paths |= !op.paths.is_empty() || !op.not_paths.is_empty();
         let parsed = parse_patterns(&op.paths, &format!("{field}.paths"), mode)?;
         if parsed.is_empty() {
             self.without_paths.push(id);
@@ -260,6 +247,11 @@ impl OperationMatcher {
         self.uses_hosts
     }
 
+    /// Whether some operation looks at the path; callers need not normalize it otherwise.
+    pub fn uses_paths(&self) -> bool {
+        self.uses_paths
+    }
+
     /// The first rule whose `to` matches the request, without collecting the others: operations
     /// are checked only while they could still beat the best rule found so far.
     pub fn first_matching_rule(&self, request: &RequestInfo<'_>) -> Option<usize> {
@@ -280,14 +272,15 @@ impl OperationMatcher {
     }
 }
 
-/// The request host without port or trailing dot, lowercased once per request (host patterns
-/// are compiled in lowercase); borrowed when it is already lowercase.
+/// The request's `:authority` as received, lowercased once per request (host patterns are
+/// compiled in lowercase); borrowed when it is already lowercase. Port and trailing dot stay:
+/// istiod matches `hosts` on the whole `:authority` (`example.com` does not match
+/// `example.com:8080`; write `example.com:*` for that), and so does this matcher.
 struct LowercaseHost<'a>(Option<Cow<'a, str>>);
 
 impl<'a> LowercaseHost<'a> {
     fn of(request: &RequestInfo<'a>) -> Self {
-        Self(request.host.map(|authority| {
-            let host = host_without_port(authority);
+        Self(request.host.map(|host| {
             if host.bytes().any(|b| b.is_ascii_uppercase()) {
                 Cow::Owned(host.to_ascii_lowercase())
             } else {
@@ -417,15 +410,21 @@ mod tests {
     }
 
     #[test]
-    fn hosts_case_insensitive_port_ignored_wildcards() {
+    fn hosts_case_insensitive_on_the_whole_authority_as_istio() {
         let m = matcher(
-            r#"[[{"operation":{"hosts":["Bert-Model.default.example.com","*.corp.example","api.*"]}}]]"#,
+            r#"[[{"operation":{"hosts":["Bert-Model.default.example.com","*.corp.example","api.*","gw.example:*"]}}]]"#,
         );
         for (host, expected) in [
             (Some("bert-model.default.example.com"), true),
-            (Some("BERT-MODEL.DEFAULT.EXAMPLE.COM:8080"), true),
-            (Some("x.corp.example:443"), true),
-            (Some("api.anything"), true),
+            (Some("BERT-MODEL.DEFAULT.EXAMPLE.COM"), true),
+            // istiod does not strip the port or a trailing dot: neither does the matcher.
+            (Some("bert-model.default.example.com:8080"), false),
+            (Some("bert-model.default.example.com."), false),
+            (Some("x.corp.example"), true),
+            (Some("x.corp.example:443"), false),
+            (Some("api.anything:8080"), true),
+            (Some("gw.example:8443"), true),
+            (Some("gw.example"), false),
             (Some("corp.example"), false),
             (Some("bert-model.default.example.com.evil.io"), false),
             (Some("evil.io:bert-model.default.example.com"), false),
@@ -436,50 +435,14 @@ mod tests {
         }
         let not = matcher(r#"[[{"operation":{"notHosts":["admin.example.com"]}}]]"#);
         assert_eq!(
-            not.first_matching_rule(&req("GET", Some("ADMIN.example.com:80"), "/")),
+            not.first_matching_rule(&req("GET", Some("ADMIN.example.com"), "/")),
             None
         );
         assert_eq!(
-            not.first_matching_rule(&req("GET", Some("www.example.com"), "/")),
+            not.first_matching_rule(&req("GET", Some("admin.example.com:80"), "/")),
             Some(0)
         );
         assert_eq!(not.first_matching_rule(&req("GET", None, "/")), Some(0));
-    }
-
-    #[test]
-    fn host_port_stripping() {
-        assert_eq!(host_without_port("a.b:8080"), "a.b");
-        assert_eq!(host_without_port("a.b"), "a.b");
-        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
-        assert_eq!(host_without_port("[::1]"), "[::1]");
-        assert_eq!(host_without_port("a.b:x"), "a.b:x");
-        assert_eq!(host_without_port("a.b:"), "a.b");
-    }
-
-    #[test]
-    fn trailing_host_dot_is_stripped_like_envoy() {
-        assert_eq!(host_without_port("a.b."), "a.b");
-        assert_eq!(host_without_port("a.b.:443"), "a.b");
-        // Only one dot, as Envoy's `strip_trailing_host_dot`.
-        assert_eq!(host_without_port("a.b.."), "a.b.");
-        let deny =
-            matcher(r#"[[{"operation":{"hosts":["admin.example.com","*.internal.example"]}}]]"#);
-        for authority in [
-            "admin.example.com.",
-            "ADMIN.example.com.:443",
-            "x.internal.example.",
-        ] {
-            assert_eq!(
-                deny.first_matching_rule(&req("GET", Some(authority), "/")),
-                Some(0),
-                "{authority}"
-            );
-        }
-        let not = matcher(r#"[[{"operation":{"notHosts":["admin.example.com"]}}]]"#);
-        assert_eq!(
-            not.first_matching_rule(&req("GET", Some("admin.example.com.:80"), "/")),
-            None
-        );
     }
 
     #[test]
@@ -493,7 +456,8 @@ mod tests {
         );
         for (method, host, path, expected) in [
             ("POST", None, "/a/x", vec![0, 1, 3, 4]),
-            ("GET", Some("h.EXAMPLE:1"), "/a/x", vec![1, 2, 3, 4]),
+            ("GET", Some("h.EXAMPLE"), "/a/x", vec![1, 2, 3, 4]),
+            ("GET", Some("h.EXAMPLE:1"), "/a/x", vec![1, 3, 4]),
             ("GET", None, "/b", vec![3, 4]),
         ] {
             let request = req(method, host, path);
@@ -532,6 +496,9 @@ mod tests {
         assert_eq!(m.matching_rules(&unknown), vec![1]);
         assert!(m.uses_ports());
         assert!(!matcher(r#"[[{"operation":{"paths":["/"]}}]]"#).uses_ports());
+        assert!(matcher(r#"[[{"operation":{"paths":["/"]}}]]"#).uses_paths());
+        assert!(matcher(r#"[[{"operation":{"notPaths":["/"]}}]]"#).uses_paths());
+        assert!(!m.uses_paths());
     }
 
     #[test]
