@@ -436,9 +436,18 @@ fn run_diff(args: &[String]) -> ExitCode {
         }
     };
     match diff::run(&options) {
-        Ok(report) => {
-            print!("{}", report.render(options.show));
-            if report.unexplained().next().is_some() {
+        Ok(runs) => {
+            let mut differ = false;
+            for run in &runs {
+                let unexplained = run.report.unexplained().next().is_some();
+                differ |= unexplained;
+                println!("== {}", run.title);
+                if unexplained && options.istio.is_none() {
+                    println!("{}", run.resources.to_yaml());
+                }
+                print!("{}", run.report.render(options.show));
+            }
+            if differ {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

@@ -105,6 +105,86 @@ impl Resources {
         }
     }
 
+    /// The resources a plugin's `pluginConfig` stands for: auth-gate's `jwtRules` and
+    /// `policies`, path-allowlist's `policies` or its single `action`/`rules` policy.
+    pub fn from_plugin_config(config: &Value) -> Result<Self> {
+        let mut resources = Resources::default();
+        if let Some(rules) = config.get("jwtRules") {
+            let rules = rules
+                .as_array()
+                .ok_or_else(|| Error("jwtRules: expected a list".into()))?;
+            resources.jwt_rules.extend(rules.iter().cloned());
+        }
+        let specs: Vec<Value> = match config.get("policies") {
+            Some(Value::Array(policies)) => policies.clone(),
+            Some(_) => return Err(Error("policies: expected a list".into())),
+            None if config.get("rules").is_some() || config.get("action").is_some() => {
+                let mut spec = json!({});
+                for field in ["action", "rules"] {
+                    if let Some(value) = config.get(field) {
+                        spec[field] = value.clone();
+                    }
+                }
+                vec![spec]
+            }
+            None => Vec::new(),
+        };
+        for (i, spec) in specs.into_iter().enumerate() {
+            let mut spec = spec
+                .as_object()
+                .cloned()
+                .ok_or_else(|| Error(format!("policies[{i}]: expected an object")))?;
+            let name = match spec.remove("name") {
+                Some(Value::String(name)) => name,
+                _ => format!("policy-{i}"),
+            };
+            let dry_run = spec
+                .remove("dryRun")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            resources.policies.push(Policy {
+                name: format!("default.{name}"),
+                spec: Value::Object(spec),
+                dry_run,
+            });
+        }
+        Ok(resources)
+    }
+
+    /// The resources as YAML documents `kubectl apply` (and `harness diff --istio`) takes.
+    pub fn to_yaml(&self) -> String {
+        let mut documents = Vec::new();
+        if !self.jwt_rules.is_empty() {
+            documents.push(json!({
+                "apiVersion": "security.istio.io/v1",
+                "kind": "RequestAuthentication",
+                "metadata": {"name": "jwt", "namespace": "default"},
+                "spec": {"jwtRules": self.jwt_rules}
+            }));
+        }
+        for policy in &self.policies {
+            let (namespace, name) = policy
+                .name
+                .split_once('.')
+                .unwrap_or(("default", &policy.name));
+            let mut metadata = json!({"name": name, "namespace": namespace});
+            if policy.dry_run {
+                metadata["annotations"] = json!({DRY_RUN_ANNOTATION: "true"});
+            }
+            documents.push(json!({
+                "apiVersion": "security.istio.io/v1",
+                "kind": "AuthorizationPolicy",
+                "metadata": metadata,
+                "spec": policy.spec
+            }));
+        }
+        documents
+            .iter()
+            .filter_map(|d| serde_yaml::to_string(d).ok())
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+
     /// The JWT rules with their keys replaced by the run's `jwks` (inline), so both Envoys
     /// check tokens the run can sign.
     pub fn jwt_rules_with_keys(&self, jwks: &str) -> Vec<Value> {
@@ -198,6 +278,7 @@ spec:
         assert_eq!(policy.name, "istio-system.require-jwt");
         assert_eq!(policy.action(), "DENY");
         assert!(policy.dry_run);
+        assert_eq!(Resources::parse(&resources.to_yaml()).unwrap(), resources);
         let config = resources.auth_gate_config("{\"keys\":[]}", "BASE");
         let rule = &config["jwtRules"][0];
         assert_eq!(rule["jwks"], "{\"keys\":[]}");
@@ -205,6 +286,30 @@ spec:
         assert_eq!(config["policies"][0]["name"], "istio-system.require-jwt");
         assert_eq!(config["policies"][0]["dryRun"], true);
         assert!(config["policies"][0].get("selector").is_none());
+    }
+
+    #[test]
+    fn plugin_configs_stand_for_their_resources() {
+        let auth = Resources::from_plugin_config(&json!({
+            "jwtRules": [{"issuer": "i", "jwks": "{}"}],
+            "policies": [{"name": "p", "action": "DENY", "dryRun": true, "rules": [{}]}]
+        }))
+        .unwrap();
+        assert_eq!(auth.jwt_rules.len(), 1);
+        assert_eq!(auth.policies[0].name, "default.p");
+        assert!(auth.policies[0].dry_run);
+        assert_eq!(
+            auth.policies[0].spec,
+            json!({"action": "DENY", "rules": [{}]})
+        );
+        let single = Resources::from_plugin_config(&json!({
+            "rules": [{"to": [{"operation": {"paths": ["/a"]}}]}],
+            "pathNormalization": "BASE"
+        }))
+        .unwrap();
+        assert_eq!(single.policies.len(), 1);
+        assert_eq!(single.policies[0].action(), "ALLOW");
+        assert!(Resources::from_plugin_config(&json!({"policies": 1})).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod generate;
 pub mod istio;
 pub mod istiod;
+pub mod random;
 pub mod request;
 pub mod tokens;
 
@@ -30,7 +31,9 @@ into the plugin's pluginConfig in another; both get the same N requests (default
 from the policies with hostile variants (reproducible by --seed), or the requests of --corpus
 (one JSON object per line, the form the report prints). JWT rules keep their issuer, audiences
 and locations; their keys are replaced by keys the run makes. Exit 0 when every decision
-agrees, 1 when some differ, 2 on a usage or configuration error.";
+agrees, 1 when some differ, 2 on a usage or configuration error. --random K compares K random
+resource sets (seeds S, S+1, ...; auth-gate only) instead of a file, printing each set that
+differs as YAML: `--random 1 --seed <its seed>` reproduces it.";
 
 /// Which plugin stands in for Istio's filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +53,10 @@ impl Target {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub istio: PathBuf,
+    /// The user's resources; `None` with `random`.
+    pub istio: Option<PathBuf>,
+    /// Random resource sets to compare instead of a file.
+    pub random: usize,
     pub target: Target,
     pub requests: usize,
     pub seed: u64,
@@ -65,7 +71,8 @@ pub struct Options {
 impl Options {
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut options = Options {
-            istio: PathBuf::new(),
+            istio: None,
+            random: 0,
             target: Target::AuthGate,
             requests: 2000,
             seed: 1,
@@ -74,7 +81,6 @@ impl Options {
             normalization: PathNormalization::Base,
             show: 3,
         };
-        let mut istio = None;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value = || {
@@ -87,7 +93,8 @@ impl Options {
                     .map_err(|_| Error(format!("{arg} {v}: expected a number")))
             };
             match arg.as_str() {
-                "--istio" => istio = Some(PathBuf::from(value()?)),
+                "--istio" => options.istio = Some(PathBuf::from(value()?)),
+                "--random" => options.random = number(value()?)? as usize,
                 "--plugin" => {
                     options.target = match value()?.as_str() {
                         "auth-gate" => Target::AuthGate,
@@ -130,8 +137,15 @@ impl Options {
                 other => return Err(Error(format!("unknown argument {other}"))),
             }
         }
-        options.istio = istio.ok_or_else(|| Error("--istio FILE.yaml is required".into()))?;
-        Ok(options)
+        match (&options.istio, options.random) {
+            (None, 0) => Err(Error("--istio FILE.yaml or --random K is required".into())),
+            (Some(_), k) if k > 0 => Err(Error("--istio and --random exclude each other".into())),
+            (None, _) if options.target != Target::AuthGate => Err(Error(
+                "--random makes policies with JWT rules and conditions: only auth-gate takes them"
+                    .into(),
+            )),
+            _ => Ok(options),
+        }
     }
 }
 
@@ -244,22 +258,58 @@ fn known(target: Target, d: &Difference) -> Option<&'static str> {
         .map(|(_, _, _, why)| *why)
 }
 
-/// Starts both gateways and compares their decisions on every request.
-pub fn run(options: &Options) -> Result<Report> {
-    let text = std::fs::read_to_string(&options.istio)
-        .map_err(|e| Error(format!("{}: {e}", options.istio.display())))?;
-    let resources =
-        Resources::parse(&text).map_err(|e| Error(format!("{}: {e}", options.istio.display())))?;
-    let keys = tokens::Keys::from_seed(options.seed);
-    let requests = match &options.corpus {
-        Some(file) => Request::parse_corpus(
+/// One comparison: which resources, and what it found.
+pub struct Run {
+    /// The file, or the random set's seed.
+    pub title: String,
+    pub resources: Resources,
+    pub report: Report,
+}
+
+/// Starts both gateways and compares their decisions on every request: for the file, or for
+/// each random set.
+pub fn run(options: &Options) -> Result<Vec<Run>> {
+    let corpus = match &options.corpus {
+        Some(file) => Some(Request::parse_corpus(
             &std::fs::read_to_string(file)
                 .map_err(|e| Error(format!("{}: {e}", file.display())))?,
-        )?,
-        None => Generator::new(&resources, &keys)
-            .requests(options.requests, &mut Rng::new(options.seed)),
+        )?),
+        None => None,
     };
-    compare(&resources, &keys, options, &requests)
+    let mut sets = Vec::new();
+    match &options.istio {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error(format!("{}: {e}", file.display())))?;
+            let resources =
+                Resources::parse(&text).map_err(|e| Error(format!("{}: {e}", file.display())))?;
+            sets.push((file.display().to_string(), options.seed, resources));
+        }
+        None => {
+            for seed in options.seed..options.seed + options.random as u64 {
+                let resources = random::resources(&mut Rng::new(seed));
+                sets.push((format!("random set, --seed {seed}"), seed, resources));
+            }
+        }
+    }
+    let mut runs = Vec::new();
+    for (title, seed, resources) in sets {
+        let keys = tokens::Keys::from_seed(seed);
+        let requests = match &corpus {
+            Some(requests) => requests.clone(),
+            None => {
+                Generator::new(&resources, &keys).requests(options.requests, &mut Rng::new(seed))
+            }
+        };
+        let report = compare(&resources, &keys, options, &requests)
+            .map_err(|e| Error(format!("{title}: {e}")))?;
+        runs.push(Run {
+            title,
+            resources,
+            report,
+        });
+    }
+    Ok(runs)
 }
 
 /// The differential run proper, on given requests.

@@ -123,6 +123,10 @@ pub struct Policy {
     /// policy allows), a DENY policy denies nothing.
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Istio's `istio.io/dry-run` annotation: the policy decides nothing; a request it would
+    /// have refused is logged and counted (`outcome="dry_run_denied"`) and goes on.
+    #[serde(default)]
+    pub dry_run: bool,
     /// CUSTOM action providers cannot be called from this plugin: refused.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
     pub provider: Option<serde_json::Value>,

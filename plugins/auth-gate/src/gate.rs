@@ -17,6 +17,8 @@ use std::net::IpAddr;
 pub const JWT_INVALID_BODY: &str = "Jwt verification fails";
 pub const JWKS_FETCH_FAILED_BODY: &str = "Jwks remote fetch is failed";
 pub const AUDIENCE_NOT_ALLOWED_BODY: &str = "Audiences in Jwt are not allowed";
+/// Why a request is refused when ALLOW policies exist and none matched.
+pub const NO_ALLOW_MATCHED: &str = "no ALLOW policy matched";
 
 #[derive(Debug, PartialEq)]
 pub enum Decision {
@@ -46,6 +48,9 @@ pub struct Forward {
     /// The normalized `:path`, when it differs from the one received.
     pub path: Option<String>,
     pub principal: Option<String>,
+    /// The dry-run policy that would have refused the request (`no ALLOW policy matched` when
+    /// no ALLOW policy would have matched): logged and counted, not enforced.
+    pub dry_run_denied: Option<String>,
 }
 
 impl Decision {
@@ -157,9 +162,16 @@ pub fn decide(
     if let Verdict::Denied { policy } = config.policies.evaluate(&attributes) {
         return Decision::Denied { policy };
     }
+    let dry_run_denied = match config.policies.dry_run_verdict(&attributes) {
+        Some(Verdict::Denied { policy }) => {
+            Some(policy.unwrap_or_else(|| NO_ALLOW_MATCHED.to_string()))
+        }
+        _ => None,
+    };
     let mut forward = Forward {
         remove_headers: token_headers,
         path: normalized.changed.then(|| normalized.request_path()),
+        dry_run_denied,
         ..Forward::default()
     };
     for header in config.authenticator.output_headers() {

@@ -274,31 +274,35 @@ impl Worker {
                     return self.reply(&Decision::Denied { policy: None });
                 }
                 self.counters.add(&metric::requests("allowed"), 1);
+                if let Some(policy) = &forward.dry_run_denied {
+                    log::info!("{}", refusal_line(request, "dry-run, would deny", policy));
+                    self.counters.add(&metric::requests("dry_run_denied"), 1);
+                }
                 Action::Continue
             }
             Decision::Unauthenticated { failure, .. } => {
-                log::debug!(
-                    "{PLUGIN}: 401 ({}) {} {:?}",
-                    failure.as_str(),
-                    request.method(),
-                    path_for_log(request)
+                log::info!(
+                    "{}",
+                    refusal_line(request, "denied", &format!("JWT {}", failure.as_str()))
                 );
                 self.counters.add(&metric::requests("unauthenticated"), 1);
                 self.counters.add(&metric::jwt_invalid(*failure), 1);
                 self.reply(&decision)
             }
             Decision::Denied { policy } => {
-                log::debug!(
-                    "{PLUGIN}: 403 by {} {} {:?}",
-                    policy.as_deref().unwrap_or("no ALLOW policy matched"),
-                    request.method(),
-                    path_for_log(request)
-                );
+                let reason = match policy {
+                    Some(policy) => format!("DENY policy {policy:?} matched"),
+                    None => gate::NO_ALLOW_MATCHED.to_string(),
+                };
+                log::info!("{}", refusal_line(request, "denied", &reason));
                 self.counters.add(&metric::requests("denied"), 1);
                 self.reply(&decision)
             }
             Decision::BadPath(why) => {
-                log::debug!("{PLUGIN}: 400 ({why}) {:?}", path_for_log(request));
+                log::info!(
+                    "{}",
+                    refusal_line(request, "denied", &format!("malformed path ({why})"))
+                );
                 self.counters.add(&metric::requests("bad_path"), 1);
                 self.reply(&decision)
             }
@@ -339,8 +343,18 @@ impl Worker {
 }
 
 /// The path without its query, which may hold a token (`access_token`) that must not be logged.
-fn path_for_log(request: &RequestView) -> &str {
-    request.path().split('?').next().unwrap_or_default()
+/// The info line for a refused request: which check, never the token (the query, which may
+/// hold one, is left out of the path).
+fn refusal_line(request: &RequestView, verdict: &str, reason: &dyn std::fmt::Display) -> String {
+    let path = request.path().split('?').next().unwrap_or_default();
+    plugin_common::deny::refusal_log_line(
+        PLUGIN,
+        verdict,
+        request.first("x-request-id").map(str::as_bytes),
+        request.method().as_bytes(),
+        Some(path.as_bytes()),
+        reason,
+    )
 }
 
 /// Applies the header changes; on failure says which.

@@ -27,10 +27,16 @@ pub const CACHE_HITS: &str = "auth_gate_token_cache_hits_total";
 
 /// Every counter, defined at configuration so that all show (at 0) from the start.
 pub fn all() -> Vec<String> {
-    let mut names: Vec<String> = ["allowed", "denied", "unauthenticated", "bad_path"]
-        .into_iter()
-        .map(requests)
-        .collect();
+    let mut names: Vec<String> = [
+        "allowed",
+        "denied",
+        "unauthenticated",
+        "bad_path",
+        "dry_run_denied",
+    ]
+    .into_iter()
+    .map(requests)
+    .collect();
     names.extend(JwtFailure::ALL.into_iter().map(jwt_invalid));
     names.extend(["success", "failure"].into_iter().map(jwks_fetches));
     names.extend(["paused", "timed_out"].into_iter().map(key_waits));
@@ -46,7 +52,7 @@ mod tests {
     fn counter_names_are_distinct_and_tagged() {
         let mut names = all();
         let count = names.len();
-        assert_eq!(count, 4 + JwtFailure::ALL.len() + 2 + 2 + 1);
+        assert_eq!(count, 5 + JwtFailure::ALL.len() + 2 + 2 + 1);
         names.sort();
         names.dedup();
         assert_eq!(names.len(), count);

@@ -46,6 +46,8 @@ pub struct Policies {
 
 struct CompiledPolicy {
     name: String,
+    /// Evaluated only for [`Policies::dry_run_verdict`].
+    dry_run: bool,
     operations: OperationMatcher,
     rules: Vec<CompiledRule>,
 }
@@ -301,6 +303,7 @@ impl Policies {
                 .collect::<Result<_, ConfigError>>()?;
             target.push(CompiledPolicy {
                 name: policy.name.clone().unwrap_or(field),
+                dry_run: policy.dry_run,
                 operations,
                 rules,
             });
@@ -338,14 +341,35 @@ impl Policies {
         })
     }
 
-    /// DENY first, then ALLOW, as Istio orders them.
+    /// DENY first, then ALLOW, as Istio orders them; dry-run policies decide nothing.
     pub fn evaluate(&self, attributes: &Attributes<'_>) -> Verdict {
-        if let Some(policy) = self.deny.iter().find(|p| p.matches(attributes)) {
+        self.evaluate_with(attributes, false)
+    }
+
+    /// What the verdict would be if the dry-run policies were enforced too (Istio's shadow
+    /// rules); `None` when there are none.
+    pub fn dry_run_verdict(&self, attributes: &Attributes<'_>) -> Option<Verdict> {
+        self.deny
+            .iter()
+            .chain(&self.allow)
+            .any(|p| p.dry_run)
+            .then(|| self.evaluate_with(attributes, true))
+    }
+
+    fn evaluate_with(&self, attributes: &Attributes<'_>, with_dry_run: bool) -> Verdict {
+        let active = |policy: &&CompiledPolicy| with_dry_run || !policy.dry_run;
+        if let Some(policy) = self
+            .deny
+            .iter()
+            .filter(active)
+            .find(|p| p.matches(attributes))
+        {
             return Verdict::Denied {
                 policy: Some(policy.name.clone()),
             };
         }
-        if self.allow.is_empty() || self.allow.iter().any(|p| p.matches(attributes)) {
+        let mut allow = self.allow.iter().filter(active).peekable();
+        if allow.peek().is_none() || allow.any(|p| p.matches(attributes)) {
             Verdict::Allowed
         } else {
             Verdict::Denied { policy: None }

@@ -2,7 +2,7 @@
 //! matching DENY policy refuses; then, if there is an ALLOW policy, one of them must match) and
 //! apply dry-run. Pure: the glue in `lib.rs` reads the headers and carries the decision out.
 
-use plugin_common::deny::{rbac_denied, LocalReply};
+use plugin_common::deny::{rbac_denied, refusal_log_line, LocalReply};
 use plugin_common::istio::{
     normalize_path, MalformedPath, OperationMatcher, PathNormalization, RequestInfo,
 };
@@ -265,15 +265,6 @@ fn utf8_path(raw: &[u8]) -> Result<&str, MalformedPath> {
     })
 }
 
-/// Longest piece of a hostile path or header copied into a log line.
-const LOGGED_VALUE_MAX: usize = 256;
-
-fn loggable(value: &[u8]) -> String {
-    let cut = value.get(..LOGGED_VALUE_MAX).unwrap_or(value);
-    // Debug formatting escapes control characters, so a path cannot forge log lines.
-    format!("{:?}", String::from_utf8_lossy(cut))
-}
-
 /// The info log line for a refusal (or a dry-run one); `None` for an allowed request.
 pub fn log_line(
     decision: &Decision,
@@ -286,11 +277,13 @@ pub fn log_line(
         Decision::Refuse(refusal) => ("denied", refusal),
         Decision::DryRunRefuse { refusal, .. } => ("dry-run, would deny", refusal),
     };
-    Some(format!(
-        "path-allowlist: {verdict} request_id={} method={} path={}: {refusal}",
-        loggable(request_id.unwrap_or(b"-")),
-        loggable(method.as_bytes()),
-        loggable(path.unwrap_or(b"-")),
+    Some(refusal_log_line(
+        "path-allowlist",
+        verdict,
+        request_id,
+        method.as_bytes(),
+        path,
+        refusal,
     ))
 }
 
@@ -503,7 +496,7 @@ mod tests {
             r#"{"rules":[{"to":[{"operation":{"hosts":["*.example.com"],"ports":["8080"],"paths":["/v1/*"]}}]}]}"#,
         );
         let ok = Request {
-            authority: Some("Bert.EXAMPLE.com:80"),
+            authority: Some("Bert.EXAMPLE.com"),
             port: Some(8080),
             ..get("/v1/x")
         };
@@ -657,24 +650,28 @@ mod tests {
     }
 
     #[test]
-    fn deny_hosts_are_not_bypassed_by_a_trailing_dot() {
+    fn deny_hosts_match_the_whole_authority_as_istio() {
+        // istiod matches `hosts` on `:authority` as received, port and trailing dot included:
+        // a DENY must list the spellings it means (checked against Envoy by `harness diff`).
         let p = policy(
-            r#"{"action":"DENY","rules":[{"to":[{"operation":{"hosts":["admin.example.com","*.internal.example"]}}]}]}"#,
+            r#"{"action":"DENY","rules":[{"to":[{"operation":{"hosts":["admin.example.com","admin.example.com:*"]}}]}]}"#,
         );
-        for authority in [
-            "admin.example.com.",
-            "admin.example.com.:443",
-            "x.internal.example.",
+        for (authority, denied) in [
+            ("admin.example.com", true),
+            ("ADMIN.example.com:443", true),
+            ("admin.example.com.", false),
+            ("other.example.com", false),
         ] {
             let request = Request {
                 authority: Some(authority),
                 ..get("/")
             };
-            assert_eq!(
-                p.decide(&request),
-                Decision::Refuse(rule_denies(0)),
-                "{authority}"
-            );
+            let expected = if denied {
+                Decision::Refuse(rule_denies(0))
+            } else {
+                PASS
+            };
+            assert_eq!(p.decide(&request), expected, "{authority}");
         }
     }
 
