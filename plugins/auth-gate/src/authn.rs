@@ -789,6 +789,10 @@ pub(crate) mod tests {
         custom.insert("level".into(), json!(3));
         custom.insert("admin".into(), json!(true));
         custom.insert("groups".into(), json!(["a"]));
+        custom.insert(
+            "user".into(),
+            json!({"tier": "gold", "id": 7, "x.y": "dotted"}),
+        );
         let claims = Claims::with_custom_claims(custom, Duration::from_hours(1))
             .with_issuer(ISSUER)
             .with_subject("alice")
@@ -805,5 +809,11 @@ pub(crate) mod tests {
         assert_eq!(claim_header_value(id, "admin").as_deref(), Some("true"));
         assert_eq!(claim_header_value(id, "groups"), None);
         assert_eq!(claim_header_value(id, "missing"), None);
+        // A dotted name is a nested claim, as Envoy's claim_to_headers reads it.
+        assert_eq!(claim_header_value(id, "user.tier").as_deref(), Some("gold"));
+        assert_eq!(claim_header_value(id, "user.id").as_deref(), Some("7"));
+        assert_eq!(claim_header_value(id, "user"), None);
+        assert_eq!(claim_header_value(id, "user.missing"), None);
+        assert_eq!(claim_header_value(id, "sub.x"), None);
     }
 }

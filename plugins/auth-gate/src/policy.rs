@@ -853,6 +853,168 @@ mod tests {
         assert_eq!(verdict(&any, &[], None), DENIED);
     }
 
+    /// As istiod translates them: the value split at its last `/`, `iss` and `sub` matched
+    /// apart, both required.
+    #[test]
+    fn request_principals_match_iss_and_sub_apart() {
+        let with = |issuer: Option<&str>, subject: Option<&str>| Identity {
+            issuer: issuer.map(str::to_string),
+            subject: subject.map(str::to_string),
+            ..identity("i/s", json!({}))
+        };
+        let any =
+            policies(json!([{"rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}]));
+        let none = policies(
+            json!([{"action": "DENY", "rules": [{"from": [{"source": {"notRequestPrincipals": ["*"]}}]}]}]),
+        );
+        for token in [
+            with(Some("i"), None),
+            with(Some("i"), Some("")),
+            with(None, Some("s")),
+        ] {
+            // A signed token without a `sub` is no principal: not "has a JWT" to Istio.
+            assert_eq!(verdict(&any, &[], Some(&token)), DENIED, "{token:?}");
+            assert_ne!(
+                verdict(&none, &[], Some(&token)),
+                Verdict::Allowed,
+                "{token:?}"
+            );
+        }
+        // Issuers that are prefixes of each other stay apart.
+        let org = policies(
+            json!([{"rules": [{"from": [{"source": {"requestPrincipals": ["https://idp.example.com/*"]}}]}]}]),
+        );
+        let tenant = with(Some("https://idp.example.com/tenants/x"), Some("alice"));
+        assert_eq!(verdict(&org, &[], Some(&tenant)), DENIED);
+        // A `sub` holding `/` does not make another issuer's principal.
+        let joined_alike = policies(
+            json!([{"rules": [{"from": [{"source": {"requestPrincipals": ["https://idp.example.com/team/alice"]}}]}]}]),
+        );
+        let slash = with(Some("https://idp.example.com"), Some("team/alice"));
+        assert_eq!(verdict(&joined_alike, &[], Some(&slash)), DENIED);
+        assert_eq!(verdict(&org, &[], Some(&slash)), Verdict::Allowed);
+        let exact = policies(
+            json!([{"rules": [{"from": [{"source": {"requestPrincipals": ["https://idp.example.com/tenants/x/alice"]}}]}]}]),
+        );
+        assert_eq!(verdict(&exact, &[], Some(&tenant)), Verdict::Allowed);
+        // No `/`: an issuer with an empty `sub`.
+        let bare = policies(
+            json!([{"rules": [{"from": [{"source": {"requestPrincipals": ["issuer"]}}]}]}]),
+        );
+        assert_eq!(
+            verdict(&bare, &[], Some(&with(Some("issuer"), Some("")))),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            verdict(&bare, &[], Some(&with(Some("issuer"), None))),
+            DENIED
+        );
+        // The same forms for `request.auth.principal` conditions.
+        let condition = policies(
+            json!([{"rules": [{"when": [{"key": "request.auth.principal", "values": ["*/alice"]}]}]}]),
+        );
+        assert_eq!(verdict(&condition, &[], Some(&tenant)), Verdict::Allowed);
+        assert_eq!(
+            verdict(&condition, &[], Some(&with(Some("i"), Some("bob")))),
+            DENIED
+        );
+    }
+
+    #[test]
+    fn repeated_headers_line_by_line_and_host_is_the_authority() {
+        let deny = policies(json!([{"action": "DENY", "rules": [
+            {"when": [{"key": "request.headers[x-role]", "values": ["admin"]}]},
+            {"when": [{"key": "request.headers[Host]", "values": ["blocked.example.com*"]}]}
+        ]}]));
+        for lines in [
+            vec!["admin", "user"],
+            vec!["user", "admin"],
+            vec!["a", "admin", "b"],
+        ] {
+            let headers: Vec<(&str, &str)> = lines.iter().map(|v| ("x-role", *v)).collect();
+            assert_ne!(
+                verdict(&deny, &headers, None),
+                Verdict::Allowed,
+                "{lines:?}"
+            );
+        }
+        assert_eq!(
+            verdict(&deny, &[("x-role", "user,admin")], None),
+            Verdict::Allowed
+        );
+        assert_ne!(
+            verdict(&deny, &[(":authority", "blocked.example.com:8080")], None),
+            Verdict::Allowed
+        );
+        // notValues: no line may match.
+        let not = policies(
+            json!([{"rules": [{"when": [{"key": "request.headers[x-role]", "notValues": ["admin"]}]}]}]),
+        );
+        assert_eq!(verdict(&not, &[("x-role", "user")], None), Verdict::Allowed);
+        assert_eq!(
+            verdict(&not, &[("x-role", "user"), ("x-role", "admin")], None),
+            DENIED
+        );
+        assert_eq!(verdict(&not, &[], None), Verdict::Allowed);
+    }
+
+    #[test]
+    fn dry_run_policies_decide_nothing_but_say_what_they_would() {
+        let p = policies(json!([
+            {"name": "shadow-deny", "action": "DENY", "dryRun": true, "rules": [{"when": [{"key": "request.headers[x-role]", "values": ["guest"]}]}]},
+            {"name": "shadow-allow", "dryRun": true, "rules": [{"to": [{"operation": {"paths": ["/a"]}}]}]}
+        ]));
+        let attributes_of = |headers: &[(&str, &str)]| request(headers);
+        let guest = attributes_of(&[(":method", "GET"), (":path", "/a"), ("x-role", "guest")]);
+        let check = |req: &RequestView, path: &str| {
+            let attributes = Attributes {
+                request: req,
+                operation: RequestInfo {
+                    method: "GET",
+                    host: None,
+                    path,
+                    port: None,
+                },
+                identity: None,
+                remote_ip: None,
+                space_delimited_claims: &[],
+            };
+            (p.evaluate(&attributes), p.dry_run_verdict(&attributes))
+        };
+        assert_eq!(
+            check(&guest, "/a"),
+            (
+                Verdict::Allowed,
+                Some(Verdict::Denied {
+                    policy: Some("shadow-deny".into())
+                })
+            )
+        );
+        let other = attributes_of(&[(":method", "GET"), (":path", "/b")]);
+        assert_eq!(
+            check(&other, "/b"),
+            (Verdict::Allowed, Some(Verdict::Denied { policy: None }))
+        );
+        assert_eq!(
+            check(&other, "/a"),
+            (Verdict::Allowed, Some(Verdict::Allowed))
+        );
+        let plain = policies(json!([{"rules": [{}]}]));
+        let attributes = Attributes {
+            request: &other,
+            operation: RequestInfo {
+                method: "GET",
+                host: None,
+                path: "/b",
+                port: None,
+            },
+            identity: None,
+            remote_ip: None,
+            space_delimited_claims: &[],
+        };
+        assert_eq!(plain.dry_run_verdict(&attributes), None);
+    }
+
     #[test]
     fn istio_example_claims_groups_and_methods() {
         // From Istio's documentation: GET from principal with claim groups containing "group1".

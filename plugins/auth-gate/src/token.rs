@@ -523,6 +523,107 @@ pub(crate) mod tests {
         assert_eq!(check(&token, &set, &[], NOW), Err(JwtFailure::Malformed));
     }
 
+    /// A token of `payload` (JSON text) signed with the shared secret of `set`.
+    fn hs256(payload: &str) -> String {
+        let secret = b"a shared secret of 32 bytes.....";
+        let signed = format!("{}.{}", b64(br#"{"alg":"HS256"}"#), b64(payload.as_bytes()));
+        let tag = HS256Key::from_bytes(secret).authentication_tag(signed.as_bytes());
+        format!("{signed}.{}", b64(&tag))
+    }
+
+    fn hs256_keys() -> KeySet {
+        let secret = b"a shared secret of 32 bytes.....";
+        parse_jwks(&jwks_of(&[format!(
+            r#"{{"kty":"oct","k":"{}"}}"#,
+            b64(secret)
+        )]))
+        .unwrap()
+    }
+
+    #[test]
+    fn times_out_of_the_integer_range_are_malformed_not_eternal() {
+        let set = hs256_keys();
+        for (claim, value, expected) in [
+            ("exp", "1e30", Err(JwtFailure::Malformed)),
+            ("exp", "-1", Err(JwtFailure::Malformed)),
+            ("exp", "18446744073709551616", Err(JwtFailure::Malformed)),
+            ("nbf", "1e30", Err(JwtFailure::Malformed)),
+            ("iat", "\"yesterday\"", Err(JwtFailure::Malformed)),
+            // Fractions are dropped, as Envoy reads them; `exp: 0` means no expiry.
+            ("exp", "4102444800.9", Ok(())),
+            ("exp", "0", Ok(())),
+            ("nbf", "1.5", Ok(())),
+        ] {
+            let token = hs256(&format!(r#"{{"iss":"{ISSUER}","{claim}":{value}}}"#));
+            assert_eq!(
+                check(&token, &set, &[], NOW).map(|_| ()),
+                expected,
+                "{claim}: {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn registered_claims_of_the_wrong_type_are_malformed() {
+        let set = hs256_keys();
+        for payload in [
+            r#"{"iss":5}"#,
+            r#"{"sub":["a"]}"#,
+            r#"{"jti":{}}"#,
+            r#"{"aud":5}"#,
+            r#"{"aud":["a",5]}"#,
+        ] {
+            assert_eq!(
+                check(&hs256(payload), &set, &[], NOW).map(|_| ()),
+                Err(JwtFailure::Malformed),
+                "{payload}"
+            );
+        }
+        let identity = check(&hs256(r#"{"iss":"i"}"#), &set, &[], NOW).unwrap();
+        assert_eq!(identity.subject, None);
+        assert_eq!(identity.principal(), None, "no sub, no principal");
+    }
+
+    #[test]
+    fn non_canonical_base64url_reads_as_envoy_reads_it() {
+        let set = hs256_keys();
+        let token = hs256(&format!(r#"{{"iss":"{ISSUER}"}}"#));
+        // The 32-byte tag leaves 2 unused bits in its last character: set one.
+        let (head, last) = token.split_at(token.len() - 1);
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let index = alphabet.find(last).unwrap();
+        let changed = format!("{head}{}", &alphabet[(index ^ 1)..=(index ^ 1)]);
+        assert_ne!(changed, token);
+        assert!(check(&changed, &set, &[], NOW).is_ok());
+        // Padding is accepted; characters outside the alphabet are not.
+        assert!(check(&format!("{token}="), &set, &[], NOW).is_ok());
+        assert_eq!(
+            check(&format!("{head}+"), &set, &[], NOW).map(|_| ()),
+            Err(JwtFailure::Malformed)
+        );
+    }
+
+    #[test]
+    fn audiences_compare_without_scheme_and_trailing_slash() {
+        let set = hs256_keys();
+        for (token_aud, configured, ok) in [
+            ("api.example.com", "https://api.example.com/", true),
+            ("https://api.example.com/", "api.example.com", true),
+            ("http://api.example.com", "https://api.example.com", true),
+            ("api.example.com//", "api.example.com", false),
+            ("API.example.com", "api.example.com", false),
+        ] {
+            let token = hs256(&format!(r#"{{"iss":"{ISSUER}","aud":"{token_aud}"}}"#));
+            let result = check(&token, &set, &[configured], NOW).map(|_| ());
+            let expected = if ok {
+                Ok(())
+            } else {
+                Err(JwtFailure::AudienceNotAllowed)
+            };
+            assert_eq!(result, expected, "{token_aud} vs {configured}");
+        }
+    }
+
     #[test]
     fn audience_is_any_of_and_optional() {
         let (pair, set) = rsa_setup();
