@@ -6,18 +6,23 @@
 
 mod bench;
 
+use harness::render::Cluster;
 use harness::{chaos, demo, diff, manifests, oci, CannedResponse, Envoy, EnvoyConfig, ModelServer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  harness run --manifests DIR --upstream 127.0.0.1:PORT [--concurrency N] [--port PORT] [IMAGES]
+  harness run --manifests DIR --upstream 127.0.0.1:PORT [--cluster NAME=HOST:PORT]...
+              [--concurrency N] [--port PORT] [IMAGES]
   harness demo --manifests DIR [--no-serve] [--concurrency N] [--port PORT] [IMAGES]
   harness image --module FILE.wasm --tag VERSION --out LAYOUT_DIR
   harness push --images IMAGES_DIR --to REGISTRY[/PREFIX] [--tag TAG]
   harness model-server --listen 127.0.0.1:PORT --log FILE [--json FILE]
 
+--cluster adds an Envoy cluster (repeatable), e.g. the JWKS server a jwksUri rule reaches:
+--cluster 'outbound|5556||dex.auth.svc.cluster.local=127.0.0.1:5556' (without jwksCluster,
+auth-gate uses the name istiod gives the service of the URI: outbound|<port>||<host>).
 IMAGES: by default oci:// images on a 127.0.0.1/localhost registry are pulled, the others map
 to dist/<name>.wasm; --pull-images pulls every oci:// image; --registry HOST:PORT[/PREFIX] pulls
 every one from that registry instead (same name and tag). `image` writes an OCI layout with the module in every
@@ -36,6 +41,7 @@ struct Options {
     serve: bool,
     pull_every_image: bool,
     registry_override: Option<String>,
+    clusters: Vec<Cluster>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -47,6 +53,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         serve: true,
         pull_every_image: false,
         registry_override: None,
+        clusters: Vec::new(),
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -75,6 +82,22 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--no-serve" => options.serve = false,
             "--pull-images" => options.pull_every_image = true,
             "--registry" => options.registry_override = Some(value(arg)?),
+            "--cluster" => {
+                let v = value(arg)?;
+                let (name, addr) = v
+                    .rsplit_once('=')
+                    .ok_or(format!("--cluster {v}: expected NAME=HOST:PORT"))?;
+                let addr = addr
+                    .parse()
+                    .map_err(|_| format!("--cluster {v}: {addr} is not HOST:PORT"))?;
+                if name.is_empty() {
+                    return Err(format!("--cluster {v}: the cluster needs a name"));
+                }
+                options.clusters.push(Cluster {
+                    name: name.to_string(),
+                    addr,
+                });
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -264,6 +287,7 @@ fn start_envoy(options: &Options, upstream: SocketAddr) -> Result<Envoy, String>
         upstream,
         concurrency: options.concurrency,
         listener_port: options.port,
+        extra_clusters: options.clusters.clone(),
         ..Default::default()
     };
     Envoy::start(config).map_err(|e| e.to_string())
@@ -435,24 +459,19 @@ fn run_diff(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match diff::run(&options) {
-        Ok(runs) => {
-            let mut differ = false;
-            for run in &runs {
-                let unexplained = run.report.unexplained().next().is_some();
-                differ |= unexplained;
-                println!("== {}", run.title);
-                if unexplained && options.istio.is_none() {
-                    println!("{}", run.resources.to_yaml());
-                }
-                print!("{}", run.report.render(options.show));
-            }
-            if differ {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
+    let mut differ = false;
+    let outcome = diff::run(&options, |run| {
+        let unexplained = run.report.unexplained().next().is_some();
+        differ |= unexplained;
+        println!("== {}", run.title);
+        if unexplained && options.istio.is_none() {
+            println!("{}", run.resources.to_yaml());
         }
+        print!("{}", run.report.render(options.show));
+    });
+    match outcome {
+        Ok(()) if differ => ExitCode::from(1),
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("harness diff: {e}");
             ExitCode::from(2)

@@ -357,9 +357,10 @@ fn remote_jwks_server_down_at_start_then_up() {
         name: "outbound|5556||dex.auth.svc.cluster.local".to_string(),
         addr: ([127, 0, 0, 1], port).into(),
     };
+    // Pasted from a RequestAuthentication as is: no jwksCluster, the plugin names the cluster
+    // as istiod does (`outbound|<port>||<host>`), which `harness run --cluster` adds locally.
     let keys = json!({
         "jwksUri": format!("http://dex.auth.svc.cluster.local:5556/dex/keys"),
-        "jwksCluster": cluster.name,
         "timeout": "1s"
     });
     let envoy = start(&upstream, seed_001(keys), vec![cluster]);

@@ -267,8 +267,9 @@ pub struct Run {
 }
 
 /// Starts both gateways and compares their decisions on every request: for the file, or for
-/// each random set.
-pub fn run(options: &Options) -> Result<Vec<Run>> {
+/// each random set, handing each finished comparison to `done` (a long random run reports as
+/// it goes).
+pub fn run(options: &Options, mut done: impl FnMut(&Run)) -> Result<()> {
     let corpus = match &options.corpus {
         Some(file) => Some(Request::parse_corpus(
             &std::fs::read_to_string(file)
@@ -292,7 +293,6 @@ pub fn run(options: &Options) -> Result<Vec<Run>> {
             }
         }
     }
-    let mut runs = Vec::new();
     for (title, seed, resources) in sets {
         let keys = tokens::Keys::from_seed(seed);
         let requests = match &corpus {
@@ -303,13 +303,13 @@ pub fn run(options: &Options) -> Result<Vec<Run>> {
         };
         let report = compare(&resources, &keys, options, &requests)
             .map_err(|e| Error(format!("{title}: {e}")))?;
-        runs.push(Run {
+        done(&Run {
             title,
             resources,
             report,
         });
     }
-    Ok(runs)
+    Ok(())
 }
 
 /// The differential run proper, on given requests.
