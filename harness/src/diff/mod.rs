@@ -81,6 +81,7 @@ impl Options {
             normalization: PathNormalization::Base,
             show: 3,
         };
+        let mut module_of = None;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value = || {
@@ -115,11 +116,7 @@ impl Options {
                     let (plugin, file) = v
                         .split_once('=')
                         .ok_or_else(|| Error(format!("--module {v}: expected PLUGIN=FILE.wasm")))?;
-                    if plugin != "auth-gate" && plugin != "path-allowlist" {
-                        return Err(Error(format!(
-                            "--module {v}: expected auth-gate=FILE or path-allowlist=FILE"
-                        )));
-                    }
+                    module_of = Some(plugin.to_string());
                     options.module = Some(PathBuf::from(file));
                 }
                 "--normalization" => {
@@ -136,6 +133,12 @@ impl Options {
                 }
                 other => return Err(Error(format!("unknown argument {other}"))),
             }
+        }
+        if let Some(plugin) = module_of.filter(|p| p != options.target.name()) {
+            return Err(Error(format!(
+                "--module {plugin}=…: the compared plugin is {} (--plugin)",
+                options.target.name()
+            )));
         }
         match (&options.istio, options.random) {
             (None, 0) => Err(Error("--istio FILE.yaml or --random K is required".into())),
@@ -391,4 +394,76 @@ fn decide(envoy: &Envoy, request: &Request) -> Result<(Decision, String)> {
     };
     let said: String = response.text().chars().take(80).collect();
     Ok((decision, said))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The "Known differences from Istio" section of each plugin README is exactly the table
+    /// the comparison uses: one row per entry, with its reason.
+    #[test]
+    fn readme_known_differences_are_the_table() {
+        for target in [Target::AuthGate, Target::PathAllowlist] {
+            let readme = std::fs::read_to_string(
+                crate::repo_root().join(format!("plugins/{}/README.md", target.name())),
+            )
+            .unwrap();
+            let section = readme
+                .split("## Known differences from Istio")
+                .nth(1)
+                .and_then(|rest| rest.split("\n## ").next())
+                .unwrap_or_else(|| panic!("{} README has no known differences", target.name()));
+            let rows: Vec<&str> = section
+                .lines()
+                .filter(|l| {
+                    l.starts_with("| ") && !l.starts_with("| request") && !l.starts_with("| ---")
+                })
+                .collect();
+            let entries: Vec<_> = KNOWN_DIFFERENCES
+                .iter()
+                .filter(|(t, ..)| *t == target)
+                .collect();
+            assert_eq!(rows.len(), entries.len(), "{}: {rows:?}", target.name());
+            for (_, kind, answer, why) in entries {
+                let Decision::Refused(status) = answer else {
+                    panic!("a documented difference is a refusal")
+                };
+                assert!(
+                    rows.iter().any(|row| row.contains(&format!("`{}…`", kind))
+                        && row.contains(&format!("`{status}`"))
+                        && row.contains(why)),
+                    "{}: no row for {kind:?} {status} {why:?}",
+                    target.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn options_name_what_is_wrong() {
+        let parse =
+            |args: &[&str]| Options::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        assert!(parse(&[]).unwrap_err().0.contains("--istio"));
+        assert!(parse(&["--istio", "a", "--random", "2"]).is_err());
+        assert!(parse(&["--random", "2", "--plugin", "path-allowlist"]).is_err());
+        assert!(parse(&["--istio", "a", "--plugin", "x"])
+            .unwrap_err()
+            .0
+            .contains("--plugin x"));
+        assert!(parse(&["--istio", "a", "--module", "auth-gate"]).is_err());
+        assert!(parse(&["--istio", "a", "--module", "path-allowlist=m.wasm"]).is_err());
+        assert!(parse(&["--istio", "a", "--requests", "many"]).is_err());
+        let options = parse(&[
+            "--istio",
+            "a",
+            "--module",
+            "auth-gate=/tmp/m.wasm",
+            "--normalization",
+            "MERGE_SLASHES",
+        ])
+        .unwrap();
+        assert_eq!(options.module, Some(PathBuf::from("/tmp/m.wasm")));
+        assert_eq!(options.normalization, PathNormalization::MergeSlashes);
+    }
 }
