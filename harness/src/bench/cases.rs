@@ -47,6 +47,8 @@ pub struct Case {
     /// skipped rather than failing the run.
     pub plugins: Vec<&'static str>,
     pub config: EnvoyConfig,
+    /// The request target (`PREDICT_PATH` but for the cases about the query string).
+    pub path: String,
     pub headers: Vec<(String, String)>,
     pub expect_status: u16,
 }
@@ -220,6 +222,7 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
         twin,
         plugins,
         config,
+        path: PREDICT_PATH.to_string(),
         headers: rs256_headers.clone(),
         expect_status: status,
     };
@@ -275,6 +278,16 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
         }
     };
 
+    // About 2,900 `access_token` parameters, inside Envoy's default 60 KiB of headers: the
+    // token is the first one (and invalid), the rest must cost nothing.
+    let many_params = |c: Case| Case {
+        path: format!(
+            "{PREDICT_PATH}?{}",
+            "access_token=x.y.z&".repeat(MANY_PARAMS)
+        ),
+        headers: Vec::new(),
+        ..c
+    };
     let mut cases = vec![
         case("floor", "router only", None, vec![], base(SMALL_BODY), 200),
         case(
@@ -549,9 +562,34 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
             ),
             200,
         ),
+        many_params(case(
+            "auth-gate-many-params",
+            &format!("auth-gate: {MANY_PARAMS} access_token parameters, the first an invalid token (401)"),
+            Some("jwt-many-params"),
+            vec!["auth-gate"],
+            with_plugins(
+                SMALL_BODY,
+                vec![Plugin::from_dist(
+                    "auth-gate",
+                    auth_gate_jwt_config(issuer, true, vec![require_jwt_policy()]),
+                )],
+            ),
+            401,
+        )),
+        many_params(case(
+            "jwt-many-params",
+            &format!("jwt_authn: {MANY_PARAMS} access_token parameters (401)"),
+            None,
+            vec![],
+            with_native(SMALL_BODY, vec![native::jwt_authn("jwt", issuer, true)]),
+            401,
+        )),
     ]);
     Ok(cases)
 }
+
+/// Query parameters of the many-parameters cases.
+const MANY_PARAMS: usize = 2900;
 
 /// The four plugins in the order and with the fail strategies of the gateway manifests, each
 /// with the configuration of its single case (modules from `dist/`).

@@ -418,11 +418,11 @@ fn run_case(
         Err(e) => return skip_or_fail(report::skip_reason(&e.0)),
     };
     let mut client = Client::new(envoy.listener());
-    let first = first_answer(&mut client, &case.headers)?;
+    let first = first_answer(&mut client, &case.path, &case.headers)?;
     let start_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut answers = vec![first];
     for _ in 1..CHECK_REQUESTS {
-        answers.push(client.get(cases::PREDICT_PATH, &case.headers)?);
+        answers.push(client.get(&case.path, &case.headers)?);
     }
     let expected = answers
         .iter()
@@ -448,7 +448,7 @@ fn run_case(
     let pid = envoy.pid();
     let rss_idle_kib = procfs::rss_kib(pid)?;
 
-    let url = envoy.url(cases::PREDICT_PATH);
+    let url = envoy.url(&case.path);
     let saturation = h2load::Load {
         connections: SATURATION_CONNECTIONS,
         warm_up: timing.warm_up,
@@ -549,10 +549,10 @@ impl Perf {
 }
 
 /// Sends the request until Envoy answers (any status): the end of "start to first answer".
-fn first_answer(client: &mut Client, headers: &[(String, String)]) -> Result<Answer> {
+fn first_answer(client: &mut Client, path: &str, headers: &[(String, String)]) -> Result<Answer> {
     let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
     loop {
-        match client.get(cases::PREDICT_PATH, headers) {
+        match client.get(path, headers) {
             Ok(answer) => return Ok(answer),
             Err(e) if Instant::now() > deadline => {
                 return Err(Error(format!("no answer from Envoy: {e}")))

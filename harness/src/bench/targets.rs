@@ -125,6 +125,12 @@ pub fn evaluate(rows: &[Row]) -> Vec<Check> {
             plus(&format!("jwt-{alg}")).map(|native| 4.0 * native),
         );
     }
+    cpu_check(
+        "auth-gate",
+        "auth-gate-many-params",
+        "2,900 query parameters: +CPU ≤ 10 x jwt-many-params".into(),
+        plus("jwt-many-params").map(|native| 10.0 * native),
+    );
     let ratelimit_limit = cpu_check(
         "local-ratelimit",
         "local-ratelimit",
@@ -272,6 +278,10 @@ pub fn known_cause(check: &Check) -> Option<&'static str> {
         ("µs", "auth-gate-es256") => {
             "P-256 in pure Rust (p256 / crypto-bigint field arithmetic): natively about 300-500 \
              µs per ES256 verification, BoringSSL's assembly a tenth of that; v8 slower again"
+        }
+        ("µs", "auth-gate-many-params") => {
+            "the 55 KiB `:path` copied into the VM and its query scanned once for the first \
+             `access_token` (each name percent-decoded); the token fails to decode at once"
         }
         ("µs", "emotion-stats") => {
             "the SDK's entries for the response headers and each body chunk, the JSON reading \
