@@ -37,6 +37,10 @@ usage: ./build.sh <command>
                      the four gateway plugins in a real Envoy under load while faults are
                      injected (model server SIGKILLed, valid/invalid config pushes, a trapping
                      module); checks the invariants, prints the report, non-zero on a violation
+  diff (--istio FILE.yaml | --random K) [ARGS...]
+                     compare the plugins' decisions with Envoy's jwt_authn + RBAC configured as
+                     istiod would, on the same hostile requests (harness diff; --random K: K
+                     random policy sets, the long run of the test suite's parity test)
   demo [--no-serve]  the walkthrough (BERT emotion model, Kubeflow gateway allowlist and JWT
                      rule) through a real Envoy with all plugins, then keep serving until
                      Ctrl-C (--no-serve: exit after the walkthrough, non-zero if a step did
@@ -329,6 +333,7 @@ case "$cmd" in
   test) setup; run_tests ;;
   demo) setup; build; step "demo"; demo "$@" ;;
   chaos) setup; build; step "chaos"; chaos "$@" ;;
+  diff) setup; build; step "diff"; cargo run --release -q -p harness -- diff "$@" ;;
   bench) setup; build; bench "$@" ;;
   fuzz) fuzz_tools; fuzz "$@" ;;
   images) setup; build; images ;;

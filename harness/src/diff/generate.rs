@@ -119,10 +119,22 @@ impl Generator {
         }
     }
 
-    /// `n` requests: every ingredient once with plain siblings, then random combinations.
+    /// At least `n` requests: every ingredient (on two of the policies' paths), then random
+    /// combinations up to `n`.
     pub fn requests(&self, n: usize, rng: &mut Rng) -> Vec<Request> {
         let mut out = Vec::new();
         let plain_path = "/".to_string();
+        let plain_paths: Vec<&Variant<String>> =
+            self.paths.iter().filter(|p| p.kind.is_empty()).collect();
+        // Two of the policies' own paths for each ingredient: where a header, token or method
+        // decides something. The random part below pairs them with everything else.
+        let two_paths = |rng: &mut Rng| -> Vec<Variant<String>> {
+            rng.shuffled(&plain_paths)
+                .into_iter()
+                .take(2)
+                .cloned()
+                .collect()
+        };
         for path in &self.paths {
             out.push(self.compose(path, "GET", None, None, None));
         }
@@ -136,17 +148,17 @@ impl Generator {
             ));
         }
         for headers in &self.headers {
-            for path in self.paths.iter().filter(|p| p.kind.is_empty()) {
-                out.push(self.compose(path, "GET", None, Some(headers), None));
+            for path in two_paths(rng) {
+                out.push(self.compose(&path, "GET", None, Some(headers), None));
             }
         }
         for credential in &self.credentials {
-            for path in self.paths.iter().filter(|p| p.kind.is_empty()) {
-                out.push(self.compose(path, "GET", None, None, Some(credential)));
+            for path in two_paths(rng) {
+                out.push(self.compose(&path, "GET", None, None, Some(credential)));
             }
         }
         for method in &self.methods {
-            for path in self.paths.iter().filter(|p| p.kind.is_empty()) {
+            for path in &plain_paths {
                 out.push(self.compose(path, method, None, None, None));
             }
         }
@@ -176,7 +188,6 @@ impl Generator {
             };
             out.push(self.compose(&path, &method, host, headers, credential));
         }
-        out.truncate(n.max(1).max(out.len().min(n)));
         out
     }
 
@@ -465,6 +476,10 @@ fn credentials(
                 ),
             ),
             ("alg none".into(), unsigned(&base())),
+            (
+                "over maxTokenBytes".into(),
+                keys.sign(&header, &with(json!({"pad": "x".repeat(9000)})), false),
+            ),
         ];
         if let Some(aud) = &audience {
             classes.push((

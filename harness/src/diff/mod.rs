@@ -236,6 +236,13 @@ impl Report {
 pub const KNOWN_DIFFERENCES: &[(Target, &str, Decision, &str)] = &[
     (
         Target::AuthGate,
+        "over maxTokenBytes",
+        Decision::Refused(401),
+        "a token longer than `maxTokenBytes` (8 KiB by default) is refused before any decoding: \
+         a bound on the work one unauthenticated request can cause",
+    ),
+    (
+        Target::AuthGate,
         "path: ",
         Decision::Refused(400),
         STRICTER_PATHS,
