@@ -2,7 +2,7 @@
 //! YAML as `kubectl apply` takes it), and the `pluginConfig` each plugin gets from them.
 
 use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// The annotation that makes an `AuthorizationPolicy` a dry run in Istio.
 const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
@@ -203,8 +203,22 @@ impl Resources {
 
     /// auth-gate's `pluginConfig`: the JWT rules and every policy, by name.
     pub fn auth_gate_config(&self, jwks: &str, path_normalization: &str) -> Value {
-        let policies: Vec<Value> = self
-            .policies
+        json!({
+            "jwtRules": self.jwt_rules_with_keys(jwks),
+            "policies": self.policy_entries(),
+            "pathNormalization": path_normalization,
+        })
+    }
+
+    /// path-allowlist's `pluginConfig`: every policy, by name (it takes `to` rules only and
+    /// says so for anything else).
+    pub fn path_allowlist_config(&self, path_normalization: &str) -> Value {
+        json!({"policies": self.policy_entries(), "pathNormalization": path_normalization})
+    }
+
+    /// The `policies` entries both plugins take: each spec with its name and `dryRun`.
+    fn policy_entries(&self) -> Vec<Value> {
+        self.policies
             .iter()
             .map(|policy| {
                 let mut spec = policy.spec.as_object().cloned().unwrap_or_default();
@@ -214,31 +228,7 @@ impl Resources {
                 }
                 Value::Object(spec)
             })
-            .collect();
-        json!({
-            "jwtRules": self.jwt_rules_with_keys(jwks),
-            "policies": policies,
-            "pathNormalization": path_normalization,
-        })
-    }
-
-    /// path-allowlist's `pluginConfig`: every policy, by name (it takes `to` rules only and
-    /// says so for anything else).
-    pub fn path_allowlist_config(&self, path_normalization: &str) -> Value {
-        let policies: Vec<Value> = self
-            .policies
-            .iter()
-            .map(|policy| {
-                let mut spec: Map<String, Value> =
-                    policy.spec.as_object().cloned().unwrap_or_default();
-                spec.insert("name".into(), Value::String(policy.name.clone()));
-                if policy.dry_run {
-                    spec.insert("dryRun".into(), Value::Bool(true));
-                }
-                Value::Object(spec)
-            })
-            .collect();
-        json!({"policies": policies, "pathNormalization": path_normalization})
+            .collect()
     }
 }
 
