@@ -1,22 +1,36 @@
-//! auth-gate's lookup of the JWTs of a request (`Location::tokens`: Istio's `fromHeaders` with
+//! auth-gate's lookup of the JWT of a request (`Location::token`: Istio's `fromHeaders` with
 //! `prefix`, `fromParams`, `fromCookies`, and the `Authorization: Bearer` / `access_token`
 //! defaults), for the locations of three fixed `jwtRules` loaded by the plugin's configuration.
 //! Input: lines; the first is the query string of `:path` (after `?`), the others `name:value`
-//! request headers, one occurrence per line (`cookie` headers included).
+//! request headers, one line per occurrence (`cookie` headers included).
 //!
-//! Invariants: a token is never empty nor padded with whitespace; from a header it is an
-//! occurrence of that header with the prefix (ASCII case-insensitive) stripped, from a parameter
-//! or a cookie a part of the query (before `#`) or of a `cookie` header holding no `&`/`#` or `;`,
-//! taken raw (no percent-decoding); a location yields at most one token per `name=` (header: per
-//! occurrence), so none when the request does not carry it. Round trip: two signed tokens put at
-//! a location (header prefix in another case, quoted cookie) come out exactly, both and in order
-//! (every occurrence is checked, so two tokens are never one), and no other location sees them.
+//! Invariants: every location finds exactly the token of the reference below (Envoy's jwt_authn
+//! extractor): ONE token per location, never empty (no token when it would be):
+//! - header: the lines of the header (name in any case) joined with `,`; with a prefix, the first
+//!   occurrence of the prefix (case-sensitive) anywhere in that, then from the first base64url or
+//!   `.` character after it to the END of the value (trailing text stays: two lines never give
+//!   one of their tokens), or the whole value when no such character follows; without a prefix,
+//!   the whole value;
+//! - parameter: of the query (before `#`), split on `&` and each at its first `=`, the FIRST
+//!   whose percent-decoded name is the configured one; its value percent-decoded (invalid escapes
+//!   kept);
+//! - cookie: the first cookie of that name across the `cookie` lines (pairs split on `;`, ASCII
+//!   whitespace around a pair ignored, the name exact), its value with one pair of surrounding
+//!   double quotes removed.
+//!
+//! Round trip: a signed token put at a location comes out exactly (the header's lines replaced
+//! by `<prefix><token>` under the name in capitals; a parameter first in the query with its name
+//! and the token's dots percent-encoded; a quoted cookie first in the first `cookie` line), and
+//! locations reading another place find what they found before. A header given two lines
+//! `<prefix><token>` yields one value holding both, which does not decode as a JWT; with the
+//! prefix in another case it yields nothing.
 #![no_main]
 
 use auth_gate::config::{compile, Compiled, Config};
 use auth_gate::request::{Location, RequestView};
+use auth_gate::token::{decode, JwtFailure, Limits};
 use libfuzzer_sys::fuzz_target;
-use model_gateway_fuzz::{jwks, sign_hs256, text_lines, HS256_KID};
+use model_gateway_fuzz::{jwks, percent_decode, sign_hs256, text_lines, HS256_KID};
 
 const PATH: &str = "/v1/models/m:predict";
 
@@ -48,7 +62,7 @@ fn config(rules: &str) -> Option<Compiled> {
 }
 
 thread_local! {
-    /// Every location of every configuration, each with the locations of its configuration.
+    /// The locations of each configuration.
     static LOCATIONS: Vec<Vec<Location>> = RULES
         .iter()
         .map(|rules| {
@@ -69,6 +83,7 @@ thread_local! {
     });
 }
 
+#[derive(Clone)]
 struct Request {
     query: String,
     headers: Vec<(String, String)>,
@@ -81,15 +96,102 @@ impl Request {
         RequestView::new(headers)
     }
 
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    /// The lines of header `name` (any case), in order.
+    fn lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    fn without_header(&self, name: &str) -> Request {
+        let mut request = self.clone();
+        request
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        request
+    }
 }
 
-/// What a location reads: tokens put at one place must not show at another.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+fn header_token(request: &Request, name: &str, prefix: &str) -> Option<String> {
+    let lines: Vec<&str> = request.lines(name).collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let value = lines.join(",");
+    if prefix.is_empty() {
+        return Some(value);
+    }
+    let after = (0..value.len())
+        .find(|&at| value.as_bytes()[at..].starts_with(prefix.as_bytes()))?
+        + prefix.len();
+    Some(
+        match value.as_bytes()[after..]
+            .iter()
+            .position(|b| is_token_byte(*b))
+        {
+            Some(start) => value[after + start..].to_string(),
+            None => value,
+        },
+    )
+}
+
+fn param_token(query: &str, name: &str) -> Option<String> {
+    let query = query.split('#').next().unwrap_or_default();
+    query.split('&').find_map(|pair| {
+        let (key, value) = match pair.find('=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, ""),
+        };
+        (percent_decode(key) == name.as_bytes())
+            .then(|| String::from_utf8_lossy(&percent_decode(value)).into_owned())
+    })
+}
+
+fn cookie_token(request: &Request, name: &str) -> Option<String> {
+    let ows = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n' | '\x0b' | '\x0c');
+    request.lines("cookie").find_map(|line| {
+        line.split(';').find_map(|pair| {
+            let (key, value) = pair.trim_matches(ows).split_once('=')?;
+            if key != name {
+                return None;
+            }
+            let unquoted = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .filter(|_| value.len() >= 2);
+            Some(unquoted.unwrap_or(value).to_string())
+        })
+    })
+}
+
+/// The token Envoy's extractor finds at `location` (see the top of the file).
+fn reference(location: &Location, request: &Request) -> Option<String> {
+    let token = match location {
+        Location::Header { name, prefix } => header_token(request, name, prefix)?,
+        Location::Param(name) => param_token(&request.query, name)?,
+        Location::Cookie(name) => cookie_token(request, name)?,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
+/// The token the plugin finds at `location`, checked against the reference.
+fn check_found(location: &Location, request: &Request) -> Option<String> {
+    let found = location.token(&request.view());
+    let expected = reference(location, request);
+    assert_eq!(
+        found, expected,
+        "{location:?} in ?{:?} {:?}",
+        request.query, request.headers
+    );
+    found
+}
+
+/// What a location reads: a token put at one place must not show at another.
 fn place(location: &Location) -> (u8, &str) {
     match location {
         Location::Header { name, .. } => (0, name),
@@ -107,89 +209,51 @@ fn flip_case(text: &str) -> String {
         .collect()
 }
 
-/// Checks the tokens `location` finds in `request` against where they can come from.
-fn check_found(location: &Location, request: &Request) -> Vec<String> {
-    let found: Vec<String> = location
-        .tokens(&request.view())
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    for token in &found {
-        assert!(!token.is_empty() && token.trim() == token, "{token:?}");
-    }
-    let query = request.query.split('#').next().unwrap_or_default();
-    match location {
-        Location::Header { name, prefix } => {
-            assert!(found.len() <= request.header_values(name).count());
-            for token in &found {
-                assert!(
-                    request.header_values(name).any(|value| {
-                        value.get(prefix.len()..).map(str::trim) == Some(token.as_str())
-                            && value.as_bytes()[..prefix.len()]
-                                .eq_ignore_ascii_case(prefix.as_bytes())
-                    }),
-                    "{token:?} is no `{name}: {prefix}<token>`"
-                );
-            }
-        }
-        Location::Param(name) => {
-            assert!(found.len() <= query.matches(&format!("{name}=")).count());
-            for token in &found {
-                assert!(
-                    query.contains(token.as_str()) && !token.contains(['&', '#']),
-                    "{token:?} is no value of parameter {name} in {query:?}"
-                );
-            }
-        }
-        Location::Cookie(name) => {
-            let pair = format!("{name}=");
-            let cookies: Vec<&str> = request.header_values("cookie").collect();
-            let pairs: usize = cookies.iter().map(|c| c.matches(&pair).count()).sum();
-            assert!(found.len() <= pairs);
-            for token in &found {
-                assert!(
-                    cookies.iter().any(|c| c.contains(token.as_str())) && !token.contains(';'),
-                    "{token:?} is no value of cookie {name} in {cookies:?}"
-                );
-            }
+/// `name` with its first character percent-encoded (upper-case hex) and its last (lower-case).
+fn encoded_name(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = String::new();
+    for (i, b) in bytes.iter().enumerate() {
+        if i == 0 {
+            out.push_str(&format!("%{b:02X}"));
+        } else if i + 1 == bytes.len() {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push(char::from(*b));
         }
     }
-    found
+    out
 }
 
-/// `request` with `tokens` put at `location`, and where they must come out among the others.
-fn with_tokens(location: &Location, request: &Request, tokens: &[String]) -> (Request, bool) {
-    let mut query = request.query.clone();
-    let mut headers = request.headers.clone();
-    let appended = match location {
+/// `request` with `token` put at `location` so that it must come out exactly.
+fn with_token(location: &Location, request: &Request, token: &str) -> Request {
+    match location {
         Location::Header { name, prefix } => {
-            let name = name.to_ascii_uppercase();
-            let prefix = flip_case(prefix);
-            headers.extend(
-                tokens
-                    .iter()
-                    .map(|t| (name.clone(), format!("{prefix}{t}"))),
-            );
-            true
+            let mut with = request.without_header(name);
+            with.headers
+                .push((name.to_ascii_uppercase(), format!("{prefix}{token}")));
+            with
         }
         Location::Param(name) => {
-            let pairs: Vec<String> = tokens.iter().map(|t| format!("{name}={t}&")).collect();
-            query = format!("{}{query}", pairs.concat());
-            false
+            let mut with = request.clone();
+            let dots = token.replacen('.', "%2E", 1).replacen('.', "%2e", 1);
+            with.query = format!("{}={dots}&{}", encoded_name(name), request.query);
+            with
         }
         Location::Cookie(name) => {
-            let pairs: Vec<String> = tokens.iter().map(|t| format!("{name}=\"{t}\"; ")).collect();
-            match headers
+            let mut with = request.clone();
+            let pair = format!("{name}=\"{token}\"; ");
+            match with
+                .headers
                 .iter_mut()
                 .find(|(n, _)| n.eq_ignore_ascii_case("cookie"))
             {
-                Some((_, value)) => *value = format!("{}{value}", pairs.concat()),
-                None => headers.push(("cookie".to_string(), pairs.concat())),
+                Some((_, value)) => *value = format!("{pair}{value}"),
+                None => with.headers.push(("cookie".to_string(), pair)),
             }
-            false
+            with
         }
-    };
-    (Request { query, headers }, appended)
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -212,25 +276,50 @@ fuzz_target!(|data: &[u8]| {
     };
     LOCATIONS.with(|configurations| {
         TOKENS.with(|tokens| {
+            let [token, second] = tokens;
             for locations in configurations {
-                let before: Vec<Vec<String>> = locations
+                let before: Vec<Option<String>> = locations
                     .iter()
                     .map(|location| check_found(location, &request))
                     .collect();
                 for location in locations {
-                    let (with, appended) = with_tokens(location, &request, tokens.as_slice());
+                    let with = with_token(location, &request, token);
                     for (other, before) in locations.iter().zip(&before) {
                         let found = check_found(other, &with);
-                        if place(other) != place(location) {
-                            assert_eq!(&found, before, "{other:?} sees tokens put at {location:?}");
-                        } else if other == location {
-                            let expected = if appended {
-                                [before.as_slice(), tokens.as_slice()].concat()
-                            } else {
-                                [tokens.as_slice(), before.as_slice()].concat()
-                            };
-                            assert_eq!(found, expected, "{location:?}");
+                        if other == location {
+                            assert_eq!(found.as_deref(), Some(token.as_str()), "{location:?}");
+                        } else if place(other) != place(location) {
+                            assert_eq!(
+                                &found, before,
+                                "{other:?} sees a token put at {location:?}"
+                            );
                         }
+                    }
+                    let Location::Header { name, prefix } = location else {
+                        continue;
+                    };
+                    let mut two = request.without_header(name);
+                    two.headers.push((name.clone(), format!("{prefix}{token}")));
+                    two.headers
+                        .push((name.clone(), format!("{prefix}{second}")));
+                    let found = check_found(location, &two);
+                    assert_eq!(found, Some(format!("{token},{prefix}{second}")));
+                    let limits = Limits {
+                        clock_skew_seconds: 60,
+                        max_token_bytes: 8192,
+                    };
+                    assert_eq!(
+                        found.map(|both| decode(&both, &limits).err()),
+                        Some(Some(JwtFailure::Malformed)),
+                        "two {name} lines"
+                    );
+                    let flipped = flip_case(prefix);
+                    if flipped != *prefix {
+                        let mut wrong = request.without_header(name);
+                        wrong
+                            .headers
+                            .push((name.clone(), format!("{flipped}{token}")));
+                        assert_eq!(check_found(location, &wrong), None, "{flipped:?}");
                     }
                 }
             }

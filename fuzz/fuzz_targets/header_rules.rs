@@ -1,11 +1,17 @@
 //! auth-gate's header conditions (`when: request.headers[...]` with `values` / `notValues`).
-//! Input: lines; up to the first empty line the condition's values, after it the values of the
-//! request's `x-fuzz` header, one occurrence per line (names alternate `x-fuzz` / `X-Fuzz`).
+//! Input: lines; up to the first empty line the condition's values, after it the request's
+//! header lines.
 //!
-//! Invariants: `values` admits exactly when Istio's string forms, applied to the occurrences
-//! joined with `,`, match one value (exact values go through constant-time digests, the others
-//! through the shared tries: both must agree with the reference); `notValues` admits exactly when
-//! none matches (an absent header matches every `notValues`).
+//! Two conditions are checked. `request.headers[x-fuzz]`: each input line is one `x-fuzz` line
+//! of the request (names alternate `x-fuzz` / `X-Fuzz`). `request.headers[Host]`: the first
+//! input line is the request's `:authority` (Envoy keeps `Host` as `:authority`), the others
+//! `x-fuzz` lines, which the condition must not read.
+//!
+//! Invariants: as Envoy's RBAC matches a repeated header, each line on its own: `values` admits
+//! exactly when some line matches one value with Istio's string forms (exact values go through
+//! constant-time digests, the others through the shared tries: both must agree with the
+//! reference); `notValues` admits exactly when no line matches (an absent header matches no
+//! `values` and every `notValues`).
 #![no_main]
 
 use auth_gate::config::{compile, Compiled, Config};
@@ -15,9 +21,10 @@ use libfuzzer_sys::fuzz_target;
 use model_gateway_fuzz::{istio_string_matches, text_lines};
 use plugin_common::istio::RequestInfo;
 
-fn gate(field: &str, values: &[&str]) -> Option<Compiled> {
+fn gate(header: &str, field: &str, values: &[&str]) -> Option<Compiled> {
+    let key = format!("request.headers[{header}]");
     let config = serde_json::json!({"policies": [{"action": "ALLOW", "rules": [
-        {"when": [{"key": "request.headers[x-fuzz]", field: values}]}
+        {"when": [{"key": key, field: values}]}
     ]}]});
     let bytes = serde_json::to_vec(&config).ok()?;
     plugin_common::config::parse::<Config>(&bytes)
@@ -41,6 +48,33 @@ fn admitted(gate: &Compiled, request: &RequestView) -> bool {
     gate.policies.evaluate(&attributes) == Verdict::Allowed
 }
 
+/// `values` and `notValues` of `header` on `request`, against what the lines it reads say.
+fn check(header: &str, patterns: &[&str], request: &RequestView, lines: &[&str]) {
+    let (Some(values_gate), Some(not_values_gate)) = (
+        gate(header, "values", patterns),
+        gate(header, "notValues", patterns),
+    ) else {
+        return;
+    };
+    let any_matches = lines
+        .iter()
+        .any(|line| patterns.iter().any(|p| istio_string_matches(p, line)));
+    assert_eq!(
+        admitted(&values_gate, request),
+        any_matches,
+        "{header} values {patterns:?} on {lines:?}"
+    );
+    assert_eq!(
+        admitted(&not_values_gate, request),
+        !any_matches,
+        "{header} notValues {patterns:?} on {lines:?}"
+    );
+}
+
+fn header(name: &str, value: &str) -> (String, String) {
+    (name.to_string(), value.to_string())
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some(lines) = text_lines(data) else {
         return;
@@ -49,33 +83,25 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (patterns, occurrences) = (&lines[..split], &lines[split + 1..]);
-    let (Some(values_gate), Some(not_values_gate)) =
-        (gate("values", patterns), gate("notValues", patterns))
-    else {
-        return;
-    };
-    let mut headers = vec![
-        (":method".to_string(), "GET".to_string()),
-        (":path".to_string(), "/v1/models/m:predict".to_string()),
+    let base = [
+        header(":method", "GET"),
+        header(":path", "/v1/models/m:predict"),
     ];
+
+    let mut headers = base.to_vec();
     for (i, value) in occurrences.iter().enumerate() {
         let name = if i % 2 == 0 { "x-fuzz" } else { "X-Fuzz" };
-        headers.push((name.to_string(), value.to_string()));
+        headers.push(header(name, value));
     }
-    let request = RequestView::new(headers);
+    check("x-fuzz", patterns, &RequestView::new(headers), occurrences);
 
-    let joined = (!occurrences.is_empty()).then(|| occurrences.join(","));
-    let any_matches = joined
-        .as_deref()
-        .is_some_and(|value| patterns.iter().any(|p| istio_string_matches(p, value)));
-    assert_eq!(
-        admitted(&values_gate, &request),
-        any_matches,
-        "values {patterns:?} on {joined:?}"
-    );
-    assert_eq!(
-        admitted(&not_values_gate, &request),
-        !any_matches,
-        "notValues {patterns:?} on {joined:?}"
-    );
+    let mut headers = base.to_vec();
+    let (authority, others) = match occurrences.split_first() {
+        Some((authority, others)) => (Some(*authority), others),
+        None => (None, occurrences),
+    };
+    headers.extend(authority.map(|value| header(":authority", value)));
+    headers.extend(others.iter().map(|value| header("x-fuzz", value)));
+    let read: Vec<&str> = authority.into_iter().collect();
+    check("Host", patterns, &RequestView::new(headers), &read);
 });

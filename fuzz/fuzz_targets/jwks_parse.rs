@@ -1,11 +1,14 @@
 //! auth-gate's JWKS parsing (inline `jwks` and fetched `jwksUri` documents). Input: the document.
 //!
 //! Invariants: an accepted set has at least one key, each bound to one supported algorithm;
-//! `candidates` yields only keys of the asked algorithm (and `kid`); the same document written
-//! again by a JSON serializer loads to the same keys.
+//! `candidates(alg, kid)` yields exactly the keys of that algorithm whose `kid` agrees with the
+//! token's, in order (as Envoy picks them: a key or a token without `kid` agrees with any), and
+//! `has_key_for_kid` says whether any key's `kid` agrees, whatever its algorithm (for every
+//! algorithm, the token without `kid`, each key's `kid` and an unknown one); the same document
+//! written again by a JSON serializer loads to the same keys.
 #![no_main]
 
-use auth_gate::jwks::{parse_jwks, KeySet, SUPPORTED_ALGORITHMS};
+use auth_gate::jwks::{parse_jwks, Key, KeySet, SUPPORTED_ALGORITHMS};
 use libfuzzer_sys::fuzz_target;
 
 fn summary(set: &KeySet) -> (Vec<(Option<String>, &'static str)>, usize) {
@@ -26,16 +29,28 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(!set.keys.is_empty());
     for key in &set.keys {
-        let algorithm = key.key.algorithm();
-        assert!(SUPPORTED_ALGORITHMS.contains(&algorithm));
-        assert!(set
-            .candidates(algorithm, None)
-            .all(|k| k.key.algorithm() == algorithm));
-        if let Some(kid) = key.kid.as_deref() {
-            assert!(set.has_kid(kid));
-            assert!(set
-                .candidates(algorithm, Some(kid))
-                .all(|k| k.kid.as_deref() == Some(kid) && k.key.algorithm() == algorithm));
+        assert!(SUPPORTED_ALGORITHMS.contains(&key.key.algorithm()));
+    }
+    let kids: Vec<Option<&str>> = [None, Some("fuzz-no-such-kid")]
+        .into_iter()
+        .chain(set.keys.iter().map(|key| key.kid.as_deref()))
+        .collect();
+    for kid in kids {
+        let agrees = |key: &Key| kid.is_none() || key.kid.is_none() || key.kid.as_deref() == kid;
+        assert_eq!(
+            set.has_key_for_kid(kid),
+            set.keys.iter().any(agrees),
+            "{kid:?}"
+        );
+        for algorithm in SUPPORTED_ALGORITHMS {
+            let found: Vec<*const Key> = set.candidates(algorithm, kid).map(|k| k as _).collect();
+            let expected: Vec<*const Key> = set
+                .keys
+                .iter()
+                .filter(|key| key.key.algorithm() == algorithm && agrees(key))
+                .map(|k| k as _)
+                .collect();
+            assert_eq!(found, expected, "{algorithm} {kid:?}");
         }
     }
     let value: serde_json::Value = serde_json::from_str(text).expect("an accepted JWKS is JSON");

@@ -38,8 +38,9 @@ pub fn percent_decode(path: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
+        // Two hex digits exactly (`u8::from_str_radix` alone would also take `%+f`).
         let escaped = match (b, bytes.get(i + 1..i + 3)) {
-            (b'%', Some(hex)) => std::str::from_utf8(hex)
+            (b'%', Some(hex)) if hex.iter().all(u8::is_ascii_hexdigit) => std::str::from_utf8(hex)
                 .ok()
                 .and_then(|hex| u8::from_str_radix(hex, 16).ok()),
             _ => None,
@@ -77,6 +78,16 @@ pub fn jwks() -> String {
     let k = b64(HS256_SECRET);
     format!(
         r#"{{"keys":[{{"kty":"oct","kid":"{HS256_KID}","alg":"HS256","k":"{k}"}},{}]}}"#,
+        GATEWAY_RSA_JWK
+    )
+}
+
+/// The same keys, the HS256 key without `kid` (Envoy tries such a key whatever `kid` a token
+/// names).
+pub fn jwks_without_kid() -> String {
+    let k = b64(HS256_SECRET);
+    format!(
+        r#"{{"keys":[{{"kty":"oct","alg":"HS256","k":"{k}"}},{}]}}"#,
         GATEWAY_RSA_JWK
     )
 }
