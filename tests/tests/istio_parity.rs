@@ -20,6 +20,7 @@ fn options(target: Target, requests: usize) -> Options {
         module: None,
         normalization: PathNormalization::Base,
         show: 3,
+        trace: false,
     }
 }
 

@@ -542,6 +542,9 @@ fn credentials(
         }
         let valid = classes[0].1.clone();
         classes.push(("bad signature".into(), flip_signature(&valid)));
+        classes.push(("signature padded".into(), format!("{valid}=")));
+        classes.push(("signature padded twice".into(), format!("{valid}==")));
+        classes.push(("trailing dot".into(), format!("{valid}.")));
         classes.push(("non-canonical signature".into(), non_canonical(&valid)));
         let prefix = if issuers.len() > 1 {
             format!("rule {index} ")
@@ -590,6 +593,14 @@ fn locations(rule: &Value, token: &str, valid: &str) -> Vec<(String, Credential)
             out.push((
                 format!("cookie {c}"),
                 header("cookie", format!("a=b; {c}={token}")),
+            ));
+            out.push((
+                format!("cookie {c}, quoted"),
+                header("cookie", format!("{c}=\"{token}\"")),
+            ));
+            out.push((
+                format!("cookie {c}, a lone quote"),
+                header("cookie", format!("{c}=\"{token}")),
             ));
         }
         return out;

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 pub const USAGE: &str =
     "  harness diff --istio FILE.yaml [--plugin auth-gate|path-allowlist] [--requests N]
               [--seed S] [--corpus FILE] [--module PLUGIN=FILE.wasm]
-              [--normalization BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES] [--show N]
+              [--normalization BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES] [--show N] [--trace]
 
 diff: FILE.yaml holds RequestAuthentication and AuthorizationPolicy resources (multi-document
 YAML). They are translated as istiod translates them into a real Envoy (jwt_authn + RBAC), and
@@ -33,7 +33,8 @@ from the policies with hostile variants (reproducible by --seed), or the request
 and locations; their keys are replaced by keys the run makes. Exit 0 when every decision
 agrees, 1 when some differ, 2 on a usage or configuration error. --random K compares K random
 resource sets (seeds S, S+1, ...; auth-gate only) instead of a file, printing each set that
-differs as YAML: `--random 1 --seed <its seed>` reproduces it.";
+differs as YAML: `--random 1 --seed <its seed>` reproduces it. --trace prints every request with
+both answers as it goes; --show N reproductions per group (3).";
 
 /// Which plugin stands in for Istio's filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub struct Options {
     pub normalization: PathNormalization,
     /// Reproductions printed per group of differences.
     pub show: usize,
+    /// Print every request with both decisions as it is sent (to read a corpus).
+    pub trace: bool,
 }
 
 impl Options {
@@ -80,6 +83,7 @@ impl Options {
             module: None,
             normalization: PathNormalization::Base,
             show: 3,
+            trace: false,
         };
         let mut module_of = None;
         let mut args = args.iter();
@@ -110,6 +114,7 @@ impl Options {
                 "--requests" => options.requests = number(value()?)? as usize,
                 "--seed" => options.seed = number(value()?)?,
                 "--show" => options.show = number(value()?)? as usize,
+                "--trace" => options.trace = true,
                 "--corpus" => options.corpus = Some(PathBuf::from(value()?)),
                 "--module" => {
                     let v = value()?;
@@ -374,6 +379,12 @@ pub fn compare(
     for request in requests {
         let (istio, istio_said) = decide(&reference, request)?;
         let (plugin, plugin_said) = decide(&candidate, request)?;
+        if options.trace {
+            println!(
+                "istio {istio} {istio_said:?} | plugin {plugin} {plugin_said:?} | {}",
+                request.to_line()
+            );
+        }
         if istio != plugin {
             let mut difference = Difference {
                 request: request.clone(),

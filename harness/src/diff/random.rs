@@ -54,6 +54,7 @@ pub fn resources(rng: &mut Rng) -> Resources {
         match rng.below(5) {
             0 => rule["fromHeaders"] = json!([{"name": "x-jwt", "prefix": ""}]),
             1 => rule["fromParams"] = json!(["token"]),
+            2 => rule["fromCookies"] = json!(["session"]),
             _ => {}
         }
         if rng.below(4) == 0 {
@@ -193,6 +194,7 @@ mod tests {
             "audiences",
             "fromParams",
             "fromHeaders",
+            "fromCookies",
             "DENY",
         ] {
             assert!(seen.contains(field), "{field} never generated");

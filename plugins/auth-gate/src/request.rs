@@ -143,10 +143,19 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The value of cookie `name` in one `cookie` header, as Envoy parses cookies: pairs split at
+/// `;`, ASCII spaces around them ignored, one pair of surrounding quotes removed (a lone quote
+/// stays, and fails the token).
 fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|pair| {
-        let (key, value) = pair.trim().split_once('=')?;
-        (key == name).then(|| value.trim_matches('"'))
+        let (key, value) = pair
+            .trim_matches(|c: char| c.is_ascii_whitespace())
+            .split_once('=')?;
+        let unquoted = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        (key == name).then_some(unquoted)
     })
 }
 
@@ -240,6 +249,10 @@ pub(crate) mod tests {
             ("cookie", "xsession=no"),
         ]);
         assert_eq!(cookie.token(&req).as_deref(), Some("one"));
+        let lone_quote = request(&[("cookie", "session=\"a.b.c")]);
+        assert_eq!(cookie.token(&lone_quote).as_deref(), Some("\"a.b.c"));
+        let no_break_space = request(&[("cookie", "\u{a0}session=a.b.c")]);
+        assert_eq!(cookie.token(&no_break_space), None);
     }
 
     #[test]

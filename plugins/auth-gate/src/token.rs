@@ -172,10 +172,16 @@ fn decode_json_object(segment: &str) -> Result<Map<String, Value>, JwtFailure> {
     }
 }
 
-/// base64url as Envoy decodes JWT segments: padding optional, and the unused low bits of the
-/// last character ignored (a strict decoder would refuse tokens Envoy accepts).
+/// base64url as Envoy decodes JWT segments: no padding or exactly the right amount, and the
+/// unused low bits of the last character ignored (a strict decoder would refuse tokens Envoy
+/// accepts).
 fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
+    let unpadded = text.trim_end_matches('=');
+    let pads = text.len() - unpadded.len();
+    if pads != 0 && (pads > 2 || (unpadded.len() + pads) % 4 != 0) {
+        return None;
+    }
+    let text = unpadded;
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let mut buffer = 0u32;
     let mut bits = 0u32;
@@ -595,8 +601,15 @@ pub(crate) mod tests {
         let changed = format!("{head}{}", &alphabet[(index ^ 1)..=(index ^ 1)]);
         assert_ne!(changed, token);
         assert!(check(&changed, &set, &[], NOW).is_ok());
-        // Padding is accepted; characters outside the alphabet are not.
+        // No padding or the right one (43 characters: one `=`), as Envoy; characters outside
+        // the alphabet are refused.
         assert!(check(&format!("{token}="), &set, &[], NOW).is_ok());
+        for wrong in ["==", "==="] {
+            assert_eq!(
+                check(&format!("{token}{wrong}"), &set, &[], NOW).map(|_| ()),
+                Err(JwtFailure::Malformed)
+            );
+        }
         assert_eq!(
             check(&format!("{head}+"), &set, &[], NOW).map(|_| ()),
             Err(JwtFailure::Malformed)
