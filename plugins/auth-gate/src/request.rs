@@ -236,6 +236,18 @@ pub(crate) mod tests {
         );
         assert_eq!(token("/p?%61ccess_token=a.b.c").as_deref(), Some("a.b.c"));
         assert_eq!(token("/p?%61CCESS_token=a.b.c"), None);
+        // Hex digits in either case; every character of the name may be escaped.
+        for name in [
+            "access_t%6Fken",
+            "access_t%6fken",
+            "%61%63%63%65%73%73%5F%74%6F%6B%65%6E",
+        ] {
+            assert_eq!(
+                token(&format!("/p?{name}=a.b.c")).as_deref(),
+                Some("a.b.c"),
+                "{name}"
+            );
+        }
         assert_eq!(
             token("/p?access_token=a%2Eb%2ec%zz").as_deref(),
             Some("a.b.c%zz")
