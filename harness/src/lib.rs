@@ -2,6 +2,7 @@
 //! `WasmPlugin` resources, in front of an upstream (usually the demo model server).
 
 pub mod chaos;
+pub mod crd;
 pub mod demo;
 pub mod diff;
 pub mod envoy;

@@ -185,15 +185,18 @@ pub fn parse(text: &str) -> Result<Vec<WasmPlugin>> {
     parse_with(text, &ModuleResolver::default())
 }
 
-/// [`parse`] with modules resolved by `resolver`.
+/// [`parse`] with modules resolved by `resolver`. Every `WasmPlugin` is checked against Istio's
+/// CRD schema ([`crate::crd`]) before any image is pulled, as `kubectl apply` checks a file.
 pub fn parse_with(text: &str, resolver: &ModuleResolver) -> Result<Vec<WasmPlugin>> {
-    let mut plugins = Vec::new();
+    let mut resources = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
         let value = serde_yaml::Value::deserialize(document)
             .map_err(|e| Error(format!("invalid YAML: {e}")))?;
         if value.is_null() {
             continue;
         }
+        let json: Value =
+            serde_json::to_value(&value).map_err(|e| Error(format!("invalid resource: {e}")))?;
         let resource: Resource =
             serde_yaml::from_value(value).map_err(|e| Error(format!("invalid resource: {e}")))?;
         if resource.kind != "WasmPlugin"
@@ -201,9 +204,13 @@ pub fn parse_with(text: &str, resolver: &ModuleResolver) -> Result<Vec<WasmPlugi
         {
             continue;
         }
-        plugins.push(from_resource(resource, resolver)?);
+        crate::crd::check(&json)?;
+        resources.push(resource);
     }
-    Ok(plugins)
+    resources
+        .into_iter()
+        .map(|resource| from_resource(resource, resolver))
+        .collect()
 }
 
 fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPlugin> {
@@ -245,18 +252,12 @@ fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPl
             )))
         }
     };
+    // A mapping: the CRD check made sure of it.
     let configuration = match spec.plugin_config {
         None => String::new(),
-        Some(config) if config.is_mapping() => {
-            let json: Value = serde_json::to_value(&config)
-                .map_err(|e| Error(format!("{what}: pluginConfig: {e}")))?;
-            json.to_string()
-        }
-        Some(_) => {
-            return Err(Error(format!(
-                "{what}: pluginConfig must be a mapping (the CRD's type: object)"
-            )))
-        }
+        Some(config) => serde_json::to_value(&config)
+            .map_err(|e| Error(format!("{what}: pluginConfig: {e}")))?
+            .to_string(),
     };
     let mut env = Vec::new();
     let mut host_env_keys = Vec::new();
@@ -270,15 +271,6 @@ fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPl
                 )))
             }
         }
-    }
-    if let Some(policy) = spec
-        .image_pull_policy
-        .as_deref()
-        .filter(|p| !matches!(*p, "UNSPECIFIED_POLICY" | "IfNotPresent" | "Always"))
-    {
-        return Err(Error(format!(
-            "{what}: imagePullPolicy {policy:?} is not one of UNSPECIFIED_POLICY, IfNotPresent, Always"
-        )));
     }
     let (module, fetch_failure) = match resolver.fetch(
         &spec.url,
@@ -455,13 +447,41 @@ spec:
         let err = parse(bad_phase).unwrap_err().0;
         assert!(err.contains("ns/x") && err.contains("LATE"), "{err}");
         let bad_config = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: x}\nspec: {url: x, pluginConfig: \"{}\"}\n";
-        assert!(parse(bad_config).unwrap_err().0.contains("mapping"));
+        let err = parse(bad_config).unwrap_err().0;
+        assert!(
+            err.contains("WasmPlugin default/x: spec.pluginConfig: expected object, got string"),
+            "{err}"
+        );
         let no_url = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: x}\nspec: {phase: AUTHN}\n";
         assert!(parse(no_url).unwrap_err().0.contains("url"));
         let bad_strategy = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: x}\nspec: {url: x, failStrategy: MAYBE}\n";
         assert!(parse(bad_strategy).unwrap_err().0.contains("MAYBE"));
         let bad_policy = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: x}\nspec: {url: x, imagePullPolicy: Sometimes}\n";
         assert!(parse(bad_policy).unwrap_err().0.contains("Sometimes"));
+    }
+
+    #[test]
+    fn manifests_are_checked_against_the_crd_before_any_image_is_pulled() {
+        use crate::oci::test_registry::Unreachable;
+        let dir = std::env::temp_dir().join(format!("manifests-typo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The first document would be pulled (and fail): the second one's typo comes first.
+        let pulled = wasm_plugin("oci://127.0.0.1:5000/wasm/auth-gate:0.1.0", "");
+        let typo = wasm_plugin("x", "  pluginconfig: {a: 1}\n  priority: high\n")
+            .replace("name: p,", "name: q,");
+        std::fs::write(dir.join("plugins.yaml"), format!("{pulled}---\n{typo}")).unwrap();
+        let down = resolver("crd", Box::new(Unreachable), false);
+        let err = load_dir_with(&dir, &down).unwrap_err().0;
+        assert_eq!(
+            err,
+            format!(
+                "{}: WasmPlugin ns/q: spec.pluginconfig: unknown field (did you mean \
+                 pluginConfig?); spec.priority: expected integer, got string \"high\"",
+                dir.join("plugins.yaml").display()
+            )
+        );
+        assert!(!down.cache.dir().exists(), "an image was pulled");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn wasm_plugin(url: &str, extra: &str) -> String {

@@ -97,6 +97,10 @@ fn every_istio_resource_validates_against_its_crd_schema() {
                     "{} {kind} {name}: {problems:?}",
                     file.display()
                 );
+                // The harness's own check (`harness run`) accepts what the API server accepts.
+                if let Err(e) = harness::crd::check(&doc) {
+                    panic!("{}: {e}", file.display());
+                }
                 checked.push(format!("{folder}/{kind}/{name}"));
             }
         }
@@ -123,10 +127,35 @@ fn the_crd_schemas_reject_istios_invalid_examples() {
                 "{} was accepted",
                 file.display()
             );
+            assert!(
+                harness::crd::check(&doc).is_err(),
+                "{} was accepted by harness::crd",
+                file.display()
+            );
             rejected += 1;
         }
     }
     assert!(rejected > 0);
+}
+
+/// The policy files of `harness diff`'s tests are what users pass to `--istio`.
+#[test]
+fn the_istio_policy_files_validate_against_their_crd_schemas() {
+    let dir = harness::repo_root().join("tests/istio-policies");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        for doc in documents(&file) {
+            let kind = doc["kind"].as_str().unwrap_or_default();
+            let problems = errors(&crd_validator(kind).unwrap(), &doc["spec"]);
+            assert!(problems.is_empty(), "{}: {problems:?}", file.display());
+            if let Err(e) = harness::crd::check(&doc) {
+                panic!("{}: {e}", file.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "only {checked} resources checked");
 }
 
 /// The plugin an `oci://…/<plugin>:<tag>` url names.

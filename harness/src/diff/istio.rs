@@ -45,6 +45,7 @@ impl Resources {
             if value.is_null() {
                 continue;
             }
+            crate::crd::check(&value).map_err(|e| Error(format!("{at}: {e}")))?;
             resources.add(&at, value)?;
         }
         if resources.jwt_rules.is_empty() && resources.policies.is_empty() {
