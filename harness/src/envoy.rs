@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long Envoy may take to become ready (a cold v8 compile of a large module included).
@@ -207,9 +207,45 @@ impl Envoy {
         Ok(response.text())
     }
 
+    /// Envoy's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("envoy.log")
+    }
+
     /// Envoy's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Prints on stderr, from a background thread and as Envoy writes them, the warnings and
+    /// errors of the Wasm plugins (see [`plugin_problem`]), from the start of the log: a person
+    /// at `harness run` sees a failing JWKS fetch or a refused config without opening the log.
+    /// Stops when the returned handle is dropped.
+    pub fn echo_plugin_problems(&self) -> LogEcho {
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = self.log_path();
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut offset = 0;
+            let mut partial = String::new();
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok(bytes) = read_from(&path, &mut offset) {
+                    partial.push_str(&String::from_utf8_lossy(&bytes));
+                    // A line is printed once whole: the last piece may still be being written.
+                    if let Some(end) = partial.rfind('\n') {
+                        for line in partial[..end].lines().filter_map(plugin_problem) {
+                            eprintln!("{line}");
+                        }
+                        partial.drain(..=end);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        LogEcho {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// The log lines that say what went wrong (warnings, errors and everything the Wasm
@@ -337,6 +373,55 @@ impl Drop for Envoy {
     }
 }
 
+/// The background thread of [`Envoy::echo_plugin_problems`]; dropping it stops the thread.
+pub struct LogEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LogEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The bytes of `path` after `offset`, moving `offset` past them.
+fn read_from(path: &Path, offset: &mut u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(*offset))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    *offset += bytes.len() as u64;
+    Ok(bytes)
+}
+
+/// A Wasm log line of Envoy at warning level or above, shortened for a console: its time, level
+/// and message, without the date and Envoy's source location. `None` for every other line.
+/// Envoy's format: `[2026-12-02 19:50:58.881][27223][warning][wasm] [source/…:1151] wasm log: …`.
+pub fn plugin_problem(line: &str) -> Option<String> {
+    let mut fields = line.strip_prefix('[')?.splitn(4, "][");
+    let (stamp, _thread, level, rest) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    if !matches!(level, "warning" | "error" | "critical") {
+        return None;
+    }
+    let message = rest.strip_prefix("wasm] ")?;
+    let message = message
+        .strip_prefix('[')
+        .and_then(|m| m.split_once("] "))
+        .map_or(message, |(_, m)| m);
+    let time = stamp.rsplit(' ').next().unwrap_or(stamp);
+    Some(format!("envoy {time} {level}: {message}"))
+}
+
 /// The `typed_config` of `plugin`'s extension config, as its ECDS file carries it.
 fn extension_config(plugin: &Plugin) -> serde_json::Value {
     let mut resource = render::ecds_resource(plugin, 0);
@@ -369,4 +454,31 @@ fn private_dir() -> Result<PathBuf> {
     ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plugin_warnings_and_errors_reach_the_console() {
+        let warning = "[2026-12-02 19:50:58.881][27223][warning][wasm] [source/extensions/common/wasm/context.cc:1151] wasm log: auth-gate: JWKS fetch of http://dex/keys failed: no cluster";
+        assert_eq!(
+            plugin_problem(warning).as_deref(),
+            Some("envoy 19:50:58.881 warning: wasm log: auth-gate: JWKS fetch of http://dex/keys failed: no cluster")
+        );
+        let error = "[2026-12-02 19:50:58.881][1][error][wasm] [source/extensions/common/wasm/wasm.cc:110] Wasm VM failed to initialize";
+        assert_eq!(
+            plugin_problem(error).as_deref(),
+            Some("envoy 19:50:58.881 error: Wasm VM failed to initialize")
+        );
+        for other in [
+            "[2026-12-02 19:50:58.881][27223][info][wasm] [source/x.cc:1] wasm log: auth-gate: configuration accepted",
+            "[2026-12-02 19:50:58.881][27223][warning][main] [source/server/server.cc:1059] There is no configured limit",
+            "  a continuation line",
+            "",
+        ] {
+            assert_eq!(plugin_problem(other), None, "{other}");
+        }
+    }
 }

@@ -302,8 +302,9 @@ fn run(options: Options) -> Result<ExitCode, String> {
         "  admin / stats     {}",
         envoy.admin_url("/stats/prometheus")
     );
-    println!("  Envoy log         {}/envoy.log", envoy.dir().display());
-    println!("Ctrl-C stops it.");
+    println!("  Envoy log         {}", envoy.log_path().display());
+    println!("The plugins' warnings and errors are shown here as they happen. Ctrl-C stops it.");
+    let _echo = envoy.echo_plugin_problems();
     wait_for_termination();
     Ok(ExitCode::SUCCESS)
 }
@@ -346,14 +347,19 @@ fn run_walkthrough(options: &Options, upstream: &ModelServer) -> Result<ExitCode
     let envoy = start_envoy(options, upstream.addr())?;
     let base = format!("http://{}", envoy.listener());
     println!(
+        "\nEnvoy log: {} (the plugins' warnings and errors are shown here as they happen)",
+        envoy.log_path().display()
+    );
+    let _echo = envoy.echo_plugin_problems();
+    println!(
         "\nWalkthrough (BERT emotion, Kubeflow) through Envoy at {base}, demo model server at {}",
         upstream.addr()
     );
     let failures = demo::run(&base, &envoy.admin_url(""), &demo::steps());
     if failures > 0 {
         println!(
-            "\n{failures} step(s) did not answer as the walkthrough says. Envoy log: {}/envoy.log",
-            envoy.dir().display()
+            "\n{failures} step(s) did not answer as the walkthrough says. Envoy log: {}",
+            envoy.log_path().display()
         );
         if !options.serve {
             return Ok(ExitCode::FAILURE);

@@ -80,3 +80,83 @@ fn ctrl_c_stops_the_demo_and_its_envoy() {
         );
     }
 }
+
+/// Every line `child` writes on stdout and stderr, as it comes, on one channel.
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let (send, receive) = std::sync::mpsc::channel();
+    let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+    let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+    for stream in [stdout, stderr] {
+        let send = send.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+    }
+    receive
+}
+
+#[test]
+fn harness_run_shows_plugin_warnings_as_they_happen() {
+    // A jwksUri without jwksCluster goes through the cluster istiod would make for its host;
+    // here there is none, so every fetch fails and auth-gate logs it at warning level.
+    let upstream = harness::ModelServer::start().unwrap();
+    let dir = std::env::temp_dir().join(format!("cli-warnings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("auth-gate.yaml"),
+        "apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: auth-gate, namespace: istio-system}
+spec:
+  url: oci://ghcr.io/model-gateway-plugins/auth-gate:0.1.0
+  pluginConfig:
+    jwtRules:
+    - issuer: https://dex.example.com
+      jwksUri: http://dex.auth.svc.cluster.local:5556/dex/keys
+",
+    )
+    .unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", "--manifests"])
+        .arg(&dir)
+        .arg("--upstream")
+        .arg(upstream.addr().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut run);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut log_path, mut warning) = (None, None);
+    while warning.is_none() || log_path.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines.recv_timeout(left) else {
+            break;
+        };
+        if let Some(path) = line.strip_prefix("  Envoy log         ") {
+            log_path = Some(std::path::PathBuf::from(path));
+        }
+        if line.contains("JWKS fetch of http://dex.auth.svc.cluster.local:5556/dex/keys failed") {
+            warning = Some(line);
+        }
+    }
+    let log_path = log_path.expect("harness run did not say where the Envoy log is");
+    let warning = warning.expect("the plugin's warning was not shown on the console");
+    assert!(
+        warning.starts_with("envoy ") && warning.contains(" warning: "),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("outbound|5556||dex.auth.svc.cluster.local"),
+        "{warning}"
+    );
+    // The full line is in the log the console points to.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("[warning][wasm]"), "{}", log_path.display());
+    // SAFETY: sends SIGINT to the child we started, as Ctrl-C would.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    assert!(run.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
