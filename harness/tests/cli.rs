@@ -160,3 +160,38 @@ spec:
     assert!(run.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn help_prints_every_commands_usage() {
+    for args in [
+        &["help"][..],
+        &["--help"],
+        &["-h"],
+        &["run", "--help"],
+        &["diff", "-h"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", output.status);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for command in [
+            "harness run",
+            "harness demo",
+            "harness diff",
+            "harness bench",
+        ] {
+            assert!(
+                stdout.contains(command),
+                "{args:?}: no {command} in\n{stdout}"
+            );
+        }
+    }
+    let unknown = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("rnu")
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown command rnu"));
+}
