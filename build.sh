@@ -338,13 +338,19 @@ fuzz() {
   fuzz_all "$seconds" "${targets[@]}"
 }
 
+# The release harness, with cargo's progress: its first build takes a minute or two.
+build_harness() {
+  echo "harness: release build (a minute or two the first time)"
+  cargo build --release -p harness
+}
+
 chaos() {
-  cargo build --release -q -p harness
+  build_harness
   "$ROOT/target/release/harness" chaos "$@"
 }
 
 demo() {
-  cargo build --release -q -p harness
+  build_harness
   "$ROOT/target/release/harness" demo --manifests "$ROOT/wasmplugin-manifests/gateway" "$@"
 }
 

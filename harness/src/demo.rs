@@ -230,6 +230,126 @@ pub fn steps() -> Vec<Step> {
     steps
 }
 
+/// What to try once the walkthrough is over, against the state it leaves: the v1 predictions'
+/// 2 per minute are used up, so a prediction goes to the v2 protocol (10 per minute, 5 used).
+pub fn suggestions() -> Vec<Step> {
+    vec![
+        gateway(
+            "a prediction with the v2 protocol",
+            "POST",
+            INFER_V2,
+            vec![json()],
+            r#"{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["Istio is lovely"]}]}"#,
+            200,
+        )
+        .body_has(r#""data":["love"]"#),
+        gateway(
+            "a v1 prediction without X-Test: istio-is-cool",
+            "POST",
+            PREDICT,
+            vec![json()],
+            r#"{"input": "Istio is lovely"}"#,
+            403,
+        ),
+        gateway(
+            "/healthz with the demo user's token",
+            "GET",
+            "/healthz",
+            vec![bearer(DEMO_TOKEN)],
+            "",
+            200,
+        ),
+        gateway(
+            "a path trick to /admin, sent as is",
+            "GET",
+            "/v1/models/../../admin",
+            vec![bearer(DEMO_TOKEN)],
+            "",
+            403,
+        ),
+        Step {
+            title: "the predicted emotions, counted",
+            target: Target::Admin,
+            method: "GET",
+            path: "/stats/prometheus",
+            headers: Vec::new(),
+            body: String::new(),
+            expect_status: 200,
+            expect_header: None,
+            expect_body: vec!["emotion_stats_top_label_total".to_string()],
+        },
+    ]
+}
+
+/// The tokens the curl lines name by variable (they are too long to read inline).
+const TOKEN_VARIABLES: [(&str, &str); 2] =
+    [("DEMO_TOKEN", DEMO_TOKEN), ("FORGED_TOKEN", FORGED_TOKEN)];
+
+/// The `export` lines that define the variables of [`curl_line`].
+pub fn token_exports() -> Vec<String> {
+    TOKEN_VARIABLES
+        .iter()
+        .map(|(variable, token)| format!("export {variable}={token}"))
+        .collect()
+}
+
+/// A step as a command line that works when pasted into a shell (after [`token_exports`]):
+/// every argument quoted, tokens as `$DEMO_TOKEN`/`$FORGED_TOKEN`, `--path-as-is` where curl
+/// would resolve `.`/`..` itself. A gateway step shows the answer's status and headers (`-i`);
+/// the admin step keeps the emotion counters of `/stats/prometheus`.
+pub fn curl_line(step: &Step, base: &str) -> String {
+    let mut line = String::from("curl");
+    if step.target == Target::Gateway {
+        line.push_str(" -i");
+    } else {
+        line.push_str(" -s");
+    }
+    let path_only = step.path.split('?').next().unwrap_or_default();
+    if path_only
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        line.push_str(" --path-as-is");
+    }
+    // GET without a body and POST with one are what curl sends by itself.
+    if !matches!(
+        (step.method, step.body.is_empty()),
+        ("GET", true) | ("POST", false)
+    ) {
+        line.push_str(&format!(" -X {}", step.method));
+    }
+    for (name, value) in &step.headers {
+        let header = format!("{name}: {value}");
+        let variable = TOKEN_VARIABLES
+            .iter()
+            .find(|(_, token)| header.contains(token));
+        match variable {
+            // Double quotes, so the shell expands the variable.
+            Some((variable, token)) => line.push_str(&format!(
+                " -H \"{}\"",
+                header.replace(token, &format!("${variable}"))
+            )),
+            None => line.push_str(&format!(" -H {}", shell_quote(&header))),
+        }
+    }
+    if !step.body.is_empty() {
+        line.push_str(&format!(" -d {}", shell_quote(&step.body)));
+    }
+    line.push_str(&format!(
+        " {}",
+        shell_quote(&format!("{base}{}", step.path))
+    ));
+    if step.target == Target::Admin {
+        line.push_str(" | grep emotion_stats_top_label_total");
+    }
+    line
+}
+
+/// `text` as one single-quoted shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 /// Headers shown for every answer when present.
 const SHOWN_HEADERS: [&str; 4] = [
     "content-type",
@@ -248,20 +368,7 @@ pub fn run(gateway_base: &str, admin_base: &str, steps: &[Step]) -> usize {
             Target::Gateway => gateway_base,
             Target::Admin => admin_base,
         };
-        let shown: String = step
-            .headers
-            .iter()
-            .map(|(n, v)| format!(" -H '{n}: {}'", abbreviate(v, 40)))
-            .collect();
-        let data = if step.body.is_empty() {
-            String::new()
-        } else {
-            format!(" -d '{}'", step.body)
-        };
-        println!(
-            "    $ curl -X {}{shown}{data} {base}{}",
-            step.method, step.path
-        );
+        println!("    $ {}", curl_line(step, base));
         let headers: Vec<(&str, &str)> =
             step.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let problems = match http::send(
@@ -359,6 +466,31 @@ mod tests {
             body: b"fine".to_vec(),
         };
         assert_eq!(check(&step, &bad).len(), 3);
+    }
+
+    #[test]
+    fn curl_lines_paste_as_they_are_printed() {
+        let base = "http://127.0.0.1:1";
+        let lines: Vec<String> = steps().iter().map(|s| curl_line(s, base)).collect();
+        for line in &lines {
+            assert!(!line.contains('…'), "abbreviated: {line}");
+            assert!(
+                !line.contains(DEMO_TOKEN) && !line.contains(FORGED_TOKEN),
+                "{line}"
+            );
+        }
+        let trick = lines.iter().find(|l| l.contains("/../")).unwrap();
+        assert!(trick.contains(" --path-as-is "), "{trick}");
+        assert!(lines
+            .iter()
+            .any(|l| l.contains(r#"-H "authorization: Bearer $FORGED_TOKEN""#)));
+        let quoted = gateway("t", "DELETE", "/a", vec![], "it's", 200);
+        assert_eq!(
+            curl_line(&quoted, base),
+            r"curl -i -X DELETE -d 'it'\''s' 'http://127.0.0.1:1/a'"
+        );
+        let exports = token_exports().join("\n");
+        assert!(exports.contains(&format!("export DEMO_TOKEN={DEMO_TOKEN}\n")));
     }
 
     #[test]

@@ -367,28 +367,46 @@ fn run_walkthrough(options: &Options, upstream: &ModelServer) -> Result<ExitCode
         "\nWalkthrough (BERT emotion, Kubeflow) through Envoy at {base}, demo model server at {}",
         upstream.addr()
     );
-    let failures = demo::run(&base, &envoy.admin_url(""), &demo::steps());
+    println!("(its curl lines name the tokens $DEMO_TOKEN and $FORGED_TOKEN, exported after it)");
+    let admin = envoy.admin_url("");
+    let failures = demo::run(&base, &admin, &demo::steps());
     if failures > 0 {
         println!(
             "\n{failures} step(s) did not answer as the walkthrough says. Envoy log: {}",
             envoy.log_path().display()
         );
-        if !options.serve {
-            return Ok(ExitCode::FAILURE);
-        }
     } else {
         println!("\nevery step answered as the walkthrough says");
     }
-    if options.serve {
-        println!("\nThe gateway keeps serving; Ctrl-C stops it. Try:");
-        println!("  curl -H 'content-type: application/json' -H 'x-test: istio-is-cool' {base}/v1/models/bert-emotion-model:predict -d '{{\"input\": \"Istio is lovely\"}}'");
-        println!("  curl {base}/admin");
-        println!(
-            "  curl {} | grep emotion",
-            envoy.admin_url("/stats/prometheus")
-        );
-        wait_for_termination();
+    println!("\nThe tokens of the curl lines, for a shell:");
+    for export in demo::token_exports() {
+        println!("  {export}");
     }
+    if !options.serve {
+        return Ok(if failures > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    println!(
+        "\nThe gateway keeps serving. Try these (the walkthrough used up the v1 predictions' 2 per \
+         minute: they answer again a minute later):"
+    );
+    for step in demo::suggestions() {
+        let target = match step.target {
+            demo::Target::Gateway => &base,
+            demo::Target::Admin => &admin,
+        };
+        println!(
+            "\n  {}, answered {}:\n    {}",
+            step.title,
+            step.expect_status,
+            demo::curl_line(&step, target)
+        );
+    }
+    println!("\nCtrl-C stops it.");
+    wait_for_termination();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -31,29 +31,75 @@ fn children_of(pid: u32) -> Vec<u32> {
     children
 }
 
+/// A started harness, killed if a failed assertion ends the test first: no demo keeps serving.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the demo's suggested curl lines as a user pastes them, after its exports, each checked
+/// against what [`harness::demo::suggestions`] says it answers.
+fn check_suggestions(printed: &[String]) {
+    let exports: Vec<&str> = printed
+        .iter()
+        .filter_map(|l| l.strip_prefix("  export "))
+        .collect();
+    let curls: Vec<&str> = printed
+        .iter()
+        .filter_map(|l| l.strip_prefix("    curl "))
+        .collect();
+    let suggestions = harness::demo::suggestions();
+    assert_eq!(curls.len(), suggestions.len(), "{printed:#?}");
+    for (curl, step) in curls.iter().zip(&suggestions) {
+        let script = format!("export {}\ncurl {curl}", exports.join("\nexport "));
+        let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+        let answer = String::from_utf8_lossy(&output.stdout);
+        if step.target == harness::demo::Target::Gateway {
+            let status = answer.lines().next().unwrap_or_default();
+            assert!(
+                status.starts_with(&format!("HTTP/1.1 {} ", step.expect_status)),
+                "curl {curl}\n{answer}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        for text in &step.expect_body {
+            assert!(answer.contains(text.as_str()), "curl {curl}\n{answer}");
+        }
+    }
+}
+
 #[test]
 fn ctrl_c_stops_the_demo_and_its_envoy() {
     let manifests = harness::repo_root().join("wasmplugin-manifests/gateway");
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["demo", "--manifests"])
-        .arg(&manifests)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let pid = demo.id();
-    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut demo = Running(
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["demo", "--manifests"])
+            .arg(&manifests)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = demo.0.id();
+    let mut lines = BufReader::new(demo.0.stdout.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut serving = false;
+    let mut printed = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line.contains("Ctrl-C stops it") {
             serving = true;
             break;
         }
+        printed.push(line);
         assert!(Instant::now() < deadline, "demo did not start serving");
     }
     assert!(serving, "demo exited before serving");
+    check_suggestions(&printed);
     // Envoy, and the local registry the demo pulls its images from when it can run one.
     let children = children_of(pid);
     let is_envoy = |child: &u32| {
@@ -67,7 +113,7 @@ fn ctrl_c_stops_the_demo_and_its_envoy() {
     );
     // SAFETY: sends SIGINT to the child we started, as Ctrl-C would.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let status = demo.wait().unwrap();
+    let status = demo.0.wait().unwrap();
     assert!(
         status.success(),
         "demo should exit cleanly on Ctrl-C: {status}"
@@ -118,16 +164,18 @@ spec:
 ",
     )
     .unwrap();
-    let mut run = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["run", "--manifests"])
-        .arg(&dir)
-        .arg("--upstream")
-        .arg(upstream.addr().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(&mut run);
+    let mut run = Running(
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["run", "--manifests"])
+            .arg(&dir)
+            .arg("--upstream")
+            .arg(upstream.addr().to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(&mut run.0);
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut log_path, mut warning) = (None, None);
     while warning.is_none() || log_path.is_none() {
@@ -156,8 +204,8 @@ spec:
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("[warning][wasm]"), "{}", log_path.display());
     // SAFETY: sends SIGINT to the child we started, as Ctrl-C would.
-    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
-    assert!(run.wait().unwrap().success());
+    unsafe { libc::kill(run.0.id() as i32, libc::SIGINT) };
+    assert!(run.0.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
