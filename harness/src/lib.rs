@@ -42,6 +42,14 @@ impl From<std::io::Error> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The plugins of this repository, as `./build.sh build` puts them in `dist/<plugin>.wasm`.
+pub const PLUGINS: [&str; 4] = [
+    "path-allowlist",
+    "auth-gate",
+    "local-ratelimit",
+    "emotion-stats",
+];
+
 /// The repository root (where `dist/` and `.venv/` live).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -14,14 +14,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  harness run --manifests DIR --upstream 127.0.0.1:PORT [--cluster NAME=HOST:PORT]...
+  harness run --manifests DIR --upstream HOST:PORT [--cluster NAME=HOST:PORT]...
               [--concurrency N] [--port PORT] [IMAGES]
   harness demo --manifests DIR [--no-serve] [--concurrency N] [--port PORT] [IMAGES]
   harness image --module FILE.wasm --tag VERSION --out LAYOUT_DIR
   harness push --images IMAGES_DIR --to REGISTRY[/PREFIX] [--tag TAG]
   harness model-server --listen 127.0.0.1:PORT --log FILE [--json FILE]
 
---cluster adds an Envoy cluster (repeatable), e.g. the JWKS server a jwksUri rule reaches:
+HOST: an IP address or localhost. --cluster adds an Envoy cluster (repeatable), e.g. the JWKS server a jwksUri rule reaches:
 --cluster 'outbound|5556||dex.auth.svc.cluster.local=127.0.0.1:5556' (without jwksCluster,
 auth-gate uses the name istiod gives the service of the URI: outbound|<port>||<host>).
 IMAGES: by default oci:// images on a 127.0.0.1/localhost registry are pulled, the others map
@@ -63,10 +63,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--manifests" => options.manifests = Some(PathBuf::from(value(arg)?)),
             "--upstream" => {
                 let v = value(arg)?;
-                options.upstream = Some(
-                    v.parse()
-                        .map_err(|_| format!("--upstream {v}: expected HOST:PORT"))?,
-                );
+                options.upstream = Some(host_port(&v).map_err(|e| format!("--upstream {v}: {e}"))?);
             }
             "--concurrency" => {
                 let v = value(arg)?;
@@ -88,9 +85,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 let (name, addr) = v
                     .rsplit_once('=')
                     .ok_or(format!("--cluster {v}: expected NAME=HOST:PORT"))?;
-                let addr = addr
-                    .parse()
-                    .map_err(|_| format!("--cluster {v}: {addr} is not HOST:PORT"))?;
+                let addr = host_port(addr).map_err(|e| format!("--cluster {v}: {e}"))?;
                 if name.is_empty() {
                     return Err(format!("--cluster {v}: the cluster needs a name"));
                 }
@@ -113,6 +108,26 @@ fn full_usage() -> String {
         chaos::USAGE,
         diff::USAGE
     )
+}
+
+/// An address for Envoy's static clusters: `IP:PORT`, or `localhost:PORT` as 127.0.0.1 (what
+/// people type). Other host names are refused rather than resolved: the cluster takes addresses.
+fn host_port(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err("expected HOST:PORT".to_string());
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port number"))?;
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(format!(
+        "{host:?} is not an IP address: give the address (e.g. 127.0.0.1:{port}) or localhost:{port}"
+    ))
 }
 
 fn main() -> ExitCode {
@@ -321,14 +336,6 @@ fn run(options: Options) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The plugins of the demo, as `./build.sh build` puts them in `dist/`.
-const DEMO_PLUGINS: [&str; 4] = [
-    "path-allowlist",
-    "auth-gate",
-    "local-ratelimit",
-    "emotion-stats",
-];
-
 fn run_demo(mut options: Options) -> Result<ExitCode, String> {
     let upstream = ModelServer::start().map_err(|e| e.to_string())?;
     // As in a cluster, the modules come from images in a registry when one can run here: the
@@ -337,7 +344,7 @@ fn run_demo(mut options: Options) -> Result<ExitCode, String> {
         std::env::temp_dir().join(format!("harness-demo-registry-{}", std::process::id()));
     let registry = if oci::local_registry_available() && options.registry_override.is_none() {
         let (registry, prefix, pushed) =
-            oci::serve_dist_images(&registry_dir, &DEMO_PLUGINS, env!("CARGO_PKG_VERSION"))
+            oci::serve_dist_images(&registry_dir, &harness::PLUGINS, env!("CARGO_PKG_VERSION"))
                 .map_err(|e| e.to_string())?;
         println!("images pushed to a local registry at {prefix}:");
         for image in &pushed {
@@ -512,5 +519,43 @@ fn run_diff(args: &[String]) -> ExitCode {
             eprintln!("harness diff: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_takes_addresses_and_localhost_and_names_what_else_is_wrong() {
+        let upstream =
+            |v: &str| parse(&["--upstream".to_string(), v.to_string()]).map(|o| o.upstream);
+        assert_eq!(
+            upstream("127.0.0.1:8080"),
+            Ok(Some("127.0.0.1:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            upstream("localhost:8080"),
+            Ok(Some("127.0.0.1:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            upstream("[::1]:8080"),
+            Ok(Some("[::1]:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            upstream("model.example.com:8080").unwrap_err(),
+            "--upstream model.example.com:8080: \"model.example.com\" is not an IP address: give \
+             the address (e.g. 127.0.0.1:8080) or localhost:8080"
+        );
+        assert_eq!(
+            upstream("localhost:http").unwrap_err(),
+            "--upstream localhost:http: \"http\" is not a port number"
+        );
+        assert_eq!(
+            upstream("8080").unwrap_err(),
+            "--upstream 8080: expected HOST:PORT"
+        );
+        let cluster = parse(&["--cluster".to_string(), "jwks=localhost:5556".to_string()]).unwrap();
+        assert_eq!(cluster.clusters[0].addr, "127.0.0.1:5556".parse().unwrap());
     }
 }

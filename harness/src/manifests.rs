@@ -297,6 +297,22 @@ fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPl
                     spec.url
                 ))
             })?;
+            // A missing plugin of this repository is a build away (Envoy::start says so); any
+            // other name only maps to dist/ if someone put a module there.
+            let ours = module
+                .file_stem()
+                .is_some_and(|stem| crate::PLUGINS.iter().any(|p| stem == *p));
+            if !ours && !module.is_file() {
+                return Err(Error(format!(
+                    "{what}: url {:?}: no module for it ({} does not exist). Only this \
+                     repository's plugins ({}) map to dist/<name>.wasm by the url's last path \
+                     component, e.g. oci://ghcr.io/org/auth-gate:0.1.0; for another module, put \
+                     its path in the url: file:///path/to/module.wasm",
+                    spec.url,
+                    module.display(),
+                    crate::PLUGINS.join(", ")
+                )));
+            }
             (module, None)
         }
     };
@@ -458,6 +474,35 @@ spec:
         assert!(parse(bad_strategy).unwrap_err().0.contains("MAYBE"));
         let bad_policy = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: x}\nspec: {url: x, imagePullPolicy: Sometimes}\n";
         assert!(parse(bad_policy).unwrap_err().0.contains("Sometimes"));
+    }
+
+    #[test]
+    fn a_url_naming_no_plugin_of_this_repository_says_how_to_point_at_a_module() {
+        for url in [
+            "oci://ghcr.io/acme/my-filter:1.0",
+            "file:///nowhere/my-filter.wasm",
+        ] {
+            let err = parse(&wasm_plugin(url, "")).unwrap_err().0;
+            assert!(
+                err.starts_with(&format!(
+                    "WasmPlugin ns/p: url \"{url}\": no module for it ("
+                )),
+                "{err}"
+            );
+            assert!(err.contains("dist/my-filter.wasm does not exist"), "{err}");
+            assert!(
+                err.contains("(path-allowlist, auth-gate, local-ratelimit, emotion-stats)"),
+                "{err}"
+            );
+            assert!(err.contains("file:///path/to/module.wasm"), "{err}");
+        }
+        let dir = std::env::temp_dir().join(format!("manifests-own-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let own = dir.join("my-filter.wasm");
+        std::fs::write(&own, b"\0asm").unwrap();
+        let plugins = parse(&wasm_plugin(&format!("file://{}", own.display()), "")).unwrap();
+        assert_eq!(plugins[0].plugin.module, own);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
