@@ -55,3 +55,67 @@ fn wrong_arguments_are_refused_with_the_usage() {
         assert!(stderr.contains("usage: ./build.sh"), "{args:?}: {stderr}");
     }
 }
+
+/// `ship_module IN OUT` of build.sh, sourced: its console line.
+fn ship_module(input: &std::path::Path, out: &std::path::Path) -> String {
+    let output = Command::new("bash")
+        .current_dir(harness::repo_root())
+        .arg("-c")
+        .arg(r#"source ./build.sh && ship_module "$1" "$2""#)
+        .arg("bash")
+        .arg(input)
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn wasm_opt_runs_again_only_when_its_input_changed() {
+    let dir = std::env::temp_dir().join(format!("build-sh-ship-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, out) = (dir.join("built.wasm"), dir.join("m.wasm"));
+    std::fs::write(
+        &input,
+        wat::parse_str("(module (func (export \"a\")))").unwrap(),
+    )
+    .unwrap();
+
+    let first = ship_module(&input, &out);
+    assert!(!first.contains("unchanged"), "{first}");
+    let shipped = std::fs::metadata(&out).unwrap().modified().unwrap();
+    let first_module = std::fs::read(&out).unwrap();
+    let again = ship_module(&input, &out);
+    assert!(
+        again.contains("input unchanged: wasm-opt not run again"),
+        "{again}"
+    );
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().modified().unwrap(),
+        shipped
+    );
+
+    // The same bytes written again (cargo relinking) are still the same input.
+    std::fs::write(&input, std::fs::read(&input).unwrap()).unwrap();
+    assert!(ship_module(&input, &out).contains("unchanged"));
+
+    std::fs::write(
+        &input,
+        wat::parse_str("(module (func (export \"b\")))").unwrap(),
+    )
+    .unwrap();
+    let changed = ship_module(&input, &out);
+    assert!(!changed.contains("unchanged"), "{changed}");
+    let module = std::fs::read(&out).unwrap();
+    assert!(module.starts_with(b"\0asm") && module != first_module);
+    // A lost output is made again even though the record of its input is there.
+    std::fs::remove_file(&out).unwrap();
+    assert!(!ship_module(&input, &out).contains("unchanged"));
+    assert!(out.is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
