@@ -7,6 +7,7 @@ use crate::policy::Policies;
 use crate::token::Limits;
 use plugin_common::config::ConfigError;
 use plugin_common::istio::{PathNormalization, To};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +37,14 @@ pub struct Config {
     /// `pathNormalization`).
     #[serde(default)]
     pub path_normalization: PathNormalization,
+    /// Not fields: an AuthorizationPolicy spec pasted at the top level (as path-allowlist takes
+    /// it) is read only to be refused with how to wrap it, not just as an unknown field.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
+    action: Option<IgnoredAny>,
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
+    rules: Option<IgnoredAny>,
 }
 
 fn default_clock_skew_seconds() -> u64 {
@@ -227,6 +236,17 @@ pub struct Compiled {
 }
 
 pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
+    let pasted_spec = [("action", &config.action), ("rules", &config.rules)];
+    if let Some((field, _)) = pasted_spec.iter().find(|(_, value)| value.is_some()) {
+        return Err(ConfigError::new(
+            *field,
+            format!(
+                "unknown field `{field}`: an AuthorizationPolicy spec goes in `policies`; wrap it \
+                 in `policies: [{{name, …}}]`, e.g. {{\"policies\": [{{\"name\": \"my-policy\", \
+                 \"action\": \"ALLOW\", \"rules\": […]}}]}}"
+            ),
+        ));
+    }
     if config.max_token_bytes == 0 {
         return Err(ConfigError::new("maxTokenBytes", "must be at least 1"));
     }
@@ -274,6 +294,34 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.field, "policies[0].selector");
+    }
+
+    #[test]
+    fn a_policy_spec_pasted_at_the_top_level_is_refused_with_how_to_wrap_it() {
+        for (text, field) in [
+            (
+                r#"{"action":"ALLOW","rules":[{"to":[{"operation":{"paths":["/a"]}}]}]}"#,
+                "action",
+            ),
+            (
+                r#"{"rules":[{"to":[{"operation":{"paths":["/a"]}}]}]}"#,
+                "rules",
+            ),
+            (r#"{"jwtRules":[],"action":"DENY"}"#, "action"),
+        ] {
+            let err = compile_text(text).err().unwrap();
+            assert_eq!(err.field, field, "{text}");
+            assert!(
+                err.reason.starts_with(&format!("unknown field `{field}`")),
+                "{err}"
+            );
+            assert!(
+                err.reason.contains("wrap it in `policies: [{name, …}]`"),
+                "{err}"
+            );
+        }
+        // Inside `policies` the same spec is what auth-gate takes.
+        compile_text(r#"{"policies":[{"name":"p","action":"ALLOW","rules":[{}]}]}"#).unwrap();
     }
 
     #[test]
