@@ -178,7 +178,7 @@ fn decode_json_object(segment: &str) -> Result<Map<String, Value>, JwtFailure> {
 fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     let unpadded = text.trim_end_matches('=');
     let pads = text.len() - unpadded.len();
-    if pads != 0 && (pads > 2 || (unpadded.len() + pads) % 4 != 0) {
+    if pads != 0 && (pads > 2 || !(unpadded.len() + pads).is_multiple_of(4)) {
         return None;
     }
     let text = unpadded;
