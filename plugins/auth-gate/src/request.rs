@@ -144,12 +144,12 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// The value of cookie `name` in one `cookie` header, as Envoy parses cookies: pairs split at
-/// `;`, ASCII spaces around them ignored, one pair of surrounding quotes removed (a lone quote
-/// stays, and fails the token).
+/// `;`, ASCII spaces around them ignored (vertical tab included, as absl's), one pair of
+/// surrounding quotes removed (a lone quote stays, and fails the token).
 fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|pair| {
         let (key, value) = pair
-            .trim_matches(|c: char| c.is_ascii_whitespace())
+            .trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0b')
             .split_once('=')?;
         let unquoted = value
             .strip_prefix('"')
