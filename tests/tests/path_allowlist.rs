@@ -323,12 +323,17 @@ fn methods_and_hosts_of_an_operation() {
     };
     let ok = send(
         "POST",
-        "Bert-Model.Default.EXAMPLE.com:8080",
+        "Bert-Model.Default.EXAMPLE.com",
         "/v1/models/bert:predict",
     );
     assert_ne!(ok.status, 403, "{}", ok.text());
     assert_eq!(upstream.requests().len(), 1);
     upstream.clear_requests();
+    // istiod matches `hosts` on the whole `:authority`: a port needs its own `host:*` pattern.
+    assert_rbac_denied(
+        &send("POST", "bert.example.com:8080", "/v1/models/bert"),
+        "host with a port",
+    );
     assert_rbac_denied(&send("GET", "a.example.com", "/v1/models/bert"), "GET");
     assert_rbac_denied(
         &send("POST", "example.org", "/v1/models/bert"),

@@ -31,7 +31,8 @@ pub struct To {
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Operation {
-    /// `:authority` values, case-insensitive, port ignored (`*.example.com`, `example.*`).
+    /// `:authority` values, case-insensitive and whole, port included (`*.example.com`,
+    /// `example.com:*`), as istiod matches them.
     #[serde(default)]
     pub hosts: Vec<String>,
     #[serde(default)]
