@@ -79,6 +79,14 @@ pub struct DescriptorConfig {
     /// Per-value metric names for a value-less key (bounded, see the README).
     #[serde(default)]
     pub detailed_metric: bool,
+    /// The request's value at this level goes into the metric names of the limits below
+    /// (bounded like `detailed_metric`, which takes precedence on its own level).
+    #[serde(default)]
+    pub value_to_metric: bool,
+    /// Counted like any limit, but a request over it is still admitted: upstream reports
+    /// quota instead of refusing.
+    #[serde(default)]
+    pub quota_mode: bool,
     /// Only with a `*` value: every matching value shares one bucket.
     #[serde(default)]
     pub share_threshold: bool,
@@ -359,9 +367,8 @@ mod tests {
         );
         let err = load(r#"{"domain":"d","enable_x_ratelimit_headers":"ON"}"#).unwrap_err();
         assert_eq!(err.field, "enable_x_ratelimit_headers");
-        let err =
-            load(r#"{"domain":"d","descriptors":[{"key":"a","quota_mode":true}]}"#).unwrap_err();
-        assert_eq!(err.field, "descriptors[0].quota_mode");
+        let err = load(r#"{"domain":"d","descriptors":[{"key":"a","quota":true}]}"#).unwrap_err();
+        assert_eq!(err.field, "descriptors[0].quota");
         assert!(
             load(r#"{"domain":"d","descriptors":[{"key":"a","metadata":{"any":["thing"]}}]}"#)
                 .is_ok()
@@ -388,6 +395,46 @@ mod tests {
             "}]".repeat(200)
         );
         assert!(load(&deep).is_err());
+    }
+
+    /// The upstream service's own `config.yaml` files (its tests and README examples), as
+    /// they are: every file it accepts loads, every file it refuses is refused.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn upstream_config_files_load_as_upstream_loads_them() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upstream-configs");
+        let load_yaml = |path: &std::path::Path| -> Result<Compiled, String> {
+            let text = std::fs::read_to_string(path).unwrap();
+            let value: serde_json::Value =
+                serde_yaml::from_str(&text).map_err(|e| format!("yaml: {e}"))?;
+            load(&value.to_string()).map_err(|e| e.to_string())
+        };
+        let mut seen = 0;
+        for (verdict, accepted) in [("accepted", true), ("refused", false)] {
+            for entry in std::fs::read_dir(dir.join(verdict)).unwrap() {
+                let path = entry.unwrap().path();
+                let outcome = load_yaml(&path);
+                assert_eq!(
+                    outcome.is_ok(),
+                    accepted,
+                    "{}: {:?}",
+                    path.display(),
+                    outcome.err()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 40, "only {seen} upstream files");
+    }
+
+    #[test]
+    fn value_to_metric_and_quota_mode_are_upstream_keys() {
+        let compiled = load(
+            r#"{"domain":"d","descriptors":[{"key":"route","value_to_metric":true,"quota_mode":true,
+                "descriptors":[{"key":"user","rate_limit":{"unit":"minute","requests_per_unit":1}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(compiled.tree.limits().len(), 1);
     }
 
     #[cfg(not(target_arch = "wasm32"))]

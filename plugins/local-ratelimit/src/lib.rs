@@ -179,6 +179,6 @@ impl metrics::MetricHost for HostMetrics {
 struct Uncounted;
 
 impl metrics::Counters for Uncounted {
-    fn rule(&mut self, _limit: &matcher::Limit, _value: &str, _stat: metrics::Stat) {}
+    fn rule(&mut self, _limit: &matcher::Limit, _values: &[String], _stat: metrics::Stat) {}
     fn plugin(&mut self, _stat: metrics::PluginStat) {}
 }

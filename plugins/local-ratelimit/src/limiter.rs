@@ -127,14 +127,15 @@ pub fn check(
     let mut refused = false;
     let mut retry_after_ns: Option<u64> = None;
     for (m, limit) in &matched {
-        let last_value = m.bucket_values.last().map_or("", String::as_str);
-        counters.rule(limit, last_value, Stat::TotalHits);
+        let values = m.bucket_values.as_slice();
+        counters.rule(limit, values, Stat::TotalHits);
         let Some(Some(bucket)) = compiled.buckets.get(m.limit) else {
-            counters.rule(limit, last_value, Stat::WithinLimit);
+            counters.rule(limit, values, Stat::WithinLimit);
             continue;
         };
         let rate = bucket.rate;
         let shadow = settings.shadow_mode || limit.shadow_mode;
+        let enforced = !shadow && !limit.quota_mode;
         let target = BucketRef {
             id: match bucket.fixed {
                 Some(id) if !m.per_value => id,
@@ -151,18 +152,21 @@ pub fn check(
                 }
                 statuses.push(status(limit, rate, &t.bucket));
                 if t.admitted {
-                    counters.rule(limit, last_value, Stat::WithinLimit);
+                    counters.rule(limit, values, Stat::WithinLimit);
                     let used = rate.capacity.saturating_sub(t.bucket.remaining());
                     // Upstream: near when more than 80 % of the limit is used.
                     if u64::from(used) > u64::from(rate.capacity) * 4 / 5 {
-                        counters.rule(limit, last_value, Stat::NearLimit);
+                        counters.rule(limit, values, Stat::NearLimit);
                     }
                     taken.push(t);
                 } else {
-                    counters.rule(limit, last_value, Stat::OverLimit);
+                    counters.rule(limit, values, Stat::OverLimit);
                     if shadow {
-                        counters.rule(limit, last_value, Stat::ShadowMode);
-                    } else {
+                        counters.rule(limit, values, Stat::ShadowMode);
+                    }
+                    // Upstream answers a quota-mode limit with its quota state, never with a
+                    // refusal.
+                    if enforced {
                         refused = true;
                         let wait = t.bucket.ns_until_token();
                         retry_after_ns = Some(retry_after_ns.map_or(wait, |w| w.max(wait)));
@@ -177,13 +181,13 @@ pub fn check(
                 log::warn!(
                     "local-ratelimit: bucket of `{}` unavailable ({failure:?}); {}",
                     limit.full_key,
-                    if settings.failure_mode_deny && !shadow {
+                    if settings.failure_mode_deny && enforced {
                         "refusing (failure_mode_deny)"
                     } else {
                         "admitting"
                     }
                 );
-                if settings.failure_mode_deny && !shadow {
+                if settings.failure_mode_deny && enforced {
                     refused = true;
                 }
             }
@@ -495,6 +499,30 @@ mod tests {
                 .get("local_ratelimit.ratelimit.a.shadow_mode"),
             4
         );
+    }
+
+    #[test]
+    fn quota_mode_counts_over_limit_but_admits() {
+        let text = r#"{"domain":"q","descriptors":[
+            {"key":"service","value":"s1","quota_mode":true,"rate_limit":{"unit":"minute","requests_per_unit":1}}],
+            "rate_limits":[{"actions":[{"generic_key":{"descriptor_key":"service","descriptor_value":"s1"}}]}]}"#;
+        let compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
+        let store = FakeStore::default();
+        ensure_keys(&store, shared_keys(&compiled)).unwrap();
+        let mut metrics = Registry::new(FakeHost::default(), "q");
+        for _ in 0..3 {
+            assert!(matches!(
+                check(&compiled, &store, &mut metrics, &Req(vec![]), 0),
+                Verdict::Admit { .. }
+            ));
+        }
+        let get = |stat: &str| {
+            metrics
+                .host()
+                .get(&format!("local_ratelimit.q.service_s1.{stat}"))
+        };
+        assert_eq!((get("total_hits"), get("over_limit")), (3, 2));
+        assert_eq!(get("shadow_mode"), 0);
     }
 
     #[test]

@@ -64,12 +64,26 @@ pub struct Limit {
     pub full_key: String,
     pub kind: LimitKind,
     pub shadow_mode: bool,
+    /// Upstream `quota_mode`: counted, but over its limit the request is still admitted.
+    pub quota_mode: bool,
     pub detailed_metric: bool,
+    /// Upstream `value_to_metric` along the path: how each level appears in the metric name.
+    /// Empty when no level takes the request's value (the name is `full_key`).
+    pub name_parts: Vec<NamePart>,
     pub name: Option<String>,
     pub replaces: Vec<String>,
     /// The values identifying the rule's only bucket when no level of its path takes any value
     /// (exact values and `share_threshold` patterns); `None` for one bucket per client value.
     pub static_values: Option<Vec<String>>,
+}
+
+/// One level of a limit's metric name under `value_to_metric`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamePart {
+    /// `key` or `key_value`, known when the configuration is accepted.
+    Fixed(String),
+    /// `key_<the request's value at this level>`.
+    RequestValue(String),
 }
 
 /// A request descriptor: Envoy's ordered `(key, value)` entries.
@@ -106,6 +120,15 @@ struct Node {
     shared_pattern: Option<String>,
 }
 
+/// What a level passes down to its children while loading.
+struct Parent {
+    /// Stats key so far, ending with `.` (empty at the top).
+    key: String,
+    /// Bucket values so far; `None` once a level takes any value.
+    values: Option<Vec<String>>,
+    name_parts: Vec<NamePart>,
+}
+
 #[derive(Debug, Default)]
 pub struct DescriptorTree {
     root: Level,
@@ -118,7 +141,12 @@ impl DescriptorTree {
     pub fn build(descriptors: &[DescriptorConfig]) -> Result<Self, ConfigError> {
         let mut tree = DescriptorTree::default();
         let mut root = Level::default();
-        tree.load_level(&mut root, "descriptors", "", Some(Vec::new()), descriptors)?;
+        let parent = Parent {
+            key: String::new(),
+            values: Some(Vec::new()),
+            name_parts: Vec::new(),
+        };
+        tree.load_level(&mut root, "descriptors", &parent, descriptors)?;
         tree.root = root;
         Ok(tree)
     }
@@ -135,8 +163,7 @@ impl DescriptorTree {
         &mut self,
         level: &mut Level,
         path: &str,
-        parent_key: &str,
-        parent_values: Option<Vec<String>>,
+        parent: &Parent,
         descriptors: &[DescriptorConfig],
     ) -> Result<(), ConfigError> {
         for (i, config) in descriptors.iter().enumerate() {
@@ -152,7 +179,7 @@ impl DescriptorTree {
                 Some(value) => format!("{}_{value}", config.key),
                 None => config.key.clone(),
             };
-            let full_key = format!("{parent_key}{final_key}");
+            let full_key = format!("{}{final_key}", parent.key);
             let is_wildcard = value.is_some_and(|v| v.contains('*'));
             if config.share_threshold && !is_wildcard {
                 return Err(ConfigError::new(
@@ -160,14 +187,37 @@ impl DescriptorTree {
                     "share_threshold needs a value with a '*' wildcard",
                 ));
             }
+            let takes_any_value = value.is_none() || (is_wildcard && !config.share_threshold);
             let bucket_value = match value {
                 Some(v) if !is_wildcard || config.share_threshold => Some(v.to_string()),
                 _ => None,
             };
-            let static_values = parent_values.clone().and_then(|mut values| {
+            let static_values = parent.values.clone().and_then(|mut values| {
                 values.push(bucket_value?);
                 Some(values)
             });
+            let mut name_parts = parent.name_parts.clone();
+            name_parts.push(match value {
+                // Upstream names a shared wildcard by the pattern's text before the `*`.
+                Some(pattern) if config.value_to_metric && config.share_threshold => {
+                    let prefix = pattern.split('*').next().unwrap_or_default();
+                    let prefix = prefix.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+                    NamePart::Fixed(format!("{}_{prefix}", config.key))
+                }
+                _ if config.value_to_metric && !config.detailed_metric && takes_any_value => {
+                    NamePart::RequestValue(config.key.clone())
+                }
+                _ => NamePart::Fixed(final_key.clone()),
+            });
+            let fixed_name = name_parts
+                .iter()
+                .map(|part| match part {
+                    NamePart::Fixed(text) => Some(text.as_str()),
+                    NamePart::RequestValue(_) => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(|parts| parts.join("."));
+            let renamed = fixed_name.as_deref() != Some(full_key.as_str());
             let limit = match &config.rate_limit {
                 Some(spec) => {
                     let kind = compile_limit(&path, spec)?;
@@ -175,7 +225,13 @@ impl DescriptorTree {
                         full_key: full_key.clone(),
                         kind,
                         shadow_mode: config.shadow_mode,
+                        quota_mode: config.quota_mode,
                         detailed_metric: config.detailed_metric,
+                        name_parts: if renamed {
+                            name_parts.clone()
+                        } else {
+                            Vec::new()
+                        },
                         name: spec.name.clone().filter(|n| !n.is_empty()),
                         replaces: spec.replaces.iter().map(|r| r.name.clone()).collect(),
                         static_values: static_values.clone(),
@@ -185,11 +241,15 @@ impl DescriptorTree {
                 None => None,
             };
             let mut children = Level::default();
+            let child_parent = Parent {
+                key: format!("{full_key}."),
+                values: static_values,
+                name_parts,
+            };
             self.load_level(
                 &mut children,
                 &format!("{path}.descriptors"),
-                &format!("{full_key}."),
-                static_values,
+                &child_parent,
                 &config.descriptors,
             )?;
             self.nodes.push(Node {

@@ -1,9 +1,9 @@
 //! Counters named like the upstream service's (`ratelimit.service.rate_limit.<domain>.<key>.*`),
 //! under `local_ratelimit.<domain>.<key>.<stat>`, plus a few plugin-level ones. The number of
-//! names is bounded: per-value names exist only with `detailed_metric`, at most
+//! names is bounded: per-value names exist only with `detailed_metric` or `value_to_metric`, at most
 //! [`MAX_DETAILED_NAMES`] per worker, each value cut and sanitized.
 
-use crate::matcher::Limit;
+use crate::matcher::{Limit, NamePart};
 use hashbrown::HashMap;
 
 /// Per-rule statistics, as upstream.
@@ -51,7 +51,8 @@ impl PluginStat {
 
 /// What the decision logic reports.
 pub trait Counters {
-    fn rule(&mut self, limit: &Limit, value: &str, stat: Stat);
+    /// `values`: the request's value per level of the limit's path.
+    fn rule(&mut self, limit: &Limit, values: &[String], stat: Stat);
     fn plugin(&mut self, stat: PluginStat);
 }
 
@@ -100,19 +101,42 @@ impl<H: MetricHost> Registry<H> {
         }
     }
 
-    fn rule_scope(&mut self, limit: &Limit, value: &str) -> String {
+    /// The rule's name: its stats key, with the request's values where `value_to_metric` or
+    /// `detailed_metric` ask for them while the per-value budget lasts.
+    fn rule_scope(&mut self, limit: &Limit, values: &[String]) -> String {
+        let value_at = |i: usize| sanitize(values.get(i).map_or("", String::as_str));
+        let mut name = self.prefix.clone();
+        let mut takes_value = false;
+        if limit.name_parts.is_empty() {
+            name.push_str(&limit.full_key);
+        }
+        for (i, part) in limit.name_parts.iter().enumerate() {
+            if i > 0 {
+                name.push('.');
+            }
+            match part {
+                NamePart::Fixed(text) => name.push_str(text),
+                NamePart::RequestValue(key) => {
+                    takes_value = true;
+                    name.push_str(&format!("{key}_{}", value_at(i)));
+                }
+            }
+        }
         if limit.detailed_metric {
-            let scope = format!("{}{}_{}", self.prefix, limit.full_key, sanitize(value));
-            if self
+            takes_value = true;
+            name.push('_');
+            name.push_str(&value_at(values.len().saturating_sub(1)));
+        }
+        if !takes_value
+            || self
                 .ids
-                .contains_key(&format!("{scope}.{}", Stat::TotalHits.name()))
-            {
-                return scope;
-            }
-            if self.detailed_values < MAX_DETAILED_NAMES {
-                self.detailed_values += 1;
-                return scope;
-            }
+                .contains_key(&format!("{name}.{}", Stat::TotalHits.name()))
+        {
+            return name;
+        }
+        if self.detailed_values < MAX_DETAILED_NAMES {
+            self.detailed_values += 1;
+            return name;
         }
         format!("{}{}", self.prefix, limit.full_key)
     }
@@ -139,8 +163,8 @@ fn sanitize(value: &str) -> String {
 }
 
 impl<H: MetricHost> Counters for Registry<H> {
-    fn rule(&mut self, limit: &Limit, value: &str, stat: Stat) {
-        let scope = self.rule_scope(limit, value);
+    fn rule(&mut self, limit: &Limit, values: &[String], stat: Stat) {
+        let scope = self.rule_scope(limit, values);
         self.count(format!("{scope}.{}", stat.name()));
     }
 
@@ -190,18 +214,24 @@ mod tests {
             full_key: "path".to_string(),
             kind: LimitKind::Unlimited,
             shadow_mode: false,
+            quota_mode: false,
             detailed_metric: detailed,
+            name_parts: vec![],
             name: None,
             replaces: vec![],
             static_values: None,
         }
     }
 
+    fn values(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| t.to_string()).collect()
+    }
+
     #[test]
     fn rule_names_follow_upstream_keys() {
         let mut r = Registry::new(FakeHost::default(), "ratelimit");
-        r.rule(&limit(false), "/a", Stat::TotalHits);
-        r.rule(&limit(false), "/b", Stat::TotalHits);
+        r.rule(&limit(false), &values(&["/a"]), Stat::TotalHits);
+        r.rule(&limit(false), &values(&["/b"]), Stat::TotalHits);
         r.plugin(PluginStat::TableOverflow);
         assert_eq!(r.host().get("local_ratelimit.ratelimit.path.total_hits"), 2);
         assert_eq!(r.host().get("local_ratelimit.ratelimit.table_overflow"), 1);
@@ -212,10 +242,10 @@ mod tests {
     fn detailed_names_are_bounded_sanitized_and_cut() {
         let mut r = Registry::new(FakeHost::default(), "d");
         for i in 0..1_000 {
-            r.rule(&limit(true), &format!("v{i}"), Stat::TotalHits);
+            r.rule(&limit(true), &[format!("v{i}")], Stat::TotalHits);
         }
         // A value seen before keeps its name once the cap is reached.
-        r.rule(&limit(true), "v0", Stat::TotalHits);
+        r.rule(&limit(true), &values(&["v0"]), Stat::TotalHits);
         assert_eq!(r.host().values.len(), MAX_DETAILED_NAMES + 1);
         assert_eq!(r.host().get("local_ratelimit.d.path_v0.total_hits"), 2);
         assert_eq!(
@@ -225,11 +255,56 @@ mod tests {
         let mut r = Registry::new(FakeHost::default(), "d");
         r.rule(
             &limit(true),
-            &format!("a.b{{}}\n{}", "x".repeat(10_000)),
+            &[format!("a.b{{}}\n{}", "x".repeat(10_000))],
             Stat::OverLimit,
         );
         let name = r.host().values.keys().next().unwrap().clone();
         assert!(name.starts_with("local_ratelimit.d.path_a_b___"), "{name}");
         assert!(name.len() < 120, "{name}");
+    }
+
+    /// Upstream's README examples of `value_to_metric`, with and without a wildcard, shared or
+    /// not, and `detailed_metric` taking precedence on its own level.
+    #[test]
+    fn value_to_metric_names_follow_upstream_examples() {
+        use crate::config::{compile, Config};
+        let names = |config: &str, descriptor: &[&str]| {
+            let compiled =
+                compile(plugin_common::config::parse::<Config>(config.as_bytes()).unwrap())
+                    .unwrap();
+            let mut r = Registry::new(FakeHost::default(), &compiled.domain);
+            let limit = &compiled.tree.limits()[0];
+            r.rule(limit, &values(descriptor), Stat::TotalHits);
+            r.host().values.keys().cloned().collect::<Vec<_>>()
+        };
+        let example10 = r#"{"domain":"example10","descriptors":[{"key":"route","value_to_metric":true,
+            "descriptors":[{"key":"http_method","value_to_metric":true,
+            "descriptors":[{"key":"subject_id","rate_limit":{"unit":"minute","requests_per_unit":60}}]}]}]}"#;
+        assert_eq!(
+            names(example10, &["api", "GET", "123"]),
+            ["local_ratelimit.example10.route_api.http_method_GET.subject_id.total_hits"]
+        );
+        let wildcard = r#"{"domain":"w","descriptors":[{"key":"user","value_to_metric":true,
+            "descriptors":[{"key":"action","value":"read*","value_to_metric":true,
+            "descriptors":[{"key":"resource","rate_limit":{"unit":"minute","requests_per_unit":100}}]}]}]}"#;
+        assert_eq!(
+            names(wildcard, &["alice", "readfile", "documents"]),
+            ["local_ratelimit.w.user_alice.action_readfile.resource.total_hits"]
+        );
+        let shared = r#"{"domain":"s","descriptors":[{"key":"route","value":"api/*","share_threshold":true,
+            "value_to_metric":true,"descriptors":[{"key":"method","rate_limit":{"unit":"minute","requests_per_unit":60}}]}]}"#;
+        assert_eq!(
+            names(shared, &["api/*", "GET"]),
+            ["local_ratelimit.s.route_api.method.total_hits"]
+        );
+        let detailed = r#"{"domain":"d","descriptors":[{"key":"k","value_to_metric":true,"detailed_metric":true,
+            "rate_limit":{"unit":"minute","requests_per_unit":60}}]}"#;
+        assert_eq!(
+            names(detailed, &["v"]),
+            ["local_ratelimit.d.k_v.total_hits"]
+        );
+        let plain = r#"{"domain":"p","descriptors":[{"key":"k","value":"v","value_to_metric":true,
+            "rate_limit":{"unit":"minute","requests_per_unit":60}}]}"#;
+        assert_eq!(names(plain, &["v"]), ["local_ratelimit.p.k_v.total_hits"]);
     }
 }
