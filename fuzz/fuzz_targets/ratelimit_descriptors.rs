@@ -1,5 +1,5 @@
 //! local-ratelimit's descriptor building (Envoy `rate_limits` actions) and descriptor lookup, for
-//! a configuration that uses every action type. Input: lines; the first is the client address
+//! a configuration that uses every action type and matcher. Input: lines; the first is the client address
 //! (text, may be anything), the others `name:value` request headers with any bytes in the value.
 //!
 //! Invariants: at most one descriptor per `rate_limits` entry, none empty, each found in the
@@ -25,7 +25,9 @@ const CONFIG: &str = r#"{
     {"key": "masked_remote_address", "rate_limit": {"unit": "hour", "requests_per_unit": 100}},
     {"key": "generic_key", "value": "all",
      "descriptors": [{"key": "tenant", "value": "gold*", "rate_limit": {"unit": "day", "requests_per_unit": 9}}]},
-    {"key": "header_match", "value": "json", "rate_limit": {"unit": "minute", "requests_per_unit": 1}}
+    {"key": "header_match", "value": "json", "rate_limit": {"unit": "minute", "requests_per_unit": 1}},
+    {"key": "api_key", "rate_limit": {"unit": "minute", "requests_per_unit": 4}},
+    {"key": "query_match", "value": "batch", "rate_limit": {"unit": "minute", "requests_per_unit": 1}}
   ],
   "rate_limits": [
     {"actions": [{"request_headers": {"header_name": ":path", "descriptor_key": "path"}},
@@ -38,21 +40,28 @@ const CONFIG: &str = r#"{
     {"actions": [{"header_value_match": {"descriptor_value": "json", "headers": [
         {"name": "content-type", "string_match": {"prefix": "application/JSON", "ignore_case": true}},
         {"name": "x-debug", "present_match": true, "invert_match": true},
-        {"name": "x-tenant", "suffix_match": "-eu", "treat_missing_header_as_empty": true, "invert_match": true}]}}]}
+        {"name": "x-tenant", "suffix_match": "-eu", "treat_missing_header_as_empty": true, "invert_match": true},
+        {"name": "x-plan", "safe_regex_match": {"regex": "(free|trial)(,.*)?"}},
+        {"name": "content-length", "range_match": {"start": 0, "end": 1048576}, "invert_match": true}]}}]},
+    {"actions": [{"query_parameters": {"query_parameter_name": "api_key", "descriptor_key": "api_key"}}]},
+    {"actions": [{"query_parameter_value_match": {"descriptor_value": "batch", "query_parameters": [
+        {"name": "mode", "string_match": {"safe_regex": {"regex": "batch-[0-9]+"}}}]}}]}
   ]
 }"#;
 
 struct Request {
-    headers: Vec<(String, Vec<u8>)>,
+    /// Values as the glue hands them over: rendered by `header_text`.
+    headers: Vec<(String, String)>,
     ip: Option<IpAddr>,
 }
 
 impl RequestView for Request {
-    fn header(&self, name: &str) -> Option<String> {
+    fn header_values(&self, name: &str) -> Vec<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, value)| header_text(value.clone()))
+            .filter(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
     }
     fn remote_ip(&self) -> Option<IpAddr> {
         self.ip
@@ -119,6 +128,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    let headers = headers
+        .into_iter()
+        .map(|(name, value)| (name, header_text(value)))
+        .collect();
     let request = Request { headers, ip };
     COMPILED.with(|compiled| {
         let descriptors = build_descriptors(&compiled.policies, &request);
@@ -127,7 +140,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!descriptor.is_empty());
             for (key, value) in descriptor {
                 if key == "path" {
-                    assert_eq!(Some(value), request.header(":path").as_ref());
+                    assert_eq!(
+                        Some(value.as_str()),
+                        request.header_values(":path").first().copied()
+                    );
                 }
             }
             if let Some(matched) = compiled.tree.lookup(descriptor) {

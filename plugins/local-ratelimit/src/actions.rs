@@ -3,15 +3,19 @@
 //! (`request_headers` with `skip_if_absent` is skipped instead), and an entry whose actions
 //! produced nothing yields none either (`router_ratelimit.cc`).
 
-use crate::config::{ActionConfig, HeaderMatcherConfig, RateLimitConfig, StringMatcherConfig};
+use crate::config::{
+    ActionConfig, HeaderMatcherConfig, QueryParameterMatcherConfig, RateLimitConfig,
+    RegexMatcherConfig, StringMatcherConfig,
+};
 use crate::matcher::Descriptor;
 use plugin_common::config::ConfigError;
 use std::net::IpAddr;
 
 /// What the actions read from a request.
 pub trait RequestView {
-    /// First value of a request header (`:path`, `:method` included); `None` when absent.
-    fn header(&self, name: &str) -> Option<String>;
+    /// Every value of a request header (lower-case `name`, `:path` and `:method` included), in
+    /// the order received; empty when absent.
+    fn header_values(&self, name: &str) -> Vec<&str>;
     /// The downstream client address Envoy trusts (proxy-wasm `source.address`).
     fn remote_ip(&self) -> Option<IpAddr>;
 }
@@ -52,6 +56,17 @@ enum Action {
         key: String,
         skip_if_absent: bool,
     },
+    QueryParameter {
+        name: String,
+        key: String,
+        skip_if_absent: bool,
+    },
+    QueryParameterValueMatch {
+        key: String,
+        value: String,
+        expect_match: bool,
+        parameters: Vec<QueryParameterMatcher>,
+    },
     Generic {
         key: String,
         value: String,
@@ -78,12 +93,44 @@ struct HeaderMatcher {
 }
 
 #[derive(Debug)]
+struct QueryParameterMatcher {
+    name: String,
+    /// `None`: presence is enough.
+    rule: Option<MatchRule>,
+}
+
+#[derive(Debug)]
 enum MatchRule {
     Present(bool),
     Exact(String, bool),
     Prefix(String, bool),
     Suffix(String, bool),
     Contains(String, bool),
+    /// Anchored at both ends: RE2's full match, as Envoy's `safe_regex`.
+    Regex(regex_lite::Regex),
+    /// `start <= value < end`, the value read as a decimal integer.
+    Range(i64, i64),
+}
+
+/// Longest `safe_regex` pattern accepted, and the compiled-size bound: a pattern is compiled
+/// once per configuration, but its size bounds the matching cost of every request.
+const MAX_REGEX_LEN: usize = 1024;
+const MAX_REGEX_PROGRAM_BYTES: usize = 64 * 1024;
+
+fn compile_regex(path: &str, config: &RegexMatcherConfig) -> Result<MatchRule, ConfigError> {
+    let field = format!("{path}.regex");
+    if config.regex.len() > MAX_REGEX_LEN {
+        return Err(ConfigError::new(
+            field,
+            format!("is longer than {MAX_REGEX_LEN} characters"),
+        ));
+    }
+    regex_lite::RegexBuilder::new(&format!("^(?:{})$", config.regex))
+        .size_limit(MAX_REGEX_PROGRAM_BYTES)
+        .nest_limit(64)
+        .build()
+        .map(MatchRule::Regex)
+        .map_err(|err| ConfigError::new(field, format!("is not a supported regex: {err}")))
 }
 
 pub fn compile_policy(
@@ -128,6 +175,37 @@ fn compile_action(path: &str, action: &ActionConfig) -> Result<Action, ConfigErr
             )?,
             skip_if_absent: c.skip_if_absent,
         },
+        ActionConfig::QueryParameters(c) => Action::QueryParameter {
+            name: non_empty(
+                format!("{path}.query_parameters.query_parameter_name"),
+                &c.query_parameter_name,
+            )?,
+            key: non_empty(
+                format!("{path}.query_parameters.descriptor_key"),
+                &c.descriptor_key,
+            )?,
+            skip_if_absent: c.skip_if_absent,
+        },
+        ActionConfig::QueryParameterValueMatch(c) => {
+            let path = format!("{path}.query_parameter_value_match");
+            Action::QueryParameterValueMatch {
+                key: c
+                    .descriptor_key
+                    .clone()
+                    .filter(|k| !k.is_empty())
+                    .unwrap_or_else(|| "query_match".to_string()),
+                value: non_empty(format!("{path}.descriptor_value"), &c.descriptor_value)?,
+                expect_match: c.expect_match,
+                parameters: c
+                    .query_parameters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        compile_query_matcher(&format!("{path}.query_parameters[{i}]"), m)
+                    })
+                    .collect::<Result<_, _>>()?,
+            }
+        }
         ActionConfig::GenericKey(c) => Action::Generic {
             key: c
                 .descriptor_key
@@ -200,6 +278,18 @@ fn compile_header_matcher(
     if let Some(v) = c.present_match {
         rules.push(MatchRule::Present(v));
     }
+    if let Some(m) = &c.safe_regex_match {
+        rules.push(compile_regex(&format!("{path}.safe_regex_match"), m)?);
+    }
+    if let Some(range) = &c.range_match {
+        if range.start >= range.end {
+            return Err(ConfigError::new(
+                format!("{path}.range_match"),
+                "start must be below end",
+            ));
+        }
+        rules.push(MatchRule::Range(range.start, range.end));
+    }
     if let Some(m) = &c.string_match {
         rules.push(compile_string_matcher(&format!("{path}.string_match"), m)?);
     }
@@ -218,7 +308,48 @@ fn compile_header_matcher(
     })
 }
 
+fn compile_query_matcher(
+    path: &str,
+    c: &QueryParameterMatcherConfig,
+) -> Result<QueryParameterMatcher, ConfigError> {
+    let rule = match (&c.string_match, c.present_match) {
+        (Some(m), None) => Some(compile_string_matcher(&format!("{path}.string_match"), m)?),
+        (None, Some(true)) => None,
+        (None, Some(false)) => {
+            return Err(ConfigError::new(
+                format!("{path}.present_match"),
+                "only `true` is meaningful: a matcher needs the parameter to be present",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                path,
+                "needs string_match or present_match",
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                path,
+                "only one of string_match and present_match is allowed",
+            ))
+        }
+    };
+    Ok(QueryParameterMatcher {
+        name: non_empty(format!("{path}.name"), &c.name)?,
+        rule,
+    })
+}
+
 fn compile_string_matcher(path: &str, c: &StringMatcherConfig) -> Result<MatchRule, ConfigError> {
+    if let Some(regex) = &c.safe_regex {
+        if c.exact.is_some() || c.prefix.is_some() || c.suffix.is_some() || c.contains.is_some() {
+            return Err(ConfigError::new(
+                path,
+                "needs exactly one of exact, prefix, suffix, contains, safe_regex",
+            ));
+        }
+        return compile_regex(&format!("{path}.safe_regex"), regex);
+    }
     let ic = c.ignore_case;
     // Envoy's string matcher folds ASCII only (absl's `EqualsIgnoreCase` and friends).
     let fold = |s: &String| {
@@ -243,7 +374,7 @@ fn compile_string_matcher(path: &str, c: &StringMatcherConfig) -> Result<MatchRu
         (Some(rule), true) => Ok(rule),
         _ => Err(ConfigError::new(
             path,
-            "needs exactly one of exact, prefix, suffix, contains (safe_regex is not supported)",
+            "needs exactly one of exact, prefix, suffix, contains, safe_regex",
         )),
     }
 }
@@ -263,19 +394,27 @@ impl MatchRule {
             MatchRule::Prefix(p, ic) => folded(*ic).starts_with(p.as_str()),
             MatchRule::Suffix(p, ic) => folded(*ic).ends_with(p.as_str()),
             MatchRule::Contains(p, ic) => folded(*ic).contains(p.as_str()),
+            MatchRule::Regex(regex) => regex.is_match(value),
+            // absl's `SimpleAtoi`, as Envoy: surrounding ASCII whitespace and a sign allowed.
+            MatchRule::Range(start, end) => value
+                .trim_ascii()
+                .parse::<i64>()
+                .is_ok_and(|v| (*start..*end).contains(&v)),
         }
     }
 }
 
 impl HeaderMatcher {
-    /// Envoy's `HeaderUtility::matchHeaders` for one matcher.
+    /// Envoy's `HeaderUtility::matchHeaders` for one matcher: a repeated header is matched as
+    /// its values joined with `,` (`getAllOfHeaderAsString`), so a second value cannot hide.
     fn matches(&self, request: &dyn RequestView) -> bool {
-        let value = match request.header(&self.name) {
-            Some(value) => value,
-            None if self.missing_as_empty => String::new(),
+        let values = request.header_values(&self.name);
+        let value = match values.is_empty() {
+            false => values.join(","),
+            true if self.missing_as_empty => String::new(),
             // A missing header matches only `present_match: false`, or `present_match: true`
             // inverted.
-            None => {
+            true => {
                 return matches!(self.rule, MatchRule::Present(present) if present == self.invert)
             }
         };
@@ -291,13 +430,42 @@ impl Action {
                 header,
                 key,
                 skip_if_absent,
-            } => match request.header(header) {
+            } => match request.header_values(header).first() {
+                // Envoy takes the first value of a repeated header here.
+                Some(value) => {
+                    descriptor.push((key.clone(), value.to_string()));
+                    true
+                }
+                None => *skip_if_absent,
+            },
+            Action::QueryParameter {
+                name,
+                key,
+                skip_if_absent,
+            } => match first_query_value(request, name) {
                 Some(value) => {
                     descriptor.push((key.clone(), value));
                     true
                 }
                 None => *skip_if_absent,
             },
+            Action::QueryParameterValueMatch {
+                key,
+                value,
+                expect_match,
+                parameters,
+            } => {
+                let all = parameters.iter().all(|m| {
+                    first_query_value(request, &m.name)
+                        .is_some_and(|v| m.rule.as_ref().is_none_or(|rule| rule.matches(&v)))
+                });
+                if all == *expect_match {
+                    descriptor.push((key.clone(), value.clone()));
+                    true
+                } else {
+                    false
+                }
+            }
             Action::Generic { key, value } => {
                 descriptor.push((key.clone(), value.clone()));
                 true
@@ -334,6 +502,41 @@ impl Action {
             }
         }
     }
+}
+
+/// Envoy's `QueryParamsMulti::parseAndDecodeQueryString(path).getFirstValue(name)`: the query
+/// is what follows the first `?` of `:path`, split at `&` and at each pair's first `=`; names and
+/// values are percent-decoded (`+` stays `+`), so `%61pi_key` is `api_key`.
+fn first_query_value(request: &dyn RequestView, name: &str) -> Option<String> {
+    let path = *request.header_values(":path").first()?;
+    let (_, query) = path.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(raw_name) == name.as_bytes())
+            .then(|| header_text(percent_decode(raw_value)))
+    })
+}
+
+/// Envoy's `PercentEncoding::decode`: `%XX` with two hex digits becomes the byte; anything else,
+/// a broken `%` included, stays as it is.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+        match (byte, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+                i += 3;
+            }
+            _ => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// `a.b.c.0/24`, as Envoy's `masked_remote_address`.
@@ -382,11 +585,12 @@ mod tests {
     }
 
     impl RequestView for FakeRequest {
-        fn header(&self, name: &str) -> Option<String> {
+        fn header_values(&self, name: &str) -> Vec<&str> {
             self.headers
                 .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
+                .filter(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .collect()
         }
         fn remote_ip(&self) -> Option<IpAddr> {
             self.ip
@@ -619,9 +823,41 @@ mod tests {
             "rate_limits[0].actions[0].request_headers.header_name"
         );
         let err = compile_err(
-            r#"[{"actions":[{"header_value_match":{"descriptor_value":"v","headers":[{"name":"x","safe_regex_match":{"regex":".*"}}]}}]}]"#,
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"v","headers":[{"name":"x","safe_regex_match":{"regex":"(a"}}]}}]}]"#,
         );
-        assert!(err.reason.contains("safe_regex_match"), "{}", err.reason);
+        assert_eq!(
+            err.field,
+            "rate_limits[0].actions[0].header_value_match.headers[0].safe_regex_match.regex"
+        );
+        let long = format!(
+            r#"[{{"actions":[{{"header_value_match":{{"descriptor_value":"v","headers":[{{"name":"x","string_match":{{"safe_regex":{{"regex":"{}"}}}}}}]}}}}]}}]"#,
+            "a".repeat(2000)
+        );
+        assert!(compile_err(&long).reason.contains("longer than"));
+        // Small pattern, huge program: refused by the compiled-size bound.
+        let err = compile_err(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"v","headers":[{"name":"x","safe_regex_match":{"regex":"(((a{100}){100}){100})"}}]}}]}]"#,
+        );
+        assert!(
+            err.reason.contains("not a supported regex"),
+            "{}",
+            err.reason
+        );
+        let err = compile_err(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"v","headers":[{"name":"x","range_match":{"start":5,"end":5}}]}}]}]"#,
+        );
+        assert!(err.field.ends_with("range_match"), "{}", err.field);
+        let err = compile_err(
+            r#"[{"actions":[{"query_parameter_value_match":{"descriptor_value":"v","query_parameters":[{"name":"q"}]}}]}]"#,
+        );
+        assert_eq!(
+            err.field,
+            "rate_limits[0].actions[0].query_parameter_value_match.query_parameters[0]"
+        );
+        let err = compile_err(
+            r#"[{"actions":[{"query_parameters":{"query_parameter_name":"","descriptor_key":"k"}}]}]"#,
+        );
+        assert!(err.field.ends_with("query_parameter_name"), "{}", err.field);
         let err = compile_err(
             r#"[{"actions":[{"header_value_match":{"descriptor_value":"v","headers":[{"name":"x","exact_match":"a","prefix_match":"b"}]}}]}]"#,
         );
@@ -644,5 +880,86 @@ mod tests {
             "{}",
             err.reason
         );
+    }
+
+    /// A client sending `x-plan` twice: `header_value_match` sees every value (joined with
+    /// `,`, as Envoy's header matcher), `request_headers` takes the first, as Envoy's action.
+    #[test]
+    fn repeated_headers_are_matched_as_envoy_joins_them() {
+        let p = policies(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"free","headers":[{"name":"x-plan","suffix_match":"free"}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"re","headers":[{"name":"x-plan","safe_regex_match":{"regex":"(.*,)?free(,.*)?"}}]}}]},
+                {"actions":[{"request_headers":{"header_name":"x-plan","descriptor_key":"plan"}}]}]"#,
+        );
+        let twice = req(&[("x-plan", "premium"), ("x-plan", "free")]);
+        assert_eq!(
+            build_descriptors(&p, &twice),
+            vec![
+                d(&[("header_match", "free")]),
+                d(&[("header_match", "re")]),
+                d(&[("plan", "premium")])
+            ]
+        );
+        let exact = policies(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"v","headers":[{"name":"x-plan","exact_match":"free"}]}}]}]"#,
+        );
+        assert!(build_descriptors(&exact, &twice).is_empty());
+        assert_eq!(
+            build_descriptors(&exact, &req(&[("x-plan", "free")])).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn regex_is_a_full_match_and_range_reads_an_integer() {
+        let p = policies(
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"r","headers":[{"name":"x-model","string_match":{"safe_regex":{"regex":"bert-[a-z]+","google_re2":{}}}}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"big","headers":[{"name":"x-batch","range_match":{"start":32,"end":1000}}]}}]}]"#,
+        );
+        let keys = |headers: &[(&'static str, &'static str)]| {
+            build_descriptors(&p, &req(headers))
+                .into_iter()
+                .map(|d| d[0].1.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&[("x-model", "bert-emotion")]), ["r"]);
+        assert!(keys(&[("x-model", "my-bert-emotion")]).is_empty());
+        assert!(keys(&[("x-model", "bert-emotion-v2")]).is_empty());
+        assert_eq!(keys(&[("x-batch", "32")]), ["big"]);
+        assert_eq!(keys(&[("x-batch", " +64 ")]), ["big"]);
+        assert!(keys(&[("x-batch", "31")]).is_empty());
+        assert!(keys(&[("x-batch", "1000")]).is_empty());
+        assert!(keys(&[("x-batch", "64abc")]).is_empty());
+        assert!(keys(&[("x-batch", "64"), ("x-batch", "65")]).is_empty());
+    }
+
+    #[test]
+    fn query_parameters_are_decoded_and_the_first_value_counts() {
+        let p = policies(
+            r#"[{"actions":[{"query_parameters":{"query_parameter_name":"api_key","descriptor_key":"key"}}]},
+                {"actions":[{"query_parameter_value_match":{"descriptor_value":"batch","query_parameters":[
+                    {"name":"mode","string_match":{"exact":"batch"}},{"name":"tenant","present_match":true}]}}]}]"#,
+        );
+        let with_path = |path: &'static str| build_descriptors(&p, &req(&[(":path", path)]));
+        assert_eq!(
+            with_path("/v1/predict?x=1&api_key=abc&api_key=def"),
+            vec![d(&[("key", "abc")])]
+        );
+        // An encoded name is the same parameter: a client cannot hide its key by encoding it.
+        assert_eq!(
+            with_path("/v1/predict?%61pi_key=a%2Bb+c"),
+            vec![d(&[("key", "a+b+c")])]
+        );
+        assert_eq!(with_path("/v1/predict?api_key"), vec![d(&[("key", "")])]);
+        assert!(with_path("/v1/predict?api_keyx=1&xapi_key=2").is_empty());
+        assert!(with_path("/v1/predict").is_empty());
+        assert_eq!(
+            with_path("/p?mode=batch&tenant"),
+            vec![d(&[("query_match", "batch")])]
+        );
+        assert!(with_path("/p?mode=batch").is_empty());
+        assert!(with_path("/p?mode=online&tenant=a").is_empty());
+        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+        assert_eq!(percent_decode("%e9"), [0xe9]);
     }
 }

@@ -143,6 +143,42 @@ pub enum ActionConfig {
     RemoteAddress(EmptyConfig),
     MaskedRemoteAddress(MaskedRemoteAddressConfig),
     HeaderValueMatch(HeaderValueMatchConfig),
+    QueryParameters(QueryParametersConfig),
+    QueryParameterValueMatch(QueryParameterValueMatchConfig),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct QueryParametersConfig {
+    pub query_parameter_name: String,
+    pub descriptor_key: String,
+    #[serde(default)]
+    pub skip_if_absent: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct QueryParameterValueMatchConfig {
+    pub descriptor_value: String,
+    #[serde(default)]
+    pub descriptor_key: Option<String>,
+    #[serde(default = "default_true")]
+    pub expect_match: bool,
+    pub query_parameters: Vec<QueryParameterMatcherConfig>,
+}
+
+/// Envoy `QueryParameterMatcher`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct QueryParameterMatcherConfig {
+    pub name: String,
+    #[serde(default)]
+    pub string_match: Option<StringMatcherConfig>,
+    #[serde(default)]
+    pub present_match: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,7 +231,7 @@ fn default_true() -> bool {
     true
 }
 
-/// Envoy `HeaderMatcher`, without the regex and range forms (refused as unknown fields).
+/// Envoy `HeaderMatcher`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -212,6 +248,10 @@ pub struct HeaderMatcherConfig {
     #[serde(default)]
     pub present_match: Option<bool>,
     #[serde(default)]
+    pub safe_regex_match: Option<RegexMatcherConfig>,
+    #[serde(default)]
+    pub range_match: Option<RangeConfig>,
+    #[serde(default)]
     pub string_match: Option<StringMatcherConfig>,
     #[serde(default)]
     pub invert_match: bool,
@@ -219,7 +259,7 @@ pub struct HeaderMatcherConfig {
     pub treat_missing_header_as_empty: bool,
 }
 
-/// Envoy `StringMatcher`, without `safe_regex`.
+/// Envoy `StringMatcher`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -233,7 +273,34 @@ pub struct StringMatcherConfig {
     #[serde(default)]
     pub contains: Option<String>,
     #[serde(default)]
+    pub safe_regex: Option<RegexMatcherConfig>,
+    /// No effect on `safe_regex`, as in Envoy.
+    #[serde(default)]
     pub ignore_case: bool,
+}
+
+/// Envoy `RegexMatcher`: RE2 syntax, the whole value must match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct RegexMatcherConfig {
+    pub regex: String,
+    /// Envoy's engine choice (RE2, the only one); accepted and ignored.
+    #[serde(default, rename = "google_re2")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<serde_json::Value>", extend("default" = null))
+    )]
+    pub _google_re2: Option<serde::de::IgnoredAny>,
+}
+
+/// Envoy `Int64Range`: `start` included, `end` excluded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct RangeConfig {
+    pub start: i64,
+    pub end: i64,
 }
 
 /// The configuration once validated, ready for the request path.

@@ -15,7 +15,7 @@ pub mod store;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -43,11 +43,12 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(compiled) = plugin_common::host::load_config(
-            PLUGIN,
-            self.get_plugin_configuration(),
-            config::compile,
-        ) else {
+        // The hostcall, not the SDK helper that unwraps its result (a trap is a 503 for all).
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten();
+        let Some(compiled) = plugin_common::host::load_config(PLUGIN, bytes, config::compile)
+        else {
             return false;
         };
         // Every shared key is created now, so no request ever creates one (see store.rs).
@@ -85,8 +86,8 @@ impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let now_ns = self
-            .get_current_time()
+        let now_ns = hostcalls::get_current_time()
+            .unwrap_or_else(|_| std::time::SystemTime::now())
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or_default();
@@ -96,7 +97,8 @@ impl HttpContext for Request {
             // Never expected (no request re-enters another); limiting goes on uncounted.
             Err(_) => &mut Uncounted,
         };
-        let verdict = limiter::check(&self.active.config, &HostStore, counters, self, now_ns);
+        let request = HostRequest::read();
+        let verdict = limiter::check(&self.active.config, &HostStore, counters, &request, now_ns);
         drop(registry);
         match verdict {
             limiter::Verdict::Admit { response_headers } => {
@@ -109,7 +111,13 @@ impl HttpContext for Request {
                     .iter()
                     .map(|(n, v)| (*n, v.as_str()))
                     .collect();
-                self.send_http_response(reply.status, headers, Some(&reply.body));
+                if let Err(status) =
+                    hostcalls::send_http_response(reply.status, headers, Some(&reply.body))
+                {
+                    // Without a local reply the request would hang: let it through instead.
+                    log::warn!("{PLUGIN}: cannot send the rate-limited reply ({status:?})");
+                    return Action::Continue;
+                }
                 Action::Pause
             }
         }
@@ -117,21 +125,42 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in std::mem::take(&mut self.response_headers) {
-            self.set_http_response_header(name, Some(&value));
+            // A header that cannot be set is lost, never the response.
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value));
         }
         Action::Continue
     }
 }
 
-impl actions::RequestView for Request {
-    fn header(&self, name: &str) -> Option<String> {
-        // The bytes form: the String form panics (traps the VM) on a value that is not UTF-8.
-        self.get_http_request_header_bytes(name)
-            .map(actions::header_text)
+/// The request's headers, read in one hostcall (every value of a repeated header), and its
+/// client address.
+struct HostRequest {
+    headers: Vec<(String, String)>,
+}
+
+impl HostRequest {
+    fn read() -> Self {
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .unwrap_or_default()
+            .into_iter()
+            // Values as bytes: the String form traps the VM on a value that is not UTF-8.
+            .map(|(name, value)| (name, actions::header_text(value)))
+            .collect();
+        HostRequest { headers }
+    }
+}
+
+impl actions::RequestView for HostRequest {
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
     }
 
     fn remote_ip(&self) -> Option<IpAddr> {
-        let bytes = self.get_property(vec!["source", "address"])?;
+        let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
         let text = std::str::from_utf8(&bytes).ok()?;
         text.parse::<SocketAddr>()
             .map(|addr| addr.ip())

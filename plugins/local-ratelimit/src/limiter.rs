@@ -277,11 +277,12 @@ mod tests {
     struct Req(Vec<(String, String)>);
 
     impl RequestView for Req {
-        fn header(&self, name: &str) -> Option<String> {
+        fn header_values(&self, name: &str) -> Vec<&str> {
             self.0
                 .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
         }
         fn remote_ip(&self) -> Option<IpAddr> {
             None
