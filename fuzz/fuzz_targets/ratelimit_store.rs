@@ -156,7 +156,7 @@ impl World {
     }
 
     fn take(&mut self, target: BucketRef) {
-        let result = take(&self.store, &target, self.max_keys, self.now_ns);
+        let result = take(&self.store, &target, self.max_keys, self.now_ns, 1);
         // The other worker's takes happened first, during ours.
         self.take_log();
         if let Ok(taken) = result {
@@ -252,7 +252,7 @@ impl World {
         *self.store.interleave.borrow_mut() = worker.map(|target| {
             let (log, max_keys, now_ns) = (self.log.clone(), self.max_keys, self.now_ns);
             Box::new(move |store: &FakeStore| {
-                let result = take(store, &target, max_keys, now_ns);
+                let result = take(store, &target, max_keys, now_ns, 1);
                 log.borrow_mut().push((target, now_ns, result));
             }) as OtherWorker
         });
@@ -295,7 +295,7 @@ impl World {
         };
         let mut bucket = Bucket::full(rate, self.now_ns);
         for _ in tokens.unwrap_or(0).min(capacity)..capacity {
-            bucket.try_take();
+            bucket.try_take(1);
         }
         store::encode(&id, &bucket)
     }

@@ -4,8 +4,8 @@
 //! produced nothing yields none either (`router_ratelimit.cc`).
 
 use crate::config::{
-    ActionConfig, HeaderMatcherConfig, QueryParameterMatcherConfig, RateLimitConfig,
-    RegexMatcherConfig, StringMatcherConfig,
+    ActionConfig, HeaderMatcherConfig, HitsAddendConfig, QueryParameterMatcherConfig,
+    RateLimitConfig, RegexMatcherConfig, StringMatcherConfig,
 };
 use crate::matcher::Descriptor;
 use plugin_common::config::ConfigError;
@@ -47,6 +47,92 @@ pub fn header_text(bytes: Vec<u8>) -> String {
 #[derive(Debug)]
 pub struct RateLimitPolicy {
     actions: Vec<Action>,
+    hits: Hits,
+}
+
+/// A request's weight: the tokens it takes from each limit its descriptor matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hits {
+    Fixed(u32),
+    /// `%REQ(name)%`: the first value of a request header.
+    RequestHeader(String),
+}
+
+/// Envoy's bound on `hits_addend.number`; a weight read from a request above it is not
+/// believed.
+pub const MAX_HITS: u64 = 1_000_000_000;
+
+/// A descriptor of the request and the weight it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestDescriptor {
+    pub entries: Descriptor,
+    /// Tokens to take, at least 1.
+    pub hits: u32,
+    /// The weight came from the request and was missing, not a number, 0 or above
+    /// [`MAX_HITS`]: `hits` is 1.
+    pub hits_invalid: bool,
+}
+
+fn compile_hits(path: &str, config: Option<&HitsAddendConfig>) -> Result<Hits, ConfigError> {
+    let Some(config) = config else {
+        return Ok(Hits::Fixed(1));
+    };
+    match (
+        config.number,
+        config.format.as_deref().filter(|f| !f.is_empty()),
+    ) {
+        (Some(number), None) => match u32::try_from(number) {
+            Ok(n) if n >= 1 && u64::from(n) <= MAX_HITS => Ok(Hits::Fixed(n)),
+            _ => Err(ConfigError::new(
+                format!("{path}.number"),
+                format!("must be between 1 and {MAX_HITS} (0 would never limit)"),
+            )),
+        },
+        (None, Some(format)) => format
+            .strip_prefix("%REQ(")
+            .and_then(|rest| rest.strip_suffix(")%"))
+            .filter(|name| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b))
+            })
+            .map(|name| Hits::RequestHeader(name.to_ascii_lowercase()))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    format!("{path}.format"),
+                    format!(
+                        "'{format}' is not supported: only %REQ(header-name)% is \
+                         (%DYNAMIC_METADATA(...)% and other substitutions are not read here)"
+                    ),
+                )
+            }),
+        _ => Err(ConfigError::new(
+            path,
+            "hits_addend must contain either a format or a number",
+        )),
+    }
+}
+
+impl Hits {
+    fn of(&self, request: &dyn RequestView) -> (u32, bool) {
+        match self {
+            Hits::Fixed(n) => (*n, false),
+            Hits::RequestHeader(name) => {
+                // absl's `SimpleAtoi`, as Envoy reads it; 0 would make the request free.
+                let parsed = request
+                    .header_values(name)
+                    .first()
+                    .and_then(|v| v.trim_ascii().parse::<u64>().ok())
+                    .filter(|n| (1..=MAX_HITS).contains(n))
+                    .and_then(|n| u32::try_from(n).ok());
+                match parsed {
+                    Some(n) => (n, false),
+                    None => (1, true),
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -149,7 +235,8 @@ pub fn compile_policy(
         .enumerate()
         .map(|(i, action)| compile_action(&format!("{path}.actions[{i}]"), action))
         .collect::<Result<_, _>>()?;
-    Ok(RateLimitPolicy { actions })
+    let hits = compile_hits(&format!("{path}.hits_addend"), config.hits_addend.as_ref())?;
+    Ok(RateLimitPolicy { actions, hits })
 }
 
 fn non_empty(field: String, value: &str) -> Result<String, ConfigError> {
@@ -559,16 +646,24 @@ fn mask(ip: IpAddr, v4_len: u8, v6_len: u8) -> String {
 pub fn build_descriptors(
     policies: &[RateLimitPolicy],
     request: &dyn RequestView,
-) -> Vec<Descriptor> {
+) -> Vec<RequestDescriptor> {
     policies
         .iter()
         .filter_map(|policy| {
-            let mut descriptor = Descriptor::new();
+            let mut entries = Descriptor::new();
             let complete = policy
                 .actions
                 .iter()
-                .all(|action| action.populate(request, &mut descriptor));
-            (complete && !descriptor.is_empty()).then_some(descriptor)
+                .all(|action| action.populate(request, &mut entries));
+            if !complete || entries.is_empty() {
+                return None;
+            }
+            let (hits, hits_invalid) = policy.hits.of(request);
+            Some(RequestDescriptor {
+                entries,
+                hits,
+                hits_invalid,
+            })
         })
         .collect()
 }
@@ -602,6 +697,14 @@ mod tests {
             headers: headers.to_vec(),
             ip: None,
         }
+    }
+
+    /// The entries only; the weights have their own test.
+    fn build_descriptors(p: &[RateLimitPolicy], request: &dyn RequestView) -> Vec<Descriptor> {
+        super::build_descriptors(p, request)
+            .into_iter()
+            .map(|d| d.entries)
+            .collect()
     }
 
     fn policies(rate_limits: &str) -> Vec<RateLimitPolicy> {
@@ -961,5 +1064,62 @@ mod tests {
         assert!(with_path("/p?mode=online&tenant=a").is_empty());
         assert_eq!(percent_decode("%zz%4"), b"%zz%4");
         assert_eq!(percent_decode("%e9"), [0xe9]);
+    }
+
+    #[test]
+    fn hits_addend_number_or_request_header_and_bad_weights_count_as_one() {
+        let p = policies(
+            r#"[{"actions":[{"generic_key":{"descriptor_value":"batch"}}],"hits_addend":{"number":64}},
+                {"actions":[{"generic_key":{"descriptor_value":"llm"}}],"hits_addend":{"format":"%REQ(X-Cost)%"}}]"#,
+        );
+        let weights = |headers: &[(&'static str, &'static str)]| {
+            super::build_descriptors(&p, &req(headers))
+                .into_iter()
+                .map(|d| (d.hits, d.hits_invalid))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(weights(&[("x-cost", "3000")]), [(64, false), (3000, false)]);
+        assert_eq!(weights(&[("x-cost", " +7 ")]), [(64, false), (7, false)]);
+        for bad in [
+            "",
+            "abc",
+            "-5",
+            "0",
+            "1000000001",
+            "99999999999999999999999",
+            "1.5",
+        ] {
+            let bad: &'static str = Box::leak(bad.to_string().into_boxed_str());
+            assert_eq!(weights(&[("x-cost", bad)])[1], (1, true), "{bad:?}");
+        }
+        assert_eq!(weights(&[])[1], (1, true));
+        // The first value of a repeated header, as Envoy's %REQ()%.
+        assert_eq!(weights(&[("x-cost", "5"), ("x-cost", "9")])[1], (5, false));
+
+        for (hits, field) in [
+            (r#"{"number":0}"#, "rate_limits[0].hits_addend.number"),
+            (
+                r#"{"number":1000000001}"#,
+                "rate_limits[0].hits_addend.number",
+            ),
+            (r#"{}"#, "rate_limits[0].hits_addend"),
+            (
+                r#"{"number":2,"format":"%REQ(x)%"}"#,
+                "rate_limits[0].hits_addend",
+            ),
+            (
+                r#"{"format":"%DYNAMIC_METADATA(envoy.lb:cost)%"}"#,
+                "rate_limits[0].hits_addend.format",
+            ),
+            (
+                r#"{"format":"cost %REQ(x)%"}"#,
+                "rate_limits[0].hits_addend.format",
+            ),
+        ] {
+            let err = compile_err(&format!(
+                r#"[{{"actions":[{{"generic_key":{{"descriptor_value":"v"}}}}],"hits_addend":{hits}}}]"#
+            ));
+            assert_eq!(err.field, field, "{hits}");
+        }
     }
 }

@@ -58,21 +58,22 @@ impl Bucket {
         }
     }
 
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self) -> bool {
-        if self.level >= self.rate.token() && self.rate.capacity > 0 {
-            self.level -= self.rate.token();
+    /// Takes `tokens` (a request's weight) if the bucket holds them all; never part of them.
+    pub fn try_take(&mut self, tokens: u32) -> bool {
+        let need = u128::from(tokens) * self.rate.token();
+        if self.rate.capacity > 0 && self.level >= need {
+            self.level -= need;
             true
         } else {
             false
         }
     }
 
-    /// Returns a token taken for a request that another limit refused.
-    pub fn give_back(&mut self) {
+    /// Returns `tokens` taken for a request that another limit refused.
+    pub fn give_back(&mut self, tokens: u32) {
         self.level = self
             .level
-            .saturating_add(self.rate.token())
+            .saturating_add(u128::from(tokens) * self.rate.token())
             .min(self.rate.max_level());
     }
 
@@ -84,10 +85,13 @@ impl Bucket {
         self.level >= self.rate.max_level()
     }
 
-    /// Nanoseconds until one token is available (0 if one is); a zero-capacity bucket never
-    /// gets one, so it reports one period.
-    pub fn ns_until_token(&self) -> u64 {
-        self.ns_until_level(self.rate.token())
+    /// Nanoseconds until `tokens` are available (0 if they are); `None` when they never will
+    /// be (a zero-capacity bucket, or more than the bucket holds).
+    pub fn ns_until_tokens(&self, tokens: u32) -> Option<u64> {
+        if self.rate.capacity == 0 || tokens > self.rate.capacity {
+            return None;
+        }
+        Some(self.ns_until_level(u128::from(tokens) * self.rate.token()))
     }
 
     /// Nanoseconds until the bucket is full again: the quota's reset.
@@ -96,11 +100,11 @@ impl Bucket {
     }
 
     fn ns_until_level(&self, target: u128) -> u64 {
-        if self.level >= target && self.rate.capacity > 0 {
+        if self.level >= target {
             return 0;
         }
         if self.rate.capacity == 0 {
-            return self.rate.period_ns;
+            return u64::MAX;
         }
         let missing = target.saturating_sub(self.level);
         let ns = missing.div_ceil(u128::from(self.rate.capacity));
@@ -157,25 +161,25 @@ mod tests {
     fn full_bucket_admits_capacity_then_refuses() {
         let mut b = Bucket::full(Rate::new(3, 60), 0);
         assert_eq!(b.remaining(), 3);
-        assert!(b.try_take() && b.try_take() && b.try_take());
-        assert!(!b.try_take());
+        assert!(b.try_take(1) && b.try_take(1) && b.try_take(1));
+        assert!(!b.try_take(1));
         assert_eq!(b.remaining(), 0);
-        assert_eq!(b.ns_until_token(), 20 * SEC);
+        assert_eq!(b.ns_until_tokens(1), Some(20 * SEC));
         assert_eq!(b.ns_until_full(), 60 * SEC);
     }
 
     #[test]
     fn refill_is_continuous_and_capped() {
         let mut b = Bucket::full(Rate::new(2, 60), 0);
-        assert!(b.try_take() && b.try_take());
+        assert!(b.try_take(1) && b.try_take(1));
         // One token every 30 s.
         let b1 = b.refilled(29 * SEC);
         assert_eq!(b1.remaining(), 0);
-        assert_eq!(b1.ns_until_token(), SEC);
+        assert_eq!(b1.ns_until_tokens(1), Some(SEC));
         let mut b2 = b.refilled(30 * SEC);
         assert_eq!(b2.remaining(), 1);
-        assert!(b2.try_take());
-        assert!(!b2.try_take());
+        assert!(b2.try_take(1));
+        assert!(!b2.try_take(1));
         let b3 = b.refilled(3_600 * SEC);
         assert_eq!(b3.remaining(), 2);
         assert!(b3.is_full());
@@ -185,7 +189,7 @@ mod tests {
     #[test]
     fn clock_behind_the_stored_time_refills_nothing() {
         let mut b = Bucket::full(Rate::new(1, 1), 10 * SEC);
-        assert!(b.try_take());
+        assert!(b.try_take(1));
         let back = b.refilled(5 * SEC);
         assert_eq!(back.remaining(), 0);
         assert_eq!(back.refilled(10 * SEC + SEC).remaining(), 1);
@@ -194,18 +198,19 @@ mod tests {
     #[test]
     fn give_back_is_capped_at_capacity() {
         let mut b = Bucket::full(Rate::new(1, 1), 0);
-        b.give_back();
+        b.give_back(1);
         assert_eq!(b.remaining(), 1);
-        assert!(b.try_take());
-        b.give_back();
+        assert!(b.try_take(1));
+        b.give_back(1);
         assert!(b.is_full());
     }
 
     #[test]
     fn zero_capacity_refuses_everything() {
         let mut b = Bucket::full(Rate::new(0, 60), 0).refilled(u64::MAX);
-        assert!(!b.try_take());
-        assert_eq!(b.ns_until_token(), 60 * SEC);
+        assert!(!b.try_take(1));
+        // Never: no retry time to promise.
+        assert_eq!(b.ns_until_tokens(1), None);
         assert!(
             b.is_full(),
             "a zero bucket holds no state and can be evicted"
@@ -213,10 +218,30 @@ mod tests {
     }
 
     #[test]
+    fn weighted_takes_are_all_or_nothing() {
+        let mut b = Bucket::full(Rate::new(100, 60), 0);
+        assert!(b.try_take(64));
+        assert_eq!(b.remaining(), 36);
+        assert!(!b.try_take(37), "never part of a weight");
+        assert_eq!(b.remaining(), 36);
+        // 28 tokens missing at 100 per minute: 16.8 s.
+        assert_eq!(b.ns_until_tokens(64), Some(16_800_000_000));
+        b.give_back(64);
+        assert!(b.is_full());
+        assert!(!b.try_take(101));
+        assert_eq!(
+            b.ns_until_tokens(101),
+            None,
+            "more than the bucket ever holds"
+        );
+        assert!(!b.try_take(u32::MAX));
+    }
+
+    #[test]
     fn extreme_rates_do_not_overflow() {
         let mut b = Bucket::full(Rate::new(u32::MAX, 365 * 86_400), 0);
         assert_eq!(b.remaining(), u32::MAX);
-        assert!(b.try_take());
+        assert!(b.try_take(1));
         let r = b.refilled(u64::MAX);
         assert!(r.is_full());
     }
@@ -224,7 +249,7 @@ mod tests {
     #[test]
     fn encoding_round_trips_and_rejects_garbage() {
         let mut b = Bucket::full(Rate::new(5, 60), 123);
-        assert!(b.try_take());
+        assert!(b.try_take(1));
         let bytes = b.encode(b"hdr");
         assert_eq!(bytes.len(), 3 + ENCODED_LEN);
         assert_eq!(Bucket::decode(bytes.get(3..).unwrap()), Some(b));

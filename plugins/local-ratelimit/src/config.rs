@@ -131,6 +131,20 @@ pub struct ReplacesEntry {
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct RateLimitConfig {
     pub actions: Vec<ActionConfig>,
+    /// Tokens a matching request takes (its weight), instead of 1.
+    #[serde(default)]
+    pub hits_addend: Option<HitsAddendConfig>,
+}
+
+/// Envoy `RateLimit.HitsAddend`: a fixed number, or `%REQ(header)%`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct HitsAddendConfig {
+    #[serde(default)]
+    pub number: Option<u64>,
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 /// Envoy `RateLimit.Action`; the actions not listed are refused by name.

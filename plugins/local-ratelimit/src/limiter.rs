@@ -107,26 +107,32 @@ pub fn check(
     now_ns: u64,
 ) -> Verdict {
     let settings = &compiled.settings;
-    let mut matched: Vec<(Matched, &Limit)> = build_descriptors(&compiled.policies, request)
-        .iter()
-        .filter_map(|descriptor| {
-            let m = compiled.tree.lookup(descriptor)?;
-            let limit = compiled.tree.limit(m.limit)?;
-            Some((m, limit))
-        })
-        .collect();
+    let mut matched: Vec<(Matched, &Limit, u32)> = Vec::new();
+    for descriptor in build_descriptors(&compiled.policies, request) {
+        if descriptor.hits_invalid {
+            counters.plugin(PluginStat::InvalidHitsAddend);
+        }
+        let Some(m) = compiled.tree.lookup(&descriptor.entries) else {
+            continue;
+        };
+        if let Some(limit) = compiled.tree.limit(m.limit) {
+            matched.push((m, limit, descriptor.hits));
+        }
+    }
     // Upstream `replaces`: a matched limit drops the limits it names, for this request.
     let replaced: HashSet<&str> = matched
         .iter()
-        .flat_map(|(_, limit)| limit.replaces.iter().map(String::as_str))
+        .flat_map(|(_, limit, _)| limit.replaces.iter().map(String::as_str))
         .collect();
-    matched.retain(|(_, limit)| !limit.name.as_deref().is_some_and(|n| replaced.contains(n)));
+    matched.retain(|(_, limit, _)| !limit.name.as_deref().is_some_and(|n| replaced.contains(n)));
 
     let mut taken: Vec<Taken> = Vec::new();
     let mut statuses: Vec<Status> = Vec::new();
     let mut refused = false;
+    // The longest wait of the refusing limits; a limit that can never admit the request (a
+    // zero limit, or a weight above its capacity) gives none: retrying would not help.
     let mut retry_after_ns: Option<u64> = None;
-    for (m, limit) in &matched {
+    for &(ref m, limit, hits) in &matched {
         let values = m.bucket_values.as_slice();
         counters.rule(limit, values, Stat::TotalHits);
         let Some(Some(bucket)) = compiled.buckets.get(m.limit) else {
@@ -145,7 +151,7 @@ pub fn check(
             rate,
             per_value: m.per_value,
         };
-        match store::take(shared, &target, settings.max_keys, now_ns) {
+        match store::take(shared, &target, settings.max_keys, now_ns, hits) {
             Ok(t) => {
                 if t.overflow {
                     counters.plugin(PluginStat::TableOverflow);
@@ -168,8 +174,9 @@ pub fn check(
                     // refusal.
                     if enforced {
                         refused = true;
-                        let wait = t.bucket.ns_until_token();
-                        retry_after_ns = Some(retry_after_ns.map_or(wait, |w| w.max(wait)));
+                        if let Some(wait) = t.bucket.ns_until_tokens(hits) {
+                            retry_after_ns = Some(retry_after_ns.map_or(wait, |w| w.max(wait)));
+                        }
                     }
                 }
             }
@@ -499,6 +506,69 @@ mod tests {
                 .host()
                 .get("local_ratelimit.ratelimit.a.shadow_mode"),
             4
+        );
+    }
+
+    fn header_of(verdict: &Verdict, name: &str) -> Option<String> {
+        let headers = match verdict {
+            Verdict::Admit { response_headers } => response_headers,
+            Verdict::Reject(reply) => &reply.headers,
+        };
+        headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// An LLM call weighs its `x-cost` tokens: `remaining` shows the weight, a refused request
+    /// gives its weight back to the other limit, a weight above a limit's capacity is refused
+    /// without a retry time.
+    #[test]
+    fn weighted_requests_take_their_weight_and_give_it_back() {
+        let text = r#"{"domain":"w","descriptors":[
+            {"key":"tenant","rate_limit":{"unit":"minute","requests_per_unit":100}},
+            {"key":"model","value":"llm","rate_limit":{"unit":"minute","requests_per_unit":50}}],
+            "rate_limits":[
+              {"actions":[{"request_headers":{"header_name":"x-tenant","descriptor_key":"tenant"}}],"hits_addend":{"format":"%REQ(x-cost)%"}},
+              {"actions":[{"generic_key":{"descriptor_key":"model","descriptor_value":"llm"}}],"hits_addend":{"format":"%REQ(x-cost)%"}}]}"#;
+        let compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
+        let store = FakeStore::default();
+        ensure_keys(&store, shared_keys(&compiled)).unwrap();
+        let mut metrics = Registry::new(FakeHost::default(), "w");
+        let call = |cost: &str| {
+            Req(vec![
+                ("x-tenant".to_string(), "a".to_string()),
+                ("x-cost".to_string(), cost.to_string()),
+            ])
+        };
+        let mut send = |cost: &str| check(&compiled, &store, &mut metrics, &call(cost), 0);
+
+        let first = send("30");
+        assert!(matches!(first, Verdict::Admit { .. }));
+        assert_eq!(
+            header_of(&first, "x-ratelimit-remaining").as_deref(),
+            Some("20")
+        );
+        // 30 more: the model has 20 left, so refused; the tenant gets its 30 back.
+        let refused = send("30");
+        assert!(matches!(refused, Verdict::Reject(_)));
+        // 10 model tokens missing at 50 per minute: 12 s.
+        assert_eq!(header_of(&refused, "retry-after").as_deref(), Some("12"));
+        let fits = send("20");
+        assert!(matches!(fits, Verdict::Admit { .. }));
+        assert_eq!(
+            header_of(&fits, "x-ratelimit-remaining").as_deref(),
+            Some("0")
+        );
+        // Above what the tenant's bucket can ever hold: refused, no promise of a retry time.
+        let huge = send("500");
+        assert!(matches!(huge, Verdict::Reject(_)));
+        assert_eq!(header_of(&huge, "retry-after"), None);
+        // A weight that is not a number counts as 1 (the model is empty: refused) and is counted.
+        assert!(matches!(send("lots"), Verdict::Reject(_)));
+        assert_eq!(
+            metrics.host().get("local_ratelimit.w.invalid_hits_addend"),
+            2
         );
     }
 

@@ -37,6 +37,8 @@ pub enum PluginStat {
     Contention,
     /// The host refused a shared-data read or write.
     StoreError,
+    /// A request's `hits_addend` header was missing or not a weight; it counted as 1.
+    InvalidHitsAddend,
 }
 
 impl PluginStat {
@@ -45,6 +47,7 @@ impl PluginStat {
             PluginStat::TableOverflow => "table_overflow",
             PluginStat::Contention => "cas_exhausted",
             PluginStat::StoreError => "store_error",
+            PluginStat::InvalidHitsAddend => "invalid_hits_addend",
         }
     }
 }

@@ -141,7 +141,9 @@ pub struct Taken {
     pub bucket: Bucket,
     /// Whether the table slot was busy and the rule's overflow bucket answered.
     pub overflow: bool,
-    /// Where the token came from, to give it back.
+    /// How many were taken (when admitted).
+    pub tokens: u32,
+    /// Where the tokens came from, to give them back.
     key: String,
     id: Fingerprint,
 }
@@ -258,12 +260,13 @@ pub fn encode(id: &Fingerprint, bucket: &Bucket) -> Vec<u8> {
     bucket.encode(&header)
 }
 
-/// Takes one token from the bucket `target` names, if it has one.
+/// Takes `tokens` (the request's weight) from the bucket `target` names, if it holds them.
 pub fn take(
     store: &dyn SharedStore,
     target: &BucketRef,
     max_keys: u32,
     now_ns: u64,
+    tokens: u32,
 ) -> Result<Taken, Failure> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let Place {
@@ -273,10 +276,11 @@ pub fn take(
             cas,
             overflow,
         } = locate(store, target, max_keys, now_ns)?;
-        let admitted = bucket.try_take();
+        let admitted = bucket.try_take(tokens);
         let value = encode(&id, &bucket);
         let taken = Taken {
             admitted,
+            tokens,
             bucket,
             overflow,
             key,
@@ -295,7 +299,7 @@ pub fn take(
     Err(Failure::Contention)
 }
 
-/// Returns the token `taken` took (the request was refused by another limit).
+/// Returns the tokens `taken` took (the request was refused by another limit).
 pub fn give_back(store: &dyn SharedStore, taken: &Taken, now_ns: u64) -> Result<(), Failure> {
     if !taken.admitted {
         return Ok(());
@@ -312,7 +316,7 @@ pub fn give_back(store: &dyn SharedStore, taken: &Taken, now_ns: u64) -> Result<
         if bucket.is_full() {
             return Ok(());
         }
-        bucket.give_back();
+        bucket.give_back(taken.tokens);
         match store.set(&taken.key, &encode(&taken.id, &bucket), Some(cas)) {
             Ok(()) => return Ok(()),
             Err(SetError::CasMismatch) => continue,
@@ -451,7 +455,7 @@ mod tests {
     }
 
     fn admitted(store: &FakeStore, t: &BucketRef, max_keys: u32, now: u64) -> bool {
-        take(store, t, max_keys, now).unwrap().admitted
+        take(store, t, max_keys, now, 1).unwrap().admitted
     }
 
     /// Chaos finding (10-minute run): a value whose slot was busy drew 5 tokens from the
@@ -464,13 +468,13 @@ mod tests {
         let store = prepared(1, &[&a, &b]);
         assert!(admitted(&store, &b, 1, 0));
         let from_overflow = (0..5)
-            .map(|_| take(&store, &a, 1, 0).unwrap())
+            .map(|_| take(&store, &a, 1, 0, 1).unwrap())
             .filter(|t| t.admitted && t.overflow)
             .count();
         assert_eq!(from_overflow, 5);
         // b is full again after one token's time.
         let in_slot: Vec<Taken> = (0..20)
-            .map(|_| take(&store, &a, 1, 6 * SEC).unwrap())
+            .map(|_| take(&store, &a, 1, 6 * SEC, 1).unwrap())
             .collect();
         assert!(!in_slot[0].overflow, "a took the slot");
         let admitted_in_slot = in_slot.iter().filter(|t| t.admitted).count();
@@ -490,7 +494,7 @@ mod tests {
         let newcomer = target("newcomer", 2, true);
         let later = 30 * SEC;
         let takes: Vec<Taken> = (0..3)
-            .map(|_| take(&store, &newcomer, 1, later).unwrap())
+            .map(|_| take(&store, &newcomer, 1, later, 1).unwrap())
             .collect();
         assert!(takes.iter().all(|t| !t.overflow));
         assert_eq!(takes.iter().filter(|t| t.admitted).count(), 2);
@@ -517,7 +521,7 @@ mod tests {
         let store = prepared(KEYS, &[&a, &b]);
         assert!(admitted(&store, &b, KEYS, 0), "b takes its first slot");
         for _ in 0..2 {
-            let taken = take(&store, &a, KEYS, 0).unwrap();
+            let taken = take(&store, &a, KEYS, 0, 1).unwrap();
             assert!(taken.admitted && !taken.overflow);
             assert_eq!(taken.key, slot_key(a_second));
         }
@@ -525,7 +529,7 @@ mod tests {
         // token back. A second bucket in the first slot would admit twice.
         let later = 30 * SEC;
         let takes: Vec<Taken> = (0..2)
-            .map(|_| take(&store, &a, KEYS, later).unwrap())
+            .map(|_| take(&store, &a, KEYS, later, 1).unwrap())
             .collect();
         assert!(takes.iter().all(|t| t.key == slot_key(a_second)));
         assert_eq!(
@@ -546,9 +550,9 @@ mod tests {
         let store = prepared(4, &[&t]);
         assert!(admitted(&store, &t, 4, 0));
         assert!(admitted(&store, &t, 4, 0));
-        let refused = take(&store, &t, 4, SEC).unwrap();
+        let refused = take(&store, &t, 4, SEC, 1).unwrap();
         assert!(!refused.admitted);
-        assert_eq!(refused.bucket.ns_until_token(), 29 * SEC);
+        assert_eq!(refused.bucket.ns_until_tokens(1), Some(29 * SEC));
         assert!(admitted(&store, &t, 4, 30 * SEC));
     }
 
@@ -566,11 +570,11 @@ mod tests {
                 Slot::Free => Bucket::full(other.rate, 0),
                 Slot::Busy => unreachable!(),
             };
-            assert!(bucket.try_take());
+            assert!(bucket.try_take(1));
             s.put(&key, &encode(&other.id, &bucket));
         }));
         store.cas_conflicts.set(2);
-        let ours = take(&store, &t, 4, 0).unwrap();
+        let ours = take(&store, &t, 4, 0, 1).unwrap();
         assert!(ours.admitted);
         assert_eq!(ours.bucket.remaining(), 0, "two other takes + ours = 3");
         *store.interleave.borrow_mut() = None;
@@ -582,7 +586,7 @@ mod tests {
         let t = target("a", 3, false);
         let store = prepared(4, &[&t]);
         store.cas_conflicts.set(MAX_CAS_ATTEMPTS);
-        assert_eq!(take(&store, &t, 4, 0), Err(Failure::Contention));
+        assert_eq!(take(&store, &t, 4, 0, 1), Err(Failure::Contention));
         store.cas_conflicts.set(MAX_CAS_ATTEMPTS - 1);
         assert!(admitted(&store, &t, 4, 0));
     }
@@ -592,10 +596,10 @@ mod tests {
         let t = target("a", 3, false);
         let store = prepared(4, &[&t]);
         store.fail_reads.set(true);
-        assert_eq!(take(&store, &t, 4, 0), Err(Failure::Store));
+        assert_eq!(take(&store, &t, 4, 0, 1), Err(Failure::Store));
         store.fail_reads.set(false);
         store.fail_writes.set(true);
-        assert_eq!(take(&store, &t, 4, 0), Err(Failure::Store));
+        assert_eq!(take(&store, &t, 4, 0, 1), Err(Failure::Store));
     }
 
     #[test]
@@ -615,7 +619,7 @@ mod tests {
         let store = prepared(1, &[&a, &b]);
         assert!(admitted(&store, &a, 1, 0));
         // `a` still refills: `b` may not evict it and goes to the overflow bucket.
-        let t = take(&store, &b, 1, 0).unwrap();
+        let t = take(&store, &b, 1, 0, 1).unwrap();
         assert!(t.admitted && t.overflow);
         assert!(admitted(&store, &b, 1, 0));
         assert!(
@@ -626,7 +630,7 @@ mod tests {
         assert!(admitted(&store, &a, 1, 0));
         assert!(!admitted(&store, &a, 1, 0));
         // Once `a` is full again (60 s), `b` takes the slot with a full bucket of its own.
-        let t = take(&store, &b, 1, 60 * SEC).unwrap();
+        let t = take(&store, &b, 1, 60 * SEC, 1).unwrap();
         assert!(t.admitted && !t.overflow);
         assert_eq!(t.bucket.remaining(), 1);
     }
@@ -641,8 +645,8 @@ mod tests {
         let mut hot_admitted = 1;
         for i in 0..10_000u32 {
             let attacker = target(&format!("attacker-{i}"), 5, true);
-            let _ = take(&store, &attacker, max_keys, 0).unwrap();
-            if i % 100 == 0 && take(&store, &hot, max_keys, 0).unwrap().admitted {
+            let _ = take(&store, &attacker, max_keys, 0, 1).unwrap();
+            if i % 100 == 0 && take(&store, &hot, max_keys, 0, 1).unwrap().admitted {
                 hot_admitted += 1;
             }
         }
@@ -673,7 +677,7 @@ mod tests {
         let store = prepared(1, &[&t]);
         let forged = Bucket::full(Rate::new(1000, 60), 0);
         store.put(&slot_key(0), &encode(&t.id, &forged));
-        let takes: Vec<Taken> = (0..3).map(|_| take(&store, &t, 1, 0).unwrap()).collect();
+        let takes: Vec<Taken> = (0..3).map(|_| take(&store, &t, 1, 0, 1).unwrap()).collect();
         assert_eq!(takes.iter().filter(|taken| taken.admitted).count(), 2);
         assert!(takes.iter().all(|taken| taken.bucket.rate == t.rate));
     }
@@ -685,14 +689,14 @@ mod tests {
     #[test]
     fn foreign_bucket_in_a_rule_or_overflow_key_is_treated_as_free() {
         let mut refilling = Bucket::full(Rate::new(5, 60), 0);
-        assert!(refilling.try_take());
+        assert!(refilling.try_take(1));
         let foreign = encode(&fingerprint(&[b"other"]), &refilling);
 
         let t = target("a", 1, false);
         let store = FakeStore::default();
         ensure_keys(&store, [rule_key(&t.id)].into_iter()).unwrap();
         store.put(&rule_key(&t.id), &foreign);
-        let taken = take(&store, &t, 1, 0).unwrap();
+        let taken = take(&store, &t, 1, 0, 1).unwrap();
         assert!(taken.admitted && !taken.overflow);
         assert_eq!(store.data.borrow().len(), 1, "no key created");
 
@@ -700,7 +704,7 @@ mod tests {
         let store = prepared(1, &[&a, &b]);
         assert!(admitted(&store, &a, 1, 0));
         store.put(&overflow_key(&b.rule), &foreign);
-        let taken = take(&store, &b, 1, 0).unwrap();
+        let taken = take(&store, &b, 1, 0, 1).unwrap();
         assert!(taken.admitted && taken.overflow);
         assert!(!admitted(&store, &b, 1, 0));
     }
@@ -719,15 +723,15 @@ mod tests {
         let b = target("b", 1, true);
         let store = prepared(1, &[&a, &b]);
         assert!(admitted(&store, &a, 1, 0));
-        let from_overflow = take(&store, &b, 1, 0).unwrap();
+        let from_overflow = take(&store, &b, 1, 0, 1).unwrap();
         assert!(from_overflow.overflow);
         give_back(&store, &from_overflow, 0).unwrap();
         assert!(
-            take(&store, &b, 1, 0).unwrap().admitted,
+            take(&store, &b, 1, 0, 1).unwrap().admitted,
             "overflow token returned"
         );
         let store = prepared(1, &[&a]);
-        let taken = take(&store, &a, 1, 0).unwrap();
+        let taken = take(&store, &a, 1, 0, 1).unwrap();
         store.cas_conflicts.set(2);
         give_back(&store, &taken, 0).unwrap();
         assert!(admitted(&store, &a, 1, 0));
@@ -743,6 +747,6 @@ mod tests {
             [rule_key(&t.id), slot_key(0), slot_key(5)].into_iter(),
         );
         assert_eq!(created, Ok(1));
-        assert_eq!(take(&store, &t, 2, 0).unwrap().bucket.remaining(), 0);
+        assert_eq!(take(&store, &t, 2, 0, 1).unwrap().bucket.remaining(), 0);
     }
 }
