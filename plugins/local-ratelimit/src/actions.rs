@@ -66,10 +66,10 @@ pub const MAX_HITS: u64 = 1_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestDescriptor {
     pub entries: Descriptor,
-    /// Tokens to take, at least 1.
+    /// Tokens to take; 0 (from a request) is never admitted.
     pub hits: u32,
-    /// The weight came from the request and was missing, not a number, 0 or above
-    /// [`MAX_HITS`]: `hits` is 1.
+    /// The weight came from the request and was missing, not a number or above [`MAX_HITS`]:
+    /// `hits` is 1.
     pub hits_invalid: bool,
 }
 
@@ -85,7 +85,7 @@ fn compile_hits(path: &str, config: Option<&HitsAddendConfig>) -> Result<Hits, C
             Ok(n) if n >= 1 && u64::from(n) <= MAX_HITS => Ok(Hits::Fixed(n)),
             _ => Err(ConfigError::new(
                 format!("{path}.number"),
-                format!("must be between 1 and {MAX_HITS} (0 would never limit)"),
+                format!("must be between 1 and {MAX_HITS} (0 would refuse every request)"),
             )),
         },
         (None, Some(format)) => format
@@ -119,12 +119,13 @@ impl Hits {
         match self {
             Hits::Fixed(n) => (*n, false),
             Hits::RequestHeader(name) => {
-                // absl's `SimpleAtoi`, as Envoy reads it; 0 would make the request free.
+                // absl's `SimpleAtoi`, as Envoy reads it. A weight of 0 is kept: no bucket
+                // admits it, as Envoy's filter refuses it (the parity test checks this).
                 let parsed = request
                     .header_values(name)
                     .first()
                     .and_then(|v| v.trim_ascii().parse::<u64>().ok())
-                    .filter(|n| (1..=MAX_HITS).contains(n))
+                    .filter(|n| *n <= MAX_HITS)
                     .and_then(|n| u32::try_from(n).ok());
                 match parsed {
                     Some(n) => (n, false),
@@ -985,32 +986,36 @@ mod tests {
         );
     }
 
-    /// A client sending `x-plan` twice: `header_value_match` sees every value (joined with
-    /// `,`, as Envoy's header matcher), `request_headers` takes the first, as Envoy's action.
+    /// A client sending `x-plan` twice: `header_value_match` matches when any value does, as
+    /// Envoy's matcher; `request_headers` takes the first value, as Envoy's action.
     #[test]
-    fn repeated_headers_are_matched_as_envoy_joins_them() {
+    fn repeated_headers_match_on_any_value_as_envoy() {
         let p = policies(
-            r#"[{"actions":[{"header_value_match":{"descriptor_value":"free","headers":[{"name":"x-plan","suffix_match":"free"}]}}]},
-                {"actions":[{"header_value_match":{"descriptor_value":"re","headers":[{"name":"x-plan","safe_regex_match":{"regex":"(.*,)?free(,.*)?"}}]}}]},
+            r#"[{"actions":[{"header_value_match":{"descriptor_value":"free","headers":[{"name":"x-plan","exact_match":"free"}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"joined","headers":[{"name":"x-plan","exact_match":"premium,free"}]}}]},
+                {"actions":[{"header_value_match":{"descriptor_value":"not-free","headers":[{"name":"x-plan","exact_match":"free","invert_match":true}]}}]},
                 {"actions":[{"request_headers":{"header_name":"x-plan","descriptor_key":"plan"}}]}]"#,
         );
-        let twice = req(&[("x-plan", "premium"), ("x-plan", "free")]);
+        let values = |headers: &[(&'static str, &'static str)]| {
+            build_descriptors(&p, &req(headers))
+                .into_iter()
+                .map(|d| d[0].1.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            build_descriptors(&p, &twice),
-            vec![
-                d(&[("header_match", "free")]),
-                d(&[("header_match", "re")]),
-                d(&[("plan", "premium")])
-            ]
+            values(&[("x-plan", "premium"), ("x-plan", "free")]),
+            ["free", "premium"]
         );
-        let exact = policies(
-            r#"[{"actions":[{"header_value_match":{"descriptor_value":"v","headers":[{"name":"x-plan","exact_match":"free"}]}}]}]"#,
-        );
-        assert!(build_descriptors(&exact, &twice).is_empty());
         assert_eq!(
-            build_descriptors(&exact, &req(&[("x-plan", "free")])).len(),
-            1
+            values(&[("x-plan", "free"), ("x-plan", "premium")]),
+            ["free", "free"]
         );
+        // One header line with a comma is one value, not two.
+        assert_eq!(
+            values(&[("x-plan", "premium,free")]),
+            ["joined", "not-free", "premium,free"]
+        );
+        assert_eq!(values(&[("x-plan", "premium")]), ["not-free", "premium"]);
     }
 
     #[test]
@@ -1033,7 +1038,7 @@ mod tests {
         assert!(keys(&[("x-batch", "31")]).is_empty());
         assert!(keys(&[("x-batch", "1000")]).is_empty());
         assert!(keys(&[("x-batch", "64abc")]).is_empty());
-        assert!(keys(&[("x-batch", "64"), ("x-batch", "65")]).is_empty());
+        assert_eq!(keys(&[("x-batch", "64abc"), ("x-batch", "65")]), ["big"]);
     }
 
     #[test]
@@ -1080,16 +1085,16 @@ mod tests {
         };
         assert_eq!(weights(&[("x-cost", "3000")]), [(64, false), (3000, false)]);
         assert_eq!(weights(&[("x-cost", " +7 ")]), [(64, false), (7, false)]);
+        // 0 is a weight (no bucket admits it); these are not.
+        assert_eq!(weights(&[("x-cost", "0")])[1], (0, false));
         for bad in [
             "",
             "abc",
             "-5",
-            "0",
             "1000000001",
             "99999999999999999999999",
             "1.5",
         ] {
-            let bad: &'static str = Box::leak(bad.to_string().into_boxed_str());
             assert_eq!(weights(&[("x-cost", bad)])[1], (1, true), "{bad:?}");
         }
         assert_eq!(weights(&[])[1], (1, true));

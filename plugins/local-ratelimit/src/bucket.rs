@@ -59,9 +59,10 @@ impl Bucket {
     }
 
     /// Takes `tokens` (a request's weight) if the bucket holds them all; never part of them.
+    /// A weight of 0 is refused, as Envoy's filter refuses it.
     pub fn try_take(&mut self, tokens: u32) -> bool {
         let need = u128::from(tokens) * self.rate.token();
-        if self.rate.capacity > 0 && self.level >= need {
+        if self.rate.capacity > 0 && tokens > 0 && self.level >= need {
             self.level -= need;
             true
         } else {
@@ -86,9 +87,9 @@ impl Bucket {
     }
 
     /// Nanoseconds until `tokens` are available (0 if they are); `None` when they never will
-    /// be (a zero-capacity bucket, or more than the bucket holds).
+    /// be (a zero-capacity bucket, a weight of 0, or more than the bucket holds).
     pub fn ns_until_tokens(&self, tokens: u32) -> Option<u64> {
-        if self.rate.capacity == 0 || tokens > self.rate.capacity {
+        if self.rate.capacity == 0 || tokens == 0 || tokens > self.rate.capacity {
             return None;
         }
         Some(self.ns_until_level(u128::from(tokens) * self.rate.token()))
@@ -235,6 +236,8 @@ mod tests {
             "more than the bucket ever holds"
         );
         assert!(!b.try_take(u32::MAX));
+        assert!(!b.try_take(0));
+        assert_eq!(b.ns_until_tokens(0), None);
     }
 
     #[test]
