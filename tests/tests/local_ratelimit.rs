@@ -77,20 +77,27 @@ fn assert_limited(resp: &http::Response, what: &str) {
     assert!(retry >= 1, "{what}: retry-after {retry}");
 }
 
-/// A counter on `/stats/prometheus` (Envoy turns the name's `.`, `/`, `:`, `-` into `_`).
-fn counter(envoy: &Envoy, name: &str) -> u64 {
+/// A counter on `/stats/prometheus`: the series of `metric` whose labels include `labels`.
+fn counter(envoy: &Envoy, metric: &str, labels: &[(&str, &str)]) -> u64 {
     let stats = envoy.admin_get("/stats/prometheus").unwrap();
     stats
         .lines()
         .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix("{} ")?
-                .trim()
-                .parse()
-                .ok()
+            let rest = line.strip_prefix(metric)?.strip_prefix('{')?;
+            let (label_set, value) = rest.split_once("} ")?;
+            labels
+                .iter()
+                .all(|(k, v)| label_set.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.trim().parse().ok())?
         })
-        .unwrap_or_else(|| panic!("no counter {name} in:\n{stats}"))
+        .unwrap_or_else(|| panic!("no {metric} with {labels:?} in:\n{stats}"))
 }
+
+/// The labels of the walkthrough's predict-path rule (its upstream stats key, tag-sanitized).
+const PREDICT_RULE: &[(&str, &str)] = &[
+    ("domain", "ratelimit"),
+    ("rule", "path__v1_models_bert-emotion-model_predict"),
+];
 
 #[test]
 fn bert_emotion_walkthrough() {
@@ -138,11 +145,20 @@ fn bert_emotion_walkthrough() {
     );
     assert_eq!(upstream.requests().len(), 2 + 10 + 1);
 
-    let predict_key = "local_ratelimit_ratelimit_path__v1_models_bert_emotion_model_predict";
-    assert_eq!(counter(&envoy, &format!("{predict_key}_over_limit")), 2);
-    assert_eq!(counter(&envoy, &format!("{predict_key}_within_limit")), 2);
     assert_eq!(
-        counter(&envoy, "local_ratelimit_ratelimit_path_over_limit"),
+        counter(&envoy, "local_ratelimit_over_limit", PREDICT_RULE),
+        2
+    );
+    assert_eq!(
+        counter(&envoy, "local_ratelimit_within_limit", PREDICT_RULE),
+        2
+    );
+    assert_eq!(
+        counter(
+            &envoy,
+            "local_ratelimit_over_limit",
+            &[("domain", "ratelimit"), ("rule", "path")]
+        ),
         1
     );
 }
@@ -344,9 +360,14 @@ fn shadow_mode_counts_but_admits() {
         assert_eq!(resp.header("x-envoy-ratelimited"), None);
     }
     assert_eq!(upstream.requests().len(), 5);
-    let predict_key = "local_ratelimit_ratelimit_path__v1_models_bert_emotion_model_predict";
-    assert_eq!(counter(&envoy, &format!("{predict_key}_over_limit")), 3);
-    assert_eq!(counter(&envoy, &format!("{predict_key}_shadow_mode")), 3);
+    assert_eq!(
+        counter(&envoy, "local_ratelimit_over_limit", PREDICT_RULE),
+        3
+    );
+    assert_eq!(
+        counter(&envoy, "local_ratelimit_shadow_mode", PREDICT_RULE),
+        3
+    );
 
     // Per rule: only the marked rule is shadowed.
     let mut config = seed_003();
@@ -424,7 +445,13 @@ fn a_flood_of_distinct_keys_keeps_memory_flat_and_hot_keys_exact() {
     );
     eprintln!("RSS after 10,000 keys: {after_warmup} KiB, after 100,000: {after_flood} KiB");
     // Values whose slot was busy were limited by the rule's overflow bucket, not admitted freely.
-    assert!(counter(&envoy, "local_ratelimit_flood_table_overflow") > 0);
+    assert!(
+        counter(
+            &envoy,
+            "local_ratelimit_table_overflow",
+            &[("domain", "flood")]
+        ) > 0
+    );
 }
 
 #[test]

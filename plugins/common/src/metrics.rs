@@ -29,9 +29,14 @@ pub const LABEL: Tag = Tag("label");
 /// How a plugin classified what it saw (for example a response outcome).
 pub const OUTCOME: Tag = Tag("outcome");
 
+/// A rate limit domain (the upstream service's `domain`).
+pub const DOMAIN: Tag = Tag("domain");
+/// A rate limit rule: the upstream service's stats key of a limit.
+pub const RULE: Tag = Tag("rule");
+
 /// Every tag of the collection. Tag extraction matches anywhere in a name, so no tag name may end
 /// with another one (`top_label` would also feed `label`); a unit test checks it.
-pub const ALL_TAGS: &[Tag] = &[MODEL, LABEL, OUTCOME];
+pub const ALL_TAGS: &[Tag] = &[MODEL, LABEL, OUTCOME, DOMAIN, RULE];
 
 /// Longest tag value kept; longer values are cut, so a hostile path cannot make huge names.
 pub const MAX_TAG_VALUE_LEN: usize = 64;

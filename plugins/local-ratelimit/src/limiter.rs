@@ -262,7 +262,7 @@ fn x_ratelimit_headers(statuses: &[Status]) -> Vec<(&'static str, String)> {
 mod tests {
     use super::*;
     use crate::config::{compile, Config};
-    use crate::metrics::fake::FakeHost;
+    use crate::metrics::fake::{plugin_name, rule_name, FakeHost};
     use crate::metrics::Registry;
     use crate::store::ensure_keys;
     use crate::store::fake::FakeStore;
@@ -336,9 +336,7 @@ mod tests {
         }
 
         fn count(&self, key: &str, stat: &str) -> u64 {
-            self.metrics
-                .host()
-                .get(&format!("local_ratelimit.ratelimit.{key}.{stat}"))
+            self.metrics.host().get(&rule_name("ratelimit", key, stat))
         }
     }
 
@@ -498,13 +496,13 @@ mod tests {
         assert_eq!(
             metrics
                 .host()
-                .get("local_ratelimit.ratelimit.a_x.shadow_mode"),
+                .get(&rule_name("ratelimit", "a_x", "shadow_mode")),
             0
         );
         assert_eq!(
             metrics
                 .host()
-                .get("local_ratelimit.ratelimit.a.shadow_mode"),
+                .get(&rule_name("ratelimit", "a", "shadow_mode")),
             4
         );
     }
@@ -567,7 +565,7 @@ mod tests {
         // A weight that is not a number counts as 1 (the model is empty: refused) and is counted.
         assert!(matches!(send("lots"), Verdict::Reject(_)));
         assert_eq!(
-            metrics.host().get("local_ratelimit.w.invalid_hits_addend"),
+            metrics.host().get(&plugin_name("w", "invalid_hits_addend")),
             2
         );
     }
@@ -587,11 +585,7 @@ mod tests {
                 Verdict::Admit { .. }
             ));
         }
-        let get = |stat: &str| {
-            metrics
-                .host()
-                .get(&format!("local_ratelimit.q.service_s1.{stat}"))
-        };
+        let get = |stat: &str| metrics.host().get(&rule_name("q", "service_s1", stat));
         assert_eq!((get("total_hits"), get("over_limit")), (3, 2));
         assert_eq!(get("shadow_mode"), 0);
     }
@@ -615,7 +609,7 @@ mod tests {
             );
         }
         assert_eq!(
-            metrics.host().get("local_ratelimit.d.k_vip.within_limit"),
+            metrics.host().get(&rule_name("d", "k_vip", "within_limit")),
             100
         );
         let nobody = Req(vec![]);
@@ -667,7 +661,7 @@ mod tests {
         assert_eq!(
             open.metrics
                 .host()
-                .get("local_ratelimit.ratelimit.store_error"),
+                .get(&plugin_name("ratelimit", "store_error")),
             1
         );
         let mut closed = World::new(r#","failure_mode_deny":true"#);
@@ -680,7 +674,7 @@ mod tests {
             closed
                 .metrics
                 .host()
-                .get("local_ratelimit.ratelimit.cas_exhausted"),
+                .get(&plugin_name("ratelimit", "cas_exhausted")),
             1
         );
     }

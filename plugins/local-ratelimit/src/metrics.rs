@@ -1,10 +1,13 @@
-//! Counters named like the upstream service's (`ratelimit.service.rate_limit.<domain>.<key>.*`),
-//! under `local_ratelimit.<domain>.<key>.<stat>`, plus a few plugin-level ones. The number of
-//! names is bounded: per-value names exist only with `detailed_metric` or `value_to_metric`, at most
-//! [`MAX_DETAILED_NAMES`] per worker, each value cut and sanitized.
+//! Counters with the upstream service's statistics (`total_hits`, `over_limit`…), one series per
+//! rule: `local_ratelimit_<stat>{domain, rule}`, where `rule` is the upstream stats key of the
+//! limit (`ratelimit.service.rate_limit.<domain>.<key>.<stat>` upstream), tag-encoded so that a
+//! dashboard sums over rules; plus a few plugin-level ones, `local_ratelimit_<stat>{domain}`.
+//! The number of names is bounded: per-value rules exist only with `detailed_metric` or
+//! `value_to_metric`, at most [`MAX_DETAILED_NAMES`] per worker, each value cut and sanitized.
 
 use crate::matcher::{Limit, NamePart};
 use hashbrown::HashMap;
+use plugin_common::metrics::{tagged_name, DOMAIN, RULE};
 
 /// Per-rule statistics, as upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +22,11 @@ pub enum Stat {
 impl Stat {
     fn name(self) -> &'static str {
         match self {
-            Stat::TotalHits => "total_hits",
-            Stat::OverLimit => "over_limit",
-            Stat::NearLimit => "near_limit",
-            Stat::WithinLimit => "within_limit",
-            Stat::ShadowMode => "shadow_mode",
+            Stat::TotalHits => "local_ratelimit_total_hits",
+            Stat::OverLimit => "local_ratelimit_over_limit",
+            Stat::NearLimit => "local_ratelimit_near_limit",
+            Stat::WithinLimit => "local_ratelimit_within_limit",
+            Stat::ShadowMode => "local_ratelimit_shadow_mode",
         }
     }
 }
@@ -44,10 +47,10 @@ pub enum PluginStat {
 impl PluginStat {
     fn name(self) -> &'static str {
         match self {
-            PluginStat::TableOverflow => "table_overflow",
-            PluginStat::Contention => "cas_exhausted",
-            PluginStat::StoreError => "store_error",
-            PluginStat::InvalidHitsAddend => "invalid_hits_addend",
+            PluginStat::TableOverflow => "local_ratelimit_table_overflow",
+            PluginStat::Contention => "local_ratelimit_cas_exhausted",
+            PluginStat::StoreError => "local_ratelimit_store_error",
+            PluginStat::InvalidHitsAddend => "local_ratelimit_invalid_hits_addend",
         }
     }
 }
@@ -73,7 +76,7 @@ pub const MAX_VALUE_IN_NAME: usize = 64;
 /// Names to host metric ids, defined on first use.
 pub struct Registry<H: MetricHost> {
     host: H,
-    prefix: String,
+    domain: String,
     ids: HashMap<String, u32>,
     detailed_values: usize,
 }
@@ -82,7 +85,7 @@ impl<H: MetricHost> Registry<H> {
     pub fn new(host: H, domain: &str) -> Self {
         Registry {
             host,
-            prefix: format!("local_ratelimit.{domain}."),
+            domain: domain.to_string(),
             ids: HashMap::new(),
             detailed_values: 0,
         }
@@ -104,11 +107,15 @@ impl<H: MetricHost> Registry<H> {
         }
     }
 
-    /// The rule's name: its stats key, with the request's values where `value_to_metric` or
+    fn rule_metric(&self, rule: &str, stat: Stat) -> String {
+        tagged_name(stat.name(), &[(DOMAIN, &self.domain), (RULE, rule)])
+    }
+
+    /// The rule's label: its stats key, with the request's values where `value_to_metric` or
     /// `detailed_metric` ask for them while the per-value budget lasts.
-    fn rule_scope(&mut self, limit: &Limit, values: &[String]) -> String {
+    fn rule_label(&mut self, limit: &Limit, values: &[String]) -> String {
         let value_at = |i: usize| sanitize(values.get(i).map_or("", String::as_str));
-        let mut name = self.prefix.clone();
+        let mut name = String::new();
         let mut takes_value = false;
         if limit.name_parts.is_empty() {
             name.push_str(&limit.full_key);
@@ -133,7 +140,7 @@ impl<H: MetricHost> Registry<H> {
         if !takes_value
             || self
                 .ids
-                .contains_key(&format!("{name}.{}", Stat::TotalHits.name()))
+                .contains_key(&self.rule_metric(&name, Stat::TotalHits))
         {
             return name;
         }
@@ -141,7 +148,7 @@ impl<H: MetricHost> Registry<H> {
             self.detailed_values += 1;
             return name;
         }
-        format!("{}{}", self.prefix, limit.full_key)
+        limit.full_key.clone()
     }
 
     #[cfg(test)]
@@ -167,12 +174,12 @@ fn sanitize(value: &str) -> String {
 
 impl<H: MetricHost> Counters for Registry<H> {
     fn rule(&mut self, limit: &Limit, values: &[String], stat: Stat) {
-        let scope = self.rule_scope(limit, values);
-        self.count(format!("{scope}.{}", stat.name()));
+        let rule = self.rule_label(limit, values);
+        self.count(self.rule_metric(&rule, stat));
     }
 
     fn plugin(&mut self, stat: PluginStat) {
-        self.count(format!("{}{}", self.prefix, stat.name()));
+        self.count(tagged_name(stat.name(), &[(DOMAIN, &self.domain)]));
     }
 }
 
@@ -204,11 +211,24 @@ pub mod fake {
             self.values.get(name).copied().unwrap_or(0)
         }
     }
+
+    /// The encoded name of a rule's counter.
+    pub fn rule_name(domain: &str, rule: &str, stat: &str) -> String {
+        tagged_name(
+            &format!("local_ratelimit_{stat}"),
+            &[(DOMAIN, domain), (RULE, rule)],
+        )
+    }
+
+    /// The encoded name of a plugin-level counter.
+    pub fn plugin_name(domain: &str, stat: &str) -> String {
+        tagged_name(&format!("local_ratelimit_{stat}"), &[(DOMAIN, domain)])
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fake::FakeHost;
+    use super::fake::{plugin_name, rule_name, FakeHost};
     use super::*;
     use crate::matcher::LimitKind;
 
@@ -236,8 +256,11 @@ mod tests {
         r.rule(&limit(false), &values(&["/a"]), Stat::TotalHits);
         r.rule(&limit(false), &values(&["/b"]), Stat::TotalHits);
         r.plugin(PluginStat::TableOverflow);
-        assert_eq!(r.host().get("local_ratelimit.ratelimit.path.total_hits"), 2);
-        assert_eq!(r.host().get("local_ratelimit.ratelimit.table_overflow"), 1);
+        assert_eq!(
+            r.host().get(&rule_name("ratelimit", "path", "total_hits")),
+            2
+        );
+        assert_eq!(r.host().get(&plugin_name("ratelimit", "table_overflow")), 1);
         assert_eq!(r.host().values.len(), 2);
     }
 
@@ -250,9 +273,9 @@ mod tests {
         // A value seen before keeps its name once the cap is reached.
         r.rule(&limit(true), &values(&["v0"]), Stat::TotalHits);
         assert_eq!(r.host().values.len(), MAX_DETAILED_NAMES + 1);
-        assert_eq!(r.host().get("local_ratelimit.d.path_v0.total_hits"), 2);
+        assert_eq!(r.host().get(&rule_name("d", "path_v0", "total_hits")), 2);
         assert_eq!(
-            r.host().get("local_ratelimit.d.path.total_hits"),
+            r.host().get(&rule_name("d", "path", "total_hits")),
             1_000 - MAX_DETAILED_NAMES as u64
         );
         let mut r = Registry::new(FakeHost::default(), "d");
@@ -262,8 +285,11 @@ mod tests {
             Stat::OverLimit,
         );
         let name = r.host().values.keys().next().unwrap().clone();
-        assert!(name.starts_with("local_ratelimit.d.path_a_b___"), "{name}");
-        assert!(name.len() < 120, "{name}");
+        assert!(
+            name.starts_with("domain=.=d;.;rule=.=path_a_b___"),
+            "{name}"
+        );
+        assert!(name.len() < 150, "{name}");
     }
 
     /// Upstream's README examples of `value_to_metric`, with and without a wildcard, shared or
@@ -285,29 +311,37 @@ mod tests {
             "descriptors":[{"key":"subject_id","rate_limit":{"unit":"minute","requests_per_unit":60}}]}]}]}"#;
         assert_eq!(
             names(example10, &["api", "GET", "123"]),
-            ["local_ratelimit.example10.route_api.http_method_GET.subject_id.total_hits"]
+            [rule_name(
+                "example10",
+                "route_api.http_method_GET.subject_id",
+                "total_hits"
+            )]
         );
         let wildcard = r#"{"domain":"w","descriptors":[{"key":"user","value_to_metric":true,
             "descriptors":[{"key":"action","value":"read*","value_to_metric":true,
             "descriptors":[{"key":"resource","rate_limit":{"unit":"minute","requests_per_unit":100}}]}]}]}"#;
         assert_eq!(
             names(wildcard, &["alice", "readfile", "documents"]),
-            ["local_ratelimit.w.user_alice.action_readfile.resource.total_hits"]
+            [rule_name(
+                "w",
+                "user_alice.action_readfile.resource",
+                "total_hits"
+            )]
         );
         let shared = r#"{"domain":"s","descriptors":[{"key":"route","value":"api/*","share_threshold":true,
             "value_to_metric":true,"descriptors":[{"key":"method","rate_limit":{"unit":"minute","requests_per_unit":60}}]}]}"#;
         assert_eq!(
             names(shared, &["api/*", "GET"]),
-            ["local_ratelimit.s.route_api.method.total_hits"]
+            [rule_name("s", "route_api.method", "total_hits")]
         );
         let detailed = r#"{"domain":"d","descriptors":[{"key":"k","value_to_metric":true,"detailed_metric":true,
             "rate_limit":{"unit":"minute","requests_per_unit":60}}]}"#;
         assert_eq!(
             names(detailed, &["v"]),
-            ["local_ratelimit.d.k_v.total_hits"]
+            [rule_name("d", "k_v", "total_hits")]
         );
         let plain = r#"{"domain":"p","descriptors":[{"key":"k","value":"v","value_to_metric":true,
             "rate_limit":{"unit":"minute","requests_per_unit":60}}]}"#;
-        assert_eq!(names(plain, &["v"]), ["local_ratelimit.p.k_v.total_hits"]);
+        assert_eq!(names(plain, &["v"]), [rule_name("p", "k_v", "total_hits")]);
     }
 }
