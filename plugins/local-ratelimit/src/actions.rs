@@ -50,6 +50,49 @@ pub struct RateLimitPolicy {
     hits: Hits,
 }
 
+/// A descriptor as the configuration alone knows it: per entry its key, and its value when the
+/// configuration fixes it (`None`: the request's value).
+pub type DescriptorShape<'a> = Vec<(&'a str, Option<&'a str>)>;
+
+/// Most `skip_if_absent` actions whose combinations [`RateLimitPolicy::descriptor_shapes`]
+/// lists: 2^10 shapes, so a configuration check stays quick.
+pub const MAX_OPTIONAL_ACTIONS: usize = 10;
+
+impl RateLimitPolicy {
+    /// Every shape of descriptor this entry can produce: first the one with all its actions,
+    /// then each one without some of its `skip_if_absent` actions; never an empty one (it yields
+    /// no descriptor). `None` when more than [`MAX_OPTIONAL_ACTIONS`] actions may be skipped.
+    pub fn descriptor_shapes(&self) -> Option<Vec<DescriptorShape<'_>>> {
+        let entries: Vec<_> = self.actions.iter().map(Action::shape).collect();
+        let optional = entries
+            .iter()
+            .filter(|(_, _, skippable)| *skippable)
+            .count();
+        if optional > MAX_OPTIONAL_ACTIONS {
+            return None;
+        }
+        let mut shapes = Vec::new();
+        // Bit `b` of `omitted` set: the `b`-th skippable action is left out.
+        for omitted in 0u32..(1 << optional) {
+            let mut bit = 0;
+            let mut shape = DescriptorShape::new();
+            for &(key, value, skippable) in &entries {
+                let kept = !skippable || omitted & (1 << bit) == 0;
+                if skippable {
+                    bit += 1;
+                }
+                if kept {
+                    shape.push((key, value));
+                }
+            }
+            if !shape.is_empty() {
+                shapes.push(shape);
+            }
+        }
+        Some(shapes)
+    }
+}
+
 /// A request's weight: the tokens it takes from each limit its descriptor matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Hits {
@@ -511,6 +554,28 @@ impl HeaderMatcher {
 }
 
 impl Action {
+    /// The entry's key, its value when the configuration fixes it, and whether the action may
+    /// be skipped (`skip_if_absent`) rather than drop the descriptor.
+    fn shape(&self) -> (&str, Option<&str>, bool) {
+        match self {
+            Action::RequestHeader {
+                key,
+                skip_if_absent,
+                ..
+            }
+            | Action::QueryParameter {
+                key,
+                skip_if_absent,
+                ..
+            } => (key, None, *skip_if_absent),
+            Action::Generic { key, value }
+            | Action::HeaderValueMatch { key, value, .. }
+            | Action::QueryParameterValueMatch { key, value, .. } => (key, Some(value), false),
+            Action::RemoteAddress => ("remote_address", None, false),
+            Action::MaskedRemoteAddress { .. } => ("masked_remote_address", None, false),
+        }
+    }
+
     /// Appends this action's entry; `false` means the `rate_limits` entry yields no descriptor.
     fn populate(&self, request: &dyn RequestView, descriptor: &mut Descriptor) -> bool {
         match self {
@@ -708,10 +773,17 @@ mod tests {
             .collect()
     }
 
+    /// The entries compiled as `compile` compiles them, without a tree: `compile` would refuse
+    /// entries that reach no limit, and these tests are about the actions only.
     fn policies(rate_limits: &str) -> Vec<RateLimitPolicy> {
         let config: Config =
             parse(format!(r#"{{"domain":"d","rate_limits":{rate_limits}}}"#).as_bytes()).unwrap();
-        crate::config::compile(config).unwrap().policies
+        config
+            .rate_limits
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| compile_policy(&format!("rate_limits[{i}]"), entry).unwrap())
+            .collect()
     }
 
     fn compile_err(rate_limits: &str) -> ConfigError {
@@ -770,6 +842,53 @@ mod tests {
         assert_eq!(
             build_descriptors(&p, &req(&[("x-a", ""), ("x-b", "")])),
             vec![d(&[("a", ""), ("b", "")]), d(&[("a", "")])]
+        );
+    }
+
+    #[test]
+    fn descriptor_shapes_list_every_form_without_skippable_actions() {
+        let p = policies(
+            r#"[{"actions":[{"request_headers":{"header_name":"x-a","descriptor_key":"a","skip_if_absent":true}},
+                           {"generic_key":{"descriptor_value":"v"}},
+                           {"query_parameters":{"query_parameter_name":"q","descriptor_key":"q","skip_if_absent":true}},
+                           {"remote_address":{}},
+                           {"header_value_match":{"descriptor_value":"h","headers":[{"name":"x"}]}},
+                           {"query_parameter_value_match":{"descriptor_key":"m","descriptor_value":"w","query_parameters":[{"name":"q","present_match":true}]}},
+                           {"masked_remote_address":{}}]},
+                {"actions":[{"request_headers":{"header_name":"x-a","descriptor_key":"a","skip_if_absent":true}}]}]"#,
+        );
+        let tail = [
+            ("remote_address", None),
+            ("header_match", Some("h")),
+            ("m", Some("w")),
+            ("masked_remote_address", None),
+        ];
+        let shape = |head: &[(&'static str, Option<&'static str>)]| {
+            let mut shape = head.to_vec();
+            shape.extend(tail);
+            shape
+        };
+        let g = ("generic_key", Some("v"));
+        assert_eq!(
+            p[0].descriptor_shapes().unwrap(),
+            [
+                shape(&[("a", None), g, ("q", None)]),
+                shape(&[g, ("q", None)]),
+                shape(&[("a", None), g]),
+                shape(&[g]),
+            ]
+        );
+        // Leaving out the only action would give an empty descriptor, which is never produced.
+        assert_eq!(p[1].descriptor_shapes().unwrap(), [vec![("a", None)]]);
+        let many = (0..=MAX_OPTIONAL_ACTIONS)
+            .map(|i| format!(r#"{{"request_headers":{{"header_name":"h{i}","descriptor_key":"k","skip_if_absent":true}}}}"#))
+            .collect::<Vec<_>>();
+        let p = policies(&format!(r#"[{{"actions":[{}]}}]"#, many.join(",")));
+        assert_eq!(p[0].descriptor_shapes(), None);
+        let p = policies(&format!(r#"[{{"actions":[{}]}}]"#, many[1..].join(",")));
+        assert_eq!(
+            p[0].descriptor_shapes().unwrap().len(),
+            (1 << MAX_OPTIONAL_ACTIONS) - 1
         );
     }
 

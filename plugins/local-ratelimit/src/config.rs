@@ -326,6 +326,8 @@ pub struct Compiled {
     pub buckets: Vec<Option<crate::limiter::LimitBucket>>,
     pub policies: Vec<RateLimitPolicy>,
     pub settings: Settings,
+    /// Accepted, but something can never limit: one log line each (see [`check_reachability`]).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +363,7 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
         .enumerate()
         .map(|(i, entry)| actions::compile_policy(&format!("rate_limits[{i}]"), entry))
         .collect::<Result<Vec<_>, _>>()?;
+    let warnings = check_reachability(&tree, config.descriptors.is_empty(), &policies)?;
     Ok(Compiled {
         buckets: crate::limiter::limit_buckets(&config.domain, &tree),
         domain: config.domain,
@@ -375,7 +378,94 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
             status: u32::from(config.rate_limited_status),
             body: config.rate_limited_body,
         },
+        warnings,
     })
+}
+
+/// Refuses what can never limit anything, which would otherwise admit every request without a
+/// word: `rate_limits` with no `descriptors`, and a `rate_limits` entry whose descriptor reaches
+/// no limit of the tree, whatever the request. Warns (the upstream service's own `config.yaml`
+/// has no `rate_limits`, so a tree alone must load) when `rate_limits` is empty, and for each
+/// limit no entry reaches. Static: a value taken from the request may be any value.
+fn check_reachability(
+    tree: &DescriptorTree,
+    no_descriptors: bool,
+    policies: &[RateLimitPolicy],
+) -> Result<Vec<String>, ConfigError> {
+    let mut warnings = Vec::new();
+    let limits = tree.limits();
+    if policies.is_empty() {
+        if !limits.is_empty() {
+            warnings.push(
+                "rate_limits is empty: no request gets a descriptor, so no limit of descriptors \
+                 ever applies"
+                    .to_string(),
+            );
+        }
+        return Ok(warnings);
+    }
+    if limits.is_empty() {
+        let reason = if no_descriptors {
+            "is empty"
+        } else {
+            "has no rate_limit"
+        };
+        return Err(ConfigError::new(
+            "descriptors",
+            format!("{reason}: no descriptor of rate_limits can ever be limited"),
+        ));
+    }
+    let mut reached = vec![false; limits.len()];
+    // An entry with too many skippable actions to list is assumed to reach every limit.
+    let mut reached_all = false;
+    for (i, policy) in policies.iter().enumerate() {
+        let Some(shapes) = policy.descriptor_shapes() else {
+            reached_all = true;
+            continue;
+        };
+        let mut any = false;
+        for shape in &shapes {
+            for id in tree.reachable_limits(shape) {
+                any = true;
+                if let Some(flag) = reached.get_mut(id) {
+                    *flag = true;
+                }
+            }
+        }
+        if !any {
+            let shorter = if shapes.len() > 1 {
+                ", nor does any form without its skip_if_absent entries"
+            } else {
+                ""
+            };
+            let described = shapes.first().map(|s| describe(s)).unwrap_or_default();
+            return Err(ConfigError::new(
+                format!("rate_limits[{i}]"),
+                format!("its descriptor ({described}) matches no limit of descriptors{shorter}"),
+            ));
+        }
+    }
+    if !reached_all {
+        for (limit, _) in limits.iter().zip(&reached).filter(|(_, r)| !**r) {
+            warnings.push(format!(
+                "descriptors limit `{}` is reached by no rate_limits entry",
+                limit.full_key
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// `path, generic_key="all"`: the keys in order, with the values the configuration fixes.
+fn describe(shape: &[(&str, Option<&str>)]) -> String {
+    shape
+        .iter()
+        .map(|(key, value)| match value {
+            Some(value) => format!("{key}={value:?}"),
+            None => key.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -410,6 +500,7 @@ mod tests {
         assert_eq!(compiled.domain, "ratelimit");
         assert_eq!(compiled.tree.limits().len(), 3);
         assert_eq!(compiled.policies.len(), 2);
+        assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
         assert_eq!(
             compiled.settings,
             Settings {
@@ -495,6 +586,11 @@ mod tests {
             for entry in std::fs::read_dir(dir.join(verdict)).unwrap() {
                 let path = entry.unwrap().path();
                 let outcome = load_yaml(&path);
+                // No file has `rate_limits`: each one with a limit is accepted with a warning.
+                if let Ok(compiled) = &outcome {
+                    let warned = usize::from(!compiled.tree.limits().is_empty());
+                    assert_eq!(compiled.warnings.len(), warned, "{}", path.display());
+                }
                 assert_eq!(
                     outcome.is_ok(),
                     accepted,
@@ -516,6 +612,235 @@ mod tests {
         )
         .unwrap();
         assert_eq!(compiled.tree.limits().len(), 1);
+    }
+
+    /// A configuration with `descriptors` and `rate_limits` given as JSON arrays.
+    fn with(descriptors: &str, rate_limits: &str) -> Result<Compiled, ConfigError> {
+        load(&format!(
+            r#"{{"domain":"d","descriptors":{descriptors},"rate_limits":{rate_limits}}}"#
+        ))
+    }
+
+    const LIMIT: &str = r#""rate_limit":{"unit":"minute","requests_per_unit":1}"#;
+
+    fn header(name: &str, skip_if_absent: bool) -> String {
+        format!(
+            r#"{{"request_headers":{{"header_name":"x-{name}","descriptor_key":"{name}","skip_if_absent":{skip_if_absent}}}}}"#
+        )
+    }
+
+    fn generic(key: &str, value: &str) -> String {
+        format!(r#"{{"generic_key":{{"descriptor_key":"{key}","descriptor_value":"{value}"}}}}"#)
+    }
+
+    /// The seed's descriptors with other `rate_limits`.
+    fn seed_with(rate_limits: &str) -> Result<Compiled, ConfigError> {
+        let seed: serde_json::Value = serde_json::from_str(SEED_PLUGIN_CONFIG).unwrap();
+        with(&seed["descriptors"].to_string(), rate_limits)
+    }
+
+    #[test]
+    fn rate_limits_without_any_limit_are_refused() {
+        let rate_limits = format!(r#"[{{"actions":[{}]}}]"#, header("a", false));
+        let err = load(&format!(r#"{{"domain":"d","rate_limits":{rate_limits}}}"#)).unwrap_err();
+        assert_eq!(err.field, "descriptors");
+        assert!(
+            err.reason
+                .contains("is empty: no descriptor of rate_limits can ever be limited"),
+            "{}",
+            err.reason
+        );
+        // A tree whose nodes have no `rate_limit` is no better.
+        let err = with(r#"[{"key":"a","descriptors":[{"key":"b"}]}]"#, &rate_limits).unwrap_err();
+        assert_eq!(err.field, "descriptors");
+        assert!(err.reason.contains("has no rate_limit"), "{}", err.reason);
+    }
+
+    #[test]
+    fn an_entry_reaching_no_limit_is_refused_naming_its_keys() {
+        let path = header("path", false);
+        let key = header("x-api-key", false);
+        let err = seed_with(&format!(
+            r#"[{{"actions":[{path}]}},{{"actions":[{key}]}}]"#
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "rate_limits[1]");
+        assert_eq!(
+            err.reason,
+            "its descriptor (x-api-key) matches no limit of descriptors"
+        );
+        // Deeper than the tree: the last entry must land on a node with a limit.
+        let err = seed_with(&format!(
+            r#"[{{"actions":[{path},{key},{}]}}]"#,
+            header("extra", false)
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "rate_limits[0]");
+        assert!(
+            err.reason.contains("(path, x-api-key, extra)"),
+            "{}",
+            err.reason
+        );
+        // A node reached without a `rate_limit` of its own limits nothing.
+        let err = with(
+            &format!(r#"[{{"key":"a","descriptors":[{{"key":"b",{LIMIT}}}]}}]"#),
+            &format!(r#"[{{"actions":[{}]}}]"#, header("a", false)),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "rate_limits[0]");
+    }
+
+    #[test]
+    fn a_request_value_may_take_any_node_of_its_key_and_a_fixed_value_only_the_one_lookup_takes() {
+        // The request's `path` may be the predict path, whose node has an `x-api-key` child.
+        let key = header("x-api-key", false);
+        assert!(seed_with(&format!(
+            r#"[{{"actions":[{},{key}]}}]"#,
+            header("path", false)
+        ))
+        .is_ok());
+        // A fixed path reaches the child only if it is the predict path: any other value takes
+        // the value-less `path` node, which has no children.
+        let predict = generic("path", "/v1/models/bert-emotion-model:predict");
+        assert!(seed_with(&format!(r#"[{{"actions":[{predict},{key}]}}]"#)).is_ok());
+        let err = seed_with(&format!(
+            r#"[{{"actions":[{},{key}]}}]"#,
+            generic("path", "/other")
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "rate_limits[0]");
+        assert!(
+            err.reason.contains(r#"(path="/other", x-api-key)"#),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn a_fixed_value_matching_only_a_wildcard_reaches_it() {
+        let tree = format!(r#"[{{"key":"generic_key","value":"tenant-*",{LIMIT}}}]"#);
+        let entry = |value: &str| {
+            format!(r#"[{{"actions":[{{"generic_key":{{"descriptor_value":"{value}"}}}}]}}]"#)
+        };
+        assert!(with(&tree, &entry("tenant-gold")).is_ok());
+        let err = with(&tree, &entry("other")).unwrap_err();
+        assert_eq!(err.field, "rate_limits[0]");
+        assert!(
+            err.reason.contains(r#"(generic_key="other")"#),
+            "{}",
+            err.reason
+        );
+        // An exact node wins over the wildcard, as in `lookup`: without a limit, nothing.
+        let tree = format!(
+            r#"[{{"key":"generic_key","value":"tenant-gold","descriptors":[{{"key":"x",{LIMIT}}}]}},
+                {{"key":"generic_key","value":"tenant-*",{LIMIT}}}]"#
+        );
+        assert_eq!(
+            with(&tree, &entry("tenant-gold")).unwrap_err().field,
+            "rate_limits[0]"
+        );
+        assert!(with(&tree, &entry("tenant-silver")).is_ok());
+    }
+
+    #[test]
+    fn skip_if_absent_entries_may_be_left_out() {
+        let tree = format!(r#"[{{"key":"b",{LIMIT}}}]"#);
+        // Only `(b)`, without the skippable `a`, reaches the limit: accepted.
+        let skippable = format!(
+            r#"[{{"actions":[{},{}]}}]"#,
+            header("a", true),
+            header("b", false)
+        );
+        let compiled = with(&tree, &skippable).unwrap();
+        assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+        let err = with(
+            &tree,
+            &format!(
+                r#"[{{"actions":[{},{}]}}]"#,
+                header("a", false),
+                header("b", false)
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "rate_limits[0]");
+        assert_eq!(
+            err.reason,
+            "its descriptor (a, b) matches no limit of descriptors"
+        );
+        let err = with(
+            &tree,
+            &format!(
+                r#"[{{"actions":[{},{}]}}]"#,
+                header("a", false),
+                header("c", true)
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            err.reason
+                .contains("(a, c) matches no limit of descriptors, nor does any form without"),
+            "{}",
+            err.reason
+        );
+        // Too many skippable actions to list every form: assumed to reach, and then no limit
+        // is said to be unreached either.
+        let many = (0..11)
+            .map(|i| header(&format!("h{i}"), true))
+            .collect::<Vec<_>>()
+            .join(",");
+        let compiled = with(&tree, &format!(r#"[{{"actions":[{many}]}}]"#)).unwrap();
+        assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+        let ten = (0..10)
+            .map(|i| header(&format!("h{i}"), true))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(with(&tree, &format!(r#"[{{"actions":[{ten}]}}]"#)).is_err());
+    }
+
+    #[test]
+    fn unlimited_limits_count_as_reached() {
+        let compiled = with(
+            r#"[{"key":"a","rate_limit":{"unlimited":true}}]"#,
+            &format!(r#"[{{"actions":[{}]}}]"#, header("a", false)),
+        )
+        .unwrap();
+        assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+    }
+
+    #[test]
+    fn what_can_never_limit_but_is_accepted_is_warned_about() {
+        // The upstream service's own files: a tree and no rate_limits.
+        let compiled = with(&format!(r#"[{{"key":"a",{LIMIT}}}]"#), "[]").unwrap();
+        assert_eq!(
+            compiled.warnings,
+            [
+                "rate_limits is empty: no request gets a descriptor, so no limit of descriptors \
+              ever applies"
+            ]
+        );
+        // Nothing configured: nothing to warn about.
+        assert!(load(r#"{"domain":"d"}"#).unwrap().warnings.is_empty());
+        // Only the `[path]` entry of the walkthrough: the per-key limit is never used.
+        let compiled =
+            seed_with(&format!(r#"[{{"actions":[{}]}}]"#, header("path", false))).unwrap();
+        assert_eq!(
+            compiled.warnings,
+            [
+                "descriptors limit `path_/v1/models/bert-emotion-model:predict.x-api-key` is \
+              reached by no rate_limits entry"
+            ]
+        );
+        // A fixed path reaches one limit of the two at its level.
+        let compiled = seed_with(&format!(
+            r#"[{{"actions":[{}]}}]"#,
+            generic("path", "/v1/models/other")
+        ))
+        .unwrap();
+        assert_eq!(compiled.warnings.len(), 2, "{:?}", compiled.warnings);
+        assert!(compiled
+            .warnings
+            .iter()
+            .all(|w| w.contains("path_/v1/models/bert-emotion-model:predict")));
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -51,6 +51,10 @@ impl RootContext for Root {
         else {
             return false;
         };
+        // Accepted, but parts of it can never limit: said once, where the operator looks.
+        for warning in &compiled.warnings {
+            log::warn!("{PLUGIN}: {warning}");
+        }
         // Every shared key is created now, so no request ever creates one (see store.rs).
         if let Err(err) = store::ensure_keys(&HostStore, limiter::shared_keys(&compiled)) {
             log::error!("{PLUGIN}: shared data unavailable ({err:?}); the plugin refuses to start");

@@ -313,6 +313,58 @@ impl DescriptorTree {
         }
         None
     }
+
+    /// The limits a descriptor of this shape can get, for the configuration checks (never on the
+    /// request path). Per entry: its key, and its value when the configuration fixes it. A fixed
+    /// value takes only the node `lookup` would pick for it; a value from the request may take
+    /// any node of its key (exact, wildcard or value-less), so every one is explored. Each node
+    /// has one path, so no limit is listed twice; the walk is iterative and visits each node at
+    /// most once.
+    pub fn reachable_limits(&self, shape: &[(&str, Option<&str>)]) -> Vec<LimitId> {
+        let mut found = Vec::new();
+        let mut pending = vec![(&self.root, 0usize)];
+        while let Some((level, depth)) = pending.pop() {
+            let Some(((key, value), rest)) = shape.get(depth..).and_then(<[_]>::split_first) else {
+                continue;
+            };
+            let Some(nodes) = level.keys.get(*key) else {
+                continue;
+            };
+            let candidates: Vec<usize> = match value {
+                // The same order as `lookup`: exact, first matching wildcard, value-less.
+                Some(value) => nodes
+                    .exact
+                    .get(*value)
+                    .copied()
+                    .or_else(|| {
+                        nodes
+                            .wildcards
+                            .iter()
+                            .find(|(p, _)| glob_match(p, value))
+                            .map(|&(_, id)| id)
+                    })
+                    .or(nodes.any)
+                    .into_iter()
+                    .collect(),
+                None => nodes
+                    .exact
+                    .values()
+                    .copied()
+                    .chain(nodes.wildcards.iter().map(|&(_, id)| id))
+                    .chain(nodes.any)
+                    .collect(),
+            };
+            for node in candidates.into_iter().filter_map(|id| self.nodes.get(id)) {
+                if rest.is_empty() {
+                    // Depths must be equal: only the node of the last entry gives its limit.
+                    found.extend(node.limit);
+                } else {
+                    pending.push((&node.children, depth + 1));
+                }
+            }
+        }
+        found
+    }
 }
 
 /// Validates one `rate_limit` as the upstream loader does. `path` is the JSON path of the node.
@@ -621,6 +673,43 @@ mod tests {
             r#"{"domain":"d","descriptors":[{"key":"a","rate_limit":{"unit":"second","replaces":[{"name":""}]}}]}"#,
         );
         assert!(err.reason.contains("empty replaces"), "{}", err.reason);
+    }
+
+    #[test]
+    fn reachable_limits_take_lookup_s_node_for_a_fixed_value_and_every_node_otherwise() {
+        let t = tree(
+            r#"{"domain":"d","descriptors":[
+                {"key":"p","value":"/api/v1","descriptors":[{"key":"k","rate_limit":{"unit":"second","requests_per_unit":1}}]},
+                {"key":"p","value":"/api/*","rate_limit":{"unit":"second","requests_per_unit":2}},
+                {"key":"p","rate_limit":{"unit":"second","requests_per_unit":3},
+                 "descriptors":[{"key":"k","rate_limit":{"unlimited":true}}]}]}"#,
+        );
+        let full_keys = |shape: &[(&str, Option<&str>)]| {
+            let mut keys: Vec<_> = t
+                .reachable_limits(shape)
+                .into_iter()
+                .map(|id| t.limit(id).unwrap().full_key.clone())
+                .collect();
+            keys.sort();
+            keys
+        };
+        // A fixed value gets exactly what `lookup` gives it.
+        for value in ["/api/v1", "/api/v2", "/other", ""] {
+            for shape in [vec![("p", value)], vec![("p", value), ("k", "x")]] {
+                let fixed: Vec<_> = shape.iter().map(|&(k, v)| (k, Some(v))).collect();
+                let by_lookup = limit_of(&t, &shape).map(|(_, key)| key);
+                assert_eq!(full_keys(&fixed), Vec::from_iter(by_lookup), "{shape:?}");
+            }
+        }
+        // A request's value may take any node of the key.
+        assert_eq!(full_keys(&[("p", None)]), ["p", "p_/api/*"]);
+        assert_eq!(
+            full_keys(&[("p", None), ("k", None)]),
+            ["p.k", "p_/api/v1.k"]
+        );
+        assert!(full_keys(&[("p", None), ("k", None), ("z", None)]).is_empty());
+        assert!(full_keys(&[("q", None)]).is_empty());
+        assert!(full_keys(&[]).is_empty());
     }
 
     #[test]
