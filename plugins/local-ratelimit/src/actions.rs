@@ -536,20 +536,20 @@ impl MatchRule {
 }
 
 impl HeaderMatcher {
-    /// Envoy's `HeaderUtility::matchHeaders` for one matcher: a repeated header is matched as
-    /// its values joined with `,` (`getAllOfHeaderAsString`), so a second value cannot hide.
+    /// Envoy's `HeaderUtility::matchHeaders` for one matcher. A header sent several times
+    /// matches when any one of its values does (Envoy 1.40, checked by the parity test), so a
+    /// second value cannot hide behind the first; `invert_match` inverts that.
     fn matches(&self, request: &dyn RequestView) -> bool {
         let values = request.header_values(&self.name);
-        let value = match values.is_empty() {
-            false => values.join(","),
-            true if self.missing_as_empty => String::new(),
+        if values.is_empty() {
+            if self.missing_as_empty {
+                return self.rule.matches("") != self.invert;
+            }
             // A missing header matches only `present_match: false`, or `present_match: true`
             // inverted.
-            true => {
-                return matches!(self.rule, MatchRule::Present(present) if present == self.invert)
-            }
-        };
-        self.rule.matches(&value) != self.invert
+            return matches!(self.rule, MatchRule::Present(present) if present == self.invert);
+        }
+        values.iter().any(|value| self.rule.matches(value)) != self.invert
     }
 }
 
