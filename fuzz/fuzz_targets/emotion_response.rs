@@ -147,7 +147,10 @@ fuzz_target!(|data: &[u8]| {
     );
 
     // Past the headers (2xx JSON), a complete body within the limit is judged by its content.
-    let body_read = !matches!(verdict.outcome, Outcome::NotJson | Outcome::UpstreamError);
+    let body_read = !matches!(
+        verdict.outcome,
+        Outcome::NotJson | Outcome::ClientError | Outcome::ServerError | Outcome::OtherStatus
+    );
     if body_read
         && matches!(response.end, End::EndOfStream | End::Trailers)
         && response.body.len() <= MAX_BODY_BYTES
@@ -163,7 +166,7 @@ fuzz_target!(|data: &[u8]| {
     CONFIG.with(|config| {
         let mut host = Host::default();
         let mut metrics = EmotionMetrics::define(config, &mut host);
-        metrics.count(&verdict, || "bert".to_string(), &config.labels, &mut host);
+        metrics.count(&verdict, "bert", Some(1), &config.labels, &mut host);
         assert_eq!(host.incremented(RESPONSES_TOTAL), [1], "{verdict:?}");
         let counted: u64 = host.incremented(TOP_LABEL_TOTAL).iter().sum();
         assert_eq!(counted, verdict.predictions.len() as u64, "{verdict:?}");

@@ -616,7 +616,7 @@ mod tests {
         assert_eq!(buckets["match"]["prefix"], "wasmcustom");
         assert_eq!(
             buckets["buckets"].as_array().unwrap().last().unwrap(),
-            100.0
+            60_000.0
         );
         assert_eq!(
             base["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]

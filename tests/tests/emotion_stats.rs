@@ -90,8 +90,37 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .map(|s| s.value)
 }
 
+/// The sum of the series of `name` whose labels include `labels` (`None` if there is none).
+fn sum_of(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matching: Vec<f64> = samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .collect();
+    (!matching.is_empty()).then(|| matching.iter().sum())
+}
+
+const OUTCOMES: [&str; 10] = [
+    "counted",
+    "not_json",
+    "parse_error",
+    "too_large",
+    "no_prediction",
+    "4xx",
+    "5xx",
+    "timeout",
+    "reset",
+    "other_status",
+];
+
+/// Responses with `outcome`, over every model.
 fn outcome(samples: &[Sample], outcome: &str) -> f64 {
-    value(
+    sum_of(
         samples,
         "emotion_stats_responses_total",
         &[("outcome", outcome)],
@@ -100,31 +129,15 @@ fn outcome(samples: &[Sample], outcome: &str) -> f64 {
 }
 
 fn outcomes(samples: &[Sample]) -> BTreeMap<String, f64> {
-    [
-        "counted",
-        "not_json",
-        "parse_error",
-        "too_large",
-        "no_prediction",
-        "upstream_error",
-    ]
-    .iter()
-    .map(|o| (o.to_string(), outcome(samples, o)))
-    .collect()
+    OUTCOMES
+        .iter()
+        .map(|o| (o.to_string(), outcome(samples, o)))
+        .collect()
 }
 
 fn only_outcome(name: &str, count: f64) -> BTreeMap<String, f64> {
-    let mut expected: BTreeMap<String, f64> = [
-        "counted",
-        "not_json",
-        "parse_error",
-        "too_large",
-        "no_prediction",
-        "upstream_error",
-    ]
-    .iter()
-    .map(|o| (o.to_string(), 0.0))
-    .collect();
+    let mut expected: BTreeMap<String, f64> =
+        OUTCOMES.iter().map(|o| (o.to_string(), 0.0)).collect();
     expected.insert(name.to_string(), count);
     expected
 }
@@ -134,21 +147,73 @@ fn predict(envoy: &Envoy, sentence: &str) -> http::Response {
     http::send("POST", &envoy.url(V1_PREDICT), &[JSON], body.as_bytes()).unwrap()
 }
 
-/// Histograms reach the admin output at Envoy's stats flush (every 5 s by default).
+/// The samples once `label`'s score histogram holds `count` predictions (see [`wait_for_value`]).
 fn wait_for_histogram_count(envoy: &Envoy, label: &str, count: f64) -> Vec<Sample> {
+    wait_for_value(
+        envoy,
+        "emotion_stats_top_score_percent_count",
+        &[("label", label)],
+        count,
+    )
+}
+
+/// The series of `name` (with `labels`) once it reaches `count`, or the last samples after 15 s:
+/// histograms reach the admin output at Envoy's stats flush (every 5 s by default).
+fn wait_for_value(envoy: &Envoy, name: &str, labels: &[(&str, &str)], count: f64) -> Vec<Sample> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let current = samples(envoy);
-        let seen = value(
-            &current,
-            "emotion_stats_top_score_percent_count",
-            &[("label", label)],
-        );
-        if seen == Some(count) || Instant::now() > deadline {
+        if sum_of(&current, name, labels) == Some(count) || Instant::now() > deadline {
             return current;
         }
         thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// What an operator looks at first: three predictions and one 500 on one model give four
+/// latencies and one `5xx`, all under the model's name.
+#[test]
+fn every_response_has_its_latency_and_outcome_under_its_model() {
+    let upstream = ModelServer::start().unwrap();
+    let envoy = start_envoy(upstream.addr(), json!({}), 1);
+    let model = "bert-emotion-model";
+    for sentence in ["Istio is lovely", "The mood was somber", "I hate waiting"] {
+        assert_eq!(predict(&envoy, sentence).status, 200);
+    }
+    upstream.set_response(Some(CannedResponse {
+        status: 500,
+        content_type: "application/json".into(),
+        body: br#"{"error":"out of memory"}"#.to_vec(),
+    }));
+    assert_eq!(predict(&envoy, "Istio is lovely").status, 500);
+
+    let duration = "emotion_stats_request_duration_milliseconds_count";
+    let stats = wait_for_value(&envoy, duration, &[("model", model)], 4.0);
+    assert_eq!(value(&stats, duration, &[("model", model)]), Some(4.0));
+    let total_ms = value(
+        &stats,
+        "emotion_stats_request_duration_milliseconds_sum",
+        &[("model", model)],
+    )
+    .unwrap();
+    assert!(total_ms < 4.0 * 60_000.0, "{total_ms} ms");
+    let response = |outcome: &str| {
+        value(
+            &stats,
+            "emotion_stats_responses_total",
+            &[("model", model), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(response("5xx"), Some(1.0));
+    assert_eq!(response("counted"), Some(3.0));
+    assert_eq!(response("timeout"), Some(0.0));
+    let text = envoy.admin_get("/stats/prometheus").unwrap();
+    assert!(
+        text.contains(&format!(
+            "emotion_stats_request_duration_milliseconds_bucket{{model=\"{model}\",le=\"60000\"}} 4"
+        )),
+        "buckets up to a minute:\n{text}"
+    );
 }
 
 #[test]
@@ -214,14 +279,14 @@ fn walkthrough_sentences_become_labeled_counters_and_legacy_counters() {
         value(
             &stats,
             "emotion_stats_top_score_percent_count",
-            &[("label", "sadness")]
+            &[("model", model), ("label", "sadness")]
         ),
         Some(2.0)
     );
     let sum = value(
         &stats,
         "emotion_stats_top_score_percent_sum",
-        &[("label", "sadness")],
+        &[("model", model), ("label", "sadness")],
     )
     .unwrap_or_default();
     assert!(
@@ -264,7 +329,7 @@ fn open_inference_batches_count_every_instance() {
 fn every_response_lands_in_one_outcome_unchanged() {
     let upstream = ModelServer::start().unwrap();
     let envoy = start_envoy(upstream.addr(), json!({}), 1);
-    let cases: [(u16, &str, &[u8], &str); 6] = [
+    let cases: [(u16, &str, &[u8], &str); 7] = [
         (200, "text/html", b"<html>joy</html>", "not_json"),
         (
             200,
@@ -278,13 +343,14 @@ fn every_response_lands_in_one_outcome_unchanged() {
             b"{\"error\":\"warming up\"}",
             "no_prediction",
         ),
+        (500, "application/json", b"{\"error\":\"boom\"}", "5xx"),
+        (503, "text/plain", b"unavailable", "5xx"),
         (
-            500,
+            404,
             "application/json",
-            b"{\"error\":\"boom\"}",
-            "upstream_error",
+            b"{\"error\":\"no such model\"}",
+            "4xx",
         ),
-        (503, "text/plain", b"unavailable", "upstream_error"),
         (
             200,
             "application/json; charset=utf-8",
@@ -337,8 +403,8 @@ fn five_mib_response_passes_byte_identical_as_too_large() {
             "emotion_stats_top_label_total",
             &[("model", "bert-emotion-model"), ("label", "joy")]
         ),
-        None,
-        "nothing counted from an unread body"
+        Some(0.0),
+        "nothing counted from an unread body (the model's series exist, at 0)"
     );
 }
 
@@ -429,7 +495,7 @@ fn chunked_response_split_inside_tokens_is_counted_and_unchanged() {
 }
 
 #[test]
-fn response_cut_off_by_the_upstream_is_an_upstream_error() {
+fn response_cut_off_by_the_upstream_is_a_reset() {
     let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n";
     let upstream = raw_upstream(
         head.to_string(),
@@ -439,13 +505,10 @@ fn response_cut_off_by_the_upstream_is_an_upstream_error() {
     // The client sees a truncated response or a reset; either way nothing is counted as a prediction.
     let _ = predict(&envoy, "anything");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while outcome(&samples(&envoy), "upstream_error") < 1.0 && Instant::now() < deadline {
+    while outcome(&samples(&envoy), "reset") < 1.0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(
-        outcomes(&samples(&envoy)),
-        only_outcome("upstream_error", 1.0)
-    );
+    assert_eq!(outcomes(&samples(&envoy)), only_outcome("reset", 1.0));
 }
 
 #[test]
@@ -772,10 +835,7 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
             1.0 + predictions as f64,
         ),
         (r#"emotion_stats_responses_total{outcome="not_json"}"#, 1.0),
-        (
-            r#"emotion_stats_responses_total{outcome="upstream_error"}"#,
-            1.0,
-        ),
+        (r#"emotion_stats_responses_total{outcome="5xx"}"#, 1.0),
         (
             "sum(emotion_stats_top_score_percent_count)",
             1.0 + predictions as f64,
@@ -861,17 +921,27 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
                         .map(|l| (l.to_string(), quantile(q, l)))
                         .collect()
                 }
-                ("Responses by outcome", _) => [
-                    ("counted", predictions as f64),
-                    ("not_json", 1.0),
-                    ("upstream_error", 1.0),
-                    ("parse_error", 0.0),
-                    ("too_large", 0.0),
-                    ("no_prediction", 0.0),
-                ]
-                .iter()
-                .map(|(o, n)| (o.to_string(), n / seconds))
-                .collect(),
+                ("Responses by outcome", _) => OUTCOMES
+                    .iter()
+                    .map(|o| {
+                        let n = match *o {
+                            "counted" => predictions as f64,
+                            "not_json" | "5xx" => 1.0,
+                            _ => 0.0,
+                        };
+                        (o.to_string(), n / seconds)
+                    })
+                    .collect(),
+                ("Latency quantiles by model (ms)", _) => {
+                    // Timing is the host's: the query must give one finite latency for the
+                    // model, within what the buckets can say.
+                    let have = got.get(model).copied().unwrap_or(f64::NAN);
+                    assert!(
+                        have.is_finite() && have > 0.0 && have <= 60_000.0,
+                        "{title}: {got:?} ({expr})"
+                    );
+                    [(model.to_string(), have)].into()
+                }
                 ("Predictions per second by model", _) => {
                     [(model.to_string(), predictions as f64 / seconds)].into()
                 }
@@ -891,5 +961,5 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6, "every dashboard query was evaluated");
+    assert_eq!(checked, 8, "every dashboard query was evaluated");
 }

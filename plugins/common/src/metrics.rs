@@ -96,20 +96,29 @@ pub fn stats_tags() -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// Bucket upper bounds for plugin histograms, which record percentages (0 to 100, integers:
-/// proxy-wasm histograms take whole numbers). Envoy's default buckets are made for milliseconds
-/// and have only 7 bounds up to 100, too few for quantiles.
-pub const PERCENT_BUCKETS: &[f64] = &[
-    10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0, 100.0,
+/// Bucket upper bounds for plugin histograms. They record percentages (0 to 100) and
+/// milliseconds (a model call: 1 ms to a minute), in whole numbers (proxy-wasm histograms take
+/// integers). Bucket settings match stat names by prefix, and every plugin histogram shares the
+/// `wasmcustom` one (tags come first in encoded names), so one list serves both: fine steps up to
+/// 100, then the latency range. Envoy's defaults have only 7 bounds up to 100.
+pub const HISTOGRAM_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0,
+    100.0, 150.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 30_000.0, 60_000.0,
 ];
 
 /// The `(stat name prefix, bucket bounds)` pairs for Envoy's
 /// `stats_config.histogram_bucket_settings` (`match: {prefix}`). The prefix is Envoy's
 /// namespace of every plugin metric: tags come first in encoded names, so no narrower prefix
 /// exists. On Istio the same setting is the proxy annotation
-/// `sidecar.istio.io/statsHistogramBuckets: '{"wasmcustom":[10,20,...]}'`.
+/// `sidecar.istio.io/statsHistogramBuckets: '{"wasmcustom":[1,2,5,10,...]}'`.
 pub fn histogram_bucket_settings() -> Vec<(&'static str, &'static [f64])> {
-    vec![(PLUGIN_STATS_PREFIX, PERCENT_BUCKETS)]
+    vec![(PLUGIN_STATS_PREFIX, HISTOGRAM_BUCKETS)]
+}
+
+/// [`HISTOGRAM_BUCKETS`] as Istio's `sidecar.istio.io/statsHistogramBuckets` annotation value.
+pub fn histogram_buckets_annotation() -> String {
+    let bounds: Vec<String> = HISTOGRAM_BUCKETS.iter().map(|b| b.to_string()).collect();
+    format!(r#"{{"{PLUGIN_STATS_PREFIX}":[{}]}}"#, bounds.join(","))
 }
 
 /// The namespace Envoy stores proxy-wasm metrics under (`wasmcustom.<name>`); the Prometheus
@@ -165,12 +174,18 @@ mod tests {
     }
 
     #[test]
-    fn percent_buckets_rise_to_one_hundred() {
-        assert!(PERCENT_BUCKETS.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(PERCENT_BUCKETS.last(), Some(&100.0));
+    fn buckets_cover_percentages_and_a_minute_of_milliseconds() {
+        assert!(HISTOGRAM_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+        assert!(HISTOGRAM_BUCKETS.contains(&100.0));
+        assert_eq!(HISTOGRAM_BUCKETS.first(), Some(&1.0));
+        assert_eq!(HISTOGRAM_BUCKETS.last(), Some(&60_000.0));
         assert_eq!(
             histogram_bucket_settings(),
-            vec![("wasmcustom", PERCENT_BUCKETS)]
+            vec![("wasmcustom", HISTOGRAM_BUCKETS)]
+        );
+        assert_eq!(
+            histogram_buckets_annotation(),
+            r#"{"wasmcustom":[1,2,5,10,20,30,40,50,60,70,80,85,90,95,98,99,100,150,250,500,1000,2500,5000,10000,30000,60000]}"#
         );
     }
 

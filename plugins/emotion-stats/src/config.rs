@@ -292,6 +292,16 @@ mod tests {
         }
     }
 
+    /// The histogram annotation users copy is the bucket list the harness renders.
+    #[test]
+    fn readme_histogram_annotation_is_the_bucket_list() {
+        let annotation = plugin_common::metrics::histogram_buckets_annotation();
+        assert!(
+            include_str!("../README.md").contains(&annotation),
+            "README lacks {annotation}"
+        );
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn schema_file_is_current() {

@@ -23,6 +23,7 @@ use response::{ResponseHead, ResponseTracker};
 use stats::{EmotionMetrics, MetricKind, MetricsHost};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::SystemTime;
 
 const PLUGIN: &str = "emotion-stats";
 
@@ -89,8 +90,10 @@ impl RootContext for Root {
 
 /// One request/response on a configured path.
 struct Tracked {
-    /// Model name from the path, before bounding (only counted responses take a slot).
+    /// Model name from the path, before bounding.
     model: Option<String>,
+    /// When the request headers were seen (`None` if the host gave no time).
+    started: Option<SystemTime>,
     response: ResponseTracker,
 }
 
@@ -114,6 +117,7 @@ impl HttpContext for Exchange {
         if self.state.config.paths.matches(&normalized.path) {
             self.tracked = Some(Tracked {
                 model: models::model_from_path(&normalized.path).map(str::to_string),
+                started: hostcalls::get_current_time().ok(),
                 response: ResponseTracker::new(self.state.config.max_body_bytes),
             });
         }
@@ -163,15 +167,37 @@ impl HttpContext for Exchange {
         let Some(tracked) = self.tracked.take() else {
             return;
         };
-        let Some(verdict) = tracked.response.finish() else {
+        let Some(mut verdict) = tracked.response.finish() else {
             return;
         };
+        if verdict.outcome.wants_code_details() {
+            let details = hostcalls::get_property(vec!["response", "code_details"]);
+            if let Ok(Some(bytes)) = details {
+                let details = String::from_utf8_lossy(&bytes);
+                verdict.outcome = verdict.outcome.with_code_details(&details);
+            }
+        }
+        let duration_ms = tracked.started.and_then(|started| {
+            let now = hostcalls::get_current_time().ok()?;
+            let elapsed = now.duration_since(started).ok()?;
+            u64::try_from(elapsed.as_millis()).ok()
+        });
         let Ok(mut counting) = self.state.counting.try_borrow_mut() else {
             return;
         };
         let Counting { metrics, models } = &mut *counting;
-        let model = || models.resolve(tracked.model.as_deref(), &HostModelList);
-        metrics.count(&verdict, model, &self.state.config.labels, &mut HostMetrics);
+        let model = models.resolve(
+            tracked.model.as_deref(),
+            verdict.outcome.is_2xx(),
+            &HostModelList,
+        );
+        metrics.count(
+            &verdict,
+            &model,
+            duration_ms,
+            &self.state.config.labels,
+            &mut HostMetrics,
+        );
     }
 }
 

@@ -59,8 +59,15 @@ impl ModelNames {
     }
 
     /// The `model` tag value for a model name from a path (`None`: the path named no model):
-    /// its sanitized form when admitted (admitting it if there is room), else `other`.
-    pub fn resolve(&mut self, model: Option<&str>, shared: &impl SharedModelList) -> String {
+    /// its sanitized form when admitted, else `other`. With `may_admit` (the model answered
+    /// 2xx) a name not admitted yet is admitted if there is room; otherwise it is only looked up,
+    /// so 404s and 5xx on made-up names cannot use up `maxModels`.
+    pub fn resolve(
+        &mut self,
+        model: Option<&str>,
+        may_admit: bool,
+        shared: &impl SharedModelList,
+    ) -> String {
         let name = sanitize_tag_value(model.unwrap_or_default());
         if self.admitted.contains(&name) {
             return name;
@@ -78,6 +85,9 @@ impl ModelNames {
             let names: Vec<&str> = list.lines().filter(|n| !n.is_empty()).collect();
             if names.contains(&name.as_str()) {
                 return self.remember(name, &names);
+            }
+            if !may_admit {
+                return OTHER.to_string();
             }
             if names.len() >= self.max_models {
                 self.list_full = true;
@@ -165,25 +175,25 @@ mod tests {
     fn names_are_sanitized_and_admitted_up_to_the_bound() {
         let shared = FakeSharedData::default();
         let mut names = ModelNames::new(2);
-        assert_eq!(names.resolve(Some("bert.v2"), &shared), "bert_v2");
-        assert_eq!(names.resolve(Some("roberta"), &shared), "roberta");
-        assert_eq!(names.resolve(Some("third"), &shared), "other");
-        assert_eq!(names.resolve(Some("bert.v2"), &shared), "bert_v2");
-        assert_eq!(names.resolve(None, &shared), "other");
+        assert_eq!(names.resolve(Some("bert.v2"), true, &shared), "bert_v2");
+        assert_eq!(names.resolve(Some("roberta"), true, &shared), "roberta");
+        assert_eq!(names.resolve(Some("third"), true, &shared), "other");
+        assert_eq!(names.resolve(Some("bert.v2"), true, &shared), "bert_v2");
+        assert_eq!(names.resolve(None, true, &shared), "other");
     }
 
     #[test]
     fn missing_model_is_unknown_and_takes_a_slot() {
         let shared = FakeSharedData::default();
         let mut names = ModelNames::new(5);
-        assert_eq!(names.resolve(None, &shared), "unknown");
+        assert_eq!(names.resolve(None, true, &shared), "unknown");
     }
 
     #[test]
     fn zero_models_folds_everything_without_hostcalls() {
         let shared = FakeSharedData::default();
         let mut names = ModelNames::new(0);
-        assert_eq!(names.resolve(Some("bert"), &shared), "other");
+        assert_eq!(names.resolve(Some("bert"), true, &shared), "other");
         assert_eq!(shared.loads.get(), 0);
     }
 
@@ -192,25 +202,28 @@ mod tests {
         let shared = FakeSharedData::default();
         let mut worker_a = ModelNames::new(2);
         let mut worker_b = ModelNames::new(2);
-        assert_eq!(worker_a.resolve(Some("m1"), &shared), "m1");
-        assert_eq!(worker_b.resolve(Some("m2"), &shared), "m2");
-        assert_eq!(worker_a.resolve(Some("m3"), &shared), "other");
-        assert_eq!(worker_b.resolve(Some("m3"), &shared), "other");
-        assert_eq!(worker_a.resolve(Some("m2"), &shared), "m2");
-        assert_eq!(worker_b.resolve(Some("m1"), &shared), "m1");
+        assert_eq!(worker_a.resolve(Some("m1"), true, &shared), "m1");
+        assert_eq!(worker_b.resolve(Some("m2"), true, &shared), "m2");
+        assert_eq!(worker_a.resolve(Some("m3"), true, &shared), "other");
+        assert_eq!(worker_b.resolve(Some("m3"), true, &shared), "other");
+        assert_eq!(worker_a.resolve(Some("m2"), true, &shared), "m2");
+        assert_eq!(worker_b.resolve(Some("m1"), true, &shared), "m1");
     }
 
     #[test]
     fn known_and_folded_names_cost_no_hostcall_once_full() {
         let shared = FakeSharedData::default();
         let mut names = ModelNames::new(1);
-        names.resolve(Some("bert"), &shared);
-        names.resolve(Some("flood-0"), &shared);
+        names.resolve(Some("bert"), true, &shared);
+        names.resolve(Some("flood-0"), true, &shared);
         let loads = shared.loads.get();
         for i in 1..1000 {
-            assert_eq!(names.resolve(Some(&format!("flood-{i}")), &shared), "other");
+            assert_eq!(
+                names.resolve(Some(&format!("flood-{i}")), true, &shared),
+                "other"
+            );
         }
-        assert_eq!(names.resolve(Some("bert"), &shared), "bert");
+        assert_eq!(names.resolve(Some("bert"), true, &shared), "bert");
         assert_eq!(shared.loads.get(), loads);
         assert!(names.admitted.len() <= 1);
     }
@@ -220,11 +233,11 @@ mod tests {
         let shared = FakeSharedData::default();
         let mut names = ModelNames::new(5);
         shared.refuse_stores.set(STORE_ATTEMPTS - 1);
-        assert_eq!(names.resolve(Some("bert"), &shared), "bert");
+        assert_eq!(names.resolve(Some("bert"), true, &shared), "bert");
         shared.refuse_stores.set(STORE_ATTEMPTS);
-        assert_eq!(names.resolve(Some("roberta"), &shared), "other");
+        assert_eq!(names.resolve(Some("roberta"), true, &shared), "other");
         // Not remembered as folded: the next request tries again.
-        assert_eq!(names.resolve(Some("roberta"), &shared), "roberta");
+        assert_eq!(names.resolve(Some("roberta"), true, &shared), "roberta");
     }
 
     #[test]
@@ -232,6 +245,24 @@ mod tests {
         let shared = FakeSharedData::default();
         *shared.stored.borrow_mut() = Some((vec![0xff, 0xfe, b'\n'], 7));
         let mut names = ModelNames::new(3);
-        assert_eq!(names.resolve(Some("bert"), &shared), "bert");
+        assert_eq!(names.resolve(Some("bert"), true, &shared), "bert");
+    }
+
+    /// Only a 2xx answer admits a name: a flood of 404s on made-up names leaves the slots to the
+    /// real models, and a known model keeps its name on its failures.
+    #[test]
+    fn failures_look_names_up_but_never_admit_them() {
+        let shared = FakeSharedData::default();
+        let mut names = ModelNames::new(2);
+        for i in 0..100 {
+            let made_up = format!("made-up-{i}");
+            assert_eq!(names.resolve(Some(&made_up), false, &shared), "other");
+        }
+        assert_eq!(names.resolve(Some("bert"), true, &shared), "bert");
+        assert_eq!(names.resolve(Some("bert"), false, &shared), "bert");
+        // Admitted by another worker: found in the shared list.
+        let mut other_worker = ModelNames::new(2);
+        assert_eq!(other_worker.resolve(Some("bert"), false, &shared), "bert");
+        assert_eq!(names.resolve(Some("roberta"), true, &shared), "roberta");
     }
 }

@@ -17,18 +17,30 @@ pub enum Outcome {
     TooLarge,
     /// 2xx JSON without a recognizable prediction.
     NoPrediction,
-    /// Not 2xx, or the stream ended before the response did (reset, disconnect).
-    UpstreamError,
+    /// A 4xx status.
+    ClientError,
+    /// A 5xx status (Envoy's own 503 when it found no healthy upstream included).
+    ServerError,
+    /// Envoy gave up waiting for the upstream (its 504 for a route or per-try timeout).
+    Timeout,
+    /// The upstream reset the stream, or the stream ended before the response did.
+    Reset,
+    /// Any other status (1xx, 3xx, missing or not a number).
+    OtherStatus,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Counted,
         Outcome::NotJson,
         Outcome::ParseError,
         Outcome::TooLarge,
         Outcome::NoPrediction,
-        Outcome::UpstreamError,
+        Outcome::ClientError,
+        Outcome::ServerError,
+        Outcome::Timeout,
+        Outcome::Reset,
+        Outcome::OtherStatus,
     ];
 
     /// The value of the `outcome` tag.
@@ -39,7 +51,43 @@ impl Outcome {
             Outcome::ParseError => "parse_error",
             Outcome::TooLarge => "too_large",
             Outcome::NoPrediction => "no_prediction",
-            Outcome::UpstreamError => "upstream_error",
+            Outcome::ClientError => "4xx",
+            Outcome::ServerError => "5xx",
+            Outcome::Timeout => "timeout",
+            Outcome::Reset => "reset",
+            Outcome::OtherStatus => "other_status",
+        }
+    }
+
+    /// The model answered 2xx (whatever its body): the model name is a real one.
+    pub fn is_2xx(self) -> bool {
+        matches!(
+            self,
+            Outcome::Counted
+                | Outcome::NotJson
+                | Outcome::ParseError
+                | Outcome::TooLarge
+                | Outcome::NoPrediction
+        )
+    }
+
+    /// Whether Envoy's response code details can tell more (see [`Self::with_code_details`]).
+    pub fn wants_code_details(self) -> bool {
+        matches!(self, Outcome::ServerError | Outcome::Reset)
+    }
+
+    /// A 5xx or a cut stream, refined with Envoy's `response.code_details`: its local 504 after
+    /// a timeout (`upstream_response_timeout`, `upstream_per_try_timeout`) is a timeout, its
+    /// 503 after a reset (`upstream_reset_before_response_started{…}`) is a reset.
+    pub fn with_code_details(self, details: &str) -> Outcome {
+        if !self.wants_code_details() {
+            self
+        } else if details.contains("timeout") {
+            Outcome::Timeout
+        } else if details.contains("upstream_reset") {
+            Outcome::Reset
+        } else {
+            self
         }
     }
 }
@@ -93,24 +141,22 @@ impl ResponseTracker {
 
     /// Response headers, and whether the response ends with them.
     pub fn on_headers(&mut self, head: &ResponseHead<'_>, end_of_stream: bool) {
-        let success = head
-            .status
-            .and_then(|s| s.trim().parse::<u16>().ok())
-            .is_some_and(|code| (200..300).contains(&code));
+        let status = head.status.and_then(|s| s.trim().parse::<u16>().ok());
         // A compressed body is not JSON text until decoded, which this plugin does not do.
         let encoded = head
             .content_encoding
             .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
-        self.body = if !success {
-            Body::Skipped(Outcome::UpstreamError)
-        } else if encoded || !head.content_type.is_some_and(is_json) {
-            Body::Skipped(Outcome::NotJson)
-        } else {
-            Body::Copying(Vec::new())
+        self.body = match status {
+            Some(200..=299) if encoded || !head.content_type.is_some_and(is_json) => {
+                Body::Skipped(Outcome::NotJson)
+            }
+            Some(200..=299) => Body::Copying(Vec::new()),
+            Some(400..=499) => Body::Skipped(Outcome::ClientError),
+            Some(500..=599) => Body::Skipped(Outcome::ServerError),
+            _ => Body::Skipped(Outcome::OtherStatus),
         };
         self.complete = end_of_stream;
     }
-
     /// Whether a body chunk of `len` bytes should be read from the host and given to
     /// [`Self::on_body_chunk`]. A chunk that would pass the limit is not read at all: the copy so
     /// far is dropped and the outcome becomes `too_large`.
@@ -149,7 +195,7 @@ impl ResponseTracker {
         let outcome = match self.body {
             Body::AwaitingHeaders => return None,
             Body::Skipped(outcome) => outcome,
-            _ if !self.complete => Outcome::UpstreamError,
+            _ if !self.complete => Outcome::Reset,
             Body::TooLarge => Outcome::TooLarge,
             Body::Unreadable => Outcome::ParseError,
             Body::Copying(copy) => {
@@ -290,23 +336,11 @@ mod tests {
     #[test]
     fn status_and_content_type_decide_before_the_body() {
         let cases: [(Option<&str>, Option<&str>, Outcome); 9] = [
-            (
-                Some("500"),
-                Some("application/json"),
-                Outcome::UpstreamError,
-            ),
-            (
-                Some("404"),
-                Some("application/json"),
-                Outcome::UpstreamError,
-            ),
-            (Some("302"), None, Outcome::UpstreamError),
-            (None, Some("application/json"), Outcome::UpstreamError),
-            (
-                Some("2x0"),
-                Some("application/json"),
-                Outcome::UpstreamError,
-            ),
+            (Some("500"), Some("application/json"), Outcome::ServerError),
+            (Some("404"), Some("application/json"), Outcome::ClientError),
+            (Some("302"), None, Outcome::OtherStatus),
+            (None, Some("application/json"), Outcome::OtherStatus),
+            (Some("2x0"), Some("application/json"), Outcome::OtherStatus),
             (Some("200"), Some("text/html"), Outcome::NotJson),
             (Some("200"), None, Outcome::NotJson),
             (Some("204"), Some("application/jsonx"), Outcome::NotJson),
@@ -396,11 +430,56 @@ mod tests {
     }
 
     #[test]
-    fn stream_cut_before_its_end_is_an_upstream_error() {
+    fn stream_cut_before_its_end_is_a_reset() {
         let mut tracker = tracker_2xx_json(1024);
         assert!(tracker.wants_chunk(SEED_BODY.len()));
         tracker.on_body_chunk(Some(SEED_BODY));
-        assert_eq!(tracker.finish(), Some(verdict(Outcome::UpstreamError)));
+        assert_eq!(tracker.finish(), Some(verdict(Outcome::Reset)));
+    }
+
+    #[test]
+    fn envoys_code_details_tell_timeouts_and_resets_from_other_5xx() {
+        let cases = [
+            (
+                Outcome::ServerError,
+                "upstream_response_timeout",
+                Outcome::Timeout,
+            ),
+            (
+                Outcome::ServerError,
+                "upstream_per_try_timeout",
+                Outcome::Timeout,
+            ),
+            (
+                Outcome::ServerError,
+                "upstream_reset_before_response_started{connection_termination}",
+                Outcome::Reset,
+            ),
+            (Outcome::ServerError, "via_upstream", Outcome::ServerError),
+            (
+                Outcome::Reset,
+                "upstream_response_timeout",
+                Outcome::Timeout,
+            ),
+            (
+                Outcome::Reset,
+                "downstream_remote_disconnect",
+                Outcome::Reset,
+            ),
+            (
+                Outcome::ClientError,
+                "upstream_response_timeout",
+                Outcome::ClientError,
+            ),
+            (
+                Outcome::Counted,
+                "upstream_reset_after_response_started",
+                Outcome::Counted,
+            ),
+        ];
+        for (outcome, details, refined) in cases {
+            assert_eq!(outcome.with_code_details(details), refined, "{details}");
+        }
     }
 
     #[test]
@@ -419,7 +498,11 @@ mod tests {
                 "parse_error",
                 "too_large",
                 "no_prediction",
-                "upstream_error"
+                "4xx",
+                "5xx",
+                "timeout",
+                "reset",
+                "other_status"
             ]
         );
         for name in names {

@@ -8,10 +8,12 @@ use plugin_common::metrics::{tagged_name, LABEL, MODEL, OUTCOME};
 
 /// Counter `{model, label}`: one per prediction, by top label.
 pub const TOP_LABEL_TOTAL: &str = "emotion_stats_top_label_total";
-/// Histogram `{label}` of the winning score in percent (Envoy histograms hold integers).
+/// Histogram `{model, label}` of the winning score in percent (Envoy histograms hold integers).
 pub const TOP_SCORE_PERCENT: &str = "emotion_stats_top_score_percent";
-/// Counter `{outcome}`: one per response on a configured path.
+/// Counter `{model, outcome}`: one per response on a configured path.
 pub const RESPONSES_TOTAL: &str = "emotion_stats_responses_total";
+/// Histogram `{model}`: milliseconds from the request headers to the end of the response.
+pub const REQUEST_DURATION_MS: &str = "emotion_stats_request_duration_milliseconds";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -27,36 +29,67 @@ pub trait MetricsHost {
     fn record(&mut self, id: u32, value: u64);
 }
 
-/// Metric ids of one VM. Everything that does not depend on the model is defined up front; the
-/// `{model, label}` counters are defined for all labels at once when a model is first counted,
-/// so its series start at zero. Models are bounded by [`crate::models::ModelNames`], so this map
-/// is too.
+/// The series of one model, defined together when the model is first seen so that they all
+/// start at zero.
+#[derive(Debug)]
+struct ModelSeries {
+    /// Per [`Outcome::ALL`].
+    responses: Vec<Option<u32>>,
+    /// Per label of the [`LabelSet`].
+    top_label: Vec<Option<u32>>,
+    top_score: Vec<Option<u32>>,
+    duration: Option<u32>,
+}
+
+impl ModelSeries {
+    fn define(model: &str, labels: &LabelSet, host: &mut impl MetricsHost) -> Self {
+        let mut by_label = |metric: &str, kind: MetricKind| -> Vec<Option<u32>> {
+            labels
+                .names()
+                .iter()
+                .map(|label| {
+                    host.define(
+                        kind,
+                        &tagged_name(metric, &[(MODEL, model), (LABEL, label)]),
+                    )
+                })
+                .collect()
+        };
+        let top_label = by_label(TOP_LABEL_TOTAL, MetricKind::Counter);
+        let top_score = by_label(TOP_SCORE_PERCENT, MetricKind::Histogram);
+        let responses = Outcome::ALL
+            .iter()
+            .map(|outcome| {
+                let name = tagged_name(
+                    RESPONSES_TOTAL,
+                    &[(MODEL, model), (OUTCOME, outcome.as_str())],
+                );
+                host.define(MetricKind::Counter, &name)
+            })
+            .collect();
+        let duration = host.define(
+            MetricKind::Histogram,
+            &tagged_name(REQUEST_DURATION_MS, &[(MODEL, model)]),
+        );
+        Self {
+            responses,
+            top_label,
+            top_score,
+            duration,
+        }
+    }
+}
+
+/// Metric ids of one VM: the legacy label counters up front, the rest per model. Models are
+/// bounded by [`crate::models::ModelNames`], so the map is too.
 #[derive(Debug)]
 pub struct EmotionMetrics {
-    responses: Vec<Option<u32>>,
-    top_score_by_label: Vec<Option<u32>>,
     legacy_by_label: Vec<Option<u32>>,
-    top_label_by_model: HashMap<String, Vec<Option<u32>>>,
+    models: HashMap<String, ModelSeries>,
 }
 
 impl EmotionMetrics {
     pub fn define(config: &Compiled, host: &mut impl MetricsHost) -> Self {
-        let responses = Outcome::ALL
-            .iter()
-            .map(|outcome| {
-                let name = tagged_name(RESPONSES_TOTAL, &[(OUTCOME, outcome.as_str())]);
-                host.define(MetricKind::Counter, &name)
-            })
-            .collect();
-        let top_score_by_label = config
-            .labels
-            .names()
-            .iter()
-            .map(|label| {
-                let name = tagged_name(TOP_SCORE_PERCENT, &[(LABEL, label)]);
-                host.define(MetricKind::Histogram, &name)
-            })
-            .collect();
         // The BERT emotion walkthrough's plugin named its counters after the labels themselves.
         let legacy_by_label = if config.legacy_label_counters {
             config
@@ -69,30 +102,36 @@ impl EmotionMetrics {
             Vec::new()
         };
         Self {
-            responses,
-            top_score_by_label,
             legacy_by_label,
-            top_label_by_model: HashMap::new(),
+            models: HashMap::new(),
         }
     }
 
-    /// Adds one response's verdict. `model` gives the bounded `model` tag value; it is asked only
-    /// when there are predictions, so uncounted responses never take a model slot.
+    /// Adds one response of `model` (its bounded `model` tag value): its outcome, how long it
+    /// took (`None` when the host gave no time), and its predictions.
     pub fn count(
         &mut self,
         verdict: &Verdict,
-        model: impl FnOnce() -> String,
+        model: &str,
+        duration_ms: Option<u64>,
         labels: &LabelSet,
         host: &mut impl MetricsHost,
     ) {
+        if !self.models.contains_key(model) {
+            let series = ModelSeries::define(model, labels, host);
+            self.models.insert(model.to_string(), series);
+        }
+        let Some(series) = self.models.get(model) else {
+            return;
+        };
         let outcome_at = Outcome::ALL
             .iter()
             .position(|outcome| *outcome == verdict.outcome);
-        if let Some(id) = outcome_at.and_then(|at| self.responses.get(at).copied().flatten()) {
+        if let Some(id) = outcome_at.and_then(|at| series.responses.get(at).copied().flatten()) {
             host.increment(id, 1);
         }
-        if verdict.predictions.is_empty() {
-            return;
+        if let (Some(ms), Some(id)) = (duration_ms, series.duration) {
+            host.record(id, ms);
         }
         let mut per_label = vec![0u64; labels.names().len()];
         for prediction in &verdict.predictions {
@@ -101,44 +140,19 @@ impl EmotionMetrics {
                 *count += 1;
             }
             let percent = prediction.score.and_then(score_percent);
-            let histogram = self.top_score_by_label.get(at).copied().flatten();
+            let histogram = series.top_score.get(at).copied().flatten();
             if let (Some(percent), Some(id)) = (percent, histogram) {
                 host.record(id, percent);
             }
         }
-        let model = model();
-        if !self.top_label_by_model.contains_key(&model) {
-            let ids = Self::define_top_label(&model, labels, host);
-            self.top_label_by_model.insert(model.clone(), ids);
-        }
-        let by_label = self
-            .top_label_by_model
-            .get(&model)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
         for (at, count) in per_label.iter().enumerate().filter(|(_, c)| **c > 0) {
-            if let Some(id) = by_label.get(at).copied().flatten() {
+            if let Some(id) = series.top_label.get(at).copied().flatten() {
                 host.increment(id, *count);
             }
             if let Some(id) = self.legacy_by_label.get(at).copied().flatten() {
                 host.increment(id, *count);
             }
         }
-    }
-
-    fn define_top_label(
-        model: &str,
-        labels: &LabelSet,
-        host: &mut impl MetricsHost,
-    ) -> Vec<Option<u32>> {
-        labels
-            .names()
-            .iter()
-            .map(|label| {
-                let name = tagged_name(TOP_LABEL_TOTAL, &[(MODEL, model), (LABEL, label)]);
-                host.define(MetricKind::Counter, &name)
-            })
-            .collect()
     }
 }
 
@@ -230,23 +244,72 @@ mod tests {
         format!("model=.={model};.;label=.={label};.;{TOP_LABEL_TOTAL}")
     }
 
-    fn outcome(name: &str) -> String {
-        format!("outcome=.={name};.;{RESPONSES_TOTAL}")
+    fn top_score(model: &str, label: &str) -> String {
+        format!("model=.={model};.;label=.={label};.;{TOP_SCORE_PERCENT}")
+    }
+
+    fn outcome(model: &str, name: &str) -> String {
+        format!("model=.={model};.;outcome=.={name};.;{RESPONSES_TOTAL}")
+    }
+
+    fn duration(model: &str) -> String {
+        format!("model=.={model};.;{REQUEST_DURATION_MS}")
     }
 
     #[test]
-    fn outcome_counters_and_histograms_are_defined_up_front() {
+    fn a_models_series_are_defined_together_at_zero() {
         let compiled = config("{}");
         let mut host = FakeHost::default();
-        EmotionMetrics::define(&compiled, &mut host);
+        let mut metrics = EmotionMetrics::define(&compiled, &mut host);
+        assert!(host.names.is_empty(), "nothing before a model is seen");
+        let verdict = Verdict {
+            outcome: Outcome::ClientError,
+            predictions: Vec::new(),
+        };
+        metrics.count(&verdict, "bert", Some(12), &compiled.labels, &mut host);
         for o in Outcome::ALL {
-            assert_eq!(host.counter(&outcome(o.as_str())), 0);
+            let want = u64::from(o == Outcome::ClientError);
+            assert_eq!(host.counter(&outcome("bert", o.as_str())), want);
         }
         for label in compiled.labels.names() {
-            let name = format!("label=.={label};.;{TOP_SCORE_PERCENT}");
-            assert!(host.names.contains(&(MetricKind::Histogram, name)));
+            assert_eq!(host.counter(&top_label("bert", label)), 0);
+            assert!(host
+                .names
+                .contains(&(MetricKind::Histogram, top_score("bert", label))));
         }
-        assert_eq!(host.names.len(), 6 + 7);
+        assert_eq!(host.samples(&duration("bert")), vec![12]);
+        assert_eq!(host.names.len(), 10 + 7 + 7 + 1);
+    }
+
+    /// Three predictions and one 500 on one model: four latencies, one `5xx`.
+    #[test]
+    fn every_response_has_its_latency_and_outcome_under_its_model() {
+        let compiled = config("{}");
+        let mut host = FakeHost::default();
+        let mut metrics = EmotionMetrics::define(&compiled, &mut host);
+        for ms in [40, 55, 61] {
+            metrics.count(
+                &counted(&[("joy", Some(0.9))]),
+                "bert",
+                Some(ms),
+                &compiled.labels,
+                &mut host,
+            );
+        }
+        let failed = Verdict {
+            outcome: Outcome::ServerError,
+            predictions: Vec::new(),
+        };
+        metrics.count(&failed, "bert", Some(3), &compiled.labels, &mut host);
+        metrics.count(&failed, "gpt", None, &compiled.labels, &mut host);
+        assert_eq!(host.samples(&duration("bert")), vec![40, 55, 61, 3]);
+        assert_eq!(host.counter(&outcome("bert", "5xx")), 1);
+        assert_eq!(host.counter(&outcome("bert", "counted")), 3);
+        assert_eq!(host.counter(&outcome("gpt", "5xx")), 1);
+        assert!(
+            host.samples(&duration("gpt")).is_empty(),
+            "no time, no sample"
+        );
     }
 
     #[test]
@@ -260,10 +323,11 @@ mod tests {
             ("sadness", Some(0.7)),
             ("boredom", Some(0.9)),
         ]);
-        metrics.count(&verdict, || "bert".into(), &compiled.labels, &mut host);
+        metrics.count(&verdict, "bert", None, &compiled.labels, &mut host);
         metrics.count(
             &counted(&[("joy", None)]),
-            || "bert".into(),
+            "bert",
+            None,
             &compiled.labels,
             &mut host,
         );
@@ -272,15 +336,9 @@ mod tests {
         assert_eq!(host.counter(&top_label("bert", "other")), 1);
         // Every label of a counted model exists, at zero when never predicted.
         assert_eq!(host.counter(&top_label("bert", "fear")), 0);
-        assert_eq!(host.counter(&outcome("counted")), 2);
-        assert_eq!(
-            host.samples(&format!("label=.=joy;.;{TOP_SCORE_PERCENT}")),
-            vec![98, 50]
-        );
-        assert_eq!(
-            host.samples(&format!("label=.=other;.;{TOP_SCORE_PERCENT}")),
-            vec![90]
-        );
+        assert_eq!(host.counter(&outcome("bert", "counted")), 2);
+        assert_eq!(host.samples(&top_score("bert", "joy")), vec![98, 50]);
+        assert_eq!(host.samples(&top_score("bert", "other")), vec![90]);
     }
 
     #[test]
@@ -294,12 +352,9 @@ mod tests {
             ("fear", Some(1.0)),
             ("fear", Some(0.0)),
         ]);
-        metrics.count(&verdict, || "m".into(), &compiled.labels, &mut host);
+        metrics.count(&verdict, "m", None, &compiled.labels, &mut host);
         assert_eq!(host.counter(&top_label("m", "fear")), 4);
-        assert_eq!(
-            host.samples(&format!("label=.=fear;.;{TOP_SCORE_PERCENT}")),
-            vec![100, 0]
-        );
+        assert_eq!(host.samples(&top_score("m", "fear")), vec![100, 0]);
     }
 
     #[test]
@@ -307,21 +362,16 @@ mod tests {
         let compiled = config("{}");
         let mut host = FakeHost::default();
         let mut metrics = EmotionMetrics::define(&compiled, &mut host);
-        let defined = host.names.len();
         for o in Outcome::ALL.into_iter().filter(|o| *o != Outcome::Counted) {
             let verdict = Verdict {
                 outcome: o,
                 predictions: Vec::new(),
             };
-            let model = || panic!("an uncounted response must not take a model slot");
-            metrics.count(&verdict, model, &compiled.labels, &mut host);
-            assert_eq!(host.counter(&outcome(o.as_str())), 1);
+            metrics.count(&verdict, "bert", None, &compiled.labels, &mut host);
+            assert_eq!(host.counter(&outcome("bert", o.as_str())), 1);
         }
-        assert_eq!(
-            host.names.len(),
-            defined,
-            "no model series for uncounted responses"
-        );
+        assert!(host.counters.len() == Outcome::ALL.len() - 1);
+        assert!(host.samples.is_empty());
     }
 
     #[test]
@@ -334,7 +384,7 @@ mod tests {
             ("sadness", Some(0.8)),
             ("boredom", None),
         ]);
-        metrics.count(&verdict, || "bert".into(), &compiled.labels, &mut host);
+        metrics.count(&verdict, "bert", None, &compiled.labels, &mut host);
         assert_eq!(host.counter("sadness"), 2);
         assert_eq!(host.counter("joy"), 0);
         assert!(host.id_of("other").is_none(), "no bare `other` counter");
@@ -350,12 +400,13 @@ mod tests {
             labels.iter().map(|l| (l.as_str(), Some(0.5))).collect();
         metrics.count(
             &counted(&predictions),
-            || "bert".into(),
+            "bert",
+            None,
             &compiled.labels,
             &mut host,
         );
         assert_eq!(host.counter(&top_label("bert", "other")), 5000);
-        assert_eq!(host.names.len(), 6 + 7 + 7);
+        assert_eq!(host.names.len(), 10 + 7 + 7 + 1);
     }
 
     #[test]
@@ -368,7 +419,8 @@ mod tests {
         let mut metrics = EmotionMetrics::define(&compiled, &mut host);
         metrics.count(
             &counted(&[("joy", Some(0.9))]),
-            || "bert".into(),
+            "bert",
+            Some(5),
             &compiled.labels,
             &mut host,
         );
