@@ -118,7 +118,7 @@ fn play(response: &Response<'_>, chunk_sizes: &[usize]) -> Verdict {
         }
     }
     tracker
-        .finish()
+        .finish(None)
         .expect("a response whose headers were seen gets a verdict")
 }
 
@@ -155,12 +155,22 @@ fuzz_target!(|data: &[u8]| {
         && matches!(response.end, End::EndOfStream | End::Trailers)
         && response.body.len() <= MAX_BODY_BYTES
     {
-        let expected = match read_top_predictions(response.body) {
+        let expected = match read_top_predictions(response.body, None) {
             Ok(predictions) => (Outcome::Counted, predictions),
             Err(ReadError::Malformed) => (Outcome::ParseError, Vec::new()),
             Err(ReadError::NoPrediction) => (Outcome::NoPrediction, Vec::new()),
+            Err(ReadError::ShapeMismatch) => (Outcome::ShapeMismatch, Vec::new()),
         };
         assert_eq!((verdict.outcome, verdict.predictions.clone()), expected);
+    }
+
+    // Numbers read as class indices and score vectors: any outcome, never a panic.
+    let classes: Vec<String> = ["joy", "sadness", "anger"]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    if let Ok(predictions) = read_top_predictions(response.body, Some(&classes)) {
+        assert!(!predictions.is_empty());
     }
 
     CONFIG.with(|config| {

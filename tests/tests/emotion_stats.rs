@@ -105,12 +105,13 @@ fn sum_of(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64
     (!matching.is_empty()).then(|| matching.iter().sum())
 }
 
-const OUTCOMES: [&str; 10] = [
+const OUTCOMES: [&str; 11] = [
     "counted",
     "not_json",
     "parse_error",
     "too_large",
     "no_prediction",
+    "shape_mismatch",
     "4xx",
     "5xx",
     "timeout",
@@ -214,6 +215,72 @@ fn every_response_has_its_latency_and_outcome_under_its_model() {
         )),
         "buckets up to a minute:\n{text}"
     );
+}
+
+/// Classifiers that answer with numbers: a KServe v1 class index and a v2 FP32 probability
+/// tensor, named by `labelsByIndex` (top level, and a model's own list), and a vector that does
+/// not fit the list.
+#[test]
+fn class_indices_and_score_tensors_count_their_labels_by_index() {
+    let upstream = ModelServer::start().unwrap();
+    let config = json!({
+        "labelsByIndex": ["anger", "fear", "joy", "love", "sadness", "surprise"],
+        "models": {"sentiment": {"labelsByIndex": ["sadness", "joy"]}}
+    });
+    let envoy = start_envoy(upstream.addr(), config, 1);
+    let answer = |body: &str, path: &str| {
+        upstream.set_response(Some(CannedResponse {
+            status: 200,
+            content_type: "application/json".into(),
+            body: body.as_bytes().to_vec(),
+        }));
+        let response = http::send("POST", &envoy.url(path), &[JSON], b"{}").unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.body,
+            body.as_bytes(),
+            "the answer passes unchanged"
+        );
+    };
+    answer(r#"{"predictions": [4, 2]}"#, "/v1/models/emotions:predict");
+    answer(
+        r#"{"model_name": "emotions", "outputs": [{"name": "probs", "datatype": "FP32",
+           "shape": [1, 6], "data": [0.05, 0.05, 0.1, 0.7, 0.05, 0.05]}]}"#,
+        "/v2/models/emotions/infer",
+    );
+    answer(
+        r#"{"predictions": [[0.9, 0.1]]}"#,
+        "/v1/models/sentiment:predict",
+    );
+    answer(
+        r#"{"predictions": [[0.2, 0.3, 0.5]]}"#,
+        "/v1/models/sentiment:predict",
+    );
+
+    let stats = samples(&envoy);
+    let top = |model: &str, label: &str| {
+        value(
+            &stats,
+            "emotion_stats_top_label_total",
+            &[("model", model), ("label", label)],
+        )
+    };
+    assert_eq!(top("emotions", "sadness"), Some(1.0));
+    assert_eq!(top("emotions", "joy"), Some(1.0));
+    assert_eq!(top("emotions", "love"), Some(1.0));
+    assert_eq!(top("emotions", "anger"), Some(0.0));
+    assert_eq!(top("sentiment", "sadness"), Some(1.0));
+    assert_eq!(top("sentiment", "joy"), Some(0.0));
+    let responses = |model: &str, outcome: &str| {
+        value(
+            &stats,
+            "emotion_stats_responses_total",
+            &[("model", model), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(responses("emotions", "counted"), Some(2.0));
+    assert_eq!(responses("sentiment", "counted"), Some(1.0));
+    assert_eq!(responses("sentiment", "shape_mismatch"), Some(1.0));
 }
 
 #[test]

@@ -36,6 +36,22 @@ pub struct Config {
     /// walkthrough's stats plugin did (`sadness{} 6` on `/stats/prometheus`).
     #[serde(default)]
     pub legacy_label_counters: bool,
+    /// The class names of models that answer with numbers (class indices, score vectors), in
+    /// index order: entry `i` is the label of class `i`.
+    #[serde(default)]
+    pub labels_by_index: Option<Vec<String>>,
+    /// Per model name (as in the request path): settings that replace the top-level ones.
+    #[serde(default)]
+    pub models: std::collections::BTreeMap<String, ModelConfig>,
+}
+
+/// What one model overrides.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelConfig {
+    /// This model's class names in index order, instead of the top-level `labelsByIndex`.
+    pub labels_by_index: Vec<String>,
 }
 
 fn default_paths() -> Vec<String> {
@@ -62,6 +78,10 @@ const MAX_BODY_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 const MAX_MODELS_LIMIT: u32 = 1000;
 const MAX_LABELS: usize = 64;
 const MAX_LABEL_LEN: usize = 64;
+/// Longest `labelsByIndex` (ImageNet has 1,000 classes, some detectors a few thousand).
+const MAX_CLASSES: usize = 10_000;
+/// Most `models` entries.
+const MAX_MODEL_OVERRIDES: usize = 1_000;
 
 /// How request paths are normalized before `paths` is matched (and checked against).
 pub const PATH_NORMALIZATION: PathNormalization = PathNormalization::MergeSlashes;
@@ -78,6 +98,19 @@ pub struct Compiled {
     pub max_body_bytes: usize,
     pub max_models: usize,
     pub legacy_label_counters: bool,
+    labels_by_index: Option<Vec<String>>,
+    model_labels_by_index: hashbrown::HashMap<String, Vec<String>>,
+}
+
+impl Compiled {
+    /// The class names for the numeric answers of `model` (from the request path): its own
+    /// `models` entry, else the top-level `labelsByIndex`.
+    pub fn labels_by_index(&self, model: Option<&str>) -> Option<&[String]> {
+        model
+            .and_then(|name| self.model_labels_by_index.get(name))
+            .or(self.labels_by_index.as_ref())
+            .map(Vec::as_slice)
+    }
 }
 
 /// The configured labels plus `other`, each known by its index.
@@ -137,13 +170,55 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
     }
     let max_models = usize::try_from(config.max_models)
         .map_err(|_| ConfigError::new("maxModels", "too large for this platform"))?;
+    let labels_by_index = config
+        .labels_by_index
+        .map(|classes| compile_classes("labelsByIndex", classes))
+        .transpose()?;
+    if config.models.len() > MAX_MODEL_OVERRIDES {
+        return Err(ConfigError::new(
+            "models",
+            format!("must list at most {MAX_MODEL_OVERRIDES} models"),
+        ));
+    }
+    let mut model_labels_by_index = hashbrown::HashMap::new();
+    for (name, model) in config.models {
+        if name.is_empty() {
+            return Err(ConfigError::new("models", "a model name must not be empty"));
+        }
+        let classes = compile_classes(
+            &format!("models.{name}.labelsByIndex"),
+            model.labels_by_index,
+        )?;
+        model_labels_by_index.insert(name, classes);
+    }
     Ok(Compiled {
         paths,
         labels,
         max_body_bytes,
         max_models,
         legacy_label_counters: config.legacy_label_counters,
+        labels_by_index,
+        model_labels_by_index,
     })
+}
+
+/// A `labelsByIndex` list: 1 to [`MAX_CLASSES`] non-empty names. Names may repeat (two classes
+/// can be counted under one label); each is counted under the configured label it equals
+/// ignoring case, else `other`, like any predicted label.
+fn compile_classes(field: &str, classes: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if classes.is_empty() || classes.len() > MAX_CLASSES {
+        return Err(ConfigError::new(
+            field,
+            format!("must list between 1 and {MAX_CLASSES} class names"),
+        ));
+    }
+    if let Some(at) = classes.iter().position(String::is_empty) {
+        return Err(ConfigError::new(
+            format!("{field}[{at}]"),
+            "a class name must not be empty",
+        ));
+    }
+    Ok(classes)
 }
 
 fn compile_labels(labels: Vec<String>) -> Result<LabelSet, ConfigError> {
@@ -290,6 +365,44 @@ mod tests {
             }
             compile_json(&plugin_config.to_string()).unwrap();
         }
+    }
+
+    #[test]
+    fn labels_by_index_per_model_overrides_the_top_level_list() {
+        let compiled = compile_json(
+            r#"{"labelsByIndex": ["sadness", "joy"],
+                "models": {"resnet": {"labelsByIndex": ["cat", "dog", "cat"]}}}"#,
+        )
+        .unwrap();
+        let names = |model| compiled.labels_by_index(model).map(<[String]>::to_vec);
+        assert_eq!(
+            names(Some("bert")),
+            Some(vec!["sadness".into(), "joy".into()])
+        );
+        assert_eq!(names(None), Some(vec!["sadness".into(), "joy".into()]));
+        assert_eq!(
+            names(Some("resnet")),
+            Some(vec!["cat".into(), "dog".into(), "cat".into()])
+        );
+        assert_eq!(
+            compile_json("{}").unwrap().labels_by_index(Some("bert")),
+            None
+        );
+        let field = |json: &str| compile_json(json).unwrap_err().field;
+        assert_eq!(field(r#"{"labelsByIndex": []}"#), "labelsByIndex");
+        assert_eq!(field(r#"{"labelsByIndex": ["a", ""]}"#), "labelsByIndex[1]");
+        assert_eq!(
+            field(r#"{"models": {"m": {"labelsByIndex": []}}}"#),
+            "models.m.labelsByIndex"
+        );
+        assert_eq!(
+            field(r#"{"models": {"m": {"labels": ["a"]}}}"#),
+            "models.m.labels"
+        );
+        assert_eq!(
+            field(r#"{"models": {"": {"labelsByIndex": ["a"]}}}"#),
+            "models"
+        );
     }
 
     /// The histogram annotation users copy is the bucket list the harness renders.

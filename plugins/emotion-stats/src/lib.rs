@@ -167,7 +167,8 @@ impl HttpContext for Exchange {
         let Some(tracked) = self.tracked.take() else {
             return;
         };
-        let Some(mut verdict) = tracked.response.finish() else {
+        let by_index = self.state.config.labels_by_index(tracked.model.as_deref());
+        let Some(mut verdict) = tracked.response.finish(by_index) else {
             return;
         };
         if verdict.outcome.wants_code_details() {

@@ -8,6 +8,13 @@
 //! - KServe v2 / Open Inference Protocol `{"outputs": [...]}`: the first output whose data are all
 //!   strings holds the labels, a numeric output of the same length (if any) their scores.
 //!
+//! With a `labelsByIndex` list, numbers are read as well: a v1 instance that is a class index
+//! (`{"predictions": [3]}`) or a score vector (`{"predictions": [[0.1, 0.7, ...]]}`, argmax), and
+//! a v2 numeric output without a string one (`{"datatype": "FP32", "shape": [N, K], "data": ...}`:
+//! N score vectors; an integer datatype with shape `[N]` or `[N, 1]`: N class indices). An index
+//! outside the list or a vector whose length is not the list's is [`ReadError::ShapeMismatch`],
+//! never a guess.
+//!
 //! The top candidate is the one with the highest finite score; a candidate with a score beats one
 //! without; on a tie the first one listed wins, so the result never depends on anything but the body.
 
@@ -30,17 +37,23 @@ pub enum ReadError {
     Malformed,
     /// Valid JSON without any recognizable prediction.
     NoPrediction,
+    /// Class indices or score vectors that do not fit the `labelsByIndex` list.
+    ShapeMismatch,
 }
 
 /// Deepest array nesting flattened in an Open Inference Protocol `data` field; deeper is ignored.
 const MAX_DATA_DEPTH: usize = 4;
 
-/// The top prediction of every instance in `body`, in order.
-pub fn read_top_predictions(body: &[u8]) -> Result<Vec<TopPrediction>, ReadError> {
+/// The top prediction of every instance in `body`, in order. `by_index` names the classes of
+/// numeric outputs (`labelsByIndex`); without it numbers are not predictions.
+pub fn read_top_predictions(
+    body: &[u8],
+    by_index: Option<&[String]>,
+) -> Result<Vec<TopPrediction>, ReadError> {
     let predictions = match serde_json::from_slice::<KserveV1>(body) {
         Ok(KserveV1(predictions)) => predictions,
         // Any other shape, and anything malformed, gets the general reading.
-        Err(_) => read_any_shape(body)?,
+        Err(_) => read_any_shape(body, by_index)?,
     };
     if predictions.is_empty() {
         Err(ReadError::NoPrediction)
@@ -51,13 +64,16 @@ pub fn read_top_predictions(body: &[u8]) -> Result<Vec<TopPrediction>, ReadError
 
 /// Every shape of the module documentation, through a `serde_json::Value`. That tree costs an
 /// allocation per object, key and string, which is why [`KserveV1`] comes first.
-fn read_any_shape(body: &[u8]) -> Result<Vec<TopPrediction>, ReadError> {
+fn read_any_shape(
+    body: &[u8],
+    by_index: Option<&[String]>,
+) -> Result<Vec<TopPrediction>, ReadError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| ReadError::Malformed)?;
-    Ok(match &value {
-        Value::Object(map) => from_object(map),
-        Value::Array(_) => instances(&value),
-        _ => Vec::new(),
-    })
+    match &value {
+        Value::Object(map) => from_object(map, by_index),
+        Value::Array(_) => instances(&value, by_index),
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// The fast path, for the answer of a KServe v1 classifier and nothing else:
@@ -302,34 +318,83 @@ impl<'de> Deserialize<'de> for Score {
     }
 }
 
-fn from_object(map: &Map<String, Value>) -> Vec<TopPrediction> {
+fn from_object(
+    map: &Map<String, Value>,
+    by_index: Option<&[String]>,
+) -> Result<Vec<TopPrediction>, ReadError> {
     if let Some(predictions) = map.get("predictions") {
-        instances(predictions)
+        instances(predictions, by_index)
     } else if let Some(outputs) = map.get("outputs") {
-        open_inference_outputs(outputs)
+        open_inference_outputs(outputs, by_index)
     } else {
-        instance(map).into_iter().collect()
+        Ok(instance(map).into_iter().collect())
     }
 }
 
 /// A list of instances (or one instance given without its list).
-fn instances(value: &Value) -> Vec<TopPrediction> {
+fn instances(value: &Value, by_index: Option<&[String]>) -> Result<Vec<TopPrediction>, ReadError> {
+    let mut predictions = Vec::new();
     match value {
-        Value::Array(items) => items.iter().filter_map(instance_value).collect(),
-        other => instance_value(other).into_iter().collect(),
+        Value::Array(items) => {
+            for item in items {
+                predictions.extend(instance_value(item, by_index)?);
+            }
+        }
+        other => predictions.extend(instance_value(other, by_index)?),
     }
+    Ok(predictions)
 }
 
-fn instance_value(value: &Value) -> Option<TopPrediction> {
-    match value {
-        Value::String(label) => Some(TopPrediction {
+fn instance_value(
+    value: &Value,
+    by_index: Option<&[String]>,
+) -> Result<Option<TopPrediction>, ReadError> {
+    Ok(match (value, by_index) {
+        (Value::String(label), _) => Some(TopPrediction {
             label: label.clone(),
             score: None,
         }),
-        Value::Object(map) => instance(map),
-        Value::Array(candidates) => top_of(candidates.iter().filter_map(candidate)),
+        (Value::Object(map), _) => instance(map),
+        (Value::Number(_), Some(names)) => Some(by_class_index(value, names)?),
+        (Value::Array(items), Some(names))
+            if !items.is_empty() && items.iter().all(Value::is_number) =>
+        {
+            Some(argmax(&items.iter().collect::<Vec<_>>(), names)?)
+        }
+        (Value::Array(candidates), _) => top_of(candidates.iter().filter_map(candidate)),
         _ => None,
+    })
+}
+
+/// A class index: a non-negative whole number inside the list.
+fn by_class_index(value: &Value, names: &[String]) -> Result<TopPrediction, ReadError> {
+    let index = value
+        .as_u64()
+        .or_else(|| {
+            let float = value.as_f64()?;
+            (float >= 0.0 && float.fract() == 0.0 && float < 1e15).then_some(float as u64)
+        })
+        .ok_or(ReadError::ShapeMismatch)?;
+    let label = usize::try_from(index)
+        .ok()
+        .and_then(|at| names.get(at))
+        .ok_or(ReadError::ShapeMismatch)?;
+    Ok(TopPrediction {
+        label: label.clone(),
+        score: None,
+    })
+}
+
+/// The class of the highest finite score (the first on a tie) of a vector as long as the list.
+fn argmax(scores: &[&Value], names: &[String]) -> Result<TopPrediction, ReadError> {
+    if scores.len() != names.len() {
+        return Err(ReadError::ShapeMismatch);
     }
+    let candidates = names.iter().zip(scores).map(|(name, score)| TopPrediction {
+        label: name.clone(),
+        score: finite_score(score),
+    });
+    top_of(candidates).ok_or(ReadError::ShapeMismatch)
 }
 
 fn instance(map: &Map<String, Value>) -> Option<TopPrediction> {
@@ -388,16 +453,22 @@ fn beats(challenger: &TopPrediction, current: &TopPrediction) -> bool {
     }
 }
 
-fn open_inference_outputs(outputs: &Value) -> Vec<TopPrediction> {
+fn open_inference_outputs(
+    outputs: &Value,
+    by_index: Option<&[String]>,
+) -> Result<Vec<TopPrediction>, ReadError> {
     let Some(outputs) = outputs.as_array() else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let flattened: Vec<Vec<&Value>> = outputs.iter().map(flat_data).collect();
     let Some(labels_at) = flattened
         .iter()
         .position(|data| !data.is_empty() && data.iter().all(|v| v.is_string()))
     else {
-        return Vec::new();
+        return match by_index {
+            Some(names) => numeric_output(outputs, &flattened, names),
+            None => Ok(Vec::new()),
+        };
     };
     let labels = flattened
         .get(labels_at)
@@ -407,7 +478,7 @@ fn open_inference_outputs(outputs: &Value) -> Vec<TopPrediction> {
         (at != labels_at && data.len() == labels.len() && data.iter().all(|v| v.is_number()))
             .then_some(data)
     });
-    labels
+    Ok(labels
         .iter()
         .enumerate()
         .filter_map(|(at, label)| {
@@ -416,7 +487,46 @@ fn open_inference_outputs(outputs: &Value) -> Vec<TopPrediction> {
                 score: scores.and_then(|s| s.get(at)).and_then(|v| finite_score(v)),
             })
         })
-        .collect()
+        .collect())
+}
+
+/// The first all-numeric output of a v2 answer, read with `labelsByIndex`: `shape [N, K]` with K
+/// the list's length is N score vectors; an integer datatype with `shape [N]` or `[N, 1]` is N
+/// class indices. Anything else does not fit the list.
+fn numeric_output(
+    outputs: &[Value],
+    flattened: &[Vec<&Value>],
+    names: &[String],
+) -> Result<Vec<TopPrediction>, ReadError> {
+    let Some((output, data)) = outputs
+        .iter()
+        .zip(flattened)
+        .find(|(_, data)| !data.is_empty() && data.iter().all(|v| v.is_number()))
+    else {
+        return Ok(Vec::new());
+    };
+    let shape: Vec<u64> = output
+        .get("shape")
+        .and_then(Value::as_array)
+        .map(|dims| dims.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let integers = output
+        .get("datatype")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("INT") || t.starts_with("UINT"));
+    let count = u64::try_from(data.len()).unwrap_or(u64::MAX);
+    let classes = u64::try_from(names.len()).unwrap_or(u64::MAX);
+    match shape.as_slice() {
+        [n] | [n, 1] if integers && *n == count => data
+            .iter()
+            .map(|value| by_class_index(value, names))
+            .collect(),
+        [.., k] if *k == classes && shape.iter().product::<u64>() == count => data
+            .chunks(names.len().max(1))
+            .map(|row| argmax(row, names))
+            .collect(),
+        _ => Err(ReadError::ShapeMismatch),
+    }
 }
 
 /// The `data` of one output, nested arrays flattened in row-major order.
@@ -452,7 +562,7 @@ mod tests {
     }
 
     fn read(body: &str) -> Result<Vec<TopPrediction>, ReadError> {
-        read_top_predictions(body.as_bytes())
+        read_top_predictions(body.as_bytes(), None)
     }
 
     /// The body the BERT emotion walkthrough shows for "Istio is lovely"-style requests (KServe
@@ -603,7 +713,7 @@ mod tests {
         assert_eq!(read(""), Err(ReadError::Malformed));
         assert_eq!(read("<html>"), Err(ReadError::Malformed));
         assert_eq!(
-            read_top_predictions(&[0xff, 0xfe, 0x00]),
+            read_top_predictions(&[0xff, 0xfe, 0x00], None),
             Err(ReadError::Malformed)
         );
         for cut in 0..SEED_BODY.len() {
@@ -621,7 +731,7 @@ mod tests {
     /// anything else).
     #[test]
     fn fast_path_agrees_with_the_general_reading() {
-        let general = |body: &str| match read_any_shape(body.as_bytes()) {
+        let general = |body: &str| match read_any_shape(body.as_bytes(), None) {
             Ok(predictions) if predictions.is_empty() => Err(ReadError::NoPrediction),
             other => other,
         };
@@ -681,8 +791,8 @@ mod tests {
             .map(|b| if *b == b'X' { 0xff } else { *b })
             .collect::<Vec<u8>>();
         assert_eq!(
-            read_top_predictions(&broken_utf8),
-            read_any_shape(&broken_utf8)
+            read_top_predictions(&broken_utf8, None),
+            read_any_shape(&broken_utf8, None)
         );
     }
 
@@ -704,5 +814,87 @@ mod tests {
             "]".repeat(100)
         );
         assert_eq!(read(&body), Err(ReadError::NoPrediction));
+    }
+
+    fn classes(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// KServe v1 class indices and probability vectors, read with `labelsByIndex`.
+    #[test]
+    fn v1_indices_and_score_vectors_with_labels_by_index() {
+        let names = classes(&["sadness", "joy", "love"]);
+        let read = |body: &str| read_top_predictions(body.as_bytes(), Some(&names));
+        assert_eq!(
+            read(r#"{"predictions": [1, 0, 2.0]}"#),
+            Ok(vec![
+                top("joy", None),
+                top("sadness", None),
+                top("love", None)
+            ])
+        );
+        assert_eq!(
+            read(r#"{"predictions": [[0.1, 0.7, 0.2], [0.5, 0.2, 0.5]]}"#),
+            Ok(vec![top("joy", Some(0.7)), top("sadness", Some(0.5))])
+        );
+        // Never guessed: outside the list, negative, fractional, or a vector of another length.
+        for body in [
+            r#"{"predictions": [3]}"#,
+            r#"{"predictions": [-1]}"#,
+            r#"{"predictions": [1.5]}"#,
+            r#"{"predictions": [[0.1, 0.9]]}"#,
+            r#"{"predictions": [1, [0.1, 0.2, 0.3, 0.4]]}"#,
+        ] {
+            assert_eq!(read(body), Err(ReadError::ShapeMismatch), "{body}");
+        }
+        // Labels in the body still win over numbers; without the list numbers are no prediction.
+        assert_eq!(
+            read(r#"{"predictions": [[{"label": "fear", "score": 0.9}]]}"#),
+            Ok(vec![top("fear", Some(0.9))])
+        );
+        assert_eq!(
+            read_top_predictions(br#"{"predictions": [1, 2]}"#, None),
+            Err(ReadError::NoPrediction)
+        );
+    }
+
+    /// KServe v2 numeric tensors: `[N, K]` score rows, integer `[N]` indices.
+    #[test]
+    fn v2_numeric_tensors_with_labels_by_index() {
+        let names = classes(&["anger", "fear", "joy", "love", "sadness", "surprise"]);
+        let read = |body: &str| read_top_predictions(body.as_bytes(), Some(&names));
+        let fp32 = r#"{"model_name": "m", "outputs": [{"name": "probs", "datatype": "FP32",
+            "shape": [2, 6], "data": [0.1, 0.1, 0.5, 0.1, 0.1, 0.1, 0, 0, 0, 0, 0.9, 0.1]}]}"#;
+        assert_eq!(
+            read(fp32),
+            Ok(vec![top("joy", Some(0.5)), top("sadness", Some(0.9))])
+        );
+        let nested = r#"{"outputs": [{"name": "p", "datatype": "FP32", "shape": [1, 6],
+            "data": [[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]]}]}"#;
+        assert_eq!(read(nested), Ok(vec![top("surprise", Some(1.0))]));
+        let indices = r#"{"outputs": [{"name": "class", "datatype": "INT64", "shape": [3],
+            "data": [4, 2, 2]}]}"#;
+        assert_eq!(
+            read(indices),
+            Ok(vec![
+                top("sadness", None),
+                top("joy", None),
+                top("joy", None)
+            ])
+        );
+        for body in [
+            // Six scores announced as five classes, a shape that does not hold the data,
+            // an index past the list, floats without a class dimension.
+            r#"{"outputs": [{"datatype": "FP32", "shape": [1, 5], "data": [0, 0, 0, 0, 1, 0]}]}"#,
+            r#"{"outputs": [{"datatype": "FP32", "shape": [2, 6], "data": [0, 0, 0, 0, 1, 0]}]}"#,
+            r#"{"outputs": [{"datatype": "INT32", "shape": [1], "data": [6]}]}"#,
+            r#"{"outputs": [{"datatype": "FP32", "shape": [3], "data": [0.1, 0.2, 0.7]}]}"#,
+        ] {
+            assert_eq!(read(body), Err(ReadError::ShapeMismatch), "{body}");
+        }
+        // A string output is still the labels, whatever the list says.
+        let labelled = r#"{"outputs": [{"name": "label", "datatype": "BYTES", "shape": [1],
+            "data": ["fear"]}, {"name": "score", "datatype": "FP32", "shape": [1], "data": [0.8]}]}"#;
+        assert_eq!(read(labelled), Ok(vec![top("fear", Some(0.8))]));
     }
 }

@@ -17,6 +17,8 @@ pub enum Outcome {
     TooLarge,
     /// 2xx JSON without a recognizable prediction.
     NoPrediction,
+    /// 2xx class indices or score vectors that do not fit the `labelsByIndex` list.
+    ShapeMismatch,
     /// A 4xx status.
     ClientError,
     /// A 5xx status (Envoy's own 503 when it found no healthy upstream included).
@@ -30,12 +32,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Counted,
         Outcome::NotJson,
         Outcome::ParseError,
         Outcome::TooLarge,
         Outcome::NoPrediction,
+        Outcome::ShapeMismatch,
         Outcome::ClientError,
         Outcome::ServerError,
         Outcome::Timeout,
@@ -51,6 +54,7 @@ impl Outcome {
             Outcome::ParseError => "parse_error",
             Outcome::TooLarge => "too_large",
             Outcome::NoPrediction => "no_prediction",
+            Outcome::ShapeMismatch => "shape_mismatch",
             Outcome::ClientError => "4xx",
             Outcome::ServerError => "5xx",
             Outcome::Timeout => "timeout",
@@ -68,6 +72,7 @@ impl Outcome {
                 | Outcome::ParseError
                 | Outcome::TooLarge
                 | Outcome::NoPrediction
+                | Outcome::ShapeMismatch
         )
     }
 
@@ -190,8 +195,8 @@ impl ResponseTracker {
     }
 
     /// The verdict once the stream is over; `None` if no response headers were ever seen (there
-    /// was no response to count).
-    pub fn finish(self) -> Option<Verdict> {
+    /// was no response to count). `by_index` is the model's `labelsByIndex`, if any.
+    pub fn finish(self, by_index: Option<&[String]>) -> Option<Verdict> {
         let outcome = match self.body {
             Body::AwaitingHeaders => return None,
             Body::Skipped(outcome) => outcome,
@@ -199,13 +204,14 @@ impl ResponseTracker {
             Body::TooLarge => Outcome::TooLarge,
             Body::Unreadable => Outcome::ParseError,
             Body::Copying(copy) => {
-                return Some(match read_top_predictions(&copy) {
+                return Some(match read_top_predictions(&copy, by_index) {
                     Ok(predictions) => Verdict {
                         outcome: Outcome::Counted,
                         predictions,
                     },
                     Err(ReadError::Malformed) => verdict(Outcome::ParseError),
                     Err(ReadError::NoPrediction) => verdict(Outcome::NoPrediction),
+                    Err(ReadError::ShapeMismatch) => verdict(Outcome::ShapeMismatch),
                 })
             }
         };
@@ -260,7 +266,7 @@ mod tests {
             }
         }
         tracker.on_end_of_stream();
-        tracker.finish().unwrap()
+        tracker.finish(None).unwrap()
     }
 
     #[test]
@@ -309,7 +315,7 @@ mod tests {
         assert!(!tracker.wants_chunk(5));
         assert!(!tracker.wants_chunk(1));
         tracker.on_end_of_stream();
-        assert_eq!(tracker.finish(), Some(verdict(Outcome::TooLarge)));
+        assert_eq!(tracker.finish(None), Some(verdict(Outcome::TooLarge)));
     }
 
     #[test]
@@ -321,7 +327,7 @@ mod tests {
         }
         assert!(matches!(tracker.body, Body::TooLarge));
         tracker.on_end_of_stream();
-        assert_eq!(tracker.finish(), Some(verdict(Outcome::TooLarge)));
+        assert_eq!(tracker.finish(None), Some(verdict(Outcome::TooLarge)));
     }
 
     #[test]
@@ -330,7 +336,7 @@ mod tests {
         assert!(tracker.wants_chunk(2));
         tracker.on_body_chunk(Some(b"12345"));
         tracker.on_end_of_stream();
-        assert_eq!(tracker.finish(), Some(verdict(Outcome::TooLarge)));
+        assert_eq!(tracker.finish(None), Some(verdict(Outcome::TooLarge)));
     }
 
     #[test]
@@ -357,7 +363,7 @@ mod tests {
             assert!(!tracker.wants_chunk(SEED_BODY.len()));
             tracker.on_end_of_stream();
             assert_eq!(
-                tracker.finish(),
+                tracker.finish(None),
                 Some(verdict(outcome)),
                 "{status:?} {content_type:?}"
             );
@@ -384,7 +390,7 @@ mod tests {
             }
             tracker.on_end_of_stream();
             assert_eq!(
-                tracker.finish().map(|v| v.outcome),
+                tracker.finish(None).map(|v| v.outcome),
                 Some(outcome),
                 "{encoding:?}"
             );
@@ -416,7 +422,7 @@ mod tests {
         // Headers-only 200 JSON response: an empty body does not parse.
         let mut tracker = ResponseTracker::new(1024);
         tracker.on_headers(&json_200(), true);
-        assert_eq!(tracker.finish(), Some(verdict(Outcome::ParseError)));
+        assert_eq!(tracker.finish(None), Some(verdict(Outcome::ParseError)));
     }
 
     #[test]
@@ -426,7 +432,7 @@ mod tests {
         tracker.on_body_chunk(None);
         assert!(!tracker.wants_chunk(3));
         tracker.on_end_of_stream();
-        assert_eq!(tracker.finish(), Some(verdict(Outcome::ParseError)));
+        assert_eq!(tracker.finish(None), Some(verdict(Outcome::ParseError)));
     }
 
     #[test]
@@ -434,7 +440,7 @@ mod tests {
         let mut tracker = tracker_2xx_json(1024);
         assert!(tracker.wants_chunk(SEED_BODY.len()));
         tracker.on_body_chunk(Some(SEED_BODY));
-        assert_eq!(tracker.finish(), Some(verdict(Outcome::Reset)));
+        assert_eq!(tracker.finish(None), Some(verdict(Outcome::Reset)));
     }
 
     #[test]
@@ -483,8 +489,25 @@ mod tests {
     }
 
     #[test]
+    fn numbers_that_do_not_fit_labels_by_index_are_their_own_outcome() {
+        let names: Vec<String> = ["a", "b"].iter().map(|n| n.to_string()).collect();
+        let finish = |body: &[u8]| {
+            let mut tracker = tracker_2xx_json(1024);
+            assert!(tracker.wants_chunk(body.len()));
+            tracker.on_body_chunk(Some(body));
+            tracker.on_end_of_stream();
+            tracker.finish(Some(&names)).unwrap()
+        };
+        assert_eq!(finish(br#"{"predictions":[1]}"#).outcome, Outcome::Counted);
+        assert_eq!(
+            finish(br#"{"predictions":[[0.2,0.3,0.5]]}"#),
+            verdict(Outcome::ShapeMismatch)
+        );
+    }
+
+    #[test]
     fn no_response_headers_no_verdict() {
-        assert_eq!(ResponseTracker::new(10).finish(), None);
+        assert_eq!(ResponseTracker::new(10).finish(None), None);
     }
 
     #[test]
@@ -498,6 +521,7 @@ mod tests {
                 "parse_error",
                 "too_large",
                 "no_prediction",
+                "shape_mismatch",
                 "4xx",
                 "5xx",
                 "timeout",

@@ -278,7 +278,7 @@ mod tests {
                 .contains(&(MetricKind::Histogram, top_score("bert", label))));
         }
         assert_eq!(host.samples(&duration("bert")), vec![12]);
-        assert_eq!(host.names.len(), 10 + 7 + 7 + 1);
+        assert_eq!(host.names.len(), Outcome::ALL.len() + 7 + 7 + 1);
     }
 
     /// Three predictions and one 500 on one model: four latencies, one `5xx`.
@@ -406,7 +406,7 @@ mod tests {
             &mut host,
         );
         assert_eq!(host.counter(&top_label("bert", "other")), 5000);
-        assert_eq!(host.names.len(), 10 + 7 + 7 + 1);
+        assert_eq!(host.names.len(), Outcome::ALL.len() + 7 + 7 + 1);
     }
 
     #[test]
