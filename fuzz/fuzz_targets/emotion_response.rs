@@ -15,6 +15,7 @@ use emotion_stats::response::{Outcome, ResponseHead, ResponseTracker, Verdict};
 use emotion_stats::stats::{
     EmotionMetrics, MetricKind, MetricsHost, RESPONSES_TOTAL, TOP_LABEL_TOTAL,
 };
+use emotion_stats::usage::SseUsage;
 use libfuzzer_sys::fuzz_target;
 
 const MAX_BODY_BYTES: usize = 512;
@@ -163,6 +164,26 @@ fuzz_target!(|data: &[u8]| {
         };
         assert_eq!((verdict.outcome, verdict.predictions.clone()), expected);
     }
+
+    // The same bytes as an OpenAI-style event stream: chunk boundaries change nothing.
+    let mut whole = SseUsage::new(MAX_BODY_BYTES);
+    whole.feed(response.body);
+    let mut pieces = SseUsage::new(MAX_BODY_BYTES);
+    let mut rest = response.body;
+    for size in response
+        .chunk_sizes
+        .iter()
+        .chain(std::iter::once(&usize::MAX))
+    {
+        let (chunk, after) = rest.split_at((*size).min(rest.len()));
+        pieces.feed(chunk);
+        rest = after;
+    }
+    assert_eq!(whole.facts(), pieces.facts());
+    assert_eq!(
+        (whole.done, whole.malformed, whole.too_large),
+        (pieces.done, pieces.malformed, pieces.too_large)
+    );
 
     // Numbers read as class indices and score vectors: any outcome, never a panic.
     let classes: Vec<String> = ["joy", "sadness", "anger"]

@@ -195,6 +195,7 @@ fn serve_connection(stream: TcpStream, state: &Mutex<State>) {
         let close = request
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let stream = openai_stream(&request.method, &request.path, &request.body);
         let (status, content_type, body) = {
             let mut state = lock(state);
             if let Some(log) = &mut state.request_log {
@@ -208,6 +209,7 @@ fn serve_connection(stream: TcpStream, state: &Mutex<State>) {
             }
             state.requests.push(request.clone());
             match &state.canned {
+                _ if stream.is_some() => (200, String::new(), Vec::new()),
                 Some(canned) => (
                     canned.status,
                     canned.content_type.clone(),
@@ -223,7 +225,11 @@ fn serve_connection(stream: TcpStream, state: &Mutex<State>) {
                 }
             }
         };
-        if write_response(&mut writer, status, &content_type, &body, close).is_err() || close {
+        let written = match &stream {
+            Some(events) => write_event_stream(&mut writer, events, close),
+            None => write_response(&mut writer, status, &content_type, &body, close),
+        };
+        if written.is_err() || close {
             return;
         }
     }
@@ -343,6 +349,34 @@ fn write_response(
     writer.flush()
 }
 
+/// Pause between two events of a streamed answer, so a test can tell a stream delivered as it
+/// is produced from one held back and delivered at once.
+pub const STREAM_EVENT_GAP: Duration = Duration::from_millis(80);
+
+/// A streamed answer: `text/event-stream`, chunked, one chunk per event, [`STREAM_EVENT_GAP`]
+/// apart.
+fn write_event_stream(
+    writer: &mut impl Write,
+    events: &[String],
+    close: bool,
+) -> std::io::Result<()> {
+    let connection = if close { "connection: close\r\n" } else { "" };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n{connection}\r\n"
+    );
+    writer.write_all(head.as_bytes())?;
+    writer.flush()?;
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(STREAM_EVENT_GAP);
+        }
+        writer.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())?;
+        writer.flush()?;
+    }
+    writer.write_all(b"0\r\n\r\n")?;
+    writer.flush()
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
@@ -373,6 +407,12 @@ fn route(method: &str, target: &str, body: &[u8]) -> (u16, Value) {
             _ => not_found(path),
         },
         ("POST", ["v2", "models", model, "infer"]) => infer_v2(model, body),
+        ("POST", ["openai", "v1", "chat", "completions"] | ["v1", "chat", "completions"]) => {
+            match openai_answer(body) {
+                Ok(answer) => (200, answer.completion()),
+                Err(reason) => bad_request(reason),
+            }
+        }
         _ => not_found(path),
     }
 }
@@ -454,6 +494,108 @@ fn infer_v2(model: &str, body: &[u8]) -> (u16, Value) {
     )
 }
 
+/// An OpenAI-style chat completion: the reply names the emotion the lexicon finds in the last
+/// message; tokens are counted as words.
+struct ChatAnswer {
+    model: String,
+    reply: Vec<String>,
+    prompt_tokens: usize,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn openai_answer(body: &[u8]) -> std::result::Result<ChatAnswer, &'static str> {
+    let request: Value = serde_json::from_slice(body).map_err(|_| "body is not JSON")?;
+    let messages = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("expected \"messages\"")?;
+    let texts: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_str))
+        .collect();
+    let last = texts.last().copied().unwrap_or_default();
+    let emotion = lexicon::classify(last)
+        .first()
+        .map_or("nothing", |(label, _)| *label);
+    Ok(ChatAnswer {
+        model: request
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("demo-llm")
+            .to_string(),
+        reply: format!("I sense {emotion} in your words")
+            .split(' ')
+            .map(str::to_string)
+            .collect(),
+        prompt_tokens: texts.iter().map(|t| t.split_whitespace().count()).sum(),
+        stream: request.get("stream").and_then(Value::as_bool) == Some(true),
+        include_usage: request
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true),
+    })
+}
+
+impl ChatAnswer {
+    fn usage(&self) -> Value {
+        let completion = self.reply.len();
+        json!({"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
+               "total_tokens": self.prompt_tokens + completion})
+    }
+
+    fn completion(&self) -> Value {
+        json!({
+            "id": "chatcmpl-demo", "object": "chat.completion", "model": self.model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": self.reply.join(" ")}}],
+            "usage": self.usage(),
+        })
+    }
+
+    /// The server-sent events of the streamed answer: one per word, the usage (when asked
+    /// for), `[DONE]`.
+    fn events(&self) -> Vec<String> {
+        let chunk = |choices: Value, usage: Value| {
+            let data = json!({"id": "chatcmpl-demo", "object": "chat.completion.chunk",
+                              "model": self.model, "choices": choices, "usage": usage});
+            format!("data: {data}\n\n")
+        };
+        let mut events: Vec<String> = self
+            .reply
+            .iter()
+            .enumerate()
+            .map(|(i, word)| {
+                let content = if i == 0 {
+                    word.clone()
+                } else {
+                    format!(" {word}")
+                };
+                chunk(
+                    json!([{"index": 0, "delta": {"content": content}}]),
+                    Value::Null,
+                )
+            })
+            .collect();
+        if self.include_usage {
+            events.push(chunk(json!([]), self.usage()));
+        }
+        events.push("data: [DONE]\n\n".to_string());
+        events
+    }
+}
+
+/// The events to stream for a `stream: true` chat completion, `None` for any other request.
+fn openai_stream(method: &str, target: &str, body: &[u8]) -> Option<Vec<String>> {
+    let path = target.split('?').next().unwrap_or_default();
+    let chat = matches!(path, "/openai/v1/chat/completions" | "/v1/chat/completions");
+    if method != "POST" || !chat {
+        return None;
+    }
+    let answer = openai_answer(body).ok()?;
+    answer.stream.then(|| answer.events())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,6 +619,48 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(body["predictions"][0][0]["label"], "sadness");
         assert_eq!(body["predictions"][1][0]["label"], "fear");
+    }
+
+    #[test]
+    fn openai_chat_completions_whole_and_streamed() {
+        let request = br#"{"model":"llama-demo","messages":[{"role":"user","content":"I am so happy today"}]}"#;
+        let (status, body) = route("POST", "/openai/v1/chat/completions", request);
+        assert_eq!(status, 200);
+        assert_eq!(body["model"], "llama-demo");
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            "I sense joy in your words"
+        );
+        assert_eq!(body["usage"]["prompt_tokens"], 5);
+        assert_eq!(body["usage"]["completion_tokens"], 6);
+        assert!(openai_stream("POST", "/openai/v1/chat/completions", request).is_none());
+
+        let streamed =
+            br#"{"model":"llama-demo","stream":true,"stream_options":{"include_usage":true},
+            "messages":[{"role":"user","content":"I am so happy today"}]}"#;
+        let events = openai_stream("POST", "/v1/chat/completions", streamed).unwrap();
+        assert_eq!(events.len(), 6 + 2, "a word each, the usage, [DONE]");
+        assert!(
+            events[6].contains(r#""completion_tokens":6"#),
+            "{}",
+            events[6]
+        );
+        assert_eq!(events[7], "data: [DONE]\n\n");
+        let without_usage = br#"{"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let events = openai_stream("POST", "/v1/chat/completions", without_usage).unwrap();
+        assert!(events.iter().all(|e| !e.contains("prompt_tokens")));
+
+        // Through the socket: chunked, every event delivered.
+        let server = ModelServer::start().unwrap();
+        let url = format!("http://{}/v1/chat/completions", server.addr());
+        let response = crate::http::send("POST", &url, &[], streamed).unwrap();
+        assert_eq!(response.header("content-type"), Some("text/event-stream"));
+        assert!(
+            response.text().ends_with("data: [DONE]\n\n"),
+            "{}",
+            response.text()
+        );
+        assert_eq!(response.text().matches("data: ").count(), 8);
     }
 
     #[test]

@@ -105,13 +105,15 @@ fn sum_of(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64
     (!matching.is_empty()).then(|| matching.iter().sum())
 }
 
-const OUTCOMES: [&str; 11] = [
+const OUTCOMES: [&str; 13] = [
     "counted",
     "not_json",
     "parse_error",
     "too_large",
     "no_prediction",
     "shape_mismatch",
+    "no_usage",
+    "stream_cut",
     "4xx",
     "5xx",
     "timeout",
@@ -281,6 +283,128 @@ fn class_indices_and_score_tensors_count_their_labels_by_index() {
     assert_eq!(responses("emotions", "counted"), Some(2.0));
     assert_eq!(responses("sentiment", "counted"), Some(1.0));
     assert_eq!(responses("sentiment", "shape_mismatch"), Some(1.0));
+}
+
+/// Sends `body` to `target` on `addr` and reads the answer as it arrives: the bytes after the
+/// head, when the first server-sent event arrived, and when the whole answer had.
+fn timed_exchange(addr: &str, target: &str, body: &str) -> (Vec<u8>, Duration, Duration) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let request = format!(
+        "POST {target} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let started = Instant::now();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut first_event = None;
+    let mut buf = [0u8; 4096];
+    while !raw.ends_with(b"0\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if first_event.is_none() && raw.windows(6).any(|w| w == b"data: ") {
+            first_event = Some(started.elapsed());
+        }
+    }
+    let done = started.elapsed();
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (dechunk(&raw[head_end..]), first_event.unwrap_or(done), done)
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    loop {
+        let line_end = chunked.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = std::str::from_utf8(&chunked[..line_end]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return payload;
+        }
+        let start = line_end + 2;
+        payload.extend_from_slice(&chunked[start..start + size]);
+        chunked = &chunked[start + size + 2..];
+    }
+}
+
+/// OpenAI-style answers on `openaiPaths`: a whole one and a streamed one (with
+/// `include_usage`) add their tokens once each under the model they name; the stream passes
+/// byte for byte and event by event, never held back; a stream without usage is `no_usage`.
+#[test]
+fn openai_answers_whole_and_streamed_add_their_tokens_once() {
+    let upstream = ModelServer::start().unwrap();
+    let config = json!({"openaiPaths": ["/openai/v1/chat/completions"]});
+    let envoy = start_envoy(upstream.addr(), config, 1);
+    let chat = "/openai/v1/chat/completions";
+    let messages = json!([{"role": "user", "content": "I am so happy today"}]);
+
+    let whole = json!({"model": "llama-demo", "messages": messages}).to_string();
+    let response = http::send("POST", &envoy.url(chat), &[JSON], whole.as_bytes()).unwrap();
+    assert_eq!(response.status, 200);
+    let answer: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(answer["usage"]["completion_tokens"], 6);
+
+    let streamed = json!({"model": "llama-demo", "messages": messages, "stream": true,
+                          "stream_options": {"include_usage": true}})
+    .to_string();
+    let envoy_addr = envoy
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let (through_envoy, first_event, done) = timed_exchange(&envoy_addr, chat, &streamed);
+    let (direct, _, _) = timed_exchange(&upstream.addr().to_string(), chat, &streamed);
+    assert_eq!(
+        String::from_utf8_lossy(&through_envoy),
+        String::from_utf8_lossy(&direct),
+        "the stream's bytes pass unchanged"
+    );
+    assert!(through_envoy.ends_with(b"data: [DONE]\n\n"));
+    // 8 events 80 ms apart: the first reaches the client while the server is still writing.
+    let gap = harness::model_server::STREAM_EVENT_GAP;
+    assert!(
+        first_event + gap * 4 <= done,
+        "first event after {first_event:?}, end after {done:?}: the stream was held back"
+    );
+
+    let no_usage = json!({"model": "llama-demo", "messages": messages, "stream": true}).to_string();
+    let (_, _, _) = timed_exchange(&envoy_addr, chat, &no_usage);
+
+    let tokens = "emotion_stats_tokens_total";
+    let stats = wait_for_value(&envoy, tokens, &[("kind", "completion")], 12.0);
+    let model = "llama-demo";
+    assert_eq!(
+        value(&stats, tokens, &[("model", model), ("kind", "prompt")]),
+        Some(10.0)
+    );
+    assert_eq!(
+        value(&stats, tokens, &[("model", model), ("kind", "completion")]),
+        Some(12.0)
+    );
+    let responses = |outcome: &str| {
+        value(
+            &stats,
+            "emotion_stats_responses_total",
+            &[("model", model), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(responses("counted"), Some(2.0));
+    assert_eq!(responses("no_usage"), Some(1.0));
+    assert_eq!(
+        value(
+            &stats,
+            "emotion_stats_top_label_total",
+            &[("model", model), ("label", "joy")]
+        ),
+        Some(0.0),
+        "an LLM answer is not a prediction"
+    );
 }
 
 #[test]

@@ -29,6 +29,8 @@ pub const LABEL: Tag = Tag("label");
 /// How a plugin classified what it saw (for example a response outcome).
 pub const OUTCOME: Tag = Tag("outcome");
 
+/// What a count is of, when a metric counts several things (`prompt` or `completion` tokens).
+pub const KIND: Tag = Tag("kind");
 /// A rate limit domain (the upstream service's `domain`).
 pub const DOMAIN: Tag = Tag("domain");
 /// A rate limit rule: the upstream service's stats key of a limit.
@@ -36,7 +38,7 @@ pub const RULE: Tag = Tag("rule");
 
 /// Every tag of the collection. Tag extraction matches anywhere in a name, so no tag name may end
 /// with another one (`top_label` would also feed `label`); a unit test checks it.
-pub const ALL_TAGS: &[Tag] = &[MODEL, LABEL, OUTCOME, DOMAIN, RULE];
+pub const ALL_TAGS: &[Tag] = &[MODEL, LABEL, OUTCOME, KIND, DOMAIN, RULE];
 
 /// Longest tag value kept; longer values are cut, so a hostile path cannot make huge names.
 pub const MAX_TAG_VALUE_LEN: usize = 64;

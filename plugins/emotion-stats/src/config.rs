@@ -14,6 +14,11 @@ pub struct Config {
     #[serde(default = "default_paths")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1)))]
     pub paths: Vec<String>,
+    /// Istio path patterns of OpenAI-style endpoints (`/openai/v1/chat/completions`…): their
+    /// answers, streamed or not, are read for token usage instead of predictions. Checked
+    /// before `paths`.
+    #[serde(default)]
+    pub openai_paths: Vec<String>,
     /// The labels counted under their own name; any other predicted label counts as `other`.
     /// Letters, digits, `_` and `-`, at most 64 characters each, at most 64 labels.
     #[serde(default = "default_labels")]
@@ -94,6 +99,7 @@ pub const OTHER: &str = "other";
 #[derive(Debug)]
 pub struct Compiled {
     pub paths: PathSet,
+    pub openai_paths: PathSet,
     pub labels: LabelSet,
     pub max_body_bytes: usize,
     pub max_models: usize,
@@ -153,6 +159,7 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
         ));
     }
     let paths = PathSet::compile(&config.paths, "paths", PATH_NORMALIZATION)?;
+    let openai_paths = PathSet::compile(&config.openai_paths, "openaiPaths", PATH_NORMALIZATION)?;
     let labels = compile_labels(config.labels)?;
     if !(1..=MAX_BODY_BYTES_LIMIT).contains(&config.max_body_bytes) {
         return Err(ConfigError::new(
@@ -193,6 +200,7 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
     }
     Ok(Compiled {
         paths,
+        openai_paths,
         labels,
         max_body_bytes,
         max_models,
@@ -405,14 +413,20 @@ mod tests {
         );
     }
 
-    /// The histogram annotation users copy is the bucket list the harness renders.
+    /// The annotations users copy are the bucket list and the tags the harness renders.
     #[test]
-    fn readme_histogram_annotation_is_the_bucket_list() {
+    fn readme_annotations_are_the_bucket_list_and_every_tag() {
+        let readme = include_str!("../README.md");
         let annotation = plugin_common::metrics::histogram_buckets_annotation();
-        assert!(
-            include_str!("../README.md").contains(&annotation),
-            "README lacks {annotation}"
-        );
+        assert!(readme.contains(&annotation), "README lacks {annotation}");
+        let tags: Vec<&str> = plugin_common::metrics::ALL_TAGS
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        let annotation = format!("extraStatTags: \"{}\"", tags.join(","));
+        assert!(readme.contains(&annotation), "README lacks {annotation}");
+        let mesh_wide = format!("extraStatTags: [{}]", tags.join(", "));
+        assert!(readme.contains(&mesh_wide), "README lacks {mesh_wide}");
     }
 
     #[cfg(not(target_arch = "wasm32"))]

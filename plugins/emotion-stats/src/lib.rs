@@ -13,6 +13,8 @@ pub mod prediction;
 pub mod response;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod stats;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod usage;
 
 use models::{ModelNames, SharedModelList};
 use plugin_common::istio::normalize_path;
@@ -114,13 +116,19 @@ impl HttpContext for Exchange {
         let Ok(normalized) = normalize_path(&raw_path, config::PATH_NORMALIZATION) else {
             return Action::Continue;
         };
-        if self.state.config.paths.matches(&normalized.path) {
-            self.tracked = Some(Tracked {
-                model: models::model_from_path(&normalized.path).map(str::to_string),
-                started: hostcalls::get_current_time().ok(),
-                response: ResponseTracker::new(self.state.config.max_body_bytes),
-            });
-        }
+        let config = &self.state.config;
+        let response = if config.openai_paths.matches(&normalized.path) {
+            ResponseTracker::for_usage(config.max_body_bytes)
+        } else if config.paths.matches(&normalized.path) {
+            ResponseTracker::new(config.max_body_bytes)
+        } else {
+            return Action::Continue;
+        };
+        self.tracked = Some(Tracked {
+            model: models::model_from_path(&normalized.path).map(str::to_string),
+            started: hostcalls::get_current_time().ok(),
+            response,
+        });
         Action::Continue
     }
 
@@ -187,11 +195,9 @@ impl HttpContext for Exchange {
             return;
         };
         let Counting { metrics, models } = &mut *counting;
-        let model = models.resolve(
-            tracked.model.as_deref(),
-            verdict.outcome.is_2xx(),
-            &HostModelList,
-        );
+        // An OpenAI-style answer names its model; a classifier's path does.
+        let named = verdict.answer_model.as_deref().or(tracked.model.as_deref());
+        let model = models.resolve(named, verdict.outcome.is_2xx(), &HostModelList);
         metrics.count(
             &verdict,
             &model,

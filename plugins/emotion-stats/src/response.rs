@@ -3,6 +3,7 @@
 //! limit) and reads the copy once the stream is over.
 
 use crate::prediction::{read_top_predictions, ReadError, TopPrediction};
+use crate::usage::{read_usage, SseUsage, TokenUsage};
 
 /// Where a response on a configured path is counted; every such response gets exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +20,10 @@ pub enum Outcome {
     NoPrediction,
     /// 2xx class indices or score vectors that do not fit the `labelsByIndex` list.
     ShapeMismatch,
+    /// 2xx answer of an OpenAI-style endpoint without `usage`.
+    NoUsage,
+    /// A streamed OpenAI-style answer that ended before its usage and `[DONE]`.
+    StreamCut,
     /// A 4xx status.
     ClientError,
     /// A 5xx status (Envoy's own 503 when it found no healthy upstream included).
@@ -32,13 +37,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Counted,
         Outcome::NotJson,
         Outcome::ParseError,
         Outcome::TooLarge,
         Outcome::NoPrediction,
         Outcome::ShapeMismatch,
+        Outcome::NoUsage,
+        Outcome::StreamCut,
         Outcome::ClientError,
         Outcome::ServerError,
         Outcome::Timeout,
@@ -55,6 +62,8 @@ impl Outcome {
             Outcome::TooLarge => "too_large",
             Outcome::NoPrediction => "no_prediction",
             Outcome::ShapeMismatch => "shape_mismatch",
+            Outcome::NoUsage => "no_usage",
+            Outcome::StreamCut => "stream_cut",
             Outcome::ClientError => "4xx",
             Outcome::ServerError => "5xx",
             Outcome::Timeout => "timeout",
@@ -73,6 +82,8 @@ impl Outcome {
                 | Outcome::TooLarge
                 | Outcome::NoPrediction
                 | Outcome::ShapeMismatch
+                | Outcome::NoUsage
+                | Outcome::StreamCut
         )
     }
 
@@ -101,8 +112,24 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub outcome: Outcome,
-    /// Non-empty exactly when the outcome is [`Outcome::Counted`].
+    /// The predictions of a classifier's answer: non-empty exactly when it was counted.
     pub predictions: Vec<TopPrediction>,
+    /// The tokens of an OpenAI-style answer: set exactly when it was counted.
+    pub usage: Option<TokenUsage>,
+    /// The model an OpenAI-style answer names.
+    pub answer_model: Option<String>,
+}
+
+impl Verdict {
+    /// A verdict with nothing to count but its outcome.
+    pub fn of(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            predictions: Vec::new(),
+            usage: None,
+            answer_model: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -112,6 +139,8 @@ enum Body {
     /// Decided from the headers; the body is not copied.
     Skipped(Outcome),
     Copying(Vec<u8>),
+    /// An OpenAI-style event stream, read as it passes.
+    Streaming(SseUsage),
     /// Past the limit; the copy was dropped.
     TooLarge,
     /// A chunk could not be read from the host, so the copy has a hole.
@@ -126,9 +155,19 @@ pub struct ResponseHead<'a> {
     pub content_encoding: Option<&'a str>,
 }
 
+/// What a response is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// A classifier's predictions (`paths`).
+    Predictions,
+    /// An OpenAI-style answer's token usage (`openaiPaths`), streamed or not.
+    Usage,
+}
+
 /// The state of one response.
 #[derive(Debug)]
 pub struct ResponseTracker {
+    reading: Reading,
     max_body_bytes: usize,
     body: Body,
     /// The end of the response was seen (end of stream on headers or body, or trailers).
@@ -136,8 +175,20 @@ pub struct ResponseTracker {
 }
 
 impl ResponseTracker {
+    /// A classifier's response.
     pub fn new(max_body_bytes: usize) -> Self {
+        Self::reading(Reading::Predictions, max_body_bytes)
+    }
+
+    /// An OpenAI-style answer: `maxBodyBytes` bounds a whole JSON answer, and one line or event
+    /// of a stream (never the stream).
+    pub fn for_usage(max_body_bytes: usize) -> Self {
+        Self::reading(Reading::Usage, max_body_bytes)
+    }
+
+    fn reading(reading: Reading, max_body_bytes: usize) -> Self {
         Self {
+            reading,
             max_body_bytes,
             body: Body::AwaitingHeaders,
             complete: false,
@@ -151,7 +202,11 @@ impl ResponseTracker {
         let encoded = head
             .content_encoding
             .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+        let event_stream = head.content_type.is_some_and(is_event_stream);
         self.body = match status {
+            Some(200..=299) if !encoded && event_stream && self.reading == Reading::Usage => {
+                Body::Streaming(SseUsage::new(self.max_body_bytes))
+            }
             Some(200..=299) if encoded || !head.content_type.is_some_and(is_json) => {
                 Body::Skipped(Outcome::NotJson)
             }
@@ -166,6 +221,9 @@ impl ResponseTracker {
     /// [`Self::on_body_chunk`]. A chunk that would pass the limit is not read at all: the copy so
     /// far is dropped and the outcome becomes `too_large`.
     pub fn wants_chunk(&mut self, len: usize) -> bool {
+        if let Body::Streaming(sse) = &self.body {
+            return len > 0 && !sse.done && !sse.too_large;
+        }
         let Body::Copying(copy) = &self.body else {
             return false;
         };
@@ -178,6 +236,13 @@ impl ResponseTracker {
 
     /// A chunk read after [`Self::wants_chunk`] said yes; `None` if the host failed to give it.
     pub fn on_body_chunk(&mut self, chunk: Option<&[u8]>) {
+        if let Body::Streaming(sse) = &mut self.body {
+            match chunk {
+                Some(bytes) => sse.feed(bytes),
+                None => self.body = Body::Unreadable,
+            }
+            return;
+        }
         if let Body::Copying(copy) = &mut self.body {
             match chunk {
                 Some(bytes) if copy.len().saturating_add(bytes.len()) <= self.max_body_bytes => {
@@ -200,30 +265,65 @@ impl ResponseTracker {
         let outcome = match self.body {
             Body::AwaitingHeaders => return None,
             Body::Skipped(outcome) => outcome,
+            Body::Streaming(sse) => return Some(stream_verdict(&sse, self.complete)),
             _ if !self.complete => Outcome::Reset,
             Body::TooLarge => Outcome::TooLarge,
             Body::Unreadable => Outcome::ParseError,
+            Body::Copying(copy) if self.reading == Reading::Usage => {
+                return Some(match read_usage(&copy) {
+                    Some(facts) => Verdict {
+                        outcome: match facts.usage {
+                            Some(_) => Outcome::Counted,
+                            None => Outcome::NoUsage,
+                        },
+                        predictions: Vec::new(),
+                        usage: facts.usage,
+                        answer_model: facts.model,
+                    },
+                    None => Verdict::of(Outcome::ParseError),
+                });
+            }
             Body::Copying(copy) => {
                 return Some(match read_top_predictions(&copy, by_index) {
                     Ok(predictions) => Verdict {
-                        outcome: Outcome::Counted,
                         predictions,
+                        ..Verdict::of(Outcome::Counted)
                     },
-                    Err(ReadError::Malformed) => verdict(Outcome::ParseError),
-                    Err(ReadError::NoPrediction) => verdict(Outcome::NoPrediction),
-                    Err(ReadError::ShapeMismatch) => verdict(Outcome::ShapeMismatch),
+                    Err(ReadError::Malformed) => Verdict::of(Outcome::ParseError),
+                    Err(ReadError::NoPrediction) => Verdict::of(Outcome::NoPrediction),
+                    Err(ReadError::ShapeMismatch) => Verdict::of(Outcome::ShapeMismatch),
                 })
             }
         };
-        Some(verdict(outcome))
+        Some(Verdict::of(outcome))
     }
 }
 
-fn verdict(outcome: Outcome) -> Verdict {
+/// A usage reported counts, even if the stream was cut after it; otherwise what went wrong.
+fn stream_verdict(sse: &SseUsage, complete: bool) -> Verdict {
+    let facts = sse.facts();
+    let outcome = if facts.usage.is_some() {
+        Outcome::Counted
+    } else if sse.too_large {
+        Outcome::TooLarge
+    } else if sse.malformed {
+        Outcome::ParseError
+    } else if !complete && !sse.done {
+        Outcome::StreamCut
+    } else {
+        Outcome::NoUsage
+    };
     Verdict {
-        outcome,
-        predictions: Vec::new(),
+        usage: facts.usage,
+        answer_model: facts.model.clone(),
+        ..Verdict::of(outcome)
     }
+}
+
+/// `text/event-stream`, parameters and case ignored.
+fn is_event_stream(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case("text/event-stream")
 }
 
 /// `application/json`, or any `+json` media type, parameters and case ignored.
@@ -307,7 +407,7 @@ mod tests {
         let exact = run(tracker_2xx_json(SEED_BODY.len()), &[SEED_BODY]);
         assert_eq!(exact.outcome, Outcome::Counted);
         let over = run(tracker_2xx_json(SEED_BODY.len() - 1), &[SEED_BODY]);
-        assert_eq!(over, verdict(Outcome::TooLarge));
+        assert_eq!(over, Verdict::of(Outcome::TooLarge));
         // Split: the chunk that crosses the limit is not even read.
         let mut tracker = tracker_2xx_json(10);
         assert!(tracker.wants_chunk(6));
@@ -315,7 +415,7 @@ mod tests {
         assert!(!tracker.wants_chunk(5));
         assert!(!tracker.wants_chunk(1));
         tracker.on_end_of_stream();
-        assert_eq!(tracker.finish(None), Some(verdict(Outcome::TooLarge)));
+        assert_eq!(tracker.finish(None), Some(Verdict::of(Outcome::TooLarge)));
     }
 
     #[test]
@@ -327,7 +427,7 @@ mod tests {
         }
         assert!(matches!(tracker.body, Body::TooLarge));
         tracker.on_end_of_stream();
-        assert_eq!(tracker.finish(None), Some(verdict(Outcome::TooLarge)));
+        assert_eq!(tracker.finish(None), Some(Verdict::of(Outcome::TooLarge)));
     }
 
     #[test]
@@ -336,7 +436,7 @@ mod tests {
         assert!(tracker.wants_chunk(2));
         tracker.on_body_chunk(Some(b"12345"));
         tracker.on_end_of_stream();
-        assert_eq!(tracker.finish(None), Some(verdict(Outcome::TooLarge)));
+        assert_eq!(tracker.finish(None), Some(Verdict::of(Outcome::TooLarge)));
     }
 
     #[test]
@@ -364,7 +464,7 @@ mod tests {
             tracker.on_end_of_stream();
             assert_eq!(
                 tracker.finish(None),
-                Some(verdict(outcome)),
+                Some(Verdict::of(outcome)),
                 "{status:?} {content_type:?}"
             );
         }
@@ -413,16 +513,16 @@ mod tests {
     fn parse_failures_and_empty_bodies() {
         assert_eq!(
             run(tracker_2xx_json(1024), &[b"{\"predictions\":[["]),
-            verdict(Outcome::ParseError)
+            Verdict::of(Outcome::ParseError)
         );
         assert_eq!(
             run(tracker_2xx_json(1024), &[b"{}"]),
-            verdict(Outcome::NoPrediction)
+            Verdict::of(Outcome::NoPrediction)
         );
         // Headers-only 200 JSON response: an empty body does not parse.
         let mut tracker = ResponseTracker::new(1024);
         tracker.on_headers(&json_200(), true);
-        assert_eq!(tracker.finish(None), Some(verdict(Outcome::ParseError)));
+        assert_eq!(tracker.finish(None), Some(Verdict::of(Outcome::ParseError)));
     }
 
     #[test]
@@ -432,7 +532,7 @@ mod tests {
         tracker.on_body_chunk(None);
         assert!(!tracker.wants_chunk(3));
         tracker.on_end_of_stream();
-        assert_eq!(tracker.finish(None), Some(verdict(Outcome::ParseError)));
+        assert_eq!(tracker.finish(None), Some(Verdict::of(Outcome::ParseError)));
     }
 
     #[test]
@@ -440,7 +540,7 @@ mod tests {
         let mut tracker = tracker_2xx_json(1024);
         assert!(tracker.wants_chunk(SEED_BODY.len()));
         tracker.on_body_chunk(Some(SEED_BODY));
-        assert_eq!(tracker.finish(None), Some(verdict(Outcome::Reset)));
+        assert_eq!(tracker.finish(None), Some(Verdict::of(Outcome::Reset)));
     }
 
     #[test]
@@ -501,8 +601,109 @@ mod tests {
         assert_eq!(finish(br#"{"predictions":[1]}"#).outcome, Outcome::Counted);
         assert_eq!(
             finish(br#"{"predictions":[[0.2,0.3,0.5]]}"#),
-            verdict(Outcome::ShapeMismatch)
+            Verdict::of(Outcome::ShapeMismatch)
         );
+    }
+
+    fn usage_tracker(content_type: &'static str) -> ResponseTracker {
+        let mut tracker = ResponseTracker::for_usage(256);
+        tracker.on_headers(
+            &ResponseHead {
+                status: Some("200"),
+                content_type: Some(content_type),
+                content_encoding: None,
+            },
+            false,
+        );
+        tracker
+    }
+
+    fn feed(tracker: &mut ResponseTracker, chunks: &[&[u8]]) {
+        for chunk in chunks {
+            if tracker.wants_chunk(chunk.len()) {
+                tracker.on_body_chunk(Some(chunk));
+            }
+        }
+    }
+
+    const EVENTS: [&[u8]; 3] = [
+        b"data: {\"model\":\"llm\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        b"data: {\"model\":\"llm\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":1}}\n\n",
+        b"data: [DONE]\n\n",
+    ];
+
+    /// A stream is read event by event, far past `maxBodyBytes` in total (each event fits).
+    #[test]
+    fn streamed_usage_is_read_as_it_passes() {
+        let mut tracker = usage_tracker("text/event-stream; charset=utf-8");
+        let filler: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"word\"}}]}\n\n";
+        for _ in 0..100 {
+            feed(&mut tracker, &[filler]);
+        }
+        feed(&mut tracker, &EVENTS);
+        tracker.on_end_of_stream();
+        let verdict = tracker.finish(None).unwrap();
+        assert_eq!(verdict.outcome, Outcome::Counted);
+        assert_eq!(
+            verdict.usage,
+            Some(TokenUsage {
+                prompt: 7,
+                completion: 1
+            })
+        );
+        assert_eq!(verdict.answer_model.as_deref(), Some("llm"));
+    }
+
+    #[test]
+    fn a_stream_cut_before_its_usage_is_its_own_outcome() {
+        let mut tracker = usage_tracker("text/event-stream");
+        feed(&mut tracker, &EVENTS[..1]);
+        assert_eq!(tracker.finish(None).unwrap().outcome, Outcome::StreamCut);
+
+        let mut ended_without_usage = usage_tracker("text/event-stream");
+        feed(&mut ended_without_usage, &[EVENTS[0], EVENTS[2]]);
+        ended_without_usage.on_end_of_stream();
+        let verdict = ended_without_usage.finish(None).unwrap();
+        assert_eq!((verdict.outcome, verdict.usage), (Outcome::NoUsage, None));
+    }
+
+    #[test]
+    fn whole_openai_answers_and_failures() {
+        let answer: &[u8] =
+            br#"{"model":"llm","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9}}"#;
+        let mut tracker = usage_tracker("application/json");
+        feed(&mut tracker, &[answer]);
+        tracker.on_end_of_stream();
+        let verdict = tracker.finish(None).unwrap();
+        assert_eq!(verdict.outcome, Outcome::Counted);
+        assert_eq!(verdict.usage.map(|u| u.completion), Some(9));
+
+        let mut tracker = usage_tracker("application/json");
+        feed(&mut tracker, &[br#"{"model":"llm","choices":[]}"#]);
+        tracker.on_end_of_stream();
+        assert_eq!(tracker.finish(None).unwrap().outcome, Outcome::NoUsage);
+
+        // An event stream on a classifier path is not JSON; a 500 on an OpenAI path is a 5xx.
+        let mut classifier = ResponseTracker::new(256);
+        classifier.on_headers(
+            &ResponseHead {
+                status: Some("200"),
+                content_type: Some("text/event-stream"),
+                content_encoding: None,
+            },
+            false,
+        );
+        assert_eq!(classifier.finish(None).unwrap().outcome, Outcome::NotJson);
+        let mut failed = ResponseTracker::for_usage(256);
+        failed.on_headers(
+            &ResponseHead {
+                status: Some("500"),
+                content_type: Some("text/event-stream"),
+                content_encoding: None,
+            },
+            true,
+        );
+        assert_eq!(failed.finish(None).unwrap().outcome, Outcome::ServerError);
     }
 
     #[test]
@@ -522,6 +723,8 @@ mod tests {
                 "too_large",
                 "no_prediction",
                 "shape_mismatch",
+                "no_usage",
+                "stream_cut",
                 "4xx",
                 "5xx",
                 "timeout",

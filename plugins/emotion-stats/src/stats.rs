@@ -4,7 +4,7 @@
 use crate::config::{Compiled, LabelSet};
 use crate::response::{Outcome, Verdict};
 use hashbrown::HashMap;
-use plugin_common::metrics::{tagged_name, LABEL, MODEL, OUTCOME};
+use plugin_common::metrics::{tagged_name, KIND, LABEL, MODEL, OUTCOME};
 
 /// Counter `{model, label}`: one per prediction, by top label.
 pub const TOP_LABEL_TOTAL: &str = "emotion_stats_top_label_total";
@@ -14,6 +14,8 @@ pub const TOP_SCORE_PERCENT: &str = "emotion_stats_top_score_percent";
 pub const RESPONSES_TOTAL: &str = "emotion_stats_responses_total";
 /// Histogram `{model}`: milliseconds from the request headers to the end of the response.
 pub const REQUEST_DURATION_MS: &str = "emotion_stats_request_duration_milliseconds";
+/// Counter `{model, kind}`: the tokens OpenAI-style answers report, `prompt` and `completion`.
+pub const TOKENS_TOTAL: &str = "emotion_stats_tokens_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -39,6 +41,8 @@ struct ModelSeries {
     top_label: Vec<Option<u32>>,
     top_score: Vec<Option<u32>>,
     duration: Option<u32>,
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
 }
 
 impl ModelSeries {
@@ -71,11 +75,21 @@ impl ModelSeries {
             MetricKind::Histogram,
             &tagged_name(REQUEST_DURATION_MS, &[(MODEL, model)]),
         );
+        let mut tokens = |kind: &str| {
+            host.define(
+                MetricKind::Counter,
+                &tagged_name(TOKENS_TOTAL, &[(MODEL, model), (KIND, kind)]),
+            )
+        };
+        let prompt_tokens = tokens("prompt");
+        let completion_tokens = tokens("completion");
         Self {
             responses,
             top_label,
             top_score,
             duration,
+            prompt_tokens,
+            completion_tokens,
         }
     }
 }
@@ -132,6 +146,16 @@ impl EmotionMetrics {
         }
         if let (Some(ms), Some(id)) = (duration_ms, series.duration) {
             host.record(id, ms);
+        }
+        if let Some(usage) = verdict.usage {
+            for (tokens, id) in [
+                (usage.prompt, series.prompt_tokens),
+                (usage.completion, series.completion_tokens),
+            ] {
+                if let Some(id) = id {
+                    host.increment(id, tokens);
+                }
+            }
         }
         let mut per_label = vec![0u64; labels.names().len()];
         for prediction in &verdict.predictions {
@@ -229,7 +253,6 @@ mod tests {
 
     fn counted(predictions: &[(&str, Option<f64>)]) -> Verdict {
         Verdict {
-            outcome: Outcome::Counted,
             predictions: predictions
                 .iter()
                 .map(|(label, score)| TopPrediction {
@@ -237,6 +260,7 @@ mod tests {
                     score: *score,
                 })
                 .collect(),
+            ..Verdict::of(Outcome::Counted)
         }
     }
 
@@ -262,10 +286,7 @@ mod tests {
         let mut host = FakeHost::default();
         let mut metrics = EmotionMetrics::define(&compiled, &mut host);
         assert!(host.names.is_empty(), "nothing before a model is seen");
-        let verdict = Verdict {
-            outcome: Outcome::ClientError,
-            predictions: Vec::new(),
-        };
+        let verdict = Verdict::of(Outcome::ClientError);
         metrics.count(&verdict, "bert", Some(12), &compiled.labels, &mut host);
         for o in Outcome::ALL {
             let want = u64::from(o == Outcome::ClientError);
@@ -278,7 +299,7 @@ mod tests {
                 .contains(&(MetricKind::Histogram, top_score("bert", label))));
         }
         assert_eq!(host.samples(&duration("bert")), vec![12]);
-        assert_eq!(host.names.len(), Outcome::ALL.len() + 7 + 7 + 1);
+        assert_eq!(host.names.len(), Outcome::ALL.len() + 7 + 7 + 1 + 2);
     }
 
     /// Three predictions and one 500 on one model: four latencies, one `5xx`.
@@ -296,10 +317,7 @@ mod tests {
                 &mut host,
             );
         }
-        let failed = Verdict {
-            outcome: Outcome::ServerError,
-            predictions: Vec::new(),
-        };
+        let failed = Verdict::of(Outcome::ServerError);
         metrics.count(&failed, "bert", Some(3), &compiled.labels, &mut host);
         metrics.count(&failed, "gpt", None, &compiled.labels, &mut host);
         assert_eq!(host.samples(&duration("bert")), vec![40, 55, 61, 3]);
@@ -363,10 +381,7 @@ mod tests {
         let mut host = FakeHost::default();
         let mut metrics = EmotionMetrics::define(&compiled, &mut host);
         for o in Outcome::ALL.into_iter().filter(|o| *o != Outcome::Counted) {
-            let verdict = Verdict {
-                outcome: o,
-                predictions: Vec::new(),
-            };
+            let verdict = Verdict::of(o);
             metrics.count(&verdict, "bert", None, &compiled.labels, &mut host);
             assert_eq!(host.counter(&outcome("bert", o.as_str())), 1);
         }
@@ -406,7 +421,7 @@ mod tests {
             &mut host,
         );
         assert_eq!(host.counter(&top_label("bert", "other")), 5000);
-        assert_eq!(host.names.len(), Outcome::ALL.len() + 7 + 7 + 1);
+        assert_eq!(host.names.len(), Outcome::ALL.len() + 7 + 7 + 1 + 2);
     }
 
     #[test]
@@ -425,5 +440,35 @@ mod tests {
             &mut host,
         );
         assert!(host.counters.is_empty() && host.samples.is_empty());
+    }
+
+    #[test]
+    fn token_usage_counts_under_its_model_once_per_answer() {
+        let compiled = config("{}");
+        let mut host = FakeHost::default();
+        let mut metrics = EmotionMetrics::define(&compiled, &mut host);
+        let answer = |prompt, completion| Verdict {
+            usage: Some(crate::usage::TokenUsage { prompt, completion }),
+            ..Verdict::of(Outcome::Counted)
+        };
+        metrics.count(
+            &answer(12, 30),
+            "llama",
+            Some(900),
+            &compiled.labels,
+            &mut host,
+        );
+        metrics.count(
+            &answer(3, 3000),
+            "llama",
+            Some(20),
+            &compiled.labels,
+            &mut host,
+        );
+        let tokens =
+            |kind: &str| host.counter(&format!("model=.=llama;.;kind=.={kind};.;{TOKENS_TOTAL}"));
+        assert_eq!((tokens("prompt"), tokens("completion")), (15, 3030));
+        assert_eq!(host.counter(&outcome("llama", "counted")), 2);
+        assert_eq!(host.counter(&top_label("llama", "other")), 0);
     }
 }
