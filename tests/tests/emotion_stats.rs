@@ -977,24 +977,118 @@ fn bucket_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
     start + (end - start) * (rank - before) / (count - before)
 }
 
+/// The four plugins in one Envoy, in istiod's order, as the gateway runs them: auth-gate wants
+/// `x-test: istio-is-cool`, path-allowlist allows the model and OpenAI paths and `/healthz`,
+/// local-ratelimit allows 2 requests per hour per `x-api-key`, emotion-stats reads both kinds of
+/// answers.
+fn start_gateway(upstream: SocketAddr) -> Envoy {
+    let stats_tags = plugin_common::metrics::stats_tags()
+        .into_iter()
+        .map(|(name, regex)| (name.to_string(), regex))
+        .collect();
+    let chat = "/openai/v1/chat/completions";
+    Envoy::start(EnvoyConfig {
+        plugins: vec![
+            Plugin::from_dist(
+                "auth-gate",
+                json!({"policies": [{"name": "need-header", "action": "ALLOW", "rules": [{
+                    "when": [{"key": "request.headers[X-Test]", "values": ["istio-is-cool"]}]}]}]}),
+            ),
+            Plugin::from_dist(
+                "path-allowlist",
+                json!({"action": "ALLOW", "rules": [{"to": [{"operation": {
+                    "paths": ["/v1/models/*", chat, "/healthz"]}}]}]}),
+            ),
+            Plugin::from_dist(
+                "local-ratelimit",
+                json!({"domain": "gateway",
+                       "descriptors": [{"key": "x-api-key",
+                                        "rate_limit": {"unit": "hour", "requests_per_unit": 2}}],
+                       "rate_limits": [{"actions": [{"request_headers": {
+                           "header_name": "x-api-key", "descriptor_key": "x-api-key"}}]}]}),
+            ),
+            Plugin::from_dist("emotion-stats", json!({"openaiPaths": [chat]})),
+        ],
+        upstream,
+        stats_tags,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// Every PromQL expression of the shipped Grafana dashboard, evaluated by a real Prometheus
-/// over a window holding exactly the known traffic (it starts and ends on scrapes, so `rate`
-/// and `increase` need no extrapolation and the expected values are exact).
+/// over a window holding exactly the known traffic through the whole gateway (it starts and
+/// ends on scrapes, so `rate` and `increase` need no extrapolation and the expected values are
+/// exact).
 #[test]
 fn grafana_dashboard_queries_give_what_the_traffic_implies() {
     let upstream = ModelServer::start().unwrap();
-    let envoy = start_envoy(upstream.addr(), json!({}), 1);
+    let envoy = start_gateway(upstream.addr());
     let prometheus = Prometheus::start(envoy.admin());
     let model = "bert-emotion-model";
+    let llm = "llama-demo";
+    const PASS: (&str, &str) = ("x-test", "istio-is-cool");
+    let send = |method: &str, target: &str, headers: &[(&str, &str)], body: &str| {
+        http::send(method, &envoy.url(target), headers, body.as_bytes())
+            .unwrap()
+            .status
+    };
+    let sentence_body = |sentence: &str| json!({ "input": sentence }).to_string();
+    let chat = |stream: bool| {
+        let body = json!({"model": llm, "stream": stream, "stream_options": {"include_usage": true},
+                          "messages": [{"role": "user", "content": "I am so happy today"}]});
+        send(
+            "POST",
+            "/openai/v1/chat/completions",
+            &[JSON, PASS],
+            &body.to_string(),
+        )
+    };
+    // What the window's traffic adds to each decision of the gateway.
+    let traffic_of_every_kind = |key: &str| {
+        assert_eq!(
+            send("GET", "/healthz", &[], ""),
+            403,
+            "no header: auth-gate"
+        );
+        assert_eq!(send("GET", "/admin", &[PASS], ""), 403, "path-allowlist");
+        for expected in [200, 200, 429] {
+            assert_eq!(
+                send("GET", "/healthz", &[PASS, ("x-api-key", key)], ""),
+                expected
+            );
+        }
+        assert_eq!(chat(false), 200);
+        assert_eq!(chat(true), 200);
+    };
 
-    // A first prediction defines the model's series (at zero) before the measured window.
-    predict(&envoy, "Istio is lovely");
+    // Before the window: one of everything defines every series (at its value) first.
+    assert_eq!(
+        send(
+            "POST",
+            V1_PREDICT,
+            &[JSON, PASS],
+            &sentence_body("Istio is lovely")
+        ),
+        200
+    );
+    traffic_of_every_kind("warm-up");
     let start_ms = prometheus.wait_for_scrape(&[
-        (r#"emotion_stats_responses_total{outcome="counted"}"#, 1.0),
         (
-            r#"emotion_stats_top_score_percent_count{label="love"}"#,
+            r#"sum(emotion_stats_responses_total{outcome="counted"})"#,
+            3.0,
+        ),
+        (
+            r#"sum(emotion_stats_top_score_percent_count{label="love"})"#,
             1.0,
         ),
+        (
+            r#"sum(emotion_stats_tokens_total{kind="completion"})"#,
+            12.0,
+        ),
+        (r#"sum(local_ratelimit_over_limit)"#, 1.0),
+        (r#"sum(path_allowlist_denied_total)"#, 1.0),
+        (r#"sum(auth_gate_requests_total{outcome="denied"})"#, 1.0),
     ]);
 
     let mut scores: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -1003,7 +1097,13 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
         .map(|(s, _)| *s)
         .chain(["The mood was somber", "The mood was somber"]);
     for sentence in sentences {
-        let response = predict(&envoy, sentence);
+        let response = http::send(
+            "POST",
+            &envoy.url(V1_PREDICT),
+            &[JSON, PASS],
+            sentence_body(sentence).as_bytes(),
+        )
+        .unwrap();
         let answer: Value = serde_json::from_slice(&response.body).unwrap();
         let top = &answer["predictions"][0][0];
         let percent = (top["score"].as_f64().unwrap() * 100.0).round();
@@ -1016,20 +1116,43 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
             content_type: content_type.into(),
             body: b"x".to_vec(),
         }));
-        predict(&envoy, "Istio is lovely");
+        send(
+            "POST",
+            V1_PREDICT,
+            &[JSON, PASS],
+            &sentence_body("Istio is lovely"),
+        );
     }
     upstream.set_response(None);
+    traffic_of_every_kind("in-window");
     let predictions: usize = scores.values().map(Vec::len).sum();
+    // Through auth-gate with the header: the predictions, the two canned answers, and the
+    // traffic of every kind but its first request.
+    let allowed = predictions + 2 + 6;
     let end_ms = prometheus.wait_for_scrape(&[
         (
-            r#"emotion_stats_responses_total{outcome="counted"}"#,
-            1.0 + predictions as f64,
+            r#"sum(emotion_stats_responses_total{outcome="counted"})"#,
+            3.0 + predictions as f64 + 2.0,
         ),
-        (r#"emotion_stats_responses_total{outcome="not_json"}"#, 1.0),
-        (r#"emotion_stats_responses_total{outcome="5xx"}"#, 1.0),
+        (
+            r#"sum(emotion_stats_responses_total{outcome="not_json"})"#,
+            1.0,
+        ),
+        (r#"sum(emotion_stats_responses_total{outcome="5xx"})"#, 1.0),
         (
             "sum(emotion_stats_top_score_percent_count)",
             1.0 + predictions as f64,
+        ),
+        (
+            r#"sum(emotion_stats_tokens_total{kind="completion"})"#,
+            24.0,
+        ),
+        (r#"sum(local_ratelimit_over_limit)"#, 2.0),
+        (r#"sum(path_allowlist_denied_total)"#, 2.0),
+        (r#"sum(auth_gate_requests_total{outcome="denied"})"#, 2.0),
+        (
+            r#"sum(auth_gate_requests_total{outcome="allowed"})"#,
+            (1 + 6 + allowed) as f64,
         ),
     ]);
     let window_ms = end_ms - start_ms;
@@ -1049,6 +1172,7 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
         .filter(|le: &f64| le.is_finite())
         .collect();
     bounds.sort_by(f64::total_cmp);
+    bounds.dedup();
     assert!(!bounds.is_empty());
     for percent in scores.values().flatten() {
         assert!(
@@ -1067,16 +1191,20 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
     };
 
     let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            harness::repo_root().join("plugins/emotion-stats/grafana-dashboard.json"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(harness::repo_root().join("docs/grafana-dashboard.json")).unwrap(),
     )
     .unwrap();
+    let per_second = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
+        pairs
+            .iter()
+            .map(|(k, n)| (k.to_string(), n / seconds))
+            .collect()
+    };
     let mut checked = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         let title = panel["title"].as_str().unwrap();
         for target in panel["targets"].as_array().unwrap() {
+            let ref_id = target["refId"].as_str().unwrap_or_default();
             let expr = target["expr"]
                 .as_str()
                 .unwrap()
@@ -1084,19 +1212,23 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
                 .replace("$__range", &format!("{window_ms}ms"))
                 .replace("$model", ".*");
             let result = prometheus.query(&expr, Some(end_ms));
-            let got: BTreeMap<String, f64> = result
+            // A series' key: its label values, in label-name order, joined with `/`.
+            let mut got: BTreeMap<String, f64> = result
                 .iter()
                 .map(|s| {
-                    let key = ["label", "outcome", "model"]
+                    let labels = s["metric"].as_object().unwrap();
+                    let mut names: Vec<&String> = labels.keys().collect();
+                    names.sort();
+                    let key = names
                         .iter()
-                        .find_map(|k| s["metric"][k].as_str())
-                        .unwrap_or_default()
-                        .to_string();
+                        .filter_map(|n| labels[*n].as_str())
+                        .collect::<Vec<_>>()
+                        .join("/");
                     let value = s["value"][1].as_str().unwrap().parse().unwrap();
                     (key, value)
                 })
                 .collect();
-            let expected: BTreeMap<String, f64> = match (title, target["refId"].as_str()) {
+            let mut expected: BTreeMap<String, f64> = match (title, ref_id) {
                 ("Predictions per second by label", _) => labels
                     .iter()
                     .map(|l| (l.to_string(), count(l) / seconds))
@@ -1105,7 +1237,7 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
                     .iter()
                     .map(|l| (l.to_string(), count(l) / predictions as f64))
                     .collect(),
-                ("Winning score quantiles by label (percent)", Some(ref_id)) => {
+                ("Winning score quantiles by label (percent)", ref_id) => {
                     let q = if ref_id == "A" { 0.5 } else { 0.1 };
                     labels
                         .iter()
@@ -1116,28 +1248,51 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
                     .iter()
                     .map(|o| {
                         let n = match *o {
-                            "counted" => predictions as f64,
+                            "counted" => predictions as f64 + 2.0,
                             "not_json" | "5xx" => 1.0,
                             _ => 0.0,
                         };
                         (o.to_string(), n / seconds)
                     })
                     .collect(),
-                ("Latency quantiles by model (ms)", _) => {
-                    // Timing is the host's: the query must give one finite latency for the
-                    // model, within what the buckets can say.
-                    let have = got.get(model).copied().unwrap_or(f64::NAN);
-                    assert!(
-                        have.is_finite() && have > 0.0 && have <= 60_000.0,
-                        "{title}: {got:?} ({expr})"
-                    );
-                    [(model.to_string(), have)].into()
-                }
                 ("Predictions per second by model", _) => {
-                    [(model.to_string(), predictions as f64 / seconds)].into()
+                    per_second(&[(model, predictions as f64), (llm, 0.0)])
                 }
-                _ => panic!("no expectation for panel {title:?}: add one"),
+                ("Latency quantiles by model (ms)", _) => {
+                    // Timing is the host's: one finite latency per model, within the buckets.
+                    for have in got.values() {
+                        assert!(
+                            have.is_finite() && *have > 0.0 && *have <= 60_000.0,
+                            "{title}: {got:?} ({expr})"
+                        );
+                    }
+                    [model, llm]
+                        .iter()
+                        .map(|m| (m.to_string(), got.get(*m).copied().unwrap_or(f64::NAN)))
+                        .collect()
+                }
+                ("Gateway decisions per second", "A") => {
+                    per_second(&[("allowed", allowed as f64), ("denied", 1.0)])
+                }
+                ("Gateway decisions per second", "B") => per_second(&[("", 1.0)]),
+                ("Gateway decisions per second", "C") => per_second(&[("x-api-key", 1.0)]),
+                ("Tokens per second by model", _) => per_second(&[
+                    ("completion/llama-demo", 12.0),
+                    ("prompt/llama-demo", 10.0),
+                    ("completion/bert-emotion-model", 0.0),
+                    ("prompt/bert-emotion-model", 0.0),
+                ]),
+                _ => panic!("no expectation for panel {title:?} {ref_id}: add one"),
             };
+            // Series the expectation does not name must be at zero (auth-gate's other
+            // outcomes, for example).
+            for (key, have) in &got {
+                if !expected.contains_key(key) {
+                    assert_eq!(*have, 0.0, "{title} [{key}] ({expr})");
+                    expected.insert(key.clone(), 0.0);
+                }
+            }
+            got.retain(|key, _| expected.contains_key(key));
             assert_eq!(
                 got.keys().collect::<Vec<_>>(),
                 expected.keys().collect::<Vec<_>>(),
@@ -1152,5 +1307,5 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 8, "every dashboard query was evaluated");
+    assert_eq!(checked, 12, "every dashboard query was evaluated");
 }
