@@ -66,9 +66,10 @@ pub enum XRateLimitHeaders {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct DescriptorConfig {
+    #[serde(deserialize_with = "scalar_text")]
     pub key: String,
     /// Exact value, a pattern with `*`, or absent: any value, one bucket per distinct value.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_scalar_text")]
     pub value: Option<String>,
     #[serde(default)]
     pub rate_limit: Option<RateLimitSpec>,
@@ -112,7 +113,7 @@ pub struct RateLimitSpec {
     pub requests_per_unit: u32,
     #[serde(default)]
     pub unlimited: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_scalar_text")]
     pub name: Option<String>,
     #[serde(default)]
     pub replaces: Vec<ReplacesEntry>,
@@ -122,7 +123,46 @@ pub struct RateLimitSpec {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct ReplacesEntry {
+    #[serde(deserialize_with = "scalar_text")]
     pub name: String,
+}
+
+/// Text as the upstream loader reads it: YAML scalars land in its string fields as written, so
+/// `value: 200` or `value: true` (a JSON number or boolean once Istio turns the YAML into
+/// `pluginConfig`) is the text `200` or `true`, and an empty `value:` (null) is empty text.
+fn scalar_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string (or a number or boolean, read as its text)")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<String, E> {
+            Ok(text.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<String, E> {
+            Ok(n.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<String, E> {
+            Ok(n.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<String, E> {
+            Ok(n.to_string())
+        }
+        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<String, E> {
+            Ok(b.to_string())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<String, E> {
+            Ok(String::new())
+        }
+    }
+    deserializer.deserialize_any(Text)
+}
+
+fn optional_scalar_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    scalar_text(deserializer).map(Some)
 }
 
 /// One Envoy `RateLimit` entry: its actions build one descriptor.
@@ -602,6 +642,32 @@ mod tests {
             }
         }
         assert!(seen >= 40, "only {seen} upstream files");
+    }
+
+    /// `value: 200` in a YAML `pluginConfig` arrives as a number; upstream reads it as text.
+    #[test]
+    fn scalar_values_are_read_as_their_text() {
+        let compiled = load(
+            r#"{"domain":"d","descriptors":[
+                {"key":"status","value":200,"rate_limit":{"unit":"minute","requests_per_unit":1}},
+                {"key":"beta","value":true,"rate_limit":{"unit":"minute","requests_per_unit":1,"name":7}},
+                {"key":"ratio","value":1.5,"rate_limit":{"unit":"minute","requests_per_unit":1}},
+                {"key":404,"value":null,"rate_limit":{"unit":"minute","requests_per_unit":1}}],
+              "rate_limits":[{"actions":[{"generic_key":{"descriptor_key":"status","descriptor_value":"200"}}]},
+                             {"actions":[{"generic_key":{"descriptor_key":"beta","descriptor_value":"true"}}]},
+                             {"actions":[{"generic_key":{"descriptor_key":"ratio","descriptor_value":"1.5"}}]},
+                             {"actions":[{"request_headers":{"header_name":"x","descriptor_key":"404"}}]}]}"#,
+        )
+        .unwrap();
+        let keys: Vec<&str> = compiled
+            .tree
+            .limits()
+            .iter()
+            .map(|l| l.full_key.as_str())
+            .collect();
+        assert_eq!(keys, ["status_200", "beta_true", "ratio_1.5", "404"]);
+        assert_eq!(compiled.tree.limits()[1].name.as_deref(), Some("7"));
+        assert!(load(r#"{"domain":"d","descriptors":[{"key":["a"]}]}"#).is_err());
     }
 
     #[test]
