@@ -471,11 +471,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten();
-        let Some(compiled) = plugin_common::host::load_config(PLUGIN, bytes, config::compile)
-        else {
+        let Some(compiled) = plugin_common::host::load_config(PLUGIN, config::compile) else {
             return false;
         };
         let worker = Rc::new(Worker::new(compiled));

@@ -16,15 +16,28 @@ pub fn install_panic_hook(plugin: &'static str) {
     }));
 }
 
-/// Parses and validates the plugin configuration given by the host. On error, logs one line
-/// naming the field and the reason and returns `None`; the caller then returns `false` from
-/// `on_configure`, so Envoy refuses the new configuration and keeps the last good one.
+/// Reads the plugin configuration from the host, parses and validates it. On error, logs one
+/// line naming the field and the reason and returns `None`; the caller then returns `false` from
+/// `on_configure`, so Envoy refuses the new configuration and keeps the last good one. An
+/// absent configuration is empty (each plugin's defaults decide what that means).
 pub fn load_config<T: DeserializeOwned, C>(
     plugin: &str,
-    bytes: Option<Vec<u8>>,
     compile: impl FnOnce(T) -> Result<C, ConfigError>,
 ) -> Option<C> {
-    let bytes = bytes.unwrap_or_default();
+    let read = proxy_wasm::hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::PluginConfiguration,
+        0,
+        usize::MAX,
+    );
+    let bytes = match read {
+        Ok(bytes) => bytes.unwrap_or_default(),
+        Err(status) => {
+            log::error!(
+                "{plugin}: cannot read the configuration ({status:?}); the plugin refuses to start"
+            );
+            return None;
+        }
+    };
     match config::parse::<T>(&bytes).and_then(compile) {
         Ok(compiled) => {
             log::info!("{plugin}: configuration accepted");

@@ -57,14 +57,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(bytes) => bytes,
-            Err(status) => {
-                log::error!("{PLUGIN}: cannot read the configuration: {status:?}");
-                return false;
-            }
-        };
-        let Some(config) = plugin_common::host::load_config(PLUGIN, bytes, config::compile) else {
+        let Some(config) = plugin_common::host::load_config(PLUGIN, config::compile) else {
             return false;
         };
         HostModelList.initialize();

@@ -15,7 +15,7 @@ pub mod store;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -43,12 +43,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        // The hostcall, not the SDK helper that unwraps its result (a trap is a 503 for all).
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten();
-        let Some(compiled) = plugin_common::host::load_config(PLUGIN, bytes, config::compile)
-        else {
+        let Some(compiled) = plugin_common::host::load_config(PLUGIN, config::compile) else {
             return false;
         };
         // Accepted, but parts of it can never limit: said once, where the operator looks.

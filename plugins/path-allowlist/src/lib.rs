@@ -14,7 +14,7 @@ use plugin_common::istio::OperationMatcher;
 use policy::{Decision, Outcome, Policy, Request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 use std::rc::Rc;
 
 const PLUGIN: &str = "path-allowlist";
@@ -69,10 +69,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten();
-        match plugin_common::host::load_config(PLUGIN, bytes, config::compile) {
+        match plugin_common::host::load_config(PLUGIN, config::compile) {
             Some(policy) => {
                 self.policy = Some(Rc::new(policy));
                 true
