@@ -313,15 +313,7 @@ impl Worker {
 
     fn reply(&self, decision: &Decision) -> Action {
         if let Some(reply) = decision.local_reply() {
-            let headers: Vec<(&str, &str)> = reply
-                .headers
-                .iter()
-                .map(|(k, v)| (*k, v.as_str()))
-                .collect();
-            if let Err(e) = hostcalls::send_http_response(reply.status, headers, Some(&reply.body))
-            {
-                log::warn!("{PLUGIN}: cannot send the local reply: {e:?}");
-            }
+            plugin_common::host::send_local_reply(PLUGIN, &reply);
         }
         Action::Pause
     }

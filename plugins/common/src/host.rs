@@ -3,6 +3,7 @@
 //! the host; the logic modules never do.
 
 use crate::config::{self, ConfigError};
+use crate::deny::LocalReply;
 use serde::de::DeserializeOwned;
 
 /// Logs any panic at critical level before the VM traps, so a surprise in production shows in
@@ -46,6 +47,23 @@ pub fn load_config<T: DeserializeOwned, C>(
         Err(err) => {
             log::error!("{plugin}: {err}; the plugin refuses to start");
             None
+        }
+    }
+}
+
+/// Answers the current request with `reply` instead of the upstream. `false` (logged) when the
+/// host refused; the caller decides whether the request then waits or goes on.
+pub fn send_local_reply(plugin: &str, reply: &LocalReply) -> bool {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    match proxy_wasm::hostcalls::send_http_response(reply.status, headers, Some(&reply.body)) {
+        Ok(()) => true,
+        Err(status) => {
+            log::warn!("{plugin}: cannot send the local reply: {status:?}");
+            false
         }
     }
 }

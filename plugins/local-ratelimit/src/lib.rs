@@ -105,16 +105,8 @@ impl HttpContext for Request {
                 Action::Continue
             }
             limiter::Verdict::Reject(reply) => {
-                let headers: Vec<(&str, &str)> = reply
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (*n, v.as_str()))
-                    .collect();
-                if let Err(status) =
-                    hostcalls::send_http_response(reply.status, headers, Some(&reply.body))
-                {
+                if !plugin_common::host::send_local_reply(PLUGIN, &reply) {
                     // Without a local reply the request would hang: let it through instead.
-                    log::warn!("{PLUGIN}: cannot send the rate-limited reply ({status:?})");
                     return Action::Continue;
                 }
                 Action::Pause

@@ -182,15 +182,10 @@ impl HttpContext for PathCheck {
 }
 
 impl PathCheck {
+    /// Refused: the request waits for the reply (and never reaches the upstream, even if the
+    /// reply could not be sent).
     fn reply(&self, reply: &plugin_common::deny::LocalReply) -> Action {
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect();
-        if let Err(e) = hostcalls::send_http_response(reply.status, headers, Some(&reply.body)) {
-            log::warn!("{PLUGIN}: cannot send the local reply: {e:?}");
-        }
+        plugin_common::host::send_local_reply(PLUGIN, reply);
         Action::Pause
     }
 }
