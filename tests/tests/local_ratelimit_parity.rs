@@ -86,7 +86,7 @@ fn kinds() -> Vec<Kind> {
             hits_addend: None,
         },
         Kind {
-            name: "masked",
+            name: "masked_remote_address",
             action: json!({"masked_remote_address": {"v4_prefix_mask_len": 24}}),
             limited_value: "127.0.0.0/24",
             capacity: 1,
@@ -157,8 +157,8 @@ fn probes() -> Vec<Probe> {
     all.push(on("present", &[("x-debug", "1")]));
     all.push(on("present", &[("x-debug", "")]));
     all.push(on("present", &[]));
-    all.push(on("masked", &[]));
-    all.push(on("masked", &[("x-forwarded-for", "10.9.8.7")]));
+    all.push(on("masked_remote_address", &[]));
+    all.push(on("masked_remote_address", &[("x-forwarded-for", "10.9.8.7")]));
     for target in [
         "/p?api_key=abc",
         "/p?%61pi_key=abc",
