@@ -158,7 +158,10 @@ fn probes() -> Vec<Probe> {
     all.push(on("present", &[("x-debug", "")]));
     all.push(on("present", &[]));
     all.push(on("masked_remote_address", &[]));
-    all.push(on("masked_remote_address", &[("x-forwarded-for", "10.9.8.7")]));
+    all.push(on(
+        "masked_remote_address",
+        &[("x-forwarded-for", "10.9.8.7")],
+    ));
     for target in [
         "/p?api_key=abc",
         "/p?%61pi_key=abc",
