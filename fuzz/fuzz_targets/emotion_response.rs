@@ -13,7 +13,7 @@ use emotion_stats::config::{compile, Compiled, Config};
 use emotion_stats::prediction::{read_top_predictions, ReadError};
 use emotion_stats::response::{Outcome, ResponseHead, ResponseTracker, Verdict};
 use emotion_stats::stats::{
-    EmotionMetrics, MetricKind, MetricsHost, RESPONSES_TOTAL, TOP_LABEL_TOTAL,
+    EmotionMetrics, MetricHost, MetricKind, RESPONSES_TOTAL, TOP_LABEL_TOTAL,
 };
 use emotion_stats::usage::SseUsage;
 use libfuzzer_sys::fuzz_target;
@@ -26,7 +26,7 @@ struct Host {
     increments: Vec<(u32, u64)>,
 }
 
-impl MetricsHost for Host {
+impl MetricHost for Host {
     fn define(&mut self, _kind: MetricKind, name: &str) -> Option<u32> {
         self.names.push(name.to_string());
         u32::try_from(self.names.len() - 1).ok()

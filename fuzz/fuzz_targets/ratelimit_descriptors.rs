@@ -137,8 +137,10 @@ fuzz_target!(|data: &[u8]| {
         let descriptors = build_descriptors(&compiled.policies, &request);
         assert!(descriptors.len() <= compiled.policies.len());
         for descriptor in &descriptors {
-            assert!(!descriptor.is_empty());
-            for (key, value) in descriptor {
+            let entries = &descriptor.entries;
+            assert!(!entries.is_empty());
+            assert!(u64::from(descriptor.hits) <= local_ratelimit::actions::MAX_HITS);
+            for (key, value) in entries {
                 if key == "path" {
                     assert_eq!(
                         Some(value.as_str()),
@@ -146,9 +148,9 @@ fuzz_target!(|data: &[u8]| {
                     );
                 }
             }
-            if let Some(matched) = compiled.tree.lookup(descriptor) {
+            if let Some(matched) = compiled.tree.lookup(entries) {
                 assert!(compiled.tree.limit(matched.limit).is_some());
-                assert_eq!(matched.bucket_values.len(), descriptor.len());
+                assert_eq!(matched.bucket_values.len(), entries.len());
             }
         }
     });

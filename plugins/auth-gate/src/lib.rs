@@ -31,9 +31,11 @@ use authn::{KeySource, RemoteKeyStore, RemoteKeys};
 use cache::TokenCache;
 use config::Compiled;
 use gate::Decision;
+use plugin_common::host::HostMetrics;
+use plugin_common::metrics::{MetricHost, MetricKind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 use remote::{FetchResult, RemoteRule, SharedData};
 use request::RequestView;
 use std::cell::RefCell;
@@ -82,17 +84,10 @@ struct Counters {
 
 impl Counters {
     fn define() -> Self {
+        let mut host = HostMetrics { plugin: PLUGIN };
         let ids = metric::all()
             .into_iter()
-            .filter_map(
-                |name| match hostcalls::define_metric(MetricType::Counter, &name) {
-                    Ok(id) => Some((name, id)),
-                    Err(e) => {
-                        log::warn!("{PLUGIN}: cannot define {name}: {e:?}");
-                        None
-                    }
-                },
-            )
+            .filter_map(|name| Some((name.clone(), host.define(MetricKind::Counter, &name)?)))
             .collect();
         Self { ids }
     }
@@ -104,10 +99,7 @@ impl Counters {
             return;
         }
         if let Some(id) = self.ids.get(name) {
-            let count = i64::try_from(count).unwrap_or(i64::MAX);
-            if let Err(e) = hostcalls::increment_metric(*id, count) {
-                log::debug!("{PLUGIN}: cannot increment {name}: {e:?}");
-            }
+            HostMetrics { plugin: PLUGIN }.increment(*id, count);
         }
     }
 }

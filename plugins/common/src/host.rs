@@ -4,6 +4,7 @@
 
 use crate::config::{self, ConfigError};
 use crate::deny::LocalReply;
+use crate::metrics::{MetricHost, MetricKind};
 use serde::de::DeserializeOwned;
 
 /// Logs any panic at critical level before the VM traps, so a surprise in production shows in
@@ -64,6 +65,38 @@ pub fn send_local_reply(plugin: &str, reply: &LocalReply) -> bool {
         Err(status) => {
             log::warn!("{plugin}: cannot send the local reply: {status:?}");
             false
+        }
+    }
+}
+
+/// Envoy's stats through the proxy-wasm metric hostcalls; failures are logged (a definition at
+/// warn, an update at debug: it would repeat on every request) and cost only the metric.
+#[derive(Debug, Clone, Copy)]
+pub struct HostMetrics {
+    pub plugin: &'static str,
+}
+
+impl MetricHost for HostMetrics {
+    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        let metric_type = match kind {
+            MetricKind::Counter => proxy_wasm::types::MetricType::Counter,
+            MetricKind::Histogram => proxy_wasm::types::MetricType::Histogram,
+        };
+        proxy_wasm::hostcalls::define_metric(metric_type, name)
+            .map_err(|status| log::warn!("{}: cannot define {name}: {status:?}", self.plugin))
+            .ok()
+    }
+
+    fn increment(&mut self, id: u32, by: u64) {
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        if let Err(status) = proxy_wasm::hostcalls::increment_metric(id, by) {
+            log::debug!("{}: cannot increment metric {id}: {status:?}", self.plugin);
+        }
+    }
+
+    fn record(&mut self, id: u32, value: u64) {
+        if let Err(status) = proxy_wasm::hostcalls::record_metric(id, value) {
+            log::debug!("{}: cannot record metric {id}: {status:?}", self.plugin);
         }
     }
 }

@@ -10,6 +10,22 @@
 //! [`stats_tags`] gives exactly what Istio renders for `proxyConfig.extraStatTags`, so a local
 //! Envoy (the test harness) and an Istio gateway extract the same labels.
 
+/// What a metric is to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
+}
+
+/// The host's metric calls as the plugins' logic sees them (the glue passes
+/// [`crate::host::HostMetrics`], tests a fake). A failed definition gives `None`: the metric is
+/// then skipped, never the request.
+pub trait MetricHost {
+    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
+    fn increment(&mut self, id: u32, by: u64);
+    fn record(&mut self, id: u32, value: u64);
+}
+
 /// A tag Envoy extracts from metric names. Only the tags listed in [`ALL_TAGS`] exist, so every
 /// tag a plugin encodes has its extraction regex in [`stats_tags`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,12 +17,13 @@ pub mod stats;
 pub mod usage;
 
 use models::{ModelNames, SharedModelList};
+use plugin_common::host::HostMetrics;
 use plugin_common::istio::normalize_path;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 use response::{ResponseHead, ResponseTracker};
-use stats::{EmotionMetrics, MetricKind, MetricsHost};
+use stats::EmotionMetrics;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -61,7 +62,7 @@ impl RootContext for Root {
             return false;
         };
         HostModelList.initialize();
-        let metrics = EmotionMetrics::define(&config, &mut HostMetrics);
+        let metrics = EmotionMetrics::define(&config, &mut HostMetrics { plugin: PLUGIN });
         let models = ModelNames::new(config.max_models);
         self.state = Some(Rc::new(Configured {
             config,
@@ -196,7 +197,7 @@ impl HttpContext for Exchange {
             &model,
             duration_ms,
             &self.state.config.labels,
-            &mut HostMetrics,
+            &mut HostMetrics { plugin: PLUGIN },
         );
     }
 }
@@ -209,34 +210,6 @@ fn header(map: MapType, name: &str) -> Option<String> {
         Err(status) => {
             log::warn!("{PLUGIN}: cannot read header {name}: {status:?}");
             None
-        }
-    }
-}
-
-/// Envoy's stats, reached through the proxy-wasm metric hostcalls.
-struct HostMetrics;
-
-impl MetricsHost for HostMetrics {
-    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
-        let metric_type = match kind {
-            MetricKind::Counter => MetricType::Counter,
-            MetricKind::Histogram => MetricType::Histogram,
-        };
-        hostcalls::define_metric(metric_type, name)
-            .map_err(|status| log::warn!("{PLUGIN}: cannot define metric {name}: {status:?}"))
-            .ok()
-    }
-
-    fn increment(&mut self, id: u32, by: u64) {
-        let by = i64::try_from(by).unwrap_or(i64::MAX);
-        if let Err(status) = hostcalls::increment_metric(id, by) {
-            log::debug!("{PLUGIN}: cannot increment metric {id}: {status:?}");
-        }
-    }
-
-    fn record(&mut self, id: u32, value: u64) {
-        if let Err(status) = hostcalls::record_metric(id, value) {
-            log::debug!("{PLUGIN}: cannot record metric {id}: {status:?}");
         }
     }
 }

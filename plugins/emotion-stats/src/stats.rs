@@ -1,10 +1,11 @@
 //! The plugin's metrics: their names, their definition, and what one verdict adds to them. The
-//! host is reached through [`MetricsHost`] so all of it is unit-tested.
+//! host is reached through [`MetricHost`] so all of it is unit-tested.
 
 use crate::config::{Compiled, LabelSet};
 use crate::response::{Outcome, Verdict};
 use hashbrown::HashMap;
 use plugin_common::metrics::{tagged_name, KIND, LABEL, MODEL, OUTCOME};
+pub use plugin_common::metrics::{MetricHost, MetricKind};
 
 /// Counter `{model, label}`: one per prediction, by top label.
 pub const TOP_LABEL_TOTAL: &str = "emotion_stats_top_label_total";
@@ -16,20 +17,6 @@ pub const RESPONSES_TOTAL: &str = "emotion_stats_responses_total";
 pub const REQUEST_DURATION_MS: &str = "emotion_stats_request_duration_milliseconds";
 /// Counter `{model, kind}`: the tokens OpenAI-style answers report, `prompt` and `completion`.
 pub const TOKENS_TOTAL: &str = "emotion_stats_tokens_total";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    Counter,
-    Histogram,
-}
-
-/// The host's metric calls. A failed definition gives `None` (the metric is then skipped); the
-/// implementation reports host failures itself.
-pub trait MetricsHost {
-    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
-    fn increment(&mut self, id: u32, by: u64);
-    fn record(&mut self, id: u32, value: u64);
-}
 
 /// The series of one model, defined together when the model is first seen so that they all
 /// start at zero.
@@ -46,7 +33,7 @@ struct ModelSeries {
 }
 
 impl ModelSeries {
-    fn define(model: &str, labels: &LabelSet, host: &mut impl MetricsHost) -> Self {
+    fn define(model: &str, labels: &LabelSet, host: &mut impl MetricHost) -> Self {
         let mut by_label = |metric: &str, kind: MetricKind| -> Vec<Option<u32>> {
             labels
                 .names()
@@ -103,7 +90,7 @@ pub struct EmotionMetrics {
 }
 
 impl EmotionMetrics {
-    pub fn define(config: &Compiled, host: &mut impl MetricsHost) -> Self {
+    pub fn define(config: &Compiled, host: &mut impl MetricHost) -> Self {
         // The BERT emotion walkthrough's plugin named its counters after the labels themselves.
         let legacy_by_label = if config.legacy_label_counters {
             config
@@ -129,7 +116,7 @@ impl EmotionMetrics {
         model: &str,
         duration_ms: Option<u64>,
         labels: &LabelSet,
-        host: &mut impl MetricsHost,
+        host: &mut impl MetricHost,
     ) {
         if !self.models.contains_key(model) {
             let series = ModelSeries::define(model, labels, host);
@@ -226,7 +213,7 @@ mod tests {
         }
     }
 
-    impl MetricsHost for FakeHost {
+    impl MetricHost for FakeHost {
         fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
             if self.refuse {
                 return None;

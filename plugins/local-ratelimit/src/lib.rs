@@ -13,9 +13,10 @@ mod metrics;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod store;
 
+use plugin_common::host::HostMetrics;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, Status};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -55,7 +56,7 @@ impl RootContext for Root {
             log::error!("{PLUGIN}: shared data unavailable ({err:?}); the plugin refuses to start");
             return false;
         }
-        let metrics = metrics::Registry::new(HostMetrics, &compiled.domain);
+        let metrics = metrics::Registry::new(HostMetrics { plugin: PLUGIN }, &compiled.domain);
         self.active = Some(Rc::new(Active {
             config: compiled,
             metrics: RefCell::new(metrics),
@@ -179,19 +180,6 @@ impl store::SharedStore for HostStore {
             Err(Status::CasMismatch) => Err(store::SetError::CasMismatch),
             Err(_) => Err(store::SetError::Failed),
         }
-    }
-}
-
-/// proxy-wasm counters; a failed definition or increment loses a count, never the request.
-struct HostMetrics;
-
-impl metrics::MetricHost for HostMetrics {
-    fn define_counter(&mut self, name: &str) -> Option<u32> {
-        hostcalls::define_metric(MetricType::Counter, name).ok()
-    }
-
-    fn increment(&mut self, id: u32) {
-        let _ = hostcalls::increment_metric(id, 1);
     }
 }
 

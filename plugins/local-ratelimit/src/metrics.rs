@@ -7,7 +7,7 @@
 
 use crate::matcher::{Limit, NamePart};
 use hashbrown::HashMap;
-use plugin_common::metrics::{tagged_name, DOMAIN, RULE};
+use plugin_common::metrics::{tagged_name, MetricHost, MetricKind, DOMAIN, RULE};
 
 /// Per-rule statistics, as upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +62,6 @@ pub trait Counters {
     fn plugin(&mut self, stat: PluginStat);
 }
 
-/// The host's metric calls.
-pub trait MetricHost {
-    fn define_counter(&mut self, name: &str) -> Option<u32>;
-    fn increment(&mut self, id: u32);
-}
-
 /// Per-value names kept per worker; later values count under the rule's name.
 pub const MAX_DETAILED_NAMES: usize = 100;
 /// Longest value put in a name.
@@ -95,7 +89,7 @@ impl<H: MetricHost> Registry<H> {
         let id = match self.ids.get(&name) {
             Some(&id) => Some(id),
             None => {
-                let id = self.host.define_counter(&name);
+                let id = self.host.define(MetricKind::Counter, &name);
                 if let Some(id) = id {
                     self.ids.insert(name, id);
                 }
@@ -103,7 +97,7 @@ impl<H: MetricHost> Registry<H> {
             }
         };
         if let Some(id) = id {
-            self.host.increment(id);
+            self.host.increment(id, 1);
         }
     }
 
@@ -196,14 +190,15 @@ pub mod fake {
     }
 
     impl MetricHost for FakeHost {
-        fn define_counter(&mut self, name: &str) -> Option<u32> {
+        fn define(&mut self, _kind: MetricKind, name: &str) -> Option<u32> {
             self.names.push(name.to_string());
             u32::try_from(self.names.len() - 1).ok()
         }
-        fn increment(&mut self, id: u32) {
+        fn increment(&mut self, id: u32, by: u64) {
             let name = self.names[id as usize].clone();
-            *self.values.entry(name).or_default() += 1;
+            *self.values.entry(name).or_default() += by;
         }
+        fn record(&mut self, _id: u32, _value: u64) {}
     }
 
     impl FakeHost {

@@ -10,11 +10,13 @@ pub mod config;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod policy;
 
+use plugin_common::host::HostMetrics;
 use plugin_common::istio::OperationMatcher;
+use plugin_common::metrics::{MetricHost, MetricKind};
 use policy::{Decision, Outcome, Policy, Request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use std::rc::Rc;
 
 const PLUGIN: &str = "path-allowlist";
@@ -34,15 +36,10 @@ struct Counters {
 
 impl Counters {
     fn define() -> Self {
+        let mut host = HostMetrics { plugin: PLUGIN };
         let ids = Outcome::ALL
             .iter()
-            .map(|outcome| {
-                hostcalls::define_metric(MetricType::Counter, outcome.metric_name())
-                    .map_err(|e| {
-                        log::warn!("{PLUGIN}: cannot define {}: {e:?}", outcome.metric_name())
-                    })
-                    .ok()
-            })
+            .map(|outcome| host.define(MetricKind::Counter, outcome.metric_name()))
             .collect();
         Self { ids }
     }
@@ -50,12 +47,7 @@ impl Counters {
     fn increment(&self, outcome: Outcome) {
         let position = Outcome::ALL.iter().position(|o| *o == outcome);
         if let Some(id) = position.and_then(|i| self.ids.get(i)).copied().flatten() {
-            if let Err(e) = hostcalls::increment_metric(id, 1) {
-                log::debug!(
-                    "{PLUGIN}: cannot increment {}: {e:?}",
-                    outcome.metric_name()
-                );
-            }
+            HostMetrics { plugin: PLUGIN }.increment(id, 1);
         }
     }
 }
