@@ -32,11 +32,12 @@ use cache::TokenCache;
 use config::Compiled;
 use gate::Decision;
 use plugin_common::host::HostMetrics;
+use plugin_common::host::HostSharedData;
 use plugin_common::metrics::{MetricHost, MetricKind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
-use remote::{FetchResult, RemoteRule, SharedData};
+use remote::{FetchResult, RemoteRule};
 use request::RequestView;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -60,21 +61,6 @@ fn now_ms() -> u64 {
     now.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or_default()
-}
-
-struct HostSharedData;
-
-impl SharedData for HostSharedData {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(bytes), Some(cas))) => Some((bytes, cas)),
-            _ => None,
-        }
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
-    }
 }
 
 /// Metric ids by name; a counter the host refused is skipped.

@@ -12,6 +12,7 @@
 
 use crate::authn::{RemoteJwks, RemoteKeys};
 use crate::jwks::{parse_jwks, KeySet};
+pub use plugin_common::shared::SharedData;
 use std::rc::Rc;
 
 /// A failed fetch is tried again after this long (Envoy's `failed_refetch_duration` default).
@@ -20,13 +21,6 @@ pub const RETRY_AFTER_FAILURE_MS: u64 = 1_000;
 pub const UNKNOWN_KID_REFETCH_MS: u64 = 30_000;
 
 /// The host's shared data, as the fetch logic needs it.
-pub trait SharedData {
-    /// The value and its version (CAS), `None` when absent or unreadable.
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
-    /// Sets `key` if its version is still `cas` (`None` or 0: unconditionally, as in the
-    /// proxy-wasm ABI). False if it changed meanwhile or the host refused.
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LeaseState {
@@ -106,7 +100,7 @@ impl RemoteRule {
     /// the keys changed, so the caller drops its verified-token cache and wakes waiting
     /// requests.
     pub fn sync(&mut self, shared: &dyn SharedData) -> bool {
-        let Some((bytes, version)) = shared.get(&self.keys_key()) else {
+        let Ok(Some((bytes, version))) = shared.get(&self.keys_key()) else {
             return false;
         };
         if self.version == Some(version) {
@@ -136,6 +130,8 @@ impl RemoteRule {
         }
         let lease = shared
             .get(&self.lease_key())
+            .ok()
+            .flatten()
             .and_then(|(bytes, _)| Lease::decode(&bytes));
         match lease {
             Some(lease) if lease.state == LeaseState::Failed && lease.until_ms > now_ms => {
@@ -169,7 +165,7 @@ impl RemoteRule {
             return false;
         }
         let lease_key = self.lease_key();
-        let current = shared.get(&lease_key);
+        let current = shared.get(&lease_key).ok().flatten();
         let held = current
             .as_ref()
             .and_then(|(bytes, _)| Lease::decode(bytes))
@@ -184,7 +180,9 @@ impl RemoteRule {
         };
         // The first lease is set without a version to compare (none exists yet): two workers
         // may then both fetch once, which is harmless.
-        shared.set(&lease_key, &lease.encode(), current.map(|(_, cas)| cas))
+        shared
+            .set(&lease_key, &lease.encode(), current.map(|(_, cas)| cas))
+            .is_ok()
     }
 
     /// Stores a successful fetch for every worker, or records the failure (so that waiting
@@ -209,7 +207,10 @@ impl RemoteRule {
         match parsed {
             Ok((text, keys)) => {
                 let document = format!("{now_ms}\n{text}");
-                if !shared.set(&self.keys_key(), document.as_bytes(), None) {
+                if shared
+                    .set(&self.keys_key(), document.as_bytes(), None)
+                    .is_err()
+                {
                     log::warn!("cannot store the JWKS of {} in shared data", self.jwks.uri);
                 }
                 // Released by expiry: a lease in the past is free.
@@ -217,8 +218,13 @@ impl RemoteRule {
                     state: LeaseState::Fetching,
                     until_ms: 0,
                 };
-                shared.set(&self.lease_key(), &released.encode(), None);
-                self.version = shared.get(&self.keys_key()).map(|(_, version)| version);
+                // A lease left behind only delays the next fetch until it expires.
+                let _ = shared.set(&self.lease_key(), &released.encode(), None);
+                self.version = shared
+                    .get(&self.keys_key())
+                    .ok()
+                    .flatten()
+                    .map(|(_, version)| version);
                 self.keys = Some(Rc::new(keys));
                 self.fetched_at_ms = now_ms;
                 self.refresh_requested = false;
@@ -238,7 +244,8 @@ impl RemoteRule {
             state: LeaseState::Failed,
             until_ms: now_ms + RETRY_AFTER_FAILURE_MS,
         };
-        shared.set(&self.lease_key(), &failed.encode(), None);
+        // Unrecorded, the failure only makes waiting requests wait for their own timeout.
+        let _ = shared.set(&self.lease_key(), &failed.encode(), None);
     }
 }
 
@@ -248,6 +255,7 @@ mod tests {
     use crate::jwks::tests::jwks_of;
     use hashbrown::HashMap;
     use jwt_simple::prelude::*;
+    use plugin_common::shared::{SetError, StoreError};
     use std::cell::RefCell;
 
     /// Shared data with versions, as Envoy keeps it.
@@ -257,17 +265,17 @@ mod tests {
     }
 
     impl SharedData for FakeShared {
-        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-            self.entries.borrow().get(key).cloned()
+        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+            Ok(self.entries.borrow().get(key).cloned())
         }
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
             let mut entries = self.entries.borrow_mut();
             let version = entries.get(key).map_or(0, |(_, v)| *v);
             if cas.is_some_and(|cas| cas != 0 && cas != version) {
-                return false;
+                return Err(SetError::CasMismatch);
             }
             entries.insert(key.to_string(), (value.to_vec(), version + 1));
-            true
+            Ok(())
         }
     }
 
@@ -404,8 +412,12 @@ mod tests {
     fn garbage_in_shared_data_is_ignored() {
         let shared = FakeShared::default();
         let mut a = rule();
-        shared.set("auth-gate/jwks/https://dex/keys", b"not a document", None);
-        shared.set("auth-gate/jwks-fetch/https://dex/keys", b"\xff\xfe", None);
+        shared
+            .set("auth-gate/jwks/https://dex/keys", b"not a document", None)
+            .unwrap();
+        shared
+            .set("auth-gate/jwks-fetch/https://dex/keys", b"\xff\xfe", None)
+            .unwrap();
         assert!(!a.sync(&shared));
         assert!(matches!(a.status(&shared, 0), RemoteKeys::Pending));
         assert!(a.try_begin_fetch(&shared, 0, REFRESH));

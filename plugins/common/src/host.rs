@@ -5,6 +5,7 @@
 use crate::config::{self, ConfigError};
 use crate::deny::LocalReply;
 use crate::metrics::{MetricHost, MetricKind};
+use crate::shared::{SetError, SharedData, StoreError};
 use serde::de::DeserializeOwned;
 
 /// Logs any panic at critical level before the VM traps, so a surprise in production shows in
@@ -97,6 +98,29 @@ impl MetricHost for HostMetrics {
     fn record(&mut self, id: u32, value: u64) {
         if let Err(status) = proxy_wasm::hostcalls::record_metric(id, value) {
             log::debug!("{}: cannot record metric {id}: {status:?}", self.plugin);
+        }
+    }
+}
+
+/// proxy-wasm shared data: one store for all workers of the VM id.
+#[derive(Debug, Clone, Copy)]
+pub struct HostSharedData;
+
+impl SharedData for HostSharedData {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        match proxy_wasm::hostcalls::get_shared_data(key) {
+            // A key with an empty value comes back without bytes but with a version.
+            Ok((bytes, Some(cas))) => Ok(Some((bytes.unwrap_or_default(), cas))),
+            Ok((_, None)) => Ok(None),
+            Err(_) => Err(StoreError),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+        match proxy_wasm::hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(proxy_wasm::types::Status::CasMismatch) => Err(SetError::CasMismatch),
+            Err(_) => Err(SetError::Failed),
         }
     }
 }

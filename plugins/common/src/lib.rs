@@ -8,4 +8,5 @@ pub mod istio;
 pub mod metrics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod schema;
+pub mod shared;
 mod tree;

@@ -17,11 +17,12 @@ pub mod stats;
 pub mod usage;
 
 use models::{ModelNames, SharedModelList};
-use plugin_common::host::HostMetrics;
+use plugin_common::host::{HostMetrics, HostSharedData};
 use plugin_common::istio::normalize_path;
+use plugin_common::shared::{SetError, SharedData};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 use response::{ResponseHead, ResponseTracker};
 use stats::EmotionMetrics;
 use std::cell::RefCell;
@@ -222,8 +223,8 @@ impl HostModelList {
     /// compare-and-swap (Envoy cannot compare-and-swap a key that does not exist yet).
     fn initialize(&self) {
         if self.load().is_none() {
-            if let Err(status) = hostcalls::set_shared_data(MODELS_KEY, Some(b"\n"), None) {
-                log::warn!("{PLUGIN}: cannot initialize shared data: {status:?}");
+            if let Err(error) = HostSharedData.set(MODELS_KEY, b"\n", None) {
+                log::warn!("{PLUGIN}: cannot initialize shared data: {error:?}");
             }
         }
     }
@@ -231,22 +232,21 @@ impl HostModelList {
 
 impl SharedModelList for HostModelList {
     fn load(&self) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(MODELS_KEY) {
-            Ok((Some(bytes), Some(version))) => Some((bytes, version)),
-            Ok(_) => None,
-            Err(status) => {
-                log::warn!("{PLUGIN}: cannot read shared data: {status:?}");
+        match HostSharedData.get(MODELS_KEY) {
+            Ok(entry) => entry,
+            Err(error) => {
+                log::warn!("{PLUGIN}: cannot read shared data: {error:?}");
                 None
             }
         }
     }
 
     fn store(&self, list: &[u8], version: Option<u32>) -> bool {
-        match hostcalls::set_shared_data(MODELS_KEY, Some(list), version) {
+        match HostSharedData.set(MODELS_KEY, list, version) {
             Ok(()) => true,
-            Err(Status::CasMismatch) => false,
-            Err(status) => {
-                log::warn!("{PLUGIN}: cannot write shared data: {status:?}");
+            Err(SetError::CasMismatch) => false,
+            Err(error) => {
+                log::warn!("{PLUGIN}: cannot write shared data: {error:?}");
                 false
             }
         }

@@ -13,10 +13,10 @@ mod metrics;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod store;
 
-use plugin_common::host::HostMetrics;
+use plugin_common::host::{HostMetrics, HostSharedData};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -52,7 +52,7 @@ impl RootContext for Root {
             log::warn!("{PLUGIN}: {warning}");
         }
         // Every shared key is created now, so no request ever creates one (see store.rs).
-        if let Err(err) = store::ensure_keys(&HostStore, limiter::shared_keys(&compiled)) {
+        if let Err(err) = store::ensure_keys(&HostSharedData, limiter::shared_keys(&compiled)) {
             log::error!("{PLUGIN}: shared data unavailable ({err:?}); the plugin refuses to start");
             return false;
         }
@@ -98,7 +98,13 @@ impl HttpContext for Request {
             Err(_) => &mut Uncounted,
         };
         let request = HostRequest::read();
-        let verdict = limiter::check(&self.active.config, &HostStore, counters, &request, now_ns);
+        let verdict = limiter::check(
+            &self.active.config,
+            &HostSharedData,
+            counters,
+            &request,
+            now_ns,
+        );
         drop(registry);
         match verdict {
             limiter::Verdict::Admit { response_headers } => {
@@ -158,28 +164,6 @@ impl actions::RequestView for HostRequest {
             .map(|addr| addr.ip())
             .or_else(|_| text.parse::<IpAddr>())
             .ok()
-    }
-}
-
-/// proxy-wasm shared data: one store for all workers of the VM id.
-struct HostStore;
-
-impl store::SharedStore for HostStore {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, store::StoreError> {
-        match hostcalls::get_shared_data(key) {
-            // A key with an empty value comes back without bytes but with a token.
-            Ok((bytes, Some(cas))) => Ok(Some((bytes.unwrap_or_default(), cas))),
-            Ok((_, None)) => Ok(None),
-            Err(_) => Err(store::StoreError),
-        }
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), store::SetError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(store::SetError::CasMismatch),
-            Err(_) => Err(store::SetError::Failed),
-        }
     }
 }
 

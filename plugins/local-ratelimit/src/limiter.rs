@@ -8,7 +8,7 @@ use crate::bucket::{Bucket, Rate};
 use crate::config::Compiled;
 use crate::matcher::{DescriptorTree, Limit, LimitKind, Matched};
 use crate::metrics::{Counters, PluginStat, Stat};
-use crate::store::{self, BucketRef, Failure, Fingerprint, SharedStore, Taken};
+use crate::store::{self, BucketRef, Failure, Fingerprint, SharedData, Taken};
 use hashbrown::HashSet;
 use plugin_common::deny::LocalReply;
 
@@ -101,7 +101,7 @@ fn ceil_secs(ns: u64) -> u64 {
 /// Decides for one request at `now_ns`.
 pub fn check(
     compiled: &Compiled,
-    shared: &dyn SharedStore,
+    shared: &dyn SharedData,
     counters: &mut dyn Counters,
     request: &dyn RequestView,
     now_ns: u64,

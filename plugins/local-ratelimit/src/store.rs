@@ -22,22 +22,7 @@
 
 use crate::bucket::{Bucket, Rate};
 
-/// The host's shared data (`get_shared_data`/`set_shared_data`).
-pub trait SharedStore {
-    /// The value and its CAS token, `None` when the key does not exist.
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;
-    /// Writes `value`; with `cas`, only if the key still has that token.
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError>;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetError {
-    CasMismatch,
-    Failed,
-}
+pub use plugin_common::shared::{SetError, SharedData, StoreError};
 
 /// Why a bucket operation gave up; the caller applies `failure_mode_deny`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +162,7 @@ fn read_slot(bytes: &[u8], id: &Fingerprint, rate: Rate, now_ns: u64) -> Slot {
 
 /// A key's value and version. A missing key is only possible if this configuration's keys were
 /// not created (they are, in [`ensure_keys`]): it is created free and read again.
-fn read_key(store: &dyn SharedStore, key: &str) -> Result<(Vec<u8>, u32), Failure> {
+fn read_key(store: &dyn SharedData, key: &str) -> Result<(Vec<u8>, u32), Failure> {
     if let Some(found) = store.get(key).map_err(|_| Failure::Store)? {
         return Ok(found);
     }
@@ -202,7 +187,7 @@ struct Place {
 /// Finds `target`'s bucket: its rule key; or for a per-value bucket, whichever of its two slots
 /// holds it, else the first free one (a new, full bucket), else the rule's overflow bucket.
 fn locate(
-    store: &dyn SharedStore,
+    store: &dyn SharedData,
     target: &BucketRef,
     max_keys: u32,
     now_ns: u64,
@@ -262,7 +247,7 @@ pub fn encode(id: &Fingerprint, bucket: &Bucket) -> Vec<u8> {
 
 /// Takes `tokens` (the request's weight) from the bucket `target` names, if it holds them.
 pub fn take(
-    store: &dyn SharedStore,
+    store: &dyn SharedData,
     target: &BucketRef,
     max_keys: u32,
     now_ns: u64,
@@ -300,7 +285,7 @@ pub fn take(
 }
 
 /// Returns the tokens `taken` took (the request was refused by another limit).
-pub fn give_back(store: &dyn SharedStore, taken: &Taken, now_ns: u64) -> Result<(), Failure> {
+pub fn give_back(store: &dyn SharedData, taken: &Taken, now_ns: u64) -> Result<(), Failure> {
     if !taken.admitted {
         return Ok(());
     }
@@ -330,7 +315,7 @@ pub fn give_back(store: &dyn SharedStore, taken: &Taken, now_ns: u64) -> Result<
 /// of an earlier configuration or of another worker) are kept, which is how balances survive a
 /// configuration push. Returns how many keys were created.
 pub fn ensure_keys(
-    store: &dyn SharedStore,
+    store: &dyn SharedData,
     keys: impl Iterator<Item = String>,
 ) -> Result<usize, StoreError> {
     let mut created = 0;
@@ -376,7 +361,7 @@ pub mod fake {
         }
     }
 
-    impl SharedStore for FakeStore {
+    impl SharedData for FakeStore {
         fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
             if self.fail_reads.get() {
                 return Err(StoreError);
