@@ -166,8 +166,7 @@ impl Worker {
         // As bytes: the SDK's `get_map` panics on a value that is not UTF-8 (obs-text a client
         // may send), which would trap the VM. Such a value is read lossily; it can then match no
         // configured value and decode to no valid token.
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-            .unwrap_or_default()
+        let headers = plugin_common::host::headers(MapType::HttpRequestHeaders)
             .into_iter()
             .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
             .collect();
@@ -410,11 +409,8 @@ impl Context for Root {
         let result = if headers == 0 {
             FetchResult::NoResponse
         } else {
-            let status =
-                hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-                    .ok()
-                    .flatten()
-                    .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
+            let status = plugin_common::host::header(MapType::HttpCallResponseHeaders, ":status")
+                .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
             FetchResult::Response {
                 status,
                 body: &body,

@@ -124,3 +124,18 @@ impl SharedData for HostSharedData {
         }
     }
 }
+
+/// One header of `map` (the request's, the response's, a dispatched call's answer), as bytes:
+/// the SDK's `String` getters trap the VM on a value that is not UTF-8. `None` when absent, or
+/// when the host refused (then as if absent).
+pub fn header(map: proxy_wasm::types::MapType, name: &str) -> Option<Vec<u8>> {
+    proxy_wasm::hostcalls::get_map_value_bytes(map, name)
+        .ok()
+        .flatten()
+}
+
+/// Every header of `map` in one hostcall, each value of a repeated header as its own pair, in
+/// the order received.
+pub fn headers(map: proxy_wasm::types::MapType) -> Vec<(String, Vec<u8>)> {
+    proxy_wasm::hostcalls::get_map_bytes(map).unwrap_or_default()
+}

@@ -206,13 +206,7 @@ impl HttpContext for Exchange {
 /// A header value; non-UTF-8 bytes are replaced rather than trusted (the SDK's own getter would
 /// panic on them).
 fn header(map: MapType, name: &str) -> Option<String> {
-    match hostcalls::get_map_value_bytes(map, name) {
-        Ok(value) => value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-        Err(status) => {
-            log::warn!("{PLUGIN}: cannot read header {name}: {status:?}");
-            None
-        }
-    }
+    plugin_common::host::header(map, name).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The admitted model names in the proxy's shared data.

@@ -138,8 +138,7 @@ struct HostRequest {
 
 impl HostRequest {
     fn read() -> Self {
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-            .unwrap_or_default()
+        let headers = plugin_common::host::headers(MapType::HttpRequestHeaders)
             .into_iter()
             // Values as bytes: the String form traps the VM on a value that is not UTF-8.
             .map(|(name, value)| (name, actions::header_text(value)))

@@ -89,9 +89,7 @@ struct PathCheck {
 }
 
 fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    plugin_common::host::header(MapType::HttpRequestHeaders, name)
 }
 
 impl Context for PathCheck {}
