@@ -31,6 +31,7 @@ use authn::{KeySource, RemoteKeyStore, RemoteKeys};
 use cache::TokenCache;
 use config::Compiled;
 use gate::Decision;
+use metric::{Counter, KeyWait, RequestOutcome};
 use plugin_common::host::HostMetrics;
 use plugin_common::host::HostSharedData;
 use plugin_common::metrics::{MetricHost, MetricKind};
@@ -63,29 +64,29 @@ fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// Metric ids by name; a counter the host refused is skipped.
+/// Metric ids by [`Counter::index`]; a counter the host refused is skipped.
 struct Counters {
-    ids: hashbrown::HashMap<String, u32>,
+    ids: Vec<Option<u32>>,
 }
 
 impl Counters {
     fn define() -> Self {
         let mut host = HostMetrics { plugin: PLUGIN };
-        let ids = metric::all()
+        let ids = Counter::all()
             .into_iter()
-            .filter_map(|name| Some((name.clone(), host.define(MetricKind::Counter, &name)?)))
+            .map(|counter| host.define(MetricKind::Counter, &counter.name()))
             .collect();
         Self { ids }
     }
 
-    fn add(&self, name: &str, count: u64) {
+    fn add(&self, counter: Counter, count: u64) {
         // Adding 0 changes nothing; skipping it saves a hostcall on every request that used no
         // cached token.
         if count == 0 {
             return;
         }
-        if let Some(id) = self.ids.get(name) {
-            HostMetrics { plugin: PLUGIN }.increment(*id, count);
+        if let Some(id) = self.ids.get(counter.index()).copied().flatten() {
+            HostMetrics { plugin: PLUGIN }.increment(id, count);
         }
     }
 }
@@ -203,7 +204,7 @@ impl Worker {
                 now / 1000,
             );
             self.counters
-                .add(metric::CACHE_HITS, cache.hits().saturating_sub(hits));
+                .add(Counter::CacheHits, cache.hits().saturating_sub(hits));
             decision
         };
         let decision = match decision {
@@ -219,7 +220,7 @@ impl Worker {
                     "{PLUGIN}: no JWKS after waiting {} ms; answering 401",
                     self.wait_ms
                 );
-                self.counters.add(&metric::key_waits("timed_out"), 1);
+                self.counters.add(Counter::KeyWait(KeyWait::TimedOut), 1);
                 gate::keys_unavailable(&request)
             }
             decision => decision,
@@ -247,13 +248,16 @@ impl Worker {
                     // Forwarding with a spoofable header or an unchecked path is what this
                     // plugin exists to prevent: refuse instead.
                     log::warn!("{PLUGIN}: cannot {what}; refusing the request");
-                    self.counters.add(&metric::requests("denied"), 1);
+                    self.counters
+                        .add(Counter::Request(RequestOutcome::Denied), 1);
                     return self.reply(&Decision::Denied { policy: None });
                 }
-                self.counters.add(&metric::requests("allowed"), 1);
+                self.counters
+                    .add(Counter::Request(RequestOutcome::Allowed), 1);
                 if let Some(policy) = &forward.dry_run_denied {
                     log::info!("{}", refusal_line(request, "dry-run, would deny", policy));
-                    self.counters.add(&metric::requests("dry_run_denied"), 1);
+                    self.counters
+                        .add(Counter::Request(RequestOutcome::DryRunDenied), 1);
                 }
                 Action::Continue
             }
@@ -262,8 +266,9 @@ impl Worker {
                     "{}",
                     refusal_line(request, "denied", &format!("JWT {}", failure.as_str()))
                 );
-                self.counters.add(&metric::requests("unauthenticated"), 1);
-                self.counters.add(&metric::jwt_invalid(*failure), 1);
+                self.counters
+                    .add(Counter::Request(RequestOutcome::Unauthenticated), 1);
+                self.counters.add(Counter::JwtInvalid(*failure), 1);
                 self.reply(&decision)
             }
             Decision::Denied { policy } => {
@@ -272,7 +277,8 @@ impl Worker {
                     None => gate::NO_ALLOW_MATCHED.to_string(),
                 };
                 log::info!("{}", refusal_line(request, "denied", &reason));
-                self.counters.add(&metric::requests("denied"), 1);
+                self.counters
+                    .add(Counter::Request(RequestOutcome::Denied), 1);
                 self.reply(&decision)
             }
             Decision::BadPath(why) => {
@@ -280,7 +286,8 @@ impl Worker {
                     "{}",
                     refusal_line(request, "denied", &format!("malformed path ({why})"))
                 );
-                self.counters.add(&metric::requests("bad_path"), 1);
+                self.counters
+                    .add(Counter::Request(RequestOutcome::BadPath), 1);
                 self.reply(&decision)
             }
             // Handled by `process`; never acted on.
@@ -378,7 +385,7 @@ impl Root {
                         format!("cannot dispatch through cluster {} ({e:?})", jwks.cluster);
                     log::warn!("{PLUGIN}: JWKS fetch of {} failed: {reason}", jwks.uri);
                     remote.record_failure(&HostSharedData, now);
-                    worker.counters.add(&metric::jwks_fetches("failure"), 1);
+                    worker.counters.add(Counter::JwksFetch(false), 1);
                 }
             }
         }
@@ -423,12 +430,12 @@ impl Context for Root {
         match outcome {
             Ok(()) => {
                 log::info!("{PLUGIN}: fetched the JWKS of {uri}");
-                worker.counters.add(&metric::jwks_fetches("success"), 1);
+                worker.counters.add(Counter::JwksFetch(true), 1);
                 worker.cache.borrow_mut().clear();
             }
             Err(reason) => {
                 log::warn!("{PLUGIN}: JWKS fetch of {uri} failed: {reason}");
-                worker.counters.add(&metric::jwks_fetches("failure"), 1);
+                worker.counters.add(Counter::JwksFetch(false), 1);
             }
         }
         self.wake(&worker);
@@ -506,7 +513,9 @@ impl HttpContext for Request {
         let action = self.worker.process(self.context_id, None);
         if action == Action::Pause && self.worker.is_waiting(self.context_id) {
             log::info!("{PLUGIN}: request paused until the JWKS is fetched");
-            self.worker.counters.add(&metric::key_waits("paused"), 1);
+            self.worker
+                .counters
+                .add(Counter::KeyWait(KeyWait::Paused), 1);
         }
         action
     }

@@ -1,47 +1,116 @@
-//! Counter names, as Prometheus shows them: `auth_gate_requests_total{outcome="allowed"}` (the
-//! outcome is encoded in the name with the collection's tag convention, `plugin_common::metrics`).
+//! The plugin's counters, declared once as data: Prometheus shows them as
+//! `auth_gate_requests_total{outcome="allowed"}` (the outcome encoded in the name with the
+//! collection's tag convention, `plugin_common::metrics`). The glue defines every one when a
+//! configuration is accepted and finds a counter's id by its position: no name is built on the
+//! request path.
 
 use crate::token::JwtFailure;
 use plugin_common::metrics::{tagged_name, OUTCOME};
 
-pub fn requests(outcome: &str) -> String {
-    tagged_name("auth_gate_requests_total", &[(OUTCOME, outcome)])
+/// One counter of the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// `auth_gate_requests_total{outcome}`: every decided request, once.
+    Request(RequestOutcome),
+    /// `auth_gate_jwt_invalid_total{outcome}`: why a token was refused.
+    JwtInvalid(JwtFailure),
+    /// `auth_gate_jwks_fetches_total{outcome}`: success or failure of a remote JWKS fetch.
+    JwksFetch(bool),
+    /// `auth_gate_key_waits_total{outcome}`: requests that waited for remote keys.
+    KeyWait(KeyWait),
+    /// `auth_gate_token_cache_hits_total`.
+    CacheHits,
 }
 
-pub fn jwt_invalid(failure: JwtFailure) -> String {
-    tagged_name(
-        "auth_gate_jwt_invalid_total",
-        &[(OUTCOME, failure.as_str())],
-    )
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    Allowed,
+    Denied,
+    Unauthenticated,
+    BadPath,
+    DryRunDenied,
 }
 
-pub fn jwks_fetches(outcome: &str) -> String {
-    tagged_name("auth_gate_jwks_fetches_total", &[(OUTCOME, outcome)])
+impl RequestOutcome {
+    pub const ALL: [RequestOutcome; 5] = [
+        Self::Allowed,
+        Self::Denied,
+        Self::Unauthenticated,
+        Self::BadPath,
+        Self::DryRunDenied,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Unauthenticated => "unauthenticated",
+            Self::BadPath => "bad_path",
+            Self::DryRunDenied => "dry_run_denied",
+        }
+    }
 }
 
-pub fn key_waits(outcome: &str) -> String {
-    tagged_name("auth_gate_key_waits_total", &[(OUTCOME, outcome)])
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWait {
+    Paused,
+    TimedOut,
 }
 
-pub const CACHE_HITS: &str = "auth_gate_token_cache_hits_total";
+impl Counter {
+    /// Every counter, in the order of [`Counter::index`].
+    pub fn all() -> Vec<Counter> {
+        let mut all: Vec<Counter> = RequestOutcome::ALL.map(Counter::Request).to_vec();
+        all.extend(JwtFailure::ALL.map(Counter::JwtInvalid));
+        all.extend([Counter::JwksFetch(true), Counter::JwksFetch(false)]);
+        all.extend([
+            Counter::KeyWait(KeyWait::Paused),
+            Counter::KeyWait(KeyWait::TimedOut),
+        ]);
+        all.push(Counter::CacheHits);
+        all
+    }
 
-/// Every counter, defined at configuration so that all show (at 0) from the start.
-pub fn all() -> Vec<String> {
-    let mut names: Vec<String> = [
-        "allowed",
-        "denied",
-        "unauthenticated",
-        "bad_path",
-        "dry_run_denied",
-    ]
-    .into_iter()
-    .map(requests)
-    .collect();
-    names.extend(JwtFailure::ALL.into_iter().map(jwt_invalid));
-    names.extend(["success", "failure"].into_iter().map(jwks_fetches));
-    names.extend(["paused", "timed_out"].into_iter().map(key_waits));
-    names.push(CACHE_HITS.to_string());
-    names
+    /// The counter's position in [`Counter::all`], without searching.
+    pub fn index(self) -> usize {
+        let requests = RequestOutcome::ALL.len();
+        let jwt = requests + JwtFailure::ALL.len();
+        match self {
+            Counter::Request(outcome) => outcome as usize,
+            Counter::JwtInvalid(failure) => requests + failure as usize,
+            Counter::JwksFetch(success) => jwt + usize::from(!success),
+            Counter::KeyWait(wait) => jwt + 2 + wait as usize,
+            Counter::CacheHits => jwt + 4,
+        }
+    }
+
+    /// The metric name, tag included (built when the counters are defined).
+    pub fn name(self) -> String {
+        match self {
+            Counter::Request(outcome) => {
+                tagged_name("auth_gate_requests_total", &[(OUTCOME, outcome.as_str())])
+            }
+            Counter::JwtInvalid(failure) => tagged_name(
+                "auth_gate_jwt_invalid_total",
+                &[(OUTCOME, failure.as_str())],
+            ),
+            Counter::JwksFetch(success) => tagged_name(
+                "auth_gate_jwks_fetches_total",
+                &[(OUTCOME, if success { "success" } else { "failure" })],
+            ),
+            Counter::KeyWait(wait) => tagged_name(
+                "auth_gate_key_waits_total",
+                &[(
+                    OUTCOME,
+                    match wait {
+                        KeyWait::Paused => "paused",
+                        KeyWait::TimedOut => "timed_out",
+                    },
+                )],
+            ),
+            Counter::CacheHits => "auth_gate_token_cache_hits_total".to_string(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -49,14 +118,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counter_names_are_distinct_and_tagged() {
-        let mut names = all();
-        let count = names.len();
-        assert_eq!(count, 5 + JwtFailure::ALL.len() + 2 + 2 + 1);
+    fn counters_are_distinct_tagged_and_indexed_by_position() {
+        let all = Counter::all();
+        assert_eq!(all.len(), 5 + JwtFailure::ALL.len() + 2 + 2 + 1);
+        for (at, counter) in all.iter().enumerate() {
+            assert_eq!(counter.index(), at, "{counter:?}");
+        }
+        let mut names: Vec<String> = all.iter().map(|c| c.name()).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), count);
-        assert!(requests("allowed").ends_with("auth_gate_requests_total"));
-        assert!(requests("allowed").contains("allowed"));
+        assert_eq!(names.len(), all.len());
+        assert_eq!(
+            Counter::Request(RequestOutcome::Allowed).name(),
+            "outcome=.=allowed;.;auth_gate_requests_total"
+        );
+        assert_eq!(
+            Counter::JwksFetch(false).name(),
+            "outcome=.=failure;.;auth_gate_jwks_fetches_total"
+        );
     }
 }
