@@ -60,6 +60,8 @@ pub enum LimitKind {
 /// One configured `rate_limit`.
 #[derive(Debug)]
 pub struct Limit {
+    /// Its position in [`DescriptorTree::limits`].
+    pub id: LimitId,
     /// Upstream's stats key below the domain: `path_/v1/x.x-api-key`.
     pub full_key: String,
     pub kind: LimitKind,
@@ -222,6 +224,7 @@ impl DescriptorTree {
                 Some(spec) => {
                     let kind = compile_limit(&path, spec)?;
                     self.limits.push(Limit {
+                        id: self.limits.len(),
                         full_key: full_key.clone(),
                         kind,
                         shadow_mode: config.shadow_mode,

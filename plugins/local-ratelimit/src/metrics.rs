@@ -5,12 +5,12 @@
 //! The number of names is bounded: per-value rules exist only with `detailed_metric` or
 //! `value_to_metric`, at most [`MAX_DETAILED_NAMES`] per worker, each value cut and sanitized.
 
-use crate::matcher::{Limit, NamePart};
+use crate::matcher::{Limit, LimitId, NamePart};
 use hashbrown::HashMap;
 use plugin_common::metrics::{tagged_name, MetricHost, MetricKind, DOMAIN, RULE};
 
 /// Per-rule statistics, as upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stat {
     TotalHits,
     OverLimit,
@@ -72,6 +72,9 @@ pub struct Registry<H: MetricHost> {
     host: H,
     domain: String,
     ids: HashMap<String, u32>,
+    /// The ids of rules whose name takes no request value, by rule and statistic: found
+    /// without building the name again.
+    fixed: HashMap<(LimitId, Stat), u32>,
     detailed_values: usize,
 }
 
@@ -81,11 +84,12 @@ impl<H: MetricHost> Registry<H> {
             host,
             domain: domain.to_string(),
             ids: HashMap::new(),
+            fixed: HashMap::new(),
             detailed_values: 0,
         }
     }
 
-    fn count(&mut self, name: String) {
+    fn count(&mut self, name: String) -> Option<u32> {
         let id = match self.ids.get(&name) {
             Some(&id) => Some(id),
             None => {
@@ -99,6 +103,7 @@ impl<H: MetricHost> Registry<H> {
         if let Some(id) = id {
             self.host.increment(id, 1);
         }
+        id
     }
 
     fn rule_metric(&self, rule: &str, stat: Stat) -> String {
@@ -168,8 +173,22 @@ fn sanitize(value: &str) -> String {
 
 impl<H: MetricHost> Counters for Registry<H> {
     fn rule(&mut self, limit: &Limit, values: &[String], stat: Stat) {
+        let per_value = limit.detailed_metric
+            || limit
+                .name_parts
+                .iter()
+                .any(|part| matches!(part, NamePart::RequestValue(_)));
+        if !per_value {
+            if let Some(&id) = self.fixed.get(&(limit.id, stat)) {
+                self.host.increment(id, 1);
+                return;
+            }
+        }
         let rule = self.rule_label(limit, values);
-        self.count(self.rule_metric(&rule, stat));
+        let id = self.count(self.rule_metric(&rule, stat));
+        if let (false, Some(id)) = (per_value, id) {
+            self.fixed.insert((limit.id, stat), id);
+        }
     }
 
     fn plugin(&mut self, stat: PluginStat) {
@@ -229,6 +248,7 @@ mod tests {
 
     fn limit(detailed: bool) -> Limit {
         Limit {
+            id: 0,
             full_key: "path".to_string(),
             kind: LimitKind::Unlimited,
             shadow_mode: false,
