@@ -302,7 +302,9 @@ fn the_sidecar_manifests_run_from_registry_images_with_each_plugins_behaviour() 
     assert!(
         stats
             .lines()
-            .any(|l| l == r#"emotion_stats_responses_total{outcome="counted"} 2"#),
+            .any(|l| l.starts_with("emotion_stats_responses_total{")
+                && l.contains(r#"model="bert-emotion-model""#)
+                && l.ends_with(r#"outcome="counted"} 2"#)),
         "emotion-stats did not count 2 predictions:\n{stats}"
     );
 }
