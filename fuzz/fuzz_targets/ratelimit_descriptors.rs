@@ -9,7 +9,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use local_ratelimit::actions::{build_descriptors, header_text, RequestView};
+use local_ratelimit::actions::{
+    build_descriptors, header_pairs, header_text, values_of, RequestView,
+};
 use local_ratelimit::config::{compile, Compiled, Config};
 use model_gateway_fuzz::lines;
 use std::net::IpAddr;
@@ -57,11 +59,7 @@ struct Request {
 
 impl RequestView for Request {
     fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, value)| value.as_str())
-            .collect()
+        values_of(&self.headers, name)
     }
     fn remote_ip(&self) -> Option<IpAddr> {
         self.ip
@@ -128,11 +126,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let headers = headers
-        .into_iter()
-        .map(|(name, value)| (name, header_text(value)))
-        .collect();
-    let request = Request { headers, ip };
+    let request = Request {
+        headers: header_pairs(headers),
+        ip,
+    };
     COMPILED.with(|compiled| {
         let descriptors = build_descriptors(&compiled.policies, &request);
         assert!(descriptors.len() <= compiled.policies.len());

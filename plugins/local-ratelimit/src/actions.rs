@@ -43,6 +43,25 @@ pub fn header_text(bytes: Vec<u8>) -> String {
     }
 }
 
+/// The request's headers as the glue hands them to the actions: every pair in the order
+/// received (each value of a repeated header on its own), values rendered by [`header_text`].
+pub fn header_pairs(pairs: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| (name, header_text(value)))
+        .collect()
+}
+
+/// Every value of `name` among `pairs`, in order: a [`RequestView::header_values`] over
+/// [`header_pairs`].
+pub fn values_of<'a>(pairs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    pairs
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, value)| value.as_str())
+        .collect()
+}
+
 /// One `rate_limits` entry, compiled.
 #[derive(Debug)]
 pub struct RateLimitPolicy {

@@ -138,22 +138,17 @@ struct HostRequest {
 
 impl HostRequest {
     fn read() -> Self {
-        let headers = plugin_common::host::headers(MapType::HttpRequestHeaders)
-            .into_iter()
-            // Values as bytes: the String form traps the VM on a value that is not UTF-8.
-            .map(|(name, value)| (name, actions::header_text(value)))
-            .collect();
-        HostRequest { headers }
+        // Values as bytes: the String form traps the VM on a value that is not UTF-8.
+        let headers = plugin_common::host::headers(MapType::HttpRequestHeaders);
+        HostRequest {
+            headers: actions::header_pairs(headers),
+        }
     }
 }
 
 impl actions::RequestView for HostRequest {
     fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, value)| value.as_str())
-            .collect()
+        actions::values_of(&self.headers, name)
     }
 
     fn remote_ip(&self) -> Option<IpAddr> {

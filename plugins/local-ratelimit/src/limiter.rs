@@ -285,11 +285,7 @@ mod tests {
 
     impl RequestView for Req {
         fn header_values(&self, name: &str) -> Vec<&str> {
-            self.0
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .collect()
+            crate::actions::values_of(&self.0, name)
         }
         fn remote_ip(&self) -> Option<IpAddr> {
             None
