@@ -2,15 +2,17 @@
 //! keys, each bound to exactly one JWS algorithm so that a token can never choose how its
 //! signature is checked (no `alg: none`, no HS256 keyed with an RSA public key).
 
+use crate::es256::Es256Key;
+use crate::rsa_verify::{Digest, RsaPublicKey};
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jwt_simple::algorithms::{
     ES256PublicKey, ES384PublicKey, Ed25519PublicKey, HS256Key, HS384Key, HS512Key, MACLike as _,
     PS256PublicKey, PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey, RS512PublicKey,
-    RSAPublicKey,
 };
+use jwt_simple::prelude::EdDSAPublicKeyLike as _;
 use jwt_simple::prelude::{ECDSAP256PublicKeyLike as _, ECDSAP384PublicKeyLike as _};
-use jwt_simple::prelude::{EdDSAPublicKeyLike as _, RSAPublicKeyLike as _};
 use serde_json::Value;
+use std::rc::Rc;
 
 /// Largest JWKS document accepted; real ones are a few KiB.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -22,15 +24,44 @@ pub const SUPPORTED_ALGORITHMS: [&str; 12] = [
     "HS384", "HS512",
 ];
 
-/// A public (or, for `oct`, shared) key that verifies one algorithm.
+/// The RSA signature schemes of JWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaScheme {
+    Pkcs1v15(Digest),
+    Pss(Digest),
+}
+
+impl RsaScheme {
+    fn of(algorithm: &str) -> Option<Self> {
+        Some(match algorithm {
+            "RS256" => Self::Pkcs1v15(Digest::Sha256),
+            "RS384" => Self::Pkcs1v15(Digest::Sha384),
+            "RS512" => Self::Pkcs1v15(Digest::Sha512),
+            "PS256" => Self::Pss(Digest::Sha256),
+            "PS384" => Self::Pss(Digest::Sha384),
+            "PS512" => Self::Pss(Digest::Sha512),
+            _ => return None,
+        })
+    }
+
+    fn algorithm(self) -> &'static str {
+        match self {
+            Self::Pkcs1v15(Digest::Sha256) => "RS256",
+            Self::Pkcs1v15(Digest::Sha384) => "RS384",
+            Self::Pkcs1v15(Digest::Sha512) => "RS512",
+            Self::Pss(Digest::Sha256) => "PS256",
+            Self::Pss(Digest::Sha384) => "PS384",
+            Self::Pss(Digest::Sha512) => "PS512",
+        }
+    }
+}
+
+/// A public (or, for `oct`, shared) key that verifies one algorithm. The per-key work of
+/// verifying (RSA's Montgomery constants, P-256's table of multiples) is done here, once.
 pub enum VerifyingKey {
-    Rs256(RS256PublicKey),
-    Rs384(RS384PublicKey),
-    Rs512(RS512PublicKey),
-    Ps256(PS256PublicKey),
-    Ps384(PS384PublicKey),
-    Ps512(PS512PublicKey),
-    Es256(ES256PublicKey),
+    /// One RSA key serves every scheme its JWK allows: shared, not recomputed per scheme.
+    Rsa(RsaScheme, Rc<RsaPublicKey>),
+    Es256(Es256Key),
     Es384(ES384PublicKey),
     EdDsa(Ed25519PublicKey),
     Hs256(HS256Key),
@@ -41,12 +72,7 @@ pub enum VerifyingKey {
 impl VerifyingKey {
     pub fn algorithm(&self) -> &'static str {
         match self {
-            Self::Rs256(_) => "RS256",
-            Self::Rs384(_) => "RS384",
-            Self::Rs512(_) => "RS512",
-            Self::Ps256(_) => "PS256",
-            Self::Ps384(_) => "PS384",
-            Self::Ps512(_) => "PS512",
+            Self::Rsa(scheme, _) => scheme.algorithm(),
             Self::Es256(_) => "ES256",
             Self::Es384(_) => "ES384",
             Self::EdDsa(_) => "EdDSA",
@@ -59,38 +85,15 @@ impl VerifyingKey {
     /// Whether `signature` signs `signing_input` (`<header>.<payload>` as the token spells
     /// them) under this key and its one algorithm.
     pub fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
-        use superboring::hash::MessageDigest;
-        use superboring::rsa::Padding;
-        let rsa = |key: &RSAPublicKey, digest: MessageDigest, padding: Padding| {
-            rsa_verifies(key, digest, padding, signing_input, signature)
-        };
         let mac = |tag: Vec<u8>| tag.len() == signature.len() && ct_codecs::verify(&tag, signature);
         match self {
-            Self::Rs256(key) => rsa(key.public_key(), MessageDigest::sha256(), Padding::PKCS1),
-            Self::Rs384(key) => rsa(key.public_key(), MessageDigest::sha384(), Padding::PKCS1),
-            Self::Rs512(key) => rsa(key.public_key(), MessageDigest::sha512(), Padding::PKCS1),
-            Self::Ps256(key) => rsa(
-                key.public_key(),
-                MessageDigest::sha256(),
-                Padding::PKCS1_PSS,
-            ),
-            Self::Ps384(key) => rsa(
-                key.public_key(),
-                MessageDigest::sha384(),
-                Padding::PKCS1_PSS,
-            ),
-            Self::Ps512(key) => rsa(
-                key.public_key(),
-                MessageDigest::sha512(),
-                Padding::PKCS1_PSS,
-            ),
-            Self::Es256(key) => p256::ecdsa::Signature::try_from(signature).is_ok_and(|sig| {
-                use p256::ecdsa::signature::Verifier as _;
-                key.public_key()
-                    .as_ref()
-                    .verify(signing_input, &sig)
-                    .is_ok()
-            }),
+            Self::Rsa(RsaScheme::Pkcs1v15(digest), key) => {
+                key.verifies_pkcs1v15(*digest, signing_input, signature)
+            }
+            Self::Rsa(RsaScheme::Pss(digest), key) => {
+                key.verifies_pss(*digest, signing_input, signature)
+            }
+            Self::Es256(key) => key.verifies(signing_input, signature),
             Self::Es384(key) => p384::ecdsa::Signature::try_from(signature).is_ok_and(|sig| {
                 use p384::ecdsa::signature::Verifier as _;
                 key.public_key()
@@ -111,25 +114,6 @@ impl VerifyingKey {
             Self::Hs512(key) => mac(key.authentication_tag(signing_input)),
         }
     }
-}
-
-/// PKCS#1 v1.5 or PSS verification, as jwt-simple does it for its RSA keys.
-fn rsa_verifies(
-    key: &RSAPublicKey,
-    digest: superboring::hash::MessageDigest,
-    padding: superboring::rsa::Padding,
-    signing_input: &[u8],
-    signature: &[u8],
-) -> bool {
-    let Ok(pkey) = superboring::pkey::PKey::from_rsa(key.as_ref().clone()) else {
-        return false;
-    };
-    let Ok(mut verifier) = superboring::sign::Verifier::new(digest, &pkey) else {
-        return false;
-    };
-    verifier.set_rsa_padding(padding).is_ok()
-        && verifier.update(signing_input).is_ok()
-        && verifier.verify(signature).unwrap_or(false)
 }
 
 /// One usable key of a set.
@@ -223,9 +207,10 @@ fn parse_jwk(entry: &Value) -> Vec<Key> {
         .into_iter()
         .filter(|candidate| alg.is_none_or(|alg| alg == *candidate));
     let text = entry.to_string();
+    let mut rsa: Option<Rc<RsaPublicKey>> = None;
     algorithms
         .filter_map(|algorithm| {
-            let key = key_for(algorithm, &text, field("k"))?;
+            let key = key_for(algorithm, &text, field("k"), &mut rsa)?;
             Some(Key {
                 kid: kid.clone(),
                 key,
@@ -234,17 +219,43 @@ fn parse_jwk(entry: &Value) -> Vec<Key> {
         .collect()
 }
 
-fn key_for(algorithm: &str, jwk: &str, oct_secret: Option<&str>) -> Option<VerifyingKey> {
+/// The key `jwk` gives for `algorithm`. `rsa` keeps the RSA key once built, for the other
+/// schemes of the same JWK.
+fn key_for(
+    algorithm: &str,
+    jwk: &str,
+    oct_secret: Option<&str>,
+    rsa: &mut Option<Rc<RsaPublicKey>>,
+) -> Option<VerifyingKey> {
     // jwt-simple's importers check kty/crv/alg/use/key_ops against the type, so a JWK whose
     // `alg` names another algorithm is refused here too.
+    if let Some(scheme) = RsaScheme::of(algorithm) {
+        let key = match rsa {
+            Some(key) => key.clone(),
+            None => {
+                // Checked once (modulus 2048-4096 bits and odd, e = AQAB) by the importer of
+                // the first scheme the JWK allows: an `alg`-less JWK serves them all.
+                let modulus = match algorithm {
+                    "RS256" => RS256PublicKey::from_jwk(jwk).ok()?.to_components(),
+                    "RS384" => RS384PublicKey::from_jwk(jwk).ok()?.to_components(),
+                    "RS512" => RS512PublicKey::from_jwk(jwk).ok()?.to_components(),
+                    "PS256" => PS256PublicKey::from_jwk(jwk).ok()?.to_components(),
+                    "PS384" => PS384PublicKey::from_jwk(jwk).ok()?.to_components(),
+                    _ => PS512PublicKey::from_jwk(jwk).ok()?.to_components(),
+                }
+                .n;
+                let key = Rc::new(RsaPublicKey::new(&modulus)?);
+                *rsa = Some(key.clone());
+                key
+            }
+        };
+        return Some(VerifyingKey::Rsa(scheme, key));
+    }
     let key = match algorithm {
-        "RS256" => VerifyingKey::Rs256(RS256PublicKey::from_jwk(jwk).ok()?),
-        "RS384" => VerifyingKey::Rs384(RS384PublicKey::from_jwk(jwk).ok()?),
-        "RS512" => VerifyingKey::Rs512(RS512PublicKey::from_jwk(jwk).ok()?),
-        "PS256" => VerifyingKey::Ps256(PS256PublicKey::from_jwk(jwk).ok()?),
-        "PS384" => VerifyingKey::Ps384(PS384PublicKey::from_jwk(jwk).ok()?),
-        "PS512" => VerifyingKey::Ps512(PS512PublicKey::from_jwk(jwk).ok()?),
-        "ES256" => VerifyingKey::Es256(ES256PublicKey::from_jwk(jwk).ok()?),
+        "ES256" => {
+            let key = ES256PublicKey::from_jwk(jwk).ok()?;
+            VerifyingKey::Es256(Es256Key::new(key.public_key().as_ref().as_affine()))
+        }
         "ES384" => VerifyingKey::Es384(ES384PublicKey::from_jwk(jwk).ok()?),
         "EdDSA" => VerifyingKey::EdDsa(Ed25519PublicKey::from_jwk(jwk).ok()?),
         "HS256" | "HS384" | "HS512" => {

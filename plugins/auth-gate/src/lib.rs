@@ -12,6 +12,8 @@ mod authn;
 mod cache;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod es256;
 mod gate;
 mod ip;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
@@ -22,6 +24,8 @@ pub mod policy;
 mod remote;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod request;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod rsa_verify;
 #[cfg(test)]
 mod testkeys;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
