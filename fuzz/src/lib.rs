@@ -4,6 +4,8 @@
 //! Inputs are plain text (lines), so that the seed corpora under `corpus/<target>/` can be read
 //! and written by hand.
 
+pub mod signatures;
+
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
 
 /// The input's lines (split on `\n`, never containing it).

@@ -2,23 +2,18 @@
 //! keys, each bound to exactly one JWS algorithm so that a token can never choose how its
 //! signature is checked (no `alg: none`, no HS256 keyed with an RSA public key).
 
+use crate::digest::Digest;
 use crate::es256::Es256Key;
-use crate::rsa_verify::{Digest, RsaPublicKey};
+use crate::rsa_verify::RsaPublicKey;
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
-use jwt_simple::algorithms::{
-    ES256PublicKey, ES384PublicKey, Ed25519PublicKey, HS256Key, HS384Key, HS512Key, MACLike as _,
-    PS256PublicKey, PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey, RS512PublicKey,
-};
-use jwt_simple::prelude::EdDSAPublicKeyLike as _;
-use jwt_simple::prelude::{ECDSAP256PublicKeyLike as _, ECDSAP384PublicKeyLike as _};
 use serde_json::Value;
 use std::rc::Rc;
 
 /// Largest JWKS document accepted; real ones are a few KiB.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 
-/// The algorithms Envoy's jwt_authn accepts for JWKS keys (ES512 is not supported by
-/// jwt-simple; a key or token using it is refused).
+/// The algorithms Envoy's jwt_authn accepts for JWKS keys but ES512 (not supported: a key or
+/// token using it is refused).
 pub const SUPPORTED_ALGORITHMS: [&str; 12] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
     "HS384", "HS512",
@@ -62,11 +57,10 @@ pub enum VerifyingKey {
     /// One RSA key serves every scheme its JWK allows: shared, not recomputed per scheme.
     Rsa(RsaScheme, Rc<RsaPublicKey>),
     Es256(Es256Key),
-    Es384(ES384PublicKey),
-    EdDsa(Ed25519PublicKey),
-    Hs256(HS256Key),
-    Hs384(HS384Key),
-    Hs512(HS512Key),
+    Es384(p384::ecdsa::VerifyingKey),
+    EdDsa(ed25519_compact::PublicKey),
+    /// HS256/384/512 with the JWK's secret, shared by the three.
+    Hmac(Digest, Rc<[u8]>),
 }
 
 impl VerifyingKey {
@@ -76,16 +70,15 @@ impl VerifyingKey {
             Self::Es256(_) => "ES256",
             Self::Es384(_) => "ES384",
             Self::EdDsa(_) => "EdDSA",
-            Self::Hs256(_) => "HS256",
-            Self::Hs384(_) => "HS384",
-            Self::Hs512(_) => "HS512",
+            Self::Hmac(Digest::Sha256, _) => "HS256",
+            Self::Hmac(Digest::Sha384, _) => "HS384",
+            Self::Hmac(Digest::Sha512, _) => "HS512",
         }
     }
 
     /// Whether `signature` signs `signing_input` (`<header>.<payload>` as the token spells
     /// them) under this key and its one algorithm.
     pub fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
-        let mac = |tag: Vec<u8>| tag.len() == signature.len() && ct_codecs::verify(&tag, signature);
         match self {
             Self::Rsa(RsaScheme::Pkcs1v15(digest), key) => {
                 key.verifies_pkcs1v15(*digest, signing_input, signature)
@@ -95,23 +88,17 @@ impl VerifyingKey {
             }
             Self::Es256(key) => key.verifies(signing_input, signature),
             Self::Es384(key) => p384::ecdsa::Signature::try_from(signature).is_ok_and(|sig| {
-                use p384::ecdsa::signature::Verifier as _;
-                key.public_key()
-                    .as_ref()
-                    .verify(signing_input, &sig)
-                    .is_ok()
+                use p384::ecdsa::signature::hazmat::PrehashVerifier as _;
+                let digest = Digest::Sha384.hash(&[signing_input]);
+                key.verify_prehash(&digest[..48], &sig).is_ok()
             }),
-            Self::EdDsa(key) => {
-                ed25519_compact::Signature::from_slice(signature).is_ok_and(|sig| {
-                    key.public_key()
-                        .as_ref()
-                        .verify(signing_input, &sig)
-                        .is_ok()
-                })
+            Self::EdDsa(key) => ed25519_compact::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok()),
+            Self::Hmac(digest, secret) => {
+                let tag = digest.hmac(secret, signing_input);
+                let tag = &tag[..digest.output_len()];
+                tag.len() == signature.len() && ct_codecs::verify(tag, signature)
             }
-            Self::Hs256(key) => mac(key.authentication_tag(signing_input)),
-            Self::Hs384(key) => mac(key.authentication_tag(signing_input)),
-            Self::Hs512(key) => mac(key.authentication_tag(signing_input)),
         }
     }
 }
@@ -187,92 +174,106 @@ pub fn parse_jwks(text: &str) -> Result<KeySet, String> {
 }
 
 /// The verifying keys one JWK yields: one, or for an RSA key without `alg` one per RSA
-/// algorithm (Envoy lets such a key verify any of them). Empty when the key is unusable.
+/// algorithm (Envoy lets such a key verify any of them), or for an `oct` key without `alg` one
+/// per HMAC algorithm. Empty when the key is unusable: an `alg` its type cannot serve, `use`
+/// other than `sig`, `key_ops` other than `verify`, private key material, a member missing or
+/// malformed, an RSA modulus outside 2048-4096 bits or even, `e` other than AQAB, a point not
+/// on its curve, an HMAC secret under 12 bytes.
 fn parse_jwk(entry: &Value) -> Vec<Key> {
     let field = |name: &str| entry.get(name).and_then(Value::as_str);
     let kid = field("kid").map(str::to_string);
-    if field("use").is_some_and(|key_use| key_use != "sig") {
+    let key_ops_allowed = match entry.get("key_ops") {
+        None => true,
+        Some(Value::Array(ops)) => {
+            ops.iter().all(|op| op.as_str() == Some("verify")) && ops.len() <= 1
+        }
+        Some(_) => false,
+    };
+    if field("use").is_some_and(|key_use| key_use != "sig") || !key_ops_allowed {
         return Vec::new();
     }
     let alg = field("alg");
-    let algorithms: Vec<&str> = match (field("kty"), field("crv")) {
-        (Some("RSA"), _) => vec!["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
-        (Some("EC"), Some("P-256")) => vec!["ES256"],
-        (Some("EC"), Some("P-384")) => vec!["ES384"],
-        (Some("OKP"), Some("Ed25519")) => vec!["EdDSA"],
-        (Some("oct"), _) => vec!["HS256", "HS384", "HS512"],
+    let allowed = |candidate: &str| alg.is_none_or(|alg| alg == candidate);
+    let bytes = |name: &str| {
+        field(name).and_then(|text| Base64UrlSafeNoPadding::decode_to_vec(text, None).ok())
+    };
+    let private = |members: &[&str]| members.iter().any(|name| entry.get(name).is_some());
+    let keys: Vec<VerifyingKey> = match (field("kty"), field("crv")) {
+        (Some("RSA"), _) => {
+            let key = (!private(&["d", "p", "q", "dp", "dq", "qi", "oth"])
+                && field("e") == Some("AQAB"))
+            .then(|| bytes("n"))
+            .flatten()
+            .filter(|n| (2048..=4096).contains(&bit_length(n)))
+            .and_then(|n| RsaPublicKey::new(&n));
+            let Some(key) = key.map(Rc::new) else {
+                return Vec::new();
+            };
+            ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+                .into_iter()
+                .filter(|algorithm| allowed(algorithm))
+                .filter_map(RsaScheme::of)
+                .map(|scheme| VerifyingKey::Rsa(scheme, key.clone()))
+                .collect()
+        }
+        (Some("EC"), Some(curve @ ("P-256" | "P-384"))) if !private(&["d"]) => {
+            let (algorithm, size) = if curve == "P-256" {
+                ("ES256", 32)
+            } else {
+                ("ES384", 48)
+            };
+            let point = bytes("x")
+                .zip(bytes("y"))
+                .filter(|(x, y)| x.len() == size && y.len() == size)
+                .map(|(x, y)| [&[4u8][..], &x, &y].concat());
+            let key = point.filter(|_| allowed(algorithm)).and_then(|sec1| {
+                if size == 32 {
+                    let key = p256::PublicKey::from_sec1_bytes(&sec1).ok()?;
+                    Some(VerifyingKey::Es256(Es256Key::new(key.as_affine())))
+                } else {
+                    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
+                    Some(VerifyingKey::Es384(key))
+                }
+            });
+            key.into_iter().collect()
+        }
+        (Some("OKP"), Some("Ed25519")) if !private(&["d"]) && allowed("EdDSA") => bytes("x")
+            .and_then(|x| ed25519_compact::PublicKey::from_slice(&x).ok())
+            .map(VerifyingKey::EdDsa)
+            .into_iter()
+            .collect(),
+        (Some("oct"), _) => {
+            // Shorter MAC secrets are refused when loading, as jwt-simple refuses them.
+            let Some(secret) = bytes("k").filter(|secret| secret.len() >= 12) else {
+                return Vec::new();
+            };
+            let secret: Rc<[u8]> = secret.into();
+            [
+                ("HS256", Digest::Sha256),
+                ("HS384", Digest::Sha384),
+                ("HS512", Digest::Sha512),
+            ]
+            .into_iter()
+            .filter(|(algorithm, _)| allowed(algorithm))
+            .map(|(_, digest)| VerifyingKey::Hmac(digest, secret.clone()))
+            .collect()
+        }
         _ => Vec::new(),
     };
-    let algorithms = algorithms
-        .into_iter()
-        .filter(|candidate| alg.is_none_or(|alg| alg == *candidate));
-    let text = entry.to_string();
-    let mut rsa: Option<Rc<RsaPublicKey>> = None;
-    algorithms
-        .filter_map(|algorithm| {
-            let key = key_for(algorithm, &text, field("k"), &mut rsa)?;
-            Some(Key {
-                kid: kid.clone(),
-                key,
-            })
+    keys.into_iter()
+        .map(|key| Key {
+            kid: kid.clone(),
+            key,
         })
         .collect()
 }
 
-/// The key `jwk` gives for `algorithm`. `rsa` keeps the RSA key once built, for the other
-/// schemes of the same JWK.
-fn key_for(
-    algorithm: &str,
-    jwk: &str,
-    oct_secret: Option<&str>,
-    rsa: &mut Option<Rc<RsaPublicKey>>,
-) -> Option<VerifyingKey> {
-    // jwt-simple's importers check kty/crv/alg/use/key_ops against the type, so a JWK whose
-    // `alg` names another algorithm is refused here too.
-    if let Some(scheme) = RsaScheme::of(algorithm) {
-        let key = match rsa {
-            Some(key) => key.clone(),
-            None => {
-                // Checked once (modulus 2048-4096 bits and odd, e = AQAB) by the importer of
-                // the first scheme the JWK allows: an `alg`-less JWK serves them all.
-                let modulus = match algorithm {
-                    "RS256" => RS256PublicKey::from_jwk(jwk).ok()?.to_components(),
-                    "RS384" => RS384PublicKey::from_jwk(jwk).ok()?.to_components(),
-                    "RS512" => RS512PublicKey::from_jwk(jwk).ok()?.to_components(),
-                    "PS256" => PS256PublicKey::from_jwk(jwk).ok()?.to_components(),
-                    "PS384" => PS384PublicKey::from_jwk(jwk).ok()?.to_components(),
-                    _ => PS512PublicKey::from_jwk(jwk).ok()?.to_components(),
-                }
-                .n;
-                let key = Rc::new(RsaPublicKey::new(&modulus)?);
-                *rsa = Some(key.clone());
-                key
-            }
-        };
-        return Some(VerifyingKey::Rsa(scheme, key));
+/// Bits of a big-endian integer, leading zeros not counted.
+fn bit_length(bytes: &[u8]) -> usize {
+    match bytes.iter().position(|&byte| byte != 0) {
+        Some(first) => (bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize,
+        None => 0,
     }
-    let key = match algorithm {
-        "ES256" => {
-            let key = ES256PublicKey::from_jwk(jwk).ok()?;
-            VerifyingKey::Es256(Es256Key::new(key.public_key().as_ref().as_affine()))
-        }
-        "ES384" => VerifyingKey::Es384(ES384PublicKey::from_jwk(jwk).ok()?),
-        "EdDSA" => VerifyingKey::EdDsa(Ed25519PublicKey::from_jwk(jwk).ok()?),
-        "HS256" | "HS384" | "HS512" => {
-            let secret = Base64UrlSafeNoPadding::decode_to_vec(oct_secret?, None).ok()?;
-            // jwt-simple refuses shorter MAC keys when verifying; refuse them when loading.
-            if secret.len() < 12 {
-                return None;
-            }
-            match algorithm {
-                "HS256" => VerifyingKey::Hs256(HS256Key::from_bytes(&secret)),
-                "HS384" => VerifyingKey::Hs384(HS384Key::from_bytes(&secret)),
-                _ => VerifyingKey::Hs512(HS512Key::from_bytes(&secret)),
-            }
-        }
-        _ => return None,
-    };
-    Some(key)
 }
 
 #[cfg(test)]
@@ -347,6 +348,50 @@ pub(crate) mod tests {
         assert!(err.contains("no usable key (3 skipped"), "{err}");
         let set = parse_jwks(&jwks_of(&[unknown, ec.public_key().to_jwk()])).unwrap();
         assert_eq!((set.keys.len(), set.skipped), (1, 1));
+    }
+
+    #[test]
+    fn malformed_or_private_jwks_are_skipped_member_by_member() {
+        let rsa = RS256KeyPair::from_pem(RSA_KEY_1).unwrap();
+        let rsa: Value = serde_json::from_str(&rsa.public_key().to_jwk()).unwrap();
+        let ec: Value =
+            serde_json::from_str(&ES256KeyPair::generate().public_key().to_jwk()).unwrap();
+        let ed: Value =
+            serde_json::from_str(&Ed25519KeyPair::generate().public_key().to_jwk()).unwrap();
+        let with = |base: &Value, name: &str, value: Value| {
+            let mut jwk = base.clone();
+            jwk[name] = value;
+            jwk.to_string()
+        };
+        let usable = |jwk: String| parse_jwks(&jwks_of(&[jwk])).is_ok();
+        for base in [&rsa, &ec, &ed] {
+            assert!(usable(base.to_string()));
+            assert!(usable(with(base, "key_ops", serde_json::json!(["verify"]))));
+            assert!(!usable(with(base, "key_ops", serde_json::json!(["sign"]))));
+            assert!(!usable(with(base, "key_ops", Value::from("verify"))));
+            assert!(
+                !usable(with(base, "d", Value::from("AAAA"))),
+                "private material"
+            );
+            let coordinate = if base == &rsa { "n" } else { "x" };
+            assert!(!usable(with(base, coordinate, Value::from("AAAA"))));
+        }
+        assert!(!usable(with(&rsa, "e", Value::from("Aw"))), "e = 3");
+        assert!(
+            !usable(with(&rsa, "n", Value::from("AQAB"))),
+            "a tiny modulus"
+        );
+        // P-256 coordinates of the right length but not a point on the curve.
+        let off_curve = with(
+            &ec,
+            "y",
+            Value::from(rsa["n"].as_str().unwrap()[..43].to_string()),
+        );
+        assert!(!usable(off_curve));
+        let oct = r#"{"kty":"oct","alg":"HS384","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQ"}"#;
+        let set = parse_jwks(&jwks_of(&[oct.to_string()])).unwrap();
+        let algs: Vec<&str> = set.keys.iter().map(|k| k.key.algorithm()).collect();
+        assert_eq!(algs, ["HS384"]);
     }
 
     #[test]

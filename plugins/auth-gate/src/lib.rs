@@ -13,6 +13,8 @@ mod cache;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod digest;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod es256;
 mod gate;
 mod ip;

@@ -8,65 +8,7 @@
 //! multiply in Wasm), and the public exponent 65537 takes 16 squarings and 2 multiplications.
 //! Only public data is handled, so nothing needs to be constant-time.
 
-/// Which hash the algorithm uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Digest {
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl Digest {
-    /// The digest of `parts` concatenated, in the first `len()` bytes.
-    fn hash(self, parts: &[&[u8]]) -> [u8; 64] {
-        let mut out = [0u8; 64];
-        match self {
-            Self::Sha256 => {
-                let mut hasher = hmac_sha256::Hash::new();
-                parts.iter().for_each(|part| hasher.update(part));
-                out[..32].copy_from_slice(&hasher.finalize());
-            }
-            Self::Sha384 => {
-                let mut hasher = hmac_sha512::sha384::Hash::new();
-                parts.iter().for_each(|part| hasher.update(part));
-                out[..48].copy_from_slice(&hasher.finalize());
-            }
-            Self::Sha512 => {
-                let mut hasher = hmac_sha512::Hash::new();
-                parts.iter().for_each(|part| hasher.update(part));
-                out = hasher.finalize();
-            }
-        }
-        out
-    }
-
-    fn len(self) -> usize {
-        match self {
-            Self::Sha256 => 32,
-            Self::Sha384 => 48,
-            Self::Sha512 => 64,
-        }
-    }
-
-    /// The DER `DigestInfo` header that precedes the digest in a PKCS#1 v1.5 signature (the
-    /// only encoding BoringSSL accepts: algorithm parameters an explicit NULL).
-    fn digest_info_prefix(self) -> &'static [u8] {
-        match self {
-            Self::Sha256 => &[
-                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-                0x01, 0x05, 0x00, 0x04, 0x20,
-            ],
-            Self::Sha384 => &[
-                0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-                0x02, 0x05, 0x00, 0x04, 0x30,
-            ],
-            Self::Sha512 => &[
-                0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-                0x03, 0x05, 0x00, 0x04, 0x40,
-            ],
-        }
-    }
-}
+use crate::digest::Digest;
 
 /// Largest modulus handled: the JWKS loader accepts 2048 to 4096 bits.
 const MAX_LIMBS: usize = 4096 / 32;
@@ -143,9 +85,9 @@ impl RsaPublicKey {
         let Some(encoded) = self.public_operation(signature) else {
             return false;
         };
-        let prefix = digest.digest_info_prefix();
+        let prefix = digest_info_prefix(digest);
         let hash = digest.hash(&[message]);
-        let hash = &hash[..digest.len()];
+        let hash = &hash[..digest.output_len()];
         let tail = prefix.len() + hash.len();
         // 00 01 FF…FF 00 DigestInfo: at least 8 bytes of FF (RFC 8017 9.2).
         let Some(padding) = self.bytes.checked_sub(3 + tail).filter(|&len| len >= 8) else {
@@ -170,7 +112,7 @@ impl RsaPublicKey {
         let em_len = em_bits.div_ceil(8);
         // EM is the integer in em_len bytes: a modulus of 8k+1 bits leaves a leading zero byte.
         let (leading, em) = encoded.split_at(self.bytes - em_len);
-        let hash_len = digest.len();
+        let hash_len = digest.output_len();
         let salt_len = hash_len;
         if leading.iter().any(|&byte| byte != 0)
             || em_len < hash_len + salt_len + 2
@@ -199,9 +141,28 @@ impl RsaPublicKey {
     }
 }
 
+/// The DER `DigestInfo` header that precedes the digest in a PKCS#1 v1.5 signature (the
+/// only encoding BoringSSL accepts: algorithm parameters an explicit NULL).
+fn digest_info_prefix(digest: Digest) -> &'static [u8] {
+    match digest {
+        Digest::Sha256 => &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+        Digest::Sha384 => &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+        Digest::Sha512 => &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    }
+}
+
 /// `db ^= MGF1(seed)`.
 fn mgf1_xor(digest: Digest, seed: &[u8], db: &mut [u8]) {
-    for (counter, chunk) in (0u32..).zip(db.chunks_mut(digest.len())) {
+    for (counter, chunk) in (0u32..).zip(db.chunks_mut(digest.output_len())) {
         let mask = digest.hash(&[seed, &counter.to_be_bytes()]);
         chunk
             .iter_mut()
