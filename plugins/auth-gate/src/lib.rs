@@ -37,7 +37,7 @@ use plugin_common::host::HostSharedData;
 use plugin_common::metrics::{MetricHost, MetricKind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use remote::{FetchResult, RemoteRule};
 use request::RequestView;
 use std::cell::RefCell;
@@ -48,11 +48,12 @@ const PLUGIN: &str = "auth-gate";
 /// How often paused requests are re-examined and remote keys checked.
 const TICK: Duration = Duration::from_millis(200);
 
+#[cfg(feature = "module")]
 proxy_wasm::main! {{
     plugin_common::host::install_panic_hook(PLUGIN);
-    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(Root { context_id, worker: None, retired: Vec::new(), fetches: Vec::new() })
+        Box::new(Root::new(context_id))
     });
 }}
 
@@ -350,7 +351,9 @@ fn apply(forward: &gate::Forward) -> Result<(), String> {
     Ok(())
 }
 
-struct Root {
+/// The plugin's root context: the worker of the accepted configuration, the workers of earlier
+/// ones still answering paused requests, and the JWKS fetches in flight.
+pub struct Root {
     context_id: u32,
     worker: Option<Rc<Worker>>,
     /// Workers of earlier configurations that still have paused requests: woken on each tick
@@ -361,6 +364,25 @@ struct Root {
 }
 
 impl Root {
+    /// `context_id`: the host's id of this root context, made current again after waking paused
+    /// requests.
+    pub fn new(context_id: u32) -> Self {
+        Root {
+            context_id,
+            worker: None,
+            retired: Vec::new(),
+            fetches: Vec::new(),
+        }
+    }
+
+    /// The HTTP context of request `context_id`, `None` before a configuration was accepted.
+    pub fn filter(&self, context_id: u32) -> Option<Request> {
+        Some(Request {
+            worker: self.worker.clone()?,
+            context_id,
+        })
+    }
+
     fn start_due_fetches(&mut self, worker: &Rc<Worker>) {
         let now = now_ms();
         let refresh_ms = worker.config.jwks_refresh_seconds.saturating_mul(1000);
@@ -487,8 +509,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let worker = self.worker.clone()?;
-        Some(Box::new(Request { worker, context_id }))
+        Some(Box::new(self.filter(context_id)?))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -496,7 +517,9 @@ impl RootContext for Root {
     }
 }
 
-struct Request {
+/// The HTTP context of one request: authenticates and authorizes it, pausing it while remote
+/// keys load.
+pub struct Request {
     worker: Rc<Worker>,
     context_id: u32,
 }

@@ -22,7 +22,7 @@ use plugin_common::istio::normalize_path;
 use plugin_common::shared::{SetError, SharedData};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use response::{ResponseHead, ResponseTracker};
 use stats::EmotionMetrics;
 use std::cell::RefCell;
@@ -34,10 +34,11 @@ const PLUGIN: &str = "emotion-stats";
 /// Shared-data key of the proxy-wide list of admitted model names.
 const MODELS_KEY: &str = "emotion-stats.models";
 
+#[cfg(feature = "module")]
 proxy_wasm::main! {{
     plugin_common::host::install_panic_hook(PLUGIN);
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
 /// What the HTTP contexts of one VM share: the configuration and the counting state.
@@ -51,8 +52,20 @@ struct Counting {
     models: ModelNames,
 }
 
-struct Root {
+/// The plugin's root context: the configuration and counting state its requests share.
+#[derive(Default)]
+pub struct Root {
     state: Option<Rc<Configured>>,
+}
+
+impl Root {
+    /// The HTTP context of one request, `None` before a configuration was accepted.
+    pub fn filter(&self) -> Option<Exchange> {
+        Some(Exchange {
+            state: self.state.clone()?,
+            tracked: None,
+        })
+    }
 }
 
 impl Context for Root {}
@@ -73,11 +86,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let state = self.state.clone()?;
-        Some(Box::new(Exchange {
-            state,
-            tracked: None,
-        }))
+        Some(Box::new(self.filter()?))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -94,7 +103,8 @@ struct Tracked {
     response: ResponseTracker,
 }
 
-struct Exchange {
+/// The HTTP context of one request and its response: counts the model's answer.
+pub struct Exchange {
     state: Rc<Configured>,
     /// `None` when the path is not configured: then every callback does nothing.
     tracked: Option<Tracked>,

@@ -16,7 +16,7 @@ pub mod store;
 use plugin_common::host::{HostMetrics, HostSharedData};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, ContextType, MapType};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -24,10 +24,11 @@ use std::time::UNIX_EPOCH;
 
 const PLUGIN: &str = "local-ratelimit";
 
+#[cfg(feature = "module")]
 proxy_wasm::main! {{
     plugin_common::host::install_panic_hook(PLUGIN);
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { active: None }) });
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
 /// The accepted configuration and the counters named after it.
@@ -36,8 +37,20 @@ struct Active {
     metrics: RefCell<metrics::Registry<HostMetrics>>,
 }
 
-struct Root {
+/// The plugin's root context: the accepted configuration, shared by its requests.
+#[derive(Default)]
+pub struct Root {
     active: Option<Rc<Active>>,
+}
+
+impl Root {
+    /// The HTTP context of one request, `None` before a configuration was accepted.
+    pub fn filter(&self) -> Option<Request> {
+        Some(Request {
+            active: self.active.clone()?,
+            response_headers: Vec::new(),
+        })
+    }
 }
 
 impl Context for Root {}
@@ -65,11 +78,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let active = self.active.clone()?;
-        Some(Box::new(Request {
-            active,
-            response_headers: Vec::new(),
-        }))
+        Some(Box::new(self.filter()?))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -77,7 +86,9 @@ impl RootContext for Root {
     }
 }
 
-struct Request {
+/// The HTTP context of one request: admits or rejects it, and adds the rate limit headers to
+/// its response.
+pub struct Request {
     active: Rc<Active>,
     response_headers: Vec<(&'static str, String)>,
 }

@@ -16,17 +16,16 @@ use plugin_common::metrics::{MetricHost, MetricKind};
 use policy::{Decision, Outcome, Policy, Request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, ContextType, MapType};
 use std::rc::Rc;
 
 const PLUGIN: &str = "path-allowlist";
 
+#[cfg(feature = "module")]
 proxy_wasm::main! {{
     plugin_common::host::install_panic_hook(PLUGIN);
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { policy: None, counters: Rc::new(Counters::define()) })
-    });
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::new()) });
 }}
 
 /// Metric ids, one per [`Outcome`] (in the order of `Outcome::ALL`).
@@ -52,9 +51,35 @@ impl Counters {
     }
 }
 
-struct Root {
+/// The plugin's root context: the accepted policy and the counters its requests share.
+pub struct Root {
     policy: Option<Rc<Policy>>,
     counters: Rc<Counters>,
+}
+
+impl Root {
+    /// Defines the counters (a hostcall each); serves no request until a configuration is
+    /// accepted.
+    pub fn new() -> Self {
+        Root {
+            policy: None,
+            counters: Rc::new(Counters::define()),
+        }
+    }
+
+    /// The HTTP context of one request, `None` before a configuration was accepted.
+    pub fn filter(&self) -> Option<PathCheck> {
+        Some(PathCheck {
+            policy: self.policy.clone()?,
+            counters: self.counters.clone(),
+        })
+    }
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Context for Root {}
@@ -71,11 +96,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let policy = self.policy.clone()?;
-        Some(Box::new(PathCheck {
-            policy,
-            counters: self.counters.clone(),
-        }))
+        Some(Box::new(self.filter()?))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -83,7 +104,8 @@ impl RootContext for Root {
     }
 }
 
-struct PathCheck {
+/// The HTTP context of one request: checks its path before it is routed.
+pub struct PathCheck {
     policy: Rc<Policy>,
     counters: Rc<Counters>,
 }
