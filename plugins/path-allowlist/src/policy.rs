@@ -1,7 +1,8 @@
 //! The decision for one request: normalize the path, evaluate the policies as Istio does (a
 //! matching DENY policy refuses; then, if there is an ALLOW policy, one of them must match) and
-//! apply dry-run. Pure: the glue in `lib.rs` reads the headers and carries the decision out.
+//! apply dry-run. Pure: the glue in `filter.rs` reads the headers and carries the decision out.
 
+use crate::metrics::Outcome;
 use plugin_common::deny::{rbac_denied, refusal_log_line, LocalReply};
 use plugin_common::istio::{
     normalize_path, MalformedPath, OperationMatcher, PathNormalization, RequestInfo,
@@ -131,34 +132,6 @@ pub enum Decision {
         refusal: Refusal,
         rewrite_path: Option<String>,
     },
-}
-
-/// The counters of the plugin, one per outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Allowed,
-    Denied,
-    Malformed,
-    DryRunDenied,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Allowed,
-        Outcome::Denied,
-        Outcome::Malformed,
-        Outcome::DryRunDenied,
-    ];
-
-    /// The counter name (Envoy prints it on `/stats/prometheus` as is).
-    pub fn metric_name(self) -> &'static str {
-        match self {
-            Self::Allowed => "path_allowlist_allowed_total",
-            Self::Denied => "path_allowlist_denied_total",
-            Self::Malformed => "path_allowlist_malformed_total",
-            Self::DryRunDenied => "path_allowlist_dry_run_denied_total",
-        }
-    }
 }
 
 impl Decision {

@@ -1,0 +1,29 @@
+//! The plugin's counters, one per outcome of a request.
+
+/// The counters of the plugin, one per outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Denied,
+    Malformed,
+    DryRunDenied,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Allowed,
+        Outcome::Denied,
+        Outcome::Malformed,
+        Outcome::DryRunDenied,
+    ];
+
+    /// The counter name (Envoy prints it on `/stats/prometheus` as is).
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Self::Allowed => "path_allowlist_allowed_total",
+            Self::Denied => "path_allowlist_denied_total",
+            Self::Malformed => "path_allowlist_malformed_total",
+            Self::DryRunDenied => "path_allowlist_dry_run_denied_total",
+        }
+    }
+}
