@@ -9,7 +9,8 @@
 //! gets the verdict its parsed content gives.
 #![no_main]
 
-use emotion_stats::config::{compile, Compiled, Config};
+use emotion_stats::compiled::{compile, Compiled};
+use emotion_stats::config::Config;
 use emotion_stats::metrics::{
     EmotionMetrics, MetricHost, MetricKind, RESPONSES_TOTAL, TOP_LABEL_TOTAL,
 };

@@ -11,12 +11,11 @@
 
 use crate::authn::{KeySource, RemoteKeyStore, RemoteKeys};
 use crate::cache::TokenCache;
-use crate::config::Compiled;
 use crate::gate::Decision;
 use crate::metrics::{Counter, KeyWait, RequestOutcome};
 use crate::remote::{FetchResult, RemoteRule};
 use crate::request::RequestView;
-use crate::{config, gate, ip};
+use crate::{compiled, gate, ip};
 use plugin_common::host::HostMetrics;
 use plugin_common::host::HostSharedData;
 use plugin_common::metrics::{MetricHost, MetricKind};
@@ -68,7 +67,7 @@ impl Counters {
 
 /// What one worker's root context and its requests share, for one configuration.
 struct Worker {
-    config: Compiled,
+    config: compiled::Compiled,
     cache: RefCell<TokenCache>,
     /// By rule index; `Some` for rules with `jwksUri`.
     remote: Vec<Option<RefCell<RemoteRule>>>,
@@ -95,7 +94,7 @@ impl RemoteKeyStore for Worker {
 }
 
 impl Worker {
-    fn new(config: Compiled) -> Self {
+    fn new(config: compiled::Compiled) -> Self {
         let remote: Vec<Option<RefCell<RemoteRule>>> = config
             .authenticator
             .rules
@@ -440,7 +439,7 @@ impl Context for PluginRoot {
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(compiled) = plugin_common::host::load_config(PLUGIN, config::compile) else {
+        let Some(compiled) = plugin_common::host::load_config(PLUGIN, compiled::compile) else {
             return false;
         };
         let worker = Rc::new(Worker::new(compiled));

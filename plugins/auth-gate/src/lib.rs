@@ -8,6 +8,8 @@
 mod authn;
 mod cache;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod compiled;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
 mod filter;
 mod gate;
@@ -36,3 +38,12 @@ proxy_wasm::main! {{
         Box::new(PluginRoot::new(context_id))
     });
 }}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    #[test]
+    fn config_uses_no_module_and_no_modules_use_each_other() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        plugin_common::layout::check_module_imports(&src).unwrap();
+    }
+}

@@ -8,7 +8,7 @@
 use crate::metrics::EmotionMetrics;
 use crate::models::{ModelNames, SharedModelList};
 use crate::response::{ResponseHead, ResponseTracker};
-use crate::{config, models};
+use crate::{compiled, models};
 use plugin_common::host::{HostMetrics, HostSharedData};
 use plugin_common::istio::normalize_path;
 use plugin_common::shared::{SetError, SharedData};
@@ -26,7 +26,7 @@ const MODELS_KEY: &str = "emotion-stats.models";
 
 /// What the HTTP contexts of one VM share: the configuration and the counting state.
 struct Configured {
-    config: config::Compiled,
+    config: compiled::Compiled,
     counting: RefCell<Counting>,
 }
 
@@ -55,7 +55,7 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) = plugin_common::host::load_config(PLUGIN, config::compile) else {
+        let Some(config) = plugin_common::host::load_config(PLUGIN, compiled::compile) else {
             return false;
         };
         HostModelList.initialize();
@@ -101,7 +101,7 @@ impl HttpContext for Filter {
             return Action::Continue;
         };
         // A path that cannot be normalized is not one of the model endpoints; leave it alone.
-        let Ok(normalized) = normalize_path(&raw_path, config::PATH_NORMALIZATION) else {
+        let Ok(normalized) = normalize_path(&raw_path, compiled::PATH_NORMALIZATION) else {
             return Action::Continue;
         };
         let config = &self.state.config;

@@ -1,7 +1,7 @@
 //! The plugin's metrics: their names, their definition, and what one verdict adds to them. The
 //! host is reached through [`MetricHost`] so all of it is unit-tested.
 
-use crate::config::{Compiled, LabelSet};
+use crate::compiled::{Compiled, LabelSet};
 use crate::response::{Outcome, Verdict};
 use hashbrown::HashMap;
 use plugin_common::metrics::{tagged_name, KIND, LABEL, MODEL, OUTCOME};
@@ -178,7 +178,8 @@ fn score_percent(score: f64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{compile, Config};
+    use crate::compiled::compile;
+    use crate::config::Config;
     use crate::prediction::TopPrediction;
 
     /// Metrics as Envoy keeps them: by name, shared by every definer of the name.

@@ -1,7 +1,7 @@
 //! The proxy-wasm contexts of the `local-ratelimit` plugin, the only module that
 //! calls the host; the logic lives in the other modules.
 
-use crate::{actions, config, limiter, matcher, metrics, store};
+use crate::{actions, compiled, limiter, matcher, metrics, store};
 use plugin_common::host::{HostMetrics, HostSharedData};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -15,7 +15,7 @@ pub(crate) const PLUGIN: &str = "local-ratelimit";
 
 /// The accepted configuration and the counters named after it.
 struct Active {
-    config: config::Compiled,
+    config: compiled::Compiled,
     metrics: RefCell<metrics::Registry<HostMetrics>>,
 }
 
@@ -39,7 +39,7 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(compiled) = plugin_common::host::load_config(PLUGIN, config::compile) else {
+        let Some(compiled) = plugin_common::host::load_config(PLUGIN, compiled::compile) else {
             return false;
         };
         // Accepted, but parts of it can never limit: said once, where the operator looks.

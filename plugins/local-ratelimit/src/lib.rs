@@ -10,6 +10,8 @@ pub mod actions;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod bucket;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod compiled;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
 mod filter;
 mod limiter;
@@ -30,3 +32,12 @@ proxy_wasm::main! {{
         Box::new(PluginRoot::default())
     });
 }}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    #[test]
+    fn config_uses_no_module_and_no_modules_use_each_other() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        plugin_common::layout::check_module_imports(&src).unwrap();
+    }
+}

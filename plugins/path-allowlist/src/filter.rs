@@ -8,7 +8,7 @@
 
 use crate::metrics::Outcome;
 use crate::policy::{Decision, Policy, Request};
-use crate::{config, policy};
+use crate::{compiled, policy};
 use plugin_common::host::HostMetrics;
 use plugin_common::istio::OperationMatcher;
 use plugin_common::metrics::{MetricHost, MetricKind};
@@ -77,7 +77,7 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match plugin_common::host::load_config(PLUGIN, config::compile) {
+        match plugin_common::host::load_config(PLUGIN, compiled::compile) {
             Some(policy) => {
                 self.policy = Some(Rc::new(policy));
                 true
