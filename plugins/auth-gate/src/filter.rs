@@ -18,7 +18,7 @@ use crate::request::RequestView;
 use crate::{compiled, gate, ip};
 use plugin_common::host::HostMetrics;
 use plugin_common::host::HostSharedData;
-use plugin_common::metrics::{MetricHost, MetricKind};
+use plugin_common::metrics::CounterTable;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
@@ -38,30 +38,18 @@ fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// Metric ids by [`Counter::index`]; a counter the host refused is skipped.
-struct Counters {
-    ids: Vec<Option<u32>>,
-}
+/// The plugin's counters, defined when a configuration is accepted.
+struct Counters(CounterTable<Counter>);
 
 impl Counters {
     fn define() -> Self {
-        let mut host = HostMetrics { plugin: PLUGIN };
-        let ids = Counter::all()
-            .into_iter()
-            .map(|counter| host.define(MetricKind::Counter, &counter.name()))
-            .collect();
-        Self { ids }
+        Self(CounterTable::define(&mut HostMetrics { plugin: PLUGIN }))
     }
 
     fn add(&self, counter: Counter, count: u64) {
-        // Adding 0 changes nothing; skipping it saves a hostcall on every request that used no
-        // cached token.
-        if count == 0 {
-            return;
-        }
-        if let Some(id) = self.ids.get(counter.index()).copied().flatten() {
-            HostMetrics { plugin: PLUGIN }.increment(id, count);
-        }
+        // Adding 0 (no cached token used) costs no hostcall.
+        self.0
+            .add(&mut HostMetrics { plugin: PLUGIN }, counter, count);
     }
 }
 

@@ -11,7 +11,7 @@ use crate::policy::{Decision, Policy, Request};
 use crate::{compiled, policy};
 use plugin_common::host::HostMetrics;
 use plugin_common::istio::OperationMatcher;
-use plugin_common::metrics::{MetricHost, MetricKind};
+use plugin_common::metrics::CounterTable;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType};
@@ -19,33 +19,10 @@ use std::rc::Rc;
 
 pub(crate) const PLUGIN: &str = "path-allowlist";
 
-/// Metric ids, one per [`Outcome`] (in the order of `Outcome::ALL`).
-struct Counters {
-    ids: Vec<Option<u32>>,
-}
-
-impl Counters {
-    fn define() -> Self {
-        let mut host = HostMetrics { plugin: PLUGIN };
-        let ids = Outcome::ALL
-            .iter()
-            .map(|outcome| host.define(MetricKind::Counter, outcome.metric_name()))
-            .collect();
-        Self { ids }
-    }
-
-    fn increment(&self, outcome: Outcome) {
-        let position = Outcome::ALL.iter().position(|o| *o == outcome);
-        if let Some(id) = position.and_then(|i| self.ids.get(i)).copied().flatten() {
-            HostMetrics { plugin: PLUGIN }.increment(id, 1);
-        }
-    }
-}
-
 /// The plugin's root context: the accepted policy and the counters its requests share.
 pub struct PluginRoot {
     policy: Option<Rc<Policy>>,
-    counters: Rc<Counters>,
+    counters: Rc<CounterTable<Outcome>>,
 }
 
 impl PluginRoot {
@@ -54,7 +31,7 @@ impl PluginRoot {
     pub fn new() -> Self {
         PluginRoot {
             policy: None,
-            counters: Rc::new(Counters::define()),
+            counters: Rc::new(CounterTable::define(&mut HostMetrics { plugin: PLUGIN })),
         }
     }
 
@@ -98,7 +75,7 @@ impl RootContext for PluginRoot {
 /// The HTTP context of one request: checks its path before it is routed.
 pub struct Filter {
     policy: Rc<Policy>,
-    counters: Rc<Counters>,
+    counters: Rc<CounterTable<Outcome>>,
 }
 
 fn request_header(name: &str) -> Option<Vec<u8>> {
@@ -139,7 +116,8 @@ impl HttpContext for Filter {
             path: path.as_deref(),
             port,
         });
-        self.counters.increment(decision.outcome());
+        self.counters
+            .add(&mut HostMetrics { plugin: PLUGIN }, decision.outcome(), 1);
         // Only refusals are logged: an allowed request (the common case) skips the hostcall
         // that reads its request id.
         if !matches!(decision, Decision::Allow { .. }) {
