@@ -208,6 +208,13 @@ static_checks() {
 
   step "cargo clippy (wasm32-wasip1, plugins)"
   cargo clippy --target wasm32-wasip1 --all-targets "${LOGIC_CRATES[@]}" -- -D warnings
+
+  # Each plugin as a library, without its `main!` (feature `module`): what a module linking
+  # several plugins builds on.
+  step "cargo clippy (wasm32-wasip1, plugins without feature module)"
+  local plugins=()
+  for p in "${PLUGINS[@]}"; do plugins+=(-p "$p"); done
+  cargo clippy --target wasm32-wasip1 --lib --no-default-features "${plugins[@]}" -- -D warnings
 }
 
 # The plugins' logic tests compiled to wasm32-wasip1, and the canary that proves the run can fail.

@@ -26,7 +26,8 @@
 //! prefix in another case it yields nothing.
 #![no_main]
 
-use auth_gate::config::{compile, Compiled, Config};
+use auth_gate::compiled::{compile, Compiled};
+use auth_gate::config::Config;
 use auth_gate::request::{Location, RequestView};
 use auth_gate::token::{decode, JwtFailure, Limits};
 use libfuzzer_sys::fuzz_target;

@@ -5,7 +5,8 @@
 //! (the one log line a user gets), never a panic.
 #![no_main]
 
-use auth_gate::config::{compile, Config};
+use auth_gate::compiled::compile;
+use auth_gate::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

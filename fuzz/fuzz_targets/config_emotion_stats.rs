@@ -5,7 +5,8 @@
 //! (the one log line a user gets), never a panic.
 #![no_main]
 
-use emotion_stats::config::{compile, Config};
+use emotion_stats::compiled::compile;
+use emotion_stats::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use local_ratelimit::config::{compile, Config};
+use local_ratelimit::compiled::compile;
+use local_ratelimit::config::Config;
 
 fuzz_target!(|data: &[u8]| {
     model_gateway_fuzz::check_config_loading::<Config, _>(data, compile);

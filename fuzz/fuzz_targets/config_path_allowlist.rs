@@ -6,7 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use path_allowlist::config::{compile, Config};
+use path_allowlist::compiled::compile;
+use path_allowlist::config::Config;
 
 fuzz_target!(|data: &[u8]| {
     model_gateway_fuzz::check_config_loading::<Config, _>(data, compile);

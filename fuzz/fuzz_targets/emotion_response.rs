@@ -9,12 +9,13 @@
 //! gets the verdict its parsed content gives.
 #![no_main]
 
-use emotion_stats::config::{compile, Compiled, Config};
-use emotion_stats::prediction::{read_top_predictions, ReadError};
-use emotion_stats::response::{Outcome, ResponseHead, ResponseTracker, Verdict};
-use emotion_stats::stats::{
+use emotion_stats::compiled::{compile, Compiled};
+use emotion_stats::config::Config;
+use emotion_stats::metrics::{
     EmotionMetrics, MetricHost, MetricKind, RESPONSES_TOTAL, TOP_LABEL_TOTAL,
 };
+use emotion_stats::prediction::{read_top_predictions, ReadError};
+use emotion_stats::response::{Outcome, ResponseHead, ResponseTracker, Verdict};
 use emotion_stats::usage::SseUsage;
 use libfuzzer_sys::fuzz_target;
 

@@ -14,7 +14,8 @@
 //! `values` and every `notValues`).
 #![no_main]
 
-use auth_gate::config::{compile, Compiled, Config};
+use auth_gate::compiled::{compile, Compiled};
+use auth_gate::config::Config;
 use auth_gate::policy::{Attributes, Verdict};
 use auth_gate::request::RequestView;
 use libfuzzer_sys::fuzz_target;

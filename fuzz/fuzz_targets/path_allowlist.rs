@@ -10,7 +10,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use model_gateway_fuzz::{has_dot_segment, istio_string_matches, lines};
-use path_allowlist::config::{compile, Config};
+use path_allowlist::compiled::compile;
+use path_allowlist::config::Config;
 use path_allowlist::policy::{Decision, Policy, Refusal, Request};
 use plugin_common::istio::normalize_path;
 

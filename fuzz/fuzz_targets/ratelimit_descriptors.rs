@@ -12,7 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use local_ratelimit::actions::{
     build_descriptors, header_pairs, header_text, values_of, RequestView,
 };
-use local_ratelimit::config::{compile, Compiled, Config};
+use local_ratelimit::compiled::{compile, Compiled};
+use local_ratelimit::config::Config;
 use model_gateway_fuzz::lines;
 use std::net::IpAddr;
 

@@ -5,7 +5,7 @@
 
 use crate::authn::{claim_header_value, Authentication, RemoteKeyStore};
 use crate::cache::TokenCache;
-use crate::config::Compiled;
+use crate::compiled::Compiled;
 use crate::policy::{Attributes, Verdict};
 use crate::request::RequestView;
 use crate::token::JwtFailure;
@@ -217,7 +217,8 @@ fn www_authenticate(request: &RequestView) -> String {
 mod tests {
     use super::*;
     use crate::authn::tests::FakeRemote;
-    use crate::config::{compile, Config};
+    use crate::compiled::compile;
+    use crate::config::Config;
     use crate::jwks::tests::jwks_of;
     use crate::request::tests::request;
     use crate::token::tests::{claims, ISSUER, NOW};

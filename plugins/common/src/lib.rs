@@ -5,6 +5,8 @@ pub mod config;
 pub mod deny;
 pub mod host;
 pub mod istio;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod layout;
 pub mod metrics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod schema;

@@ -9,6 +9,12 @@
 //!
 //! [`stats_tags`] gives exactly what Istio renders for `proxyConfig.extraStatTags`, so a local
 //! Envoy (the test harness) and an Istio gateway extract the same labels.
+//!
+//! A plugin lists its fixed counters as data ([`CounterSet`], usually an enum) and keeps their
+//! ids in a [`CounterTable`], defined once through [`MetricHost`]; the request path only indexes.
+
+use std::fmt;
+use std::marker::PhantomData;
 
 /// What a metric is to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +30,95 @@ pub trait MetricHost {
     fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment(&mut self, id: u32, by: u64);
     fn record(&mut self, id: u32, value: u64);
+}
+
+/// A plugin's fixed counters, listed as data: each value of the type is one counter, with its
+/// position in [`CounterSet::all`] computed (not searched) and its name built from a metric name
+/// and tags. [`CounterTable`] defines them all once and keeps their ids.
+pub trait CounterSet: Copy {
+    /// Every counter, in the order of [`CounterSet::index`].
+    fn all() -> Vec<Self>;
+    /// The counter's position in [`CounterSet::all`].
+    fn index(self) -> usize;
+    /// The metric's name, without tags.
+    fn metric(self) -> &'static str;
+    /// The counter's tags, encoded in its name by [`tagged_name`].
+    fn tags(self) -> Vec<(Tag, &'static str)> {
+        Vec::new()
+    }
+    /// The name the counter is defined under.
+    fn name(self) -> String {
+        tagged_name(self.metric(), &self.tags())
+    }
+}
+
+/// The host's ids of every counter of `C`, defined once (when a configuration is accepted, or
+/// when a series first appears): a request finds its counter's id by position, and no name is
+/// built on the request path. A counter the host refused to define is skipped.
+#[derive(Debug)]
+pub struct CounterTable<C> {
+    ids: Vec<Option<u32>>,
+    counters: PhantomData<C>,
+}
+
+impl<C: CounterSet> CounterTable<C> {
+    /// Defines every counter of `C` under [`CounterSet::name`].
+    pub fn define(host: &mut impl MetricHost) -> Self {
+        Self::define_tagged(host, &[])
+    }
+
+    /// Defines every counter of `C` with `tags` before its own (for series of one model, say).
+    pub fn define_tagged(host: &mut impl MetricHost, tags: &[(Tag, &str)]) -> Self {
+        let ids = C::all()
+            .into_iter()
+            .map(|counter| {
+                let mut all_tags = tags.to_vec();
+                all_tags.extend(counter.tags());
+                host.define(
+                    MetricKind::Counter,
+                    &tagged_name(counter.metric(), &all_tags),
+                )
+            })
+            .collect();
+        Self {
+            ids,
+            counters: PhantomData,
+        }
+    }
+
+    /// The host's id of `counter`, if it was defined.
+    pub fn id(&self, counter: C) -> Option<u32> {
+        self.ids.get(counter.index()).copied().flatten()
+    }
+
+    /// Adds `by` to `counter`; adding 0 costs no hostcall.
+    pub fn add(&self, host: &mut impl MetricHost, counter: C, by: u64) {
+        if by == 0 {
+            return;
+        }
+        if let Some(id) = self.id(counter) {
+            host.increment(id, by);
+        }
+    }
+}
+
+/// What a plugin's unit test asks of its [`CounterSet`]: every counter at its index, every name
+/// different.
+pub fn check_counter_set<C: CounterSet + fmt::Debug>() -> Result<(), String> {
+    let all = C::all();
+    if let Some((at, counter)) = all.iter().enumerate().find(|(at, c)| c.index() != *at) {
+        return Err(format!(
+            "{counter:?} is at {at} but its index is {}",
+            counter.index()
+        ));
+    }
+    let mut names: Vec<String> = all.iter().map(|c| c.name()).collect();
+    names.sort();
+    names.dedup();
+    if names.len() != all.len() {
+        return Err("two counters have the same name".to_string());
+    }
+    Ok(())
 }
 
 /// A tag Envoy extracts from metric names. Only the tags listed in [`ALL_TAGS`] exist, so every
@@ -221,5 +316,81 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Probe {
+        Plain,
+        Tagged(bool),
+    }
+
+    impl CounterSet for Probe {
+        fn all() -> Vec<Self> {
+            vec![Probe::Plain, Probe::Tagged(true), Probe::Tagged(false)]
+        }
+        fn index(self) -> usize {
+            match self {
+                Probe::Plain => 0,
+                Probe::Tagged(yes) => 1 + usize::from(!yes),
+            }
+        }
+        fn metric(self) -> &'static str {
+            match self {
+                Probe::Plain => "probe_plain_total",
+                Probe::Tagged(_) => "probe_tagged_total",
+            }
+        }
+        fn tags(self) -> Vec<(Tag, &'static str)> {
+            match self {
+                Probe::Plain => Vec::new(),
+                Probe::Tagged(yes) => vec![(OUTCOME, if yes { "yes" } else { "no" })],
+            }
+        }
+    }
+
+    /// Gives ids from 10 up, refuses names containing `refused`, records increments.
+    #[derive(Default)]
+    struct Recorder {
+        defined: Vec<String>,
+        added: Vec<(u32, u64)>,
+    }
+
+    impl MetricHost for Recorder {
+        fn define(&mut self, _kind: MetricKind, name: &str) -> Option<u32> {
+            self.defined.push(name.to_string());
+            (!name.contains("refused")).then(|| 10 + self.defined.len() as u32 - 1)
+        }
+        fn increment(&mut self, id: u32, by: u64) {
+            self.added.push((id, by));
+        }
+        fn record(&mut self, _id: u32, _value: u64) {}
+    }
+
+    #[test]
+    fn counter_table_defines_once_and_adds_by_position() {
+        check_counter_set::<Probe>().unwrap();
+        let mut host = Recorder::default();
+        let table = CounterTable::<Probe>::define(&mut host);
+        assert_eq!(
+            host.defined,
+            [
+                "probe_plain_total",
+                "outcome=.=yes;.;probe_tagged_total",
+                "outcome=.=no;.;probe_tagged_total"
+            ]
+        );
+        table.add(&mut host, Probe::Tagged(false), 3);
+        table.add(&mut host, Probe::Plain, 0);
+        assert_eq!(host.added, [(12, 3)]);
+
+        let mut host = Recorder::default();
+        let table = CounterTable::<Probe>::define_tagged(&mut host, &[(MODEL, "refused")]);
+        assert_eq!(
+            host.defined[1],
+            "model=.=refused;.;outcome=.=yes;.;probe_tagged_total"
+        );
+        table.add(&mut host, Probe::Plain, 1);
+        assert_eq!(table.id(Probe::Plain), None);
+        assert!(host.added.is_empty());
     }
 }

@@ -6,7 +6,7 @@
 //! for the whole proxy, updated with compare-and-swap); each VM caches the names it has seen
 //! admitted so a known model costs no hostcall.
 
-use crate::config::OTHER;
+use crate::compiled::OTHER;
 use hashbrown::HashSet;
 use plugin_common::metrics::sanitize_tag_value;
 

@@ -808,7 +808,7 @@ mod tests {
     fn compile_err(rate_limits: &str) -> ConfigError {
         let text = format!(r#"{{"domain":"d","rate_limits":{rate_limits}}}"#);
         parse::<Config>(text.as_bytes())
-            .and_then(crate::config::compile)
+            .and_then(crate::compiled::compile)
             .unwrap_err()
     }
 

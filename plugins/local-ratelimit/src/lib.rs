@@ -1,11 +1,19 @@
-//! proxy-wasm glue of the `local-ratelimit` plugin; the logic lives in the other modules.
+//! The `local-ratelimit` plugin: the rate limit service's configuration, enforced in the proxy
+//! with token buckets in shared data.
+//!
+//! [`filter`] holds the proxy-wasm contexts (the only module that calls the host);
+//! `config` is the `pluginConfig` as written, the other modules the logic, unit-tested natively
+//! and on `wasm32-wasip1`.
 
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod actions;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod bucket;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod compiled;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
+mod filter;
 mod limiter;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod matcher;
@@ -13,158 +21,23 @@ mod metrics;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod store;
 
-use plugin_common::host::{HostMetrics, HostSharedData};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
-use std::cell::RefCell;
-use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+pub use filter::{Filter, PluginRoot};
 
-const PLUGIN: &str = "local-ratelimit";
-
+// The standalone module; a module linking several plugins makes its own root contexts.
+#[cfg(feature = "module")]
 proxy_wasm::main! {{
-    plugin_common::host::install_panic_hook(PLUGIN);
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { active: None }) });
+    plugin_common::host::install_panic_hook(filter::PLUGIN);
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(PluginRoot::default())
+    });
 }}
 
-/// The accepted configuration and the counters named after it.
-struct Active {
-    config: config::Compiled,
-    metrics: RefCell<metrics::Registry<HostMetrics>>,
-}
-
-struct Root {
-    active: Option<Rc<Active>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(compiled) = plugin_common::host::load_config(PLUGIN, config::compile) else {
-            return false;
-        };
-        // Accepted, but parts of it can never limit: said once, where the operator looks.
-        for warning in &compiled.warnings {
-            log::warn!("{PLUGIN}: {warning}");
-        }
-        // Every shared key is created now, so no request ever creates one (see store.rs).
-        if let Err(err) = store::ensure_keys(&HostSharedData, limiter::shared_keys(&compiled)) {
-            log::error!("{PLUGIN}: shared data unavailable ({err:?}); the plugin refuses to start");
-            return false;
-        }
-        let metrics = metrics::Registry::new(HostMetrics { plugin: PLUGIN }, &compiled.domain);
-        self.active = Some(Rc::new(Active {
-            config: compiled,
-            metrics: RefCell::new(metrics),
-        }));
-        true
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    #[test]
+    fn config_uses_no_module_and_no_modules_use_each_other() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        plugin_common::layout::check_module_imports(&src).unwrap();
     }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let active = self.active.clone()?;
-        Some(Box::new(Request {
-            active,
-            response_headers: Vec::new(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-struct Request {
-    active: Rc<Active>,
-    response_headers: Vec<(&'static str, String)>,
-}
-
-impl Context for Request {}
-
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let now_ns = hostcalls::get_current_time()
-            .unwrap_or_else(|_| std::time::SystemTime::now())
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .unwrap_or_default();
-        let mut registry = self.active.metrics.try_borrow_mut();
-        let counters: &mut dyn metrics::Counters = match registry.as_deref_mut() {
-            Ok(registry) => registry,
-            // Never expected (no request re-enters another); limiting goes on uncounted.
-            Err(_) => &mut Uncounted,
-        };
-        let request = HostRequest::read();
-        let verdict = limiter::check(
-            &self.active.config,
-            &HostSharedData,
-            counters,
-            &request,
-            now_ns,
-        );
-        drop(registry);
-        match verdict {
-            limiter::Verdict::Admit { response_headers } => {
-                self.response_headers = response_headers;
-                Action::Continue
-            }
-            limiter::Verdict::Reject(reply) => {
-                if !plugin_common::host::send_local_reply(PLUGIN, &reply) {
-                    // Without a local reply the request would hang: let it through instead.
-                    return Action::Continue;
-                }
-                Action::Pause
-            }
-        }
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            // A header that cannot be set is lost, never the response.
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value));
-        }
-        Action::Continue
-    }
-}
-
-/// The request's headers, read in one hostcall (every value of a repeated header), and its
-/// client address.
-struct HostRequest {
-    headers: Vec<(String, String)>,
-}
-
-impl HostRequest {
-    fn read() -> Self {
-        // Values as bytes: the String form traps the VM on a value that is not UTF-8.
-        let headers = plugin_common::host::headers(MapType::HttpRequestHeaders);
-        HostRequest {
-            headers: actions::header_pairs(headers),
-        }
-    }
-}
-
-impl actions::RequestView for HostRequest {
-    fn header_values(&self, name: &str) -> Vec<&str> {
-        actions::values_of(&self.headers, name)
-    }
-
-    fn remote_ip(&self) -> Option<IpAddr> {
-        let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
-        let text = std::str::from_utf8(&bytes).ok()?;
-        text.parse::<SocketAddr>()
-            .map(|addr| addr.ip())
-            .or_else(|_| text.parse::<IpAddr>())
-            .ok()
-    }
-}
-
-/// Counts nothing: stands in for a busy registry so that limiting is never skipped.
-struct Uncounted;
-
-impl metrics::Counters for Uncounted {
-    fn rule(&mut self, _limit: &matcher::Limit, _values: &[String], _stat: metrics::Stat) {}
-    fn plugin(&mut self, _stat: metrics::PluginStat) {}
 }

@@ -5,10 +5,10 @@
 
 use crate::actions::{build_descriptors, RequestView};
 use crate::bucket::{Bucket, Rate};
-use crate::config::Compiled;
-use crate::matcher::{DescriptorTree, Limit, LimitKind, Matched};
+use crate::compiled::Compiled;
+use crate::matcher::{Limit, Matched};
 use crate::metrics::{Counters, PluginStat, Stat};
-use crate::store::{self, BucketRef, Failure, Fingerprint, SharedData, Taken};
+use crate::store::{self, BucketRef, Failure, SharedData, Taken};
 use hashbrown::HashSet;
 use plugin_common::deny::LocalReply;
 
@@ -33,52 +33,6 @@ struct Status {
 }
 
 const NS_PER_SEC: u64 = 1_000_000_000;
-
-/// What a limit's buckets need on the request path, computed when the configuration is accepted
-/// (each identity is a SHA-256).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitBucket {
-    rate: Rate,
-    rule: Fingerprint,
-    /// The one bucket of a limit without per-value buckets.
-    fixed: Option<Fingerprint>,
-}
-
-/// One entry per limit of `tree`, in its order; `None` for a limit without a rate
-/// (`unlimited`).
-pub fn limit_buckets(domain: &str, tree: &DescriptorTree) -> Vec<Option<LimitBucket>> {
-    tree.limits()
-        .iter()
-        .map(|limit| {
-            let rate = rate_of(limit)?;
-            let rule = rule_identity(domain, limit, rate);
-            let fixed = limit
-                .static_values
-                .as_ref()
-                .map(|values| store::bucket_identity(&rule, values));
-            Some(LimitBucket { rate, rule, fixed })
-        })
-        .collect()
-}
-
-fn rule_identity(domain: &str, limit: &Limit, rate: Rate) -> Fingerprint {
-    store::fingerprint(&[
-        domain.as_bytes(),
-        limit.full_key.as_bytes(),
-        &rate.capacity.to_le_bytes(),
-        &rate.period_ns.to_le_bytes(),
-    ])
-}
-
-fn rate_of(limit: &Limit) -> Option<Rate> {
-    match limit.kind {
-        LimitKind::Bucket {
-            requests_per_unit,
-            unit,
-        } => Some(Rate::new(requests_per_unit, unit.seconds())),
-        LimitKind::Unlimited => None,
-    }
-}
 
 /// Every shared-data key this configuration may touch, to create when it is accepted: the
 /// table, the bucket of each rule without per-value buckets, the overflow bucket of each rule
@@ -261,7 +215,8 @@ fn x_ratelimit_headers(statuses: &[Status]) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{compile, Config};
+    use crate::compiled::compile;
+    use crate::config::Config;
     use crate::metrics::fake::{plugin_name, rule_name, FakeHost};
     use crate::metrics::Registry;
     use crate::store::ensure_keys;

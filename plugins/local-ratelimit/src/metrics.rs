@@ -311,7 +311,8 @@ mod tests {
     /// not, and `detailed_metric` taking precedence on its own level.
     #[test]
     fn value_to_metric_names_follow_upstream_examples() {
-        use crate::config::{compile, Config};
+        use crate::compiled::compile;
+        use crate::config::Config;
         let names = |config: &str, descriptor: &[&str]| {
             let compiled =
                 compile(plugin_common::config::parse::<Config>(config.as_bytes()).unwrap())

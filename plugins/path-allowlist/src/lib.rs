@@ -1,181 +1,36 @@
-//! proxy-wasm glue of the `path-allowlist` plugin; the logic lives in the other modules.
+//! The `path-allowlist` plugin: a request's path checked against Istio `AuthorizationPolicy`
+//! operation rules before it is routed.
 //!
-//! Hostcalls go through `proxy_wasm::hostcalls` (not the trait helpers, which unwrap): a failed
-//! hostcall must never trap the VM. A header that cannot be read is treated as missing, so a
-//! missing `:path` is refused as malformed (fail closed); a counter that cannot be defined or
-//! incremented is skipped.
+//! [`filter`] holds the proxy-wasm contexts (the only module that calls the host);
+//! `config` is the `pluginConfig` as written, the other modules the logic, unit-tested natively
+//! and on `wasm32-wasip1`.
 
 #[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod compiled;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
+mod filter;
+mod metrics;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod policy;
 
-use plugin_common::host::HostMetrics;
-use plugin_common::istio::OperationMatcher;
-use plugin_common::metrics::{MetricHost, MetricKind};
-use policy::{Decision, Outcome, Policy, Request};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
-use std::rc::Rc;
+pub use filter::{Filter, PluginRoot};
 
-const PLUGIN: &str = "path-allowlist";
-
+// The standalone module; a module linking several plugins makes its own root contexts.
+#[cfg(feature = "module")]
 proxy_wasm::main! {{
-    plugin_common::host::install_panic_hook(PLUGIN);
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { policy: None, counters: Rc::new(Counters::define()) })
+    plugin_common::host::install_panic_hook(filter::PLUGIN);
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(PluginRoot::new())
     });
 }}
 
-/// Metric ids, one per [`Outcome`] (in the order of `Outcome::ALL`).
-struct Counters {
-    ids: Vec<Option<u32>>,
-}
-
-impl Counters {
-    fn define() -> Self {
-        let mut host = HostMetrics { plugin: PLUGIN };
-        let ids = Outcome::ALL
-            .iter()
-            .map(|outcome| host.define(MetricKind::Counter, outcome.metric_name()))
-            .collect();
-        Self { ids }
-    }
-
-    fn increment(&self, outcome: Outcome) {
-        let position = Outcome::ALL.iter().position(|o| *o == outcome);
-        if let Some(id) = position.and_then(|i| self.ids.get(i)).copied().flatten() {
-            HostMetrics { plugin: PLUGIN }.increment(id, 1);
-        }
-    }
-}
-
-struct Root {
-    policy: Option<Rc<Policy>>,
-    counters: Rc<Counters>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        match plugin_common::host::load_config(PLUGIN, config::compile) {
-            Some(policy) => {
-                self.policy = Some(Rc::new(policy));
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let policy = self.policy.clone()?;
-        Some(Box::new(PathCheck {
-            policy,
-            counters: self.counters.clone(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-struct PathCheck {
-    policy: Rc<Policy>,
-    counters: Rc<Counters>,
-}
-
-fn request_header(name: &str) -> Option<Vec<u8>> {
-    plugin_common::host::header(MapType::HttpRequestHeaders, name)
-}
-
-impl Context for PathCheck {}
-
-impl HttpContext for PathCheck {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        // Each header read is a hostcall and a call back into the module: only what the rules
-        // look at is read before the decision.
-        let uses = |looks_at: fn(&OperationMatcher) -> bool| self.policy.matchers().any(looks_at);
-        let path = request_header(":path");
-        let method_bytes = if uses(OperationMatcher::uses_methods) {
-            request_header(":method")
-        } else {
-            None
-        };
-        let method = String::from_utf8_lossy(method_bytes.as_deref().unwrap_or_default());
-        let authority_bytes = if uses(OperationMatcher::uses_hosts) {
-            request_header(":authority")
-        } else {
-            None
-        };
-        let authority = authority_bytes.as_deref().map(String::from_utf8_lossy);
-        let port = if uses(OperationMatcher::uses_ports) {
-            hostcalls::get_property(vec!["destination", "port"])
-                .ok()
-                .flatten()
-                .and_then(|bytes| policy::parse_port(&bytes))
-        } else {
-            None
-        };
-        let decision = self.policy.decide(&Request {
-            method: &method,
-            authority: authority.as_deref(),
-            path: path.as_deref(),
-            port,
-        });
-        self.counters.increment(decision.outcome());
-        // Only refusals are logged: an allowed request (the common case) skips the hostcall
-        // that reads its request id.
-        if !matches!(decision, Decision::Allow { .. }) {
-            let request_id = request_header("x-request-id");
-            // Read now if the rules did not need it.
-            let method = method_bytes
-                .or_else(|| request_header(":method"))
-                .unwrap_or_default();
-            if let Some(line) = policy::log_line(
-                &decision,
-                request_id.as_deref(),
-                &String::from_utf8_lossy(&method),
-                path.as_deref(),
-            ) {
-                log::info!("{line}");
-            }
-        }
-        match decision {
-            Decision::Allow {
-                rewrite_path: Some(rewritten),
-            }
-            | Decision::DryRunRefuse {
-                rewrite_path: Some(rewritten),
-                ..
-            } => {
-                if let Err(e) =
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&rewritten))
-                {
-                    // Forwarding a path other than the one checked is the bypass this plugin
-                    // exists to prevent: refuse instead.
-                    log::warn!("{PLUGIN}: cannot rewrite :path ({e:?}); refusing the request");
-                    return self.reply(&plugin_common::deny::rbac_denied(self.policy.deny_status));
-                }
-                Action::Continue
-            }
-            Decision::Allow { rewrite_path: None }
-            | Decision::DryRunRefuse {
-                rewrite_path: None, ..
-            } => Action::Continue,
-            Decision::Refuse(refusal) => self.reply(&refusal.reply(self.policy.deny_status)),
-        }
-    }
-}
-
-impl PathCheck {
-    /// Refused: the request waits for the reply (and never reaches the upstream, even if the
-    /// reply could not be sent).
-    fn reply(&self, reply: &plugin_common::deny::LocalReply) -> Action {
-        plugin_common::host::send_local_reply(PLUGIN, reply);
-        Action::Pause
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    #[test]
+    fn config_uses_no_module_and_no_modules_use_each_other() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        plugin_common::layout::check_module_imports(&src).unwrap();
     }
 }

@@ -1,40 +1,15 @@
 //! The decision for one request: normalize the path, evaluate the policies as Istio does (a
 //! matching DENY policy refuses; then, if there is an ALLOW policy, one of them must match) and
-//! apply dry-run. Pure: the glue in `lib.rs` reads the headers and carries the decision out.
+//! apply dry-run. Pure: the glue in `filter.rs` reads the headers and carries the decision out.
 
+use crate::config::Action;
+use crate::metrics::Outcome;
 use plugin_common::deny::{rbac_denied, refusal_log_line, LocalReply};
 use plugin_common::istio::{
     normalize_path, MalformedPath, OperationMatcher, PathNormalization, RequestInfo,
 };
-use serde::Deserialize;
 use std::fmt;
 use std::rc::Rc;
-
-/// Istio's `action`, limited to what this plugin does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(try_from = "String", rename_all = "SCREAMING_SNAKE_CASE")]
-#[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["ALLOW", "DENY"])))]
-pub enum Action {
-    #[default]
-    Allow,
-    Deny,
-}
-
-impl TryFrom<String> for Action {
-    type Error = String;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        match value.as_str() {
-            "ALLOW" => Ok(Self::Allow),
-            "DENY" => Ok(Self::Deny),
-            "CUSTOM" | "AUDIT" => Err(format!(
-                "action `{value}` is not supported by path-allowlist; the auth-gate plugin handles it"
-            )),
-            _ => Err(format!("unknown action `{value}`, expected `ALLOW` or `DENY`")),
-        }
-    }
-}
 
 /// One AuthorizationPolicy, compiled.
 #[derive(Debug)]
@@ -131,34 +106,6 @@ pub enum Decision {
         refusal: Refusal,
         rewrite_path: Option<String>,
     },
-}
-
-/// The counters of the plugin, one per outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Allowed,
-    Denied,
-    Malformed,
-    DryRunDenied,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Allowed,
-        Outcome::Denied,
-        Outcome::Malformed,
-        Outcome::DryRunDenied,
-    ];
-
-    /// The counter name (Envoy prints it on `/stats/prometheus` as is).
-    pub fn metric_name(self) -> &'static str {
-        match self {
-            Self::Allowed => "path_allowlist_allowed_total",
-            Self::Denied => "path_allowlist_denied_total",
-            Self::Malformed => "path_allowlist_malformed_total",
-            Self::DryRunDenied => "path_allowlist_dry_run_denied_total",
-        }
-    }
 }
 
 impl Decision {
@@ -296,7 +243,8 @@ pub fn parse_port(bytes: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{compile, Config};
+    use crate::compiled::compile;
+    use crate::config::Config;
     use plugin_common::config::parse;
 
     const KUBEFLOW_ALLOWLIST: &str = r#"{"action":"ALLOW","rules":[{"to":[{"operation":{"paths":

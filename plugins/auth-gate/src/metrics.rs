@@ -1,11 +1,11 @@
 //! The plugin's counters, declared once as data: Prometheus shows them as
 //! `auth_gate_requests_total{outcome="allowed"}` (the outcome encoded in the name with the
-//! collection's tag convention, `plugin_common::metrics`). The glue defines every one when a
-//! configuration is accepted and finds a counter's id by its position: no name is built on the
-//! request path.
+//! collection's tag convention, `plugin_common::metrics`). The glue defines every one in a
+//! `CounterTable` when a configuration is accepted and finds a counter's id by its position: no
+//! name is built on the request path.
 
 use crate::token::JwtFailure;
-use plugin_common::metrics::{tagged_name, OUTCOME};
+use plugin_common::metrics::{CounterSet, Tag, OUTCOME};
 
 /// One counter of the plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +57,9 @@ pub enum KeyWait {
     TimedOut,
 }
 
-impl Counter {
+impl CounterSet for Counter {
     /// Every counter, in the order of [`Counter::index`].
-    pub fn all() -> Vec<Counter> {
+    fn all() -> Vec<Counter> {
         let mut all: Vec<Counter> = RequestOutcome::ALL.map(Counter::Request).to_vec();
         all.extend(JwtFailure::ALL.map(Counter::JwtInvalid));
         all.extend([Counter::JwksFetch(true), Counter::JwksFetch(false)]);
@@ -72,7 +72,7 @@ impl Counter {
     }
 
     /// The counter's position in [`Counter::all`], without searching.
-    pub fn index(self) -> usize {
+    fn index(self) -> usize {
         let requests = RequestOutcome::ALL.len();
         let jwt = requests + JwtFailure::ALL.len();
         match self {
@@ -84,32 +84,32 @@ impl Counter {
         }
     }
 
-    /// The metric name, tag included (built when the counters are defined).
-    pub fn name(self) -> String {
+    fn metric(self) -> &'static str {
         match self {
-            Counter::Request(outcome) => {
-                tagged_name("auth_gate_requests_total", &[(OUTCOME, outcome.as_str())])
-            }
-            Counter::JwtInvalid(failure) => tagged_name(
-                "auth_gate_jwt_invalid_total",
-                &[(OUTCOME, failure.as_str())],
-            ),
-            Counter::JwksFetch(success) => tagged_name(
-                "auth_gate_jwks_fetches_total",
-                &[(OUTCOME, if success { "success" } else { "failure" })],
-            ),
-            Counter::KeyWait(wait) => tagged_name(
-                "auth_gate_key_waits_total",
-                &[(
-                    OUTCOME,
-                    match wait {
-                        KeyWait::Paused => "paused",
-                        KeyWait::TimedOut => "timed_out",
-                    },
-                )],
-            ),
-            Counter::CacheHits => "auth_gate_token_cache_hits_total".to_string(),
+            Counter::Request(_) => "auth_gate_requests_total",
+            Counter::JwtInvalid(_) => "auth_gate_jwt_invalid_total",
+            Counter::JwksFetch(_) => "auth_gate_jwks_fetches_total",
+            Counter::KeyWait(_) => "auth_gate_key_waits_total",
+            Counter::CacheHits => "auth_gate_token_cache_hits_total",
         }
+    }
+
+    fn tags(self) -> Vec<(Tag, &'static str)> {
+        let outcome = match self {
+            Counter::Request(outcome) => outcome.as_str(),
+            Counter::JwtInvalid(failure) => failure.as_str(),
+            Counter::JwksFetch(success) => {
+                if success {
+                    "success"
+                } else {
+                    "failure"
+                }
+            }
+            Counter::KeyWait(KeyWait::Paused) => "paused",
+            Counter::KeyWait(KeyWait::TimedOut) => "timed_out",
+            Counter::CacheHits => return Vec::new(),
+        };
+        vec![(OUTCOME, outcome)]
     }
 }
 

@@ -1,10 +1,12 @@
 //! The plugin's metrics: their names, their definition, and what one verdict adds to them. The
 //! host is reached through [`MetricHost`] so all of it is unit-tested.
 
-use crate::config::{Compiled, LabelSet};
+use crate::compiled::{Compiled, LabelSet};
 use crate::response::{Outcome, Verdict};
 use hashbrown::HashMap;
-use plugin_common::metrics::{tagged_name, KIND, LABEL, MODEL, OUTCOME};
+use plugin_common::metrics::{
+    tagged_name, CounterSet, CounterTable, Tag, KIND, LABEL, MODEL, OUTCOME,
+};
 pub use plugin_common::metrics::{MetricHost, MetricKind};
 
 /// Counter `{model, label}`: one per prediction, by top label.
@@ -22,8 +24,7 @@ pub const TOKENS_TOTAL: &str = "emotion_stats_tokens_total";
 /// start at zero.
 #[derive(Debug)]
 struct ModelSeries {
-    /// Per [`Outcome::ALL`].
-    responses: Vec<Option<u32>>,
+    responses: CounterTable<Outcome>,
     /// Per label of the [`LabelSet`].
     top_label: Vec<Option<u32>>,
     top_score: Vec<Option<u32>>,
@@ -48,16 +49,7 @@ impl ModelSeries {
         };
         let top_label = by_label(TOP_LABEL_TOTAL, MetricKind::Counter);
         let top_score = by_label(TOP_SCORE_PERCENT, MetricKind::Histogram);
-        let responses = Outcome::ALL
-            .iter()
-            .map(|outcome| {
-                let name = tagged_name(
-                    RESPONSES_TOTAL,
-                    &[(MODEL, model), (OUTCOME, outcome.as_str())],
-                );
-                host.define(MetricKind::Counter, &name)
-            })
-            .collect();
+        let responses = CounterTable::define_tagged(host, &[(MODEL, model)]);
         let duration = host.define(
             MetricKind::Histogram,
             &tagged_name(REQUEST_DURATION_MS, &[(MODEL, model)]),
@@ -125,12 +117,7 @@ impl EmotionMetrics {
         let Some(series) = self.models.get(model) else {
             return;
         };
-        let outcome_at = Outcome::ALL
-            .iter()
-            .position(|outcome| *outcome == verdict.outcome);
-        if let Some(id) = outcome_at.and_then(|at| series.responses.get(at).copied().flatten()) {
-            host.increment(id, 1);
-        }
+        series.responses.add(host, verdict.outcome, 1);
         if let (Some(ms), Some(id)) = (duration_ms, series.duration) {
             host.record(id, ms);
         }
@@ -167,6 +154,27 @@ impl EmotionMetrics {
     }
 }
 
+/// `emotion_stats_responses_total{model, outcome}`: the series of one model are defined together
+/// (with the model's tag first), when the model is first seen.
+impl CounterSet for Outcome {
+    fn all() -> Vec<Self> {
+        Self::ALL.to_vec()
+    }
+
+    /// Declared in the order of [`Outcome::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn metric(self) -> &'static str {
+        RESPONSES_TOTAL
+    }
+
+    fn tags(self) -> Vec<(Tag, &'static str)> {
+        vec![(OUTCOME, self.as_str())]
+    }
+}
+
 /// A probability in percent, rounded; scores outside [0, 1] (logits) are not probabilities and
 /// are left out of the histogram.
 fn score_percent(score: f64) -> Option<u64> {
@@ -178,7 +186,13 @@ fn score_percent(score: f64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{compile, Config};
+
+    #[test]
+    fn outcome_counters_are_indexed_by_position() {
+        plugin_common::metrics::check_counter_set::<Outcome>().unwrap();
+    }
+    use crate::compiled::compile;
+    use crate::config::Config;
     use crate::prediction::TopPrediction;
 
     /// Metrics as Envoy keeps them: by name, shared by every definer of the name.

@@ -1,0 +1,520 @@
+//! The proxy-wasm contexts of the `auth-gate` plugin, the only module that
+//! calls the host; the logic lives in the other modules.
+//!
+//! Hostcalls go through `proxy_wasm::hostcalls` (the trait helpers unwrap): a failed hostcall
+//! must never trap the VM. Headers that cannot be read are treated as absent, which fails
+//! closed (no `:path` is a 400); a header change that fails refuses the request.
+//!
+//! Remote JWKS: the root context of each worker ticks while rules use `jwksUri`; on a tick it
+//! picks up keys other workers stored, fetches when due (see [`crate::remote`]), and re-decides
+//! the requests paused while waiting for keys (answering 401 once their wait times out).
+
+use crate::authn::{KeySource, RemoteKeyStore, RemoteKeys};
+use crate::cache::TokenCache;
+use crate::gate::Decision;
+use crate::metrics::{Counter, KeyWait, RequestOutcome};
+use crate::remote::{FetchResult, RemoteRule};
+use crate::request::RequestView;
+use crate::{compiled, gate, ip};
+use plugin_common::host::HostMetrics;
+use plugin_common::host::HostSharedData;
+use plugin_common::metrics::CounterTable;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(crate) const PLUGIN: &str = "auth-gate";
+/// How often paused requests are re-examined and remote keys checked.
+const TICK: Duration = Duration::from_millis(200);
+
+fn now_ms() -> u64 {
+    // The host clock; WASI's as a fallback (never 0, which would make expired tokens valid).
+    let now = hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now());
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// The plugin's counters, defined when a configuration is accepted.
+struct Counters(CounterTable<Counter>);
+
+impl Counters {
+    fn define() -> Self {
+        Self(CounterTable::define(&mut HostMetrics { plugin: PLUGIN }))
+    }
+
+    fn add(&self, counter: Counter, count: u64) {
+        // Adding 0 (no cached token used) costs no hostcall.
+        self.0
+            .add(&mut HostMetrics { plugin: PLUGIN }, counter, count);
+    }
+}
+
+/// What one worker's root context and its requests share, for one configuration.
+struct Worker {
+    config: compiled::Compiled,
+    cache: RefCell<TokenCache>,
+    /// By rule index; `Some` for rules with `jwksUri`.
+    remote: Vec<Option<RefCell<RemoteRule>>>,
+    /// Requests paused for remote keys: context id and the time their wait ends.
+    waiting: RefCell<Vec<(u32, u64)>>,
+    /// The longest `timeout` of the remote rules: how long a request waits for keys.
+    wait_ms: u64,
+    counters: Counters,
+}
+
+impl RemoteKeyStore for Worker {
+    fn keys(&self, rule: usize) -> RemoteKeys {
+        match self.remote.get(rule) {
+            Some(Some(remote)) => remote.borrow().status(&HostSharedData, now_ms()),
+            _ => RemoteKeys::Failed,
+        }
+    }
+
+    fn request_refresh(&self, rule: usize) {
+        if let Some(Some(remote)) = self.remote.get(rule) {
+            remote.borrow_mut().request_refresh();
+        }
+    }
+}
+
+impl Worker {
+    fn new(config: compiled::Compiled) -> Self {
+        let remote: Vec<Option<RefCell<RemoteRule>>> = config
+            .authenticator
+            .rules
+            .iter()
+            .map(|rule| match &rule.keys {
+                KeySource::Remote(jwks) => Some(RefCell::new(RemoteRule::new(jwks.clone()))),
+                KeySource::Inline(_) => None,
+            })
+            .collect();
+        let wait_ms = remote
+            .iter()
+            .flatten()
+            .map(|r| r.borrow().jwks.timeout_ms)
+            .max()
+            .unwrap_or_default();
+        Self {
+            cache: RefCell::new(TokenCache::new(config.token_cache_entries)),
+            config,
+            remote,
+            waiting: RefCell::new(Vec::new()),
+            wait_ms,
+            counters: Counters::define(),
+        }
+    }
+
+    fn has_remote_rules(&self) -> bool {
+        self.remote.iter().any(Option::is_some)
+    }
+
+    /// Takes up keys other workers stored; a change empties the verified-token cache.
+    fn sync_remote(&self) {
+        let mut changed = false;
+        for remote in self.remote.iter().flatten() {
+            changed |= remote.borrow_mut().sync(&HostSharedData);
+        }
+        if changed {
+            self.cache.borrow_mut().clear();
+        }
+    }
+
+    /// Decides for the HTTP context that is current on the host and acts on it. `deadline`
+    /// is set when the request already waits for keys.
+    fn process(&self, context_id: u32, deadline: Option<u64>) -> Action {
+        // As bytes: the SDK's `get_map` panics on a value that is not UTF-8 (obs-text a client
+        // may send), which would trap the VM. Such a value is read lossily; it can then match no
+        // configured value and decode to no valid token.
+        let headers = plugin_common::host::headers(MapType::HttpRequestHeaders)
+            .into_iter()
+            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+            .collect();
+        let request = RequestView::new(headers);
+        let policies = &self.config.policies;
+        let property = |path| hostcalls::get_property(path).ok().flatten();
+        let connection = gate::Connection {
+            port: policies
+                .uses_ports()
+                .then(|| property(vec!["destination", "port"]))
+                .flatten()
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+                .and_then(|raw| u16::try_from(i64::from_le_bytes(raw)).ok()),
+            remote_ip: policies
+                .uses_remote_ip()
+                .then(|| property(vec!["source", "address"]))
+                .flatten()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|address| ip::parse_address(&address)),
+        };
+        if self.has_remote_rules() {
+            self.sync_remote();
+        }
+        let now = now_ms();
+        let decision = {
+            let mut cache = self.cache.borrow_mut();
+            let hits = cache.hits();
+            let decision = gate::decide(
+                &self.config,
+                &request,
+                connection,
+                self,
+                &mut cache,
+                now / 1000,
+            );
+            self.counters
+                .add(Counter::CacheHits, cache.hits().saturating_sub(hits));
+            decision
+        };
+        let decision = match decision {
+            Decision::WaitForKeys => {
+                let deadline = deadline.unwrap_or(now.saturating_add(self.wait_ms));
+                if now < deadline {
+                    if !self.is_waiting(context_id) {
+                        self.waiting.borrow_mut().push((context_id, deadline));
+                    }
+                    return Action::Pause;
+                }
+                log::warn!(
+                    "{PLUGIN}: no JWKS after waiting {} ms; answering 401",
+                    self.wait_ms
+                );
+                self.counters.add(Counter::KeyWait(KeyWait::TimedOut), 1);
+                gate::keys_unavailable(&request)
+            }
+            decision => decision,
+        };
+        self.act(&request, decision)
+    }
+
+    fn is_waiting(&self, context_id: u32) -> bool {
+        self.waiting
+            .borrow()
+            .iter()
+            .any(|(id, _)| *id == context_id)
+    }
+
+    fn forget(&self, context_id: u32) {
+        self.waiting
+            .borrow_mut()
+            .retain(|(id, _)| *id != context_id);
+    }
+
+    fn act(&self, request: &RequestView, decision: Decision) -> Action {
+        match &decision {
+            Decision::Forward(forward) => {
+                if let Err(what) = apply(forward) {
+                    // Forwarding with a spoofable header or an unchecked path is what this
+                    // plugin exists to prevent: refuse instead.
+                    log::warn!("{PLUGIN}: cannot {what}; refusing the request");
+                    self.counters
+                        .add(Counter::Request(RequestOutcome::Denied), 1);
+                    return self.reply(&Decision::Denied { policy: None });
+                }
+                self.counters
+                    .add(Counter::Request(RequestOutcome::Allowed), 1);
+                if let Some(policy) = &forward.dry_run_denied {
+                    log::info!("{}", refusal_line(request, "dry-run, would deny", policy));
+                    self.counters
+                        .add(Counter::Request(RequestOutcome::DryRunDenied), 1);
+                }
+                Action::Continue
+            }
+            Decision::Unauthenticated { failure, .. } => {
+                log::info!(
+                    "{}",
+                    refusal_line(request, "denied", &format!("JWT {}", failure.as_str()))
+                );
+                self.counters
+                    .add(Counter::Request(RequestOutcome::Unauthenticated), 1);
+                self.counters.add(Counter::JwtInvalid(*failure), 1);
+                self.reply(&decision)
+            }
+            Decision::Denied { policy } => {
+                let reason = match policy {
+                    Some(policy) => format!("DENY policy {policy:?} matched"),
+                    None => gate::NO_ALLOW_MATCHED.to_string(),
+                };
+                log::info!("{}", refusal_line(request, "denied", &reason));
+                self.counters
+                    .add(Counter::Request(RequestOutcome::Denied), 1);
+                self.reply(&decision)
+            }
+            Decision::BadPath(why) => {
+                log::info!(
+                    "{}",
+                    refusal_line(request, "denied", &format!("malformed path ({why})"))
+                );
+                self.counters
+                    .add(Counter::Request(RequestOutcome::BadPath), 1);
+                self.reply(&decision)
+            }
+            // Handled by `process`; never acted on.
+            Decision::WaitForKeys => Action::Pause,
+        }
+    }
+
+    fn reply(&self, decision: &Decision) -> Action {
+        if let Some(reply) = decision.local_reply() {
+            plugin_common::host::send_local_reply(PLUGIN, &reply);
+        }
+        Action::Pause
+    }
+
+    /// Re-decides every paused request (from the root context, which must be restored after).
+    fn wake_waiting(&self) {
+        let waiting: Vec<(u32, u64)> = self.waiting.borrow_mut().drain(..).collect();
+        for (context_id, deadline) in waiting {
+            if hostcalls::set_effective_context(context_id).is_err() {
+                continue; // The request is gone.
+            }
+            if self.process(context_id, Some(deadline)) == Action::Continue {
+                if let Err(e) = hostcalls::resume_http_request() {
+                    log::warn!("{PLUGIN}: cannot resume a request: {e:?}");
+                }
+            }
+        }
+    }
+}
+
+/// The path without its query, which may hold a token (`access_token`) that must not be logged.
+/// The info line for a refused request: which check, never the token (the query, which may
+/// hold one, is left out of the path).
+fn refusal_line(request: &RequestView, verdict: &str, reason: &dyn std::fmt::Display) -> String {
+    let path = request.path().split('?').next().unwrap_or_default();
+    plugin_common::deny::refusal_log_line(
+        PLUGIN,
+        verdict,
+        request.first("x-request-id").map(str::as_bytes),
+        request.method().as_bytes(),
+        Some(path.as_bytes()),
+        reason,
+    )
+}
+
+/// Applies the header changes; on failure says which.
+fn apply(forward: &gate::Forward) -> Result<(), String> {
+    let map = MapType::HttpRequestHeaders;
+    for name in &forward.remove_headers {
+        hostcalls::remove_map_value(map, name).map_err(|e| format!("remove {name} ({e:?})"))?;
+    }
+    for (name, value) in &forward.set_headers {
+        hostcalls::set_map_value(map, name, Some(value))
+            .map_err(|e| format!("set {name} ({e:?})"))?;
+    }
+    if let Some(path) = &forward.path {
+        hostcalls::set_map_value(map, ":path", Some(path))
+            .map_err(|e| format!("rewrite :path ({e:?})"))?;
+    }
+    Ok(())
+}
+
+/// The plugin's root context: the worker of the accepted configuration, the workers of earlier
+/// ones still answering paused requests, and the JWKS fetches in flight.
+pub struct PluginRoot {
+    context_id: u32,
+    worker: Option<Rc<Worker>>,
+    /// Workers of earlier configurations that still have paused requests: woken on each tick
+    /// until their requests are answered (at the latest when their wait times out).
+    retired: Vec<Rc<Worker>>,
+    /// JWKS fetches in flight: call token, rule index, and the worker that asked.
+    fetches: Vec<(u32, usize, Rc<Worker>)>,
+}
+
+impl PluginRoot {
+    /// `context_id`: the host's id of this root context, made current again after waking paused
+    /// requests.
+    pub fn new(context_id: u32) -> Self {
+        PluginRoot {
+            context_id,
+            worker: None,
+            retired: Vec::new(),
+            fetches: Vec::new(),
+        }
+    }
+
+    /// The HTTP context of request `context_id`, `None` before a configuration was accepted.
+    pub fn filter(&self, context_id: u32) -> Option<Filter> {
+        Some(Filter {
+            worker: self.worker.clone()?,
+            context_id,
+        })
+    }
+
+    fn start_due_fetches(&mut self, worker: &Rc<Worker>) {
+        let now = now_ms();
+        let refresh_ms = worker.config.jwks_refresh_seconds.saturating_mul(1000);
+        for (index, remote) in worker.remote.iter().enumerate() {
+            let Some(remote) = remote else { continue };
+            let mut remote = remote.borrow_mut();
+            if !remote.try_begin_fetch(&HostSharedData, now, refresh_ms) {
+                continue;
+            }
+            let jwks = &remote.jwks;
+            let headers = vec![
+                (":method", "GET"),
+                (":path", jwks.path.as_str()),
+                (":authority", jwks.authority.as_str()),
+                ("accept", "application/json"),
+            ];
+            let timeout = Duration::from_millis(jwks.timeout_ms);
+            match hostcalls::dispatch_http_call(&jwks.cluster, headers, None, vec![], timeout) {
+                Ok(token) => self.fetches.push((token, index, worker.clone())),
+                Err(e) => {
+                    let reason =
+                        format!("cannot dispatch through cluster {} ({e:?})", jwks.cluster);
+                    log::warn!("{PLUGIN}: JWKS fetch of {} failed: {reason}", jwks.uri);
+                    remote.record_failure(&HostSharedData, now);
+                    worker.counters.add(Counter::JwksFetch(false), 1);
+                }
+            }
+        }
+    }
+
+    fn wake(&self, worker: &Worker) {
+        worker.wake_waiting();
+        if let Err(e) = hostcalls::set_effective_context(self.context_id) {
+            log::warn!("{PLUGIN}: cannot restore the root context: {e:?}");
+        }
+    }
+}
+
+impl Context for PluginRoot {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _: usize) {
+        let Some(position) = self.fetches.iter().position(|(t, _, _)| *t == token) else {
+            return;
+        };
+        let (_, index, worker) = self.fetches.swap_remove(position);
+        let Some(Some(remote)) = worker.remote.get(index) else {
+            return;
+        };
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        // Envoy reports a timeout or a connection failure as a response without headers.
+        let result = if headers == 0 {
+            FetchResult::NoResponse
+        } else {
+            let status = plugin_common::host::header(MapType::HttpCallResponseHeaders, ":status")
+                .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
+            FetchResult::Response {
+                status,
+                body: &body,
+            }
+        };
+        let outcome = remote
+            .borrow_mut()
+            .complete_fetch(&HostSharedData, now_ms(), result);
+        let uri = remote.borrow().jwks.uri.clone();
+        match outcome {
+            Ok(()) => {
+                log::info!("{PLUGIN}: fetched the JWKS of {uri}");
+                worker.counters.add(Counter::JwksFetch(true), 1);
+                worker.cache.borrow_mut().clear();
+            }
+            Err(reason) => {
+                log::warn!("{PLUGIN}: JWKS fetch of {uri} failed: {reason}");
+                worker.counters.add(Counter::JwksFetch(false), 1);
+            }
+        }
+        self.wake(&worker);
+    }
+}
+
+impl RootContext for PluginRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(compiled) = plugin_common::host::load_config(PLUGIN, compiled::compile) else {
+            return false;
+        };
+        let worker = Rc::new(Worker::new(compiled));
+        let previous_waits = self
+            .worker
+            .as_ref()
+            .is_some_and(|previous| !previous.waiting.borrow().is_empty());
+        let tick = if worker.has_remote_rules() || previous_waits || !self.retired.is_empty() {
+            TICK
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = hostcalls::set_tick_period(tick) {
+            log::error!(
+                "{PLUGIN}: cannot set the tick period ({e:?}); remote JWKS would never load"
+            );
+            return false;
+        }
+        if let Some(previous) = self.worker.replace(worker) {
+            if previous_waits {
+                self.retired.push(previous);
+            }
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        for retired in &self.retired {
+            retired.sync_remote();
+            self.wake(retired);
+        }
+        self.retired
+            .retain(|retired| !retired.waiting.borrow().is_empty());
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        worker.sync_remote();
+        self.start_due_fetches(&worker);
+        self.wake(&worker);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.filter(context_id)?))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// The HTTP context of one request: authenticates and authorizes it, pausing it while remote
+/// keys load.
+pub struct Filter {
+    worker: Rc<Worker>,
+    context_id: u32,
+}
+
+impl Context for Filter {
+    fn on_done(&mut self) -> bool {
+        self.worker.forget(self.context_id);
+        true
+    }
+}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let action = self.worker.process(self.context_id, None);
+        if action == Action::Pause && self.worker.is_waiting(self.context_id) {
+            log::info!("{PLUGIN}: request paused until the JWKS is fetched");
+            self.worker
+                .counters
+                .add(Counter::KeyWait(KeyWait::Paused), 1);
+        }
+        action
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A module linking several plugins builds the root itself and asks it for each request's
+    // context.
+    #[test]
+    fn a_root_serves_no_request_before_a_configuration() {
+        let root = PluginRoot::new(1);
+        assert!(root.filter(2).is_none());
+        assert_eq!(root.get_type(), Some(ContextType::HttpContext));
+    }
+}

@@ -1,0 +1,255 @@
+//! The proxy-wasm contexts of the `emotion-stats` plugin, the only module that
+//! calls the host; the logic lives in the other modules.
+//!
+//! Every callback returns `Continue`: the response is never held, changed or buffered by Envoy.
+//! Body chunks are copied as they pass and read once the stream is over (in `on_log`, which runs
+//! for every stream, however it ended).
+
+use crate::metrics::EmotionMetrics;
+use crate::models::{ModelNames, SharedModelList};
+use crate::response::{ResponseHead, ResponseTracker};
+use crate::{compiled, models};
+use plugin_common::host::{HostMetrics, HostSharedData};
+use plugin_common::istio::normalize_path;
+use plugin_common::shared::{SetError, SharedData};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+pub(crate) const PLUGIN: &str = "emotion-stats";
+
+/// Shared-data key of the proxy-wide list of admitted model names.
+const MODELS_KEY: &str = "emotion-stats.models";
+
+/// What the HTTP contexts of one VM share: the configuration and the counting state.
+struct Configured {
+    config: compiled::Compiled,
+    counting: RefCell<Counting>,
+}
+
+struct Counting {
+    metrics: EmotionMetrics,
+    models: ModelNames,
+}
+
+/// The plugin's root context: the configuration and counting state its requests share.
+#[derive(Default)]
+pub struct PluginRoot {
+    state: Option<Rc<Configured>>,
+}
+
+impl PluginRoot {
+    /// The HTTP context of one request, `None` before a configuration was accepted.
+    pub fn filter(&self) -> Option<Filter> {
+        Some(Filter {
+            state: self.state.clone()?,
+            tracked: None,
+        })
+    }
+}
+
+impl Context for PluginRoot {}
+
+impl RootContext for PluginRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(config) = plugin_common::host::load_config(PLUGIN, compiled::compile) else {
+            return false;
+        };
+        HostModelList.initialize();
+        let metrics = EmotionMetrics::define(&config, &mut HostMetrics { plugin: PLUGIN });
+        let models = ModelNames::new(config.max_models);
+        self.state = Some(Rc::new(Configured {
+            config,
+            counting: RefCell::new(Counting { metrics, models }),
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.filter()?))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One request/response on a configured path.
+struct Tracked {
+    /// Model name from the path, before bounding.
+    model: Option<String>,
+    /// When the request headers were seen (`None` if the host gave no time).
+    started: Option<SystemTime>,
+    response: ResponseTracker,
+}
+
+/// The HTTP context of one request and its response: counts the model's answer.
+pub struct Filter {
+    state: Rc<Configured>,
+    /// `None` when the path is not configured: then every callback does nothing.
+    tracked: Option<Tracked>,
+}
+
+impl Context for Filter {}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(raw_path) = header(MapType::HttpRequestHeaders, ":path") else {
+            return Action::Continue;
+        };
+        // A path that cannot be normalized is not one of the model endpoints; leave it alone.
+        let Ok(normalized) = normalize_path(&raw_path, compiled::PATH_NORMALIZATION) else {
+            return Action::Continue;
+        };
+        let config = &self.state.config;
+        let response = if config.openai_paths.matches(&normalized.path) {
+            ResponseTracker::for_usage(config.max_body_bytes)
+        } else if config.paths.matches(&normalized.path) {
+            ResponseTracker::new(config.max_body_bytes)
+        } else {
+            return Action::Continue;
+        };
+        self.tracked = Some(Tracked {
+            model: models::model_from_path(&normalized.path).map(str::to_string),
+            started: hostcalls::get_current_time().ok(),
+            response,
+        });
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(tracked) = &mut self.tracked {
+            let status = header(MapType::HttpResponseHeaders, ":status");
+            let content_type = header(MapType::HttpResponseHeaders, "content-type");
+            let content_encoding = header(MapType::HttpResponseHeaders, "content-encoding");
+            let head = ResponseHead {
+                status: status.as_deref(),
+                content_type: content_type.as_deref(),
+                content_encoding: content_encoding.as_deref(),
+            };
+            tracked.response.on_headers(&head, end_of_stream);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(tracked) = &mut self.tracked {
+            if tracked.response.wants_chunk(body_size) {
+                let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size);
+                if let Err(status) = &chunk {
+                    log::warn!("{PLUGIN}: cannot read a response body chunk: {status:?}");
+                }
+                let chunk = chunk.ok().map(Option::unwrap_or_default);
+                tracked.response.on_body_chunk(chunk.as_deref());
+            }
+            if end_of_stream {
+                tracked.response.on_end_of_stream();
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if let Some(tracked) = &mut self.tracked {
+            tracked.response.on_end_of_stream();
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let Some(tracked) = self.tracked.take() else {
+            return;
+        };
+        let by_index = self.state.config.labels_by_index(tracked.model.as_deref());
+        let Some(mut verdict) = tracked.response.finish(by_index) else {
+            return;
+        };
+        if verdict.outcome.wants_code_details() {
+            let details = hostcalls::get_property(vec!["response", "code_details"]);
+            if let Ok(Some(bytes)) = details {
+                let details = String::from_utf8_lossy(&bytes);
+                verdict.outcome = verdict.outcome.with_code_details(&details);
+            }
+        }
+        let duration_ms = tracked.started.and_then(|started| {
+            let now = hostcalls::get_current_time().ok()?;
+            let elapsed = now.duration_since(started).ok()?;
+            u64::try_from(elapsed.as_millis()).ok()
+        });
+        let Ok(mut counting) = self.state.counting.try_borrow_mut() else {
+            return;
+        };
+        let Counting { metrics, models } = &mut *counting;
+        // An OpenAI-style answer names its model; a classifier's path does.
+        let named = verdict.answer_model.as_deref().or(tracked.model.as_deref());
+        let model = models.resolve(named, verdict.outcome.is_2xx(), &HostModelList);
+        metrics.count(
+            &verdict,
+            &model,
+            duration_ms,
+            &self.state.config.labels,
+            &mut HostMetrics { plugin: PLUGIN },
+        );
+    }
+}
+
+/// A header value; non-UTF-8 bytes are replaced rather than trusted (the SDK's own getter would
+/// panic on them).
+fn header(map: MapType, name: &str) -> Option<String> {
+    plugin_common::host::header(map, name).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The admitted model names in the proxy's shared data.
+struct HostModelList;
+
+impl HostModelList {
+    /// Stores an empty list if there is none, so that every later store can be a
+    /// compare-and-swap (Envoy cannot compare-and-swap a key that does not exist yet).
+    fn initialize(&self) {
+        if self.load().is_none() {
+            if let Err(error) = HostSharedData.set(MODELS_KEY, b"\n", None) {
+                log::warn!("{PLUGIN}: cannot initialize shared data: {error:?}");
+            }
+        }
+    }
+}
+
+impl SharedModelList for HostModelList {
+    fn load(&self) -> Option<(Vec<u8>, u32)> {
+        match HostSharedData.get(MODELS_KEY) {
+            Ok(entry) => entry,
+            Err(error) => {
+                log::warn!("{PLUGIN}: cannot read shared data: {error:?}");
+                None
+            }
+        }
+    }
+
+    fn store(&self, list: &[u8], version: Option<u32>) -> bool {
+        match HostSharedData.set(MODELS_KEY, list, version) {
+            Ok(()) => true,
+            Err(SetError::CasMismatch) => false,
+            Err(error) => {
+                log::warn!("{PLUGIN}: cannot write shared data: {error:?}");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A module linking several plugins builds the root itself and asks it for each request's
+    // context.
+    #[test]
+    fn a_root_serves_no_request_before_a_configuration() {
+        let root = PluginRoot::default();
+        assert!(root.filter().is_none());
+        assert_eq!(root.get_type(), Some(ContextType::HttpContext));
+    }
+}

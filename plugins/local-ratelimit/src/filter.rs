@@ -1,0 +1,177 @@
+//! The proxy-wasm contexts of the `local-ratelimit` plugin, the only module that
+//! calls the host; the logic lives in the other modules.
+
+use crate::{actions, compiled, limiter, matcher, metrics, store};
+use plugin_common::host::{HostMetrics, HostSharedData};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, MapType};
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+pub(crate) const PLUGIN: &str = "local-ratelimit";
+
+/// The accepted configuration and the counters named after it.
+struct Active {
+    config: compiled::Compiled,
+    metrics: RefCell<metrics::Registry<HostMetrics>>,
+}
+
+/// The plugin's root context: the accepted configuration, shared by its requests.
+#[derive(Default)]
+pub struct PluginRoot {
+    active: Option<Rc<Active>>,
+}
+
+impl PluginRoot {
+    /// The HTTP context of one request, `None` before a configuration was accepted.
+    pub fn filter(&self) -> Option<Filter> {
+        Some(Filter {
+            active: self.active.clone()?,
+            response_headers: Vec::new(),
+        })
+    }
+}
+
+impl Context for PluginRoot {}
+
+impl RootContext for PluginRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(compiled) = plugin_common::host::load_config(PLUGIN, compiled::compile) else {
+            return false;
+        };
+        // Accepted, but parts of it can never limit: said once, where the operator looks.
+        for warning in &compiled.warnings {
+            log::warn!("{PLUGIN}: {warning}");
+        }
+        // Every shared key is created now, so no request ever creates one (see store.rs).
+        if let Err(err) = store::ensure_keys(&HostSharedData, limiter::shared_keys(&compiled)) {
+            log::error!("{PLUGIN}: shared data unavailable ({err:?}); the plugin refuses to start");
+            return false;
+        }
+        let metrics = metrics::Registry::new(HostMetrics { plugin: PLUGIN }, &compiled.domain);
+        self.active = Some(Rc::new(Active {
+            config: compiled,
+            metrics: RefCell::new(metrics),
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.filter()?))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// The HTTP context of one request: admits or rejects it, and adds the rate limit headers to
+/// its response.
+pub struct Filter {
+    active: Rc<Active>,
+    response_headers: Vec<(&'static str, String)>,
+}
+
+impl Context for Filter {}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let now_ns = hostcalls::get_current_time()
+            .unwrap_or_else(|_| std::time::SystemTime::now())
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        let mut registry = self.active.metrics.try_borrow_mut();
+        let counters: &mut dyn metrics::Counters = match registry.as_deref_mut() {
+            Ok(registry) => registry,
+            // Never expected (no request re-enters another); limiting goes on uncounted.
+            Err(_) => &mut Uncounted,
+        };
+        let request = HostRequest::read();
+        let verdict = limiter::check(
+            &self.active.config,
+            &HostSharedData,
+            counters,
+            &request,
+            now_ns,
+        );
+        drop(registry);
+        match verdict {
+            limiter::Verdict::Admit { response_headers } => {
+                self.response_headers = response_headers;
+                Action::Continue
+            }
+            limiter::Verdict::Reject(reply) => {
+                if !plugin_common::host::send_local_reply(PLUGIN, &reply) {
+                    // Without a local reply the request would hang: let it through instead.
+                    return Action::Continue;
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            // A header that cannot be set is lost, never the response.
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value));
+        }
+        Action::Continue
+    }
+}
+
+/// The request's headers, read in one hostcall (every value of a repeated header), and its
+/// client address.
+struct HostRequest {
+    headers: Vec<(String, String)>,
+}
+
+impl HostRequest {
+    fn read() -> Self {
+        // Values as bytes: the String form traps the VM on a value that is not UTF-8.
+        let headers = plugin_common::host::headers(MapType::HttpRequestHeaders);
+        HostRequest {
+            headers: actions::header_pairs(headers),
+        }
+    }
+}
+
+impl actions::RequestView for HostRequest {
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        actions::values_of(&self.headers, name)
+    }
+
+    fn remote_ip(&self) -> Option<IpAddr> {
+        let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        text.parse::<SocketAddr>()
+            .map(|addr| addr.ip())
+            .or_else(|_| text.parse::<IpAddr>())
+            .ok()
+    }
+}
+
+/// Counts nothing: stands in for a busy registry so that limiting is never skipped.
+struct Uncounted;
+
+impl metrics::Counters for Uncounted {
+    fn rule(&mut self, _limit: &matcher::Limit, _values: &[String], _stat: metrics::Stat) {}
+    fn plugin(&mut self, _stat: metrics::PluginStat) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A module linking several plugins builds the root itself and asks it for each request's
+    // context.
+    #[test]
+    fn a_root_serves_no_request_before_a_configuration() {
+        let root = PluginRoot::default();
+        assert!(root.filter().is_none());
+        assert_eq!(root.get_type(), Some(ContextType::HttpContext));
+    }
+}

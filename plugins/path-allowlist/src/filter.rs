@@ -1,0 +1,172 @@
+//! The proxy-wasm contexts of the `path-allowlist` plugin, the only module that
+//! calls the host; the logic lives in the other modules.
+//!
+//! Hostcalls go through `proxy_wasm::hostcalls` (not the trait helpers, which unwrap): a failed
+//! hostcall must never trap the VM. A header that cannot be read is treated as missing, so a
+//! missing `:path` is refused as malformed (fail closed); a counter that cannot be defined or
+//! incremented is skipped.
+
+use crate::metrics::Outcome;
+use crate::policy::{Decision, Policy, Request};
+use crate::{compiled, policy};
+use plugin_common::host::HostMetrics;
+use plugin_common::istio::OperationMatcher;
+use plugin_common::metrics::CounterTable;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, MapType};
+use std::rc::Rc;
+
+pub(crate) const PLUGIN: &str = "path-allowlist";
+
+/// The plugin's root context: the accepted policy and the counters its requests share.
+pub struct PluginRoot {
+    policy: Option<Rc<Policy>>,
+    counters: Rc<CounterTable<Outcome>>,
+}
+
+impl PluginRoot {
+    /// Defines the counters (a hostcall each); serves no request until a configuration is
+    /// accepted.
+    pub fn new() -> Self {
+        PluginRoot {
+            policy: None,
+            counters: Rc::new(CounterTable::define(&mut HostMetrics { plugin: PLUGIN })),
+        }
+    }
+
+    /// The HTTP context of one request, `None` before a configuration was accepted.
+    pub fn filter(&self) -> Option<Filter> {
+        Some(Filter {
+            policy: self.policy.clone()?,
+            counters: self.counters.clone(),
+        })
+    }
+}
+
+impl Default for PluginRoot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Context for PluginRoot {}
+
+impl RootContext for PluginRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        match plugin_common::host::load_config(PLUGIN, compiled::compile) {
+            Some(policy) => {
+                self.policy = Some(Rc::new(policy));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.filter()?))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// The HTTP context of one request: checks its path before it is routed.
+pub struct Filter {
+    policy: Rc<Policy>,
+    counters: Rc<CounterTable<Outcome>>,
+}
+
+fn request_header(name: &str) -> Option<Vec<u8>> {
+    plugin_common::host::header(MapType::HttpRequestHeaders, name)
+}
+
+impl Context for Filter {}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        // Each header read is a hostcall and a call back into the module: only what the rules
+        // look at is read before the decision.
+        let uses = |looks_at: fn(&OperationMatcher) -> bool| self.policy.matchers().any(looks_at);
+        let path = request_header(":path");
+        let method_bytes = if uses(OperationMatcher::uses_methods) {
+            request_header(":method")
+        } else {
+            None
+        };
+        let method = String::from_utf8_lossy(method_bytes.as_deref().unwrap_or_default());
+        let authority_bytes = if uses(OperationMatcher::uses_hosts) {
+            request_header(":authority")
+        } else {
+            None
+        };
+        let authority = authority_bytes.as_deref().map(String::from_utf8_lossy);
+        let port = if uses(OperationMatcher::uses_ports) {
+            hostcalls::get_property(vec!["destination", "port"])
+                .ok()
+                .flatten()
+                .and_then(|bytes| policy::parse_port(&bytes))
+        } else {
+            None
+        };
+        let decision = self.policy.decide(&Request {
+            method: &method,
+            authority: authority.as_deref(),
+            path: path.as_deref(),
+            port,
+        });
+        self.counters
+            .add(&mut HostMetrics { plugin: PLUGIN }, decision.outcome(), 1);
+        // Only refusals are logged: an allowed request (the common case) skips the hostcall
+        // that reads its request id.
+        if !matches!(decision, Decision::Allow { .. }) {
+            let request_id = request_header("x-request-id");
+            // Read now if the rules did not need it.
+            let method = method_bytes
+                .or_else(|| request_header(":method"))
+                .unwrap_or_default();
+            if let Some(line) = policy::log_line(
+                &decision,
+                request_id.as_deref(),
+                &String::from_utf8_lossy(&method),
+                path.as_deref(),
+            ) {
+                log::info!("{line}");
+            }
+        }
+        match decision {
+            Decision::Allow {
+                rewrite_path: Some(rewritten),
+            }
+            | Decision::DryRunRefuse {
+                rewrite_path: Some(rewritten),
+                ..
+            } => {
+                if let Err(e) =
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&rewritten))
+                {
+                    // Forwarding a path other than the one checked is the bypass this plugin
+                    // exists to prevent: refuse instead.
+                    log::warn!("{PLUGIN}: cannot rewrite :path ({e:?}); refusing the request");
+                    return self.reply(&plugin_common::deny::rbac_denied(self.policy.deny_status));
+                }
+                Action::Continue
+            }
+            Decision::Allow { rewrite_path: None }
+            | Decision::DryRunRefuse {
+                rewrite_path: None, ..
+            } => Action::Continue,
+            Decision::Refuse(refusal) => self.reply(&refusal.reply(self.policy.deny_status)),
+        }
+    }
+}
+
+impl Filter {
+    /// Refused: the request waits for the reply (and never reaches the upstream, even if the
+    /// reply could not be sent).
+    fn reply(&self, reply: &plugin_common::deny::LocalReply) -> Action {
+        plugin_common::host::send_local_reply(PLUGIN, reply);
+        Action::Pause
+    }
+}
