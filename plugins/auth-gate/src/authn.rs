@@ -195,16 +195,27 @@ impl Authenticator {
                 RemoteKeys::Failed => return Err(failed(JwtFailure::KeysUnavailable)),
             },
         };
-        let kid = unverified.kid.clone();
-        let identity =
-            token::verify(unverified, &keys, &rule.audiences, limits, now).map_err(|failure| {
-                if failure == JwtFailure::UnknownKid && matches!(rule.keys, KeySource::Remote(_)) {
-                    // Keys may have rotated at the issuer: fetch again (rate limited).
-                    log::debug!("auth-gate: unknown kid {kid:?} for {}", rule.issuer);
-                    remote.request_refresh(index);
-                }
-                failed(failure)
-            })?;
+        let identity = if cache.signature_known(token, keys.fingerprint) {
+            token::verify_checked_signature(unverified, &rule.audiences, limits, now)
+                .map_err(failed)?
+        } else {
+            let kid = unverified.kid.clone();
+            cache.stats.signature_checks += 1;
+            let identity = token::verify(unverified, &keys, &rule.audiences, limits, now).map_err(
+                |failure| {
+                    if failure == JwtFailure::UnknownKid
+                        && matches!(rule.keys, KeySource::Remote(_))
+                    {
+                        // Keys may have rotated at the issuer: fetch again (rate limited).
+                        log::debug!("auth-gate: unknown kid {kid:?} for {}", rule.issuer);
+                        remote.request_refresh(index);
+                    }
+                    failed(failure)
+                },
+            )?;
+            cache.share(token, keys.fingerprint);
+            identity
+        };
         let identity = Rc::new(identity);
         cache.insert(token, index, identity.clone());
         Ok(Authenticated {
@@ -462,7 +473,7 @@ pub(crate) mod tests {
     }
 
     fn run(auth: &Authenticator, headers: &[(&str, &str)]) -> Authentication {
-        let mut cache = TokenCache::new(10);
+        let mut cache = TokenCache::new(10, None);
         auth.authenticate(
             &request(headers),
             &FakeRemote::default(),
@@ -644,7 +655,7 @@ pub(crate) mod tests {
         let token = pair.sign(claims()).unwrap();
         let bearer = format!("Bearer {token}");
         let req = request(&[("authorization", &bearer)]);
-        let mut cache = TokenCache::new(10);
+        let mut cache = TokenCache::new(10, None);
         let remote = FakeRemote::default();
         let first = auth.authenticate(&req, &remote, &mut cache, &LIMITS, NOW);
         assert_eq!(cache.len(), 1);
@@ -658,6 +669,79 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_token_checked_by_one_worker_costs_the_others_no_signature() {
+        use crate::remote::tests::FakeShared;
+        let (pair, auth) = setup();
+        let store = Rc::new(FakeShared::default());
+        let worker = || TokenCache::new(10, Some(Box::new(store.clone())));
+        let (mut first, mut second) = (worker(), worker());
+        let bearer = format!("Bearer {}", pair.sign(claims()).unwrap());
+        let req = request(&[("authorization", &bearer)]);
+        let remote = FakeRemote::default();
+        let outcome = auth.authenticate(&req, &remote, &mut first, &LIMITS, NOW);
+        assert_eq!(principal(&outcome), Some(format!("{ISSUER}/alice")));
+        assert_eq!(first.stats.signature_checks, 1);
+        let outcome = auth.authenticate(&req, &remote, &mut second, &LIMITS, NOW);
+        assert_eq!(principal(&outcome), Some(format!("{ISSUER}/alice")));
+        assert_eq!(
+            (second.stats.signature_checks, second.stats.shared_hits),
+            (0, 1)
+        );
+        // The claims are checked again on a shared hit: expired for a third worker...
+        let mut third = worker();
+        let late = auth.authenticate(&req, &remote, &mut third, &LIMITS, NOW + 3600 + 61);
+        assert!(matches!(late, Authentication::Failed(JwtFailure::Expired)));
+        // ...and refused by a configuration pushed with narrower audiences (same keys).
+        let narrowed = authenticator(json!([{
+            "issuer": ISSUER,
+            "audiences": ["another"],
+            "jwks": jwks_of(&[pair.public_key().to_jwk()]),
+        }]))
+        .unwrap();
+        let outcome = auth_with(&narrowed, &req, &mut worker());
+        assert!(matches!(
+            outcome,
+            Authentication::Failed(JwtFailure::AudienceNotAllowed)
+        ));
+        // Keys rotated (the signing key removed): the shared entry names the old key set.
+        let rotated = authenticator(json!([{
+            "issuer": ISSUER,
+            "audiences": ["kserve"],
+            "jwks": jwks_of(&[ES256KeyPair::generate().with_key_id("k1").public_key().to_jwk()]),
+        }]))
+        .unwrap();
+        let mut after_rotation = worker();
+        let outcome = auth_with(&rotated, &req, &mut after_rotation);
+        assert!(matches!(
+            outcome,
+            Authentication::Failed(JwtFailure::BadSignature)
+        ));
+        assert_eq!(after_rotation.stats.signature_checks, 1);
+        // A forged token is never shared: each worker checks (and refuses) it.
+        let mut forged = bearer.clone().into_bytes();
+        let at = forged.len() - 10; // inside the signature, not its padding bits
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let forged = request(&[("authorization", &forged)]);
+        for _ in 0..2 {
+            let mut cache = worker();
+            assert!(matches!(
+                auth.authenticate(&forged, &remote, &mut cache, &LIMITS, NOW),
+                Authentication::Failed(JwtFailure::BadSignature)
+            ));
+            assert_eq!(cache.stats.signature_checks, 1);
+        }
+    }
+
+    fn auth_with(
+        auth: &Authenticator,
+        req: &RequestView,
+        cache: &mut TokenCache,
+    ) -> Authentication {
+        auth.authenticate(req, &FakeRemote::default(), cache, &LIMITS, NOW)
+    }
+
+    #[test]
     fn remote_keys_pending_failed_and_unknown_kid_refresh() {
         let pair = ES256KeyPair::generate().with_key_id("k1");
         let auth = authenticator(json!([{
@@ -668,7 +752,7 @@ pub(crate) mod tests {
         .unwrap();
         let bearer = format!("Bearer {}", pair.sign(claims()).unwrap());
         let req = request(&[("authorization", &bearer)]);
-        let mut cache = TokenCache::new(10);
+        let mut cache = TokenCache::new(10, None);
         let remote = FakeRemote::default();
         let outcome = auth.authenticate(&req, &remote, &mut cache, &LIMITS, NOW);
         assert!(matches!(outcome, Authentication::WaitForKeys));

@@ -22,7 +22,8 @@ pub struct Config {
     /// Longest token accepted, in bytes; longer ones fail with 401.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
-    /// Verified tokens remembered per worker (Envoy's jwt_cache default: 100); 0 disables.
+    /// Verified tokens remembered per worker (Envoy's jwt_cache default: 100), and slots of the
+    /// cache all workers share; 0 disables both.
     #[serde(default = "default_token_cache_entries")]
     pub token_cache_entries: usize,
     /// How long keys fetched from `jwksUri` are used before they are fetched again (Envoy's

@@ -34,7 +34,12 @@ fn now_ms() -> u64 {
     // The host clock; WASI's as a fallback (never 0, which would make expired tokens valid).
     let now = hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now());
     now.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        // Seconds and milliseconds apart: `as_millis` divides a u128, a library call in Wasm.
+        .map(|d| {
+            d.as_secs()
+                .saturating_mul(1000)
+                .saturating_add(u64::from(d.subsec_millis()))
+        })
         .unwrap_or_default()
 }
 
@@ -99,7 +104,10 @@ impl Worker {
             .max()
             .unwrap_or_default();
         Self {
-            cache: RefCell::new(TokenCache::new(config.token_cache_entries)),
+            cache: RefCell::new(TokenCache::new(
+                config.token_cache_entries,
+                Some(Box::new(HostSharedData)),
+            )),
             config,
             remote,
             waiting: RefCell::new(Vec::new()),
@@ -156,7 +164,7 @@ impl Worker {
         let now = now_ms();
         let decision = {
             let mut cache = self.cache.borrow_mut();
-            let hits = cache.hits();
+            let before = cache.stats;
             let decision = gate::decide(
                 &self.config,
                 &request,
@@ -165,8 +173,22 @@ impl Worker {
                 &mut cache,
                 now / 1000,
             );
-            self.counters
-                .add(Counter::CacheHits, cache.hits().saturating_sub(hits));
+            let after = cache.stats;
+            for (counter, added) in [
+                (Counter::CacheHits, after.hits - before.hits),
+                (
+                    Counter::SharedCacheHits,
+                    after.shared_hits - before.shared_hits,
+                ),
+                (
+                    Counter::SignatureChecks,
+                    after.signature_checks - before.signature_checks,
+                ),
+            ] {
+                if added > 0 {
+                    self.counters.add(counter, added);
+                }
+            }
             decision
         };
         let decision = match decision {

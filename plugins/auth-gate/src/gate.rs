@@ -231,7 +231,7 @@ mod tests {
     }
 
     fn run(config: &Compiled, headers: &[(&str, &str)]) -> Decision {
-        let mut cache = TokenCache::new(10);
+        let mut cache = TokenCache::new(10, None);
         decide(
             config,
             &request(headers),

@@ -114,6 +114,10 @@ pub struct Key {
 pub struct KeySet {
     pub keys: Vec<Key>,
     pub skipped: usize,
+    /// Names the document the keys came from (the first 8 bytes of its SHA-256): a token whose
+    /// signature verified with these keys is shared under it (`cache`), so other keys never
+    /// take it as checked.
+    pub fingerprint: u64,
 }
 
 impl KeySet {
@@ -153,9 +157,13 @@ pub fn parse_jwks(text: &str) -> Result<KeySet, String> {
     let Some(entries) = document.get("keys").and_then(Value::as_array) else {
         return Err("JWKS has no `keys` array".to_string());
     };
+    let digest = hmac_sha256::Hash::hash(text.as_bytes());
+    let mut fingerprint = [0u8; 8];
+    fingerprint.copy_from_slice(&digest[..8]);
     let mut set = KeySet {
         keys: Vec::new(),
         skipped: 0,
+        fingerprint: u64::from_le_bytes(fingerprint),
     };
     for entry in entries {
         let parsed = parse_jwk(entry);

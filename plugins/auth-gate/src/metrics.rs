@@ -18,8 +18,13 @@ pub enum Counter {
     JwksFetch(bool),
     /// `auth_gate_key_waits_total{outcome}`: requests that waited for remote keys.
     KeyWait(KeyWait),
-    /// `auth_gate_token_cache_hits_total`.
+    /// `auth_gate_token_cache_hits_total`: tokens found in the worker's own cache.
     CacheHits,
+    /// `auth_gate_token_cache_shared_hits_total`: tokens whose signature another worker of the
+    /// VM had checked.
+    SharedCacheHits,
+    /// `auth_gate_signature_checks_total`: signatures checked (what a new token costs).
+    SignatureChecks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +72,11 @@ impl CounterSet for Counter {
             Counter::KeyWait(KeyWait::Paused),
             Counter::KeyWait(KeyWait::TimedOut),
         ]);
-        all.push(Counter::CacheHits);
+        all.extend([
+            Counter::CacheHits,
+            Counter::SharedCacheHits,
+            Counter::SignatureChecks,
+        ]);
         all
     }
 
@@ -81,6 +90,8 @@ impl CounterSet for Counter {
             Counter::JwksFetch(success) => jwt + usize::from(!success),
             Counter::KeyWait(wait) => jwt + 2 + wait as usize,
             Counter::CacheHits => jwt + 4,
+            Counter::SharedCacheHits => jwt + 5,
+            Counter::SignatureChecks => jwt + 6,
         }
     }
 
@@ -91,6 +102,8 @@ impl CounterSet for Counter {
             Counter::JwksFetch(_) => "auth_gate_jwks_fetches_total",
             Counter::KeyWait(_) => "auth_gate_key_waits_total",
             Counter::CacheHits => "auth_gate_token_cache_hits_total",
+            Counter::SharedCacheHits => "auth_gate_token_cache_shared_hits_total",
+            Counter::SignatureChecks => "auth_gate_signature_checks_total",
         }
     }
 
@@ -107,7 +120,9 @@ impl CounterSet for Counter {
             }
             Counter::KeyWait(KeyWait::Paused) => "paused",
             Counter::KeyWait(KeyWait::TimedOut) => "timed_out",
-            Counter::CacheHits => return Vec::new(),
+            Counter::CacheHits | Counter::SharedCacheHits | Counter::SignatureChecks => {
+                return Vec::new()
+            }
         };
         vec![(OUTCOME, outcome)]
     }
@@ -120,7 +135,7 @@ mod tests {
     #[test]
     fn counters_are_distinct_tagged_and_indexed_by_position() {
         let all = Counter::all();
-        assert_eq!(all.len(), 5 + JwtFailure::ALL.len() + 2 + 2 + 1);
+        assert_eq!(all.len(), 5 + JwtFailure::ALL.len() + 2 + 2 + 3);
         for (at, counter) in all.iter().enumerate() {
             assert_eq!(counter.index(), at, "{counter:?}");
         }

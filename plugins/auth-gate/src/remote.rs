@@ -250,7 +250,7 @@ impl RemoteRule {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::jwks::tests::jwks_of;
     use hashbrown::HashMap;
@@ -260,7 +260,7 @@ mod tests {
 
     /// Shared data with versions, as Envoy keeps it.
     #[derive(Default)]
-    struct FakeShared {
+    pub(crate) struct FakeShared {
         entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     }
 

@@ -241,6 +241,45 @@ pub fn verify(
     limits: &Limits,
     now: u64,
 ) -> Result<Identity, JwtFailure> {
+    check_claims(&unverified, audiences, limits, now)?;
+    let kid = unverified.kid.as_deref();
+    let mut candidates = keys.candidates(&unverified.algorithm, kid).peekable();
+    if candidates.peek().is_none() {
+        // Envoy's "no key to match kid or alg"; counted apart so that only an unknown `kid`
+        // (keys rotated at the issuer) asks for a new fetch.
+        return Err(if keys.has_key_for_kid(kid) {
+            JwtFailure::AlgorithmNotAllowed
+        } else {
+            JwtFailure::UnknownKid
+        });
+    }
+    let signing_input = unverified.signing_input.as_bytes();
+    if !candidates.any(|key| key.key.verifies(signing_input, &unverified.signature)) {
+        return Err(JwtFailure::BadSignature);
+    }
+    drop(candidates);
+    Ok(identity(unverified))
+}
+
+/// [`verify`] for a token whose signature a worker already checked with the same keys (the
+/// shared cache): the claims are checked again, against the rule as it is now.
+pub fn verify_checked_signature(
+    unverified: UnverifiedToken,
+    audiences: &[String],
+    limits: &Limits,
+    now: u64,
+) -> Result<Identity, JwtFailure> {
+    check_claims(&unverified, audiences, limits, now)?;
+    Ok(identity(unverified))
+}
+
+/// `nbf`, `exp` (with the clock skew) and `aud`.
+fn check_claims(
+    unverified: &UnverifiedToken,
+    audiences: &[String],
+    limits: &Limits,
+    now: u64,
+) -> Result<(), JwtFailure> {
     let skew = limits.clock_skew_seconds;
     if unverified
         .not_before
@@ -264,21 +303,10 @@ pub fn verify(
     {
         return Err(JwtFailure::AudienceNotAllowed);
     }
-    let kid = unverified.kid.as_deref();
-    let mut candidates = keys.candidates(&unverified.algorithm, kid).peekable();
-    if candidates.peek().is_none() {
-        // Envoy's "no key to match kid or alg"; counted apart so that only an unknown `kid`
-        // (keys rotated at the issuer) asks for a new fetch.
-        return Err(if keys.has_key_for_kid(kid) {
-            JwtFailure::AlgorithmNotAllowed
-        } else {
-            JwtFailure::UnknownKid
-        });
-    }
-    let signing_input = unverified.signing_input.as_bytes();
-    if !candidates.any(|key| key.key.verifies(signing_input, &unverified.signature)) {
-        return Err(JwtFailure::BadSignature);
-    }
+    Ok(())
+}
+
+fn identity(unverified: UnverifiedToken) -> Identity {
     let claims = unverified.claims;
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
     let payload = unverified
@@ -286,7 +314,7 @@ pub fn verify(
         .split_once('.')
         .map(|(_, payload)| payload.to_string())
         .unwrap_or_default();
-    Ok(Identity {
+    Identity {
         issuer: text("iss"),
         subject: text("sub"),
         presenter: text("azp"),
@@ -294,7 +322,7 @@ pub fn verify(
         payload,
         expires_at: unverified.expires_at,
         claims,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -21,3 +21,13 @@ pub enum SetError {
     /// The host refused the write.
     Failed,
 }
+
+/// One store handed to several users (the workers of a test sharing one fake store).
+impl<T: SharedData + ?Sized> SharedData for std::rc::Rc<T> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        (**self).get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+        (**self).set(key, value, cas)
+    }
+}
