@@ -430,6 +430,34 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
         cases.push(wasm);
         cases.push(native);
     }
+    // First sight for the other algorithms: reported, no target.
+    for (alg, token) in &fixtures.tokens.others {
+        let name = match *alg {
+            "RS384" => "auth-gate-rs384",
+            "RS512" => "auth-gate-rs512",
+            "PS256" => "auth-gate-ps256",
+            _ => "auth-gate-es384",
+        };
+        cases.push(Case {
+            headers: vec![bearer(token)],
+            ..case(
+                name,
+                &format!(
+                    "auth-gate: require a valid {alg} JWT, every request verified (cache off)"
+                ),
+                None,
+                vec!["auth-gate"],
+                with_plugins(
+                    SMALL_BODY,
+                    vec![Plugin::from_dist(
+                        "auth-gate",
+                        auth_gate_jwt_config(issuer, false, vec![require_jwt_policy()]),
+                    )],
+                ),
+                200,
+            )
+        });
+    }
     cases.extend([
         case(
             "local-ratelimit",
@@ -660,6 +688,7 @@ mod tests {
                 rs256: "rs.256.token".into(),
                 es256: "es.256.token".into(),
                 es256_key: jwt_simple::prelude::ES256KeyPair::generate(),
+                others: vec![("PS256", "ps.256.token".into())],
             },
             floor: wasm_floor::write_modules(&dir).unwrap(),
             gateway_manifests: harness::repo_root().join("wasmplugin-manifests/gateway"),

@@ -17,6 +17,7 @@ mod stats;
 mod targets;
 mod tokens;
 mod wasm_floor;
+mod workers;
 
 use cases::Case;
 use client::{Answer, Client};
@@ -121,6 +122,15 @@ impl Mode {
                 tokens: 1_000,
             }),
             Mode::Smoke => None,
+        }
+    }
+
+    /// New tokens in the two-worker run (one Envoy, after the memory runs).
+    fn worker_tokens(self) -> u64 {
+        match self {
+            Mode::Full => 200,
+            Mode::Quick => 50,
+            Mode::Smoke => 5,
         }
     }
 
@@ -237,12 +247,12 @@ pub fn run(options: &Options) -> Result<bool> {
     let unknown: Vec<&String> = options
         .only
         .iter()
-        .filter(|o| *o != "memory" && !all.iter().any(|c| c.name == o.as_str()))
+        .filter(|o| *o != "memory" && *o != "workers" && !all.iter().any(|c| c.name == o.as_str()))
         .collect();
     if !unknown.is_empty() {
         let names: Vec<&str> = all.iter().map(|c| c.name).collect();
         return Err(Error(format!(
-            "no case named {unknown:?}; the cases: {}, and memory",
+            "no case named {unknown:?}; the cases: {}, memory and workers",
             names.join(", ")
         )));
     }
@@ -253,11 +263,24 @@ pub fn run(options: &Options) -> Result<bool> {
         })
         .collect();
     let with_memory = options.only.is_empty() || options.only.iter().any(|o| o == "memory");
+    let with_workers = options.only.is_empty() || options.only.iter().any(|o| o == "workers");
     let started = Instant::now();
     let records = run_rounds(&selected, options, timing, load_cpu, &scratch)?;
     let memory_runs = match options.mode.memory_sizes().filter(|_| with_memory) {
         Some(sizes) => run_memory(sizes, &fixtures.tokens, &scratch, load_cpu)?,
         None => Vec::new(),
+    };
+    let worker_runs = if with_workers {
+        println!("\nnew tokens on two workers, one Envoy");
+        let run =
+            workers::new_tokens_on_two_workers(options.mode.worker_tokens(), &fixtures.tokens)?;
+        println!(
+            "  {:<24} {} tokens: {:?} signature checks, {:?} shared hits",
+            run.case, run.tokens, run.signature_checks, run.shared_hits
+        );
+        vec![run]
+    } else {
+        Vec::new()
     };
     let report = report::Report::new(
         options.mode,
@@ -265,6 +288,7 @@ pub fn run(options: &Options) -> Result<bool> {
         started.elapsed(),
         records,
         memory_runs,
+        worker_runs,
     );
     let markdown = report.markdown();
     println!("\n{markdown}");

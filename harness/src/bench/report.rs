@@ -4,6 +4,7 @@
 use super::memory::MemoryRun;
 use super::stats::{self, Spread};
 use super::targets::{self, Check};
+use super::workers::WorkersRun;
 use super::{CaseRecord, Mode, Sample};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -101,6 +102,7 @@ pub struct Report {
     pub checks: Vec<Check>,
     pub cases: Vec<CaseRecord>,
     pub memory: Vec<MemoryRun>,
+    pub workers: Vec<WorkersRun>,
 }
 
 impl Report {
@@ -110,6 +112,7 @@ impl Report {
         elapsed: Duration,
         cases: Vec<CaseRecord>,
         memory: Vec<MemoryRun>,
+        workers: Vec<WorkersRun>,
     ) -> Self {
         let rows = rows(&cases);
         let checks = if mode == Mode::Smoke {
@@ -117,6 +120,7 @@ impl Report {
         } else {
             let mut checks = targets::evaluate(&rows);
             checks.extend(targets::memory_checks(&memory, &rows));
+            checks.extend(targets::worker_checks(&workers));
             checks
         };
         Self {
@@ -129,14 +133,19 @@ impl Report {
             checks,
             cases,
             memory,
+            workers,
         }
     }
 
-    /// Every case answered as expected in every round (what `--smoke` checks).
+    /// Every case answered as expected in every round, and the two-worker run checked each
+    /// new token's signature at most once (what `--smoke` checks).
     pub fn all_answered(&self) -> bool {
         self.cases
             .iter()
             .all(|c| c.skipped.is_none() && c.answered == self.rounds)
+            && self.workers.iter().all(|run| {
+                run.skipped.is_none() && run.signature_checks.is_some_and(|c| c <= run.tokens)
+            })
     }
 
     pub fn markdown(&self) -> String {
@@ -164,6 +173,13 @@ impl Report {
                 };
                 let _ = writeln!(out, "| {} | {} | {} |", c.name, c.what, answered);
             }
+            for run in &self.workers {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:?} signature checks for {} tokens |",
+                    run.case, run.what, run.signature_checks, run.tokens
+                );
+            }
             return out;
         }
         out.push_str(
@@ -184,6 +200,25 @@ impl Report {
             );
             for run in &self.memory {
                 let _ = writeln!(out, "{}", memory_line(run));
+            }
+        }
+        if !self.workers.is_empty() {
+            out.push_str(
+                "\n### New tokens on two workers, one Envoy\n\n| run | what | tokens | signature checks | shared hits |\n|---|---|---|---|---|\n",
+            );
+            for run in &self.workers {
+                let number = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    run.case,
+                    run.skipped
+                        .as_ref()
+                        .map_or(run.what.clone(), |why| format!("skipped: {why}")),
+                    run.tokens,
+                    number(run.signature_checks),
+                    number(run.shared_hits)
+                );
             }
         }
         if !self.checks.is_empty() {
@@ -562,8 +597,20 @@ pub(super) mod tests {
                 }),
                 skipped: None,
             }],
+            workers: vec![WorkersRun {
+                case: "auth-gate-2-workers".into(),
+                what: "2 workers".into(),
+                tokens: 6,
+                signature_checks: Some(6),
+                shared_hits: Some(6),
+                skipped: None,
+            }],
         };
         let text = report.markdown();
+        assert!(
+            text.contains("| auth-gate-2-workers | 2 workers | 6 | 6 | 6 |"),
+            "{text}"
+        );
         assert!(
             text.contains("| floor | floor case | 0 (floor = 100.0) |"),
             "{text}"

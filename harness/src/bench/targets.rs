@@ -4,6 +4,7 @@
 
 use super::memory::MemoryRun;
 use super::report::{Row, FLOOR};
+use super::workers::WorkersRun;
 
 const PROXIED_FLOOR: &str = "floor-proxied";
 use serde::Serialize;
@@ -336,6 +337,23 @@ pub fn memory_checks(memory: &[MemoryRun], rows: &[Row]) -> Vec<Check> {
                 .map(|rss| (rss.after_kib as f64 - rss.idle_kib as f64) / KIB),
             limit: load_growth.map(|g| DOCUMENTED_TABLE_MIB * 1.1 + g),
             unit: "MiB".into(),
+        })
+        .collect()
+}
+
+/// A new token costs one signature check however many workers meet it (the verified-token
+/// cache shared between workers).
+pub fn worker_checks(runs: &[WorkersRun]) -> Vec<Check> {
+    runs.iter()
+        .map(|run| Check {
+            plugin: "auth-gate".into(),
+            case: run.case.clone(),
+            rule: "signature checks per new token with 2 workers ≤ 1".into(),
+            value: run
+                .signature_checks
+                .map(|checks| checks as f64 / run.tokens.max(1) as f64),
+            limit: Some(1.0),
+            unit: "checks/token".into(),
         })
         .collect()
 }

@@ -16,6 +16,9 @@ pub struct Tokens {
     pub es256: String,
     /// Signs more ES256 tokens (the distinct-token memory run).
     pub es256_key: ES256KeyPair,
+    /// One token for each of the other algorithms whose first-sight cost is reported: RS384,
+    /// RS512 and PS256 with the RSA key, ES384 with a key of its own.
+    pub others: Vec<(&'static str, String)>,
 }
 
 impl Tokens {
@@ -41,10 +44,34 @@ pub fn generate() -> Result<Tokens> {
         .map_err(|e| fail("RSA key generation", e))?
         .with_key_id("bench-rs256");
     let es256_key = ES256KeyPair::generate().with_key_id("bench-es256");
+    let pem = rs256_key.to_pem().map_err(|e| fail("RSA key export", e))?;
+    let rs384 = RS384KeyPair::from_pem(&pem)
+        .map_err(|e| fail("RSA key import", e))?
+        .with_key_id("bench-rs384");
+    let rs512 = RS512KeyPair::from_pem(&pem)
+        .map_err(|e| fail("RSA key import", e))?
+        .with_key_id("bench-rs512");
+    let ps256 = PS256KeyPair::from_pem(&pem)
+        .map_err(|e| fail("RSA key import", e))?
+        .with_key_id("bench-ps256");
+    let es384 = ES384KeyPair::generate().with_key_id("bench-es384");
     let jwks = jwks(&[
         rs256_key.public_key().to_jwk(),
         es256_key.public_key().to_jwk(),
+        rs384.public_key().to_jwk(),
+        rs512.public_key().to_jwk(),
+        ps256.public_key().to_jwk(),
+        es384.public_key().to_jwk(),
     ])?;
+    let signed = |alg: &str, token: std::result::Result<String, jwt_simple::Error>| {
+        token.map_err(|e| fail(&format!("{alg} signing"), e))
+    };
+    let others = vec![
+        ("RS384", signed("RS384", rs384.sign(claims(SUBJECT)))?),
+        ("RS512", signed("RS512", rs512.sign(claims(SUBJECT)))?),
+        ("PS256", signed("PS256", ps256.sign(claims(SUBJECT)))?),
+        ("ES384", signed("ES384", es384.sign(claims(SUBJECT)))?),
+    ];
     Ok(Tokens {
         issuer: JwtIssuer {
             issuer: ISSUER.to_string(),
@@ -58,6 +85,7 @@ pub fn generate() -> Result<Tokens> {
             .sign(claims(SUBJECT))
             .map_err(|e| fail("ES256 signing", e))?,
         es256_key,
+        others,
     })
 }
 
@@ -78,7 +106,8 @@ mod tests {
         let tokens = generate().unwrap();
         let jwks: serde_json::Value = serde_json::from_str(&tokens.issuer.jwks).unwrap();
         let keys = jwks["keys"].as_array().unwrap();
-        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.len(), 6);
+        assert_eq!(tokens.others.len(), 4);
         assert_eq!(keys[0]["kid"], "bench-rs256");
         assert_eq!(keys[1]["kty"], "EC");
         let options = VerificationOptions {
