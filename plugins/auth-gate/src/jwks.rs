@@ -2,10 +2,10 @@
 //! keys, each bound to exactly one JWS algorithm so that a token can never choose how its
 //! signature is checked (no `alg: none`, no HS256 keyed with an RSA public key).
 
-use crate::digest::Digest;
-use crate::es256::Es256Key;
-use crate::rsa_verify::RsaPublicKey;
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
+use jws_signatures::digest::Digest;
+use jws_signatures::es256::Es256Key;
+use jws_signatures::rsa::RsaPublicKey;
 use serde_json::Value;
 use std::rc::Rc;
 

@@ -11,10 +11,6 @@ mod cache;
 pub mod compiled;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
-pub mod digest;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
-pub mod es256;
 mod filter;
 mod gate;
 mod ip;
@@ -26,8 +22,6 @@ pub mod policy;
 mod remote;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod request;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
-pub mod rsa_verify;
 #[cfg(test)]
 mod testkeys;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
