@@ -21,8 +21,9 @@ usage: ./build.sh <command> [ARGS...]    (./build.sh help, or any command with -
                      Debian packages, and the nightly toolchain with cargo-fuzz); every command
                      installs what it needs itself (the nightly only for fuzz and test)
   build              build every plugin into dist/<plugin-name>.wasm
-  test [--quick]     run every check, about 12 minutes on 2 cores: fmt, clippy, unit tests
-                     (native and wasm32-wasip1), the fuzz targets briefly, integration tests
+  test [--quick]     run every check, about 25 minutes on 2 cores: fmt, clippy, unit tests
+                     (native, and wasm32-wasip1 under wasmtime and under v8), the fuzz targets
+                     briefly, integration tests
                      against a real Envoy, chaos, bench --smoke, the demo walkthrough;
                      --quick: fmt, clippy and the unit tests native and on wasm32-wasip1 only
                      (no Envoy, no fuzz), a few minutes on 2 cores
@@ -104,6 +105,8 @@ debian_packages() {
   command -v prometheus >/dev/null || missing+=(prometheus)
   # wasm-opt shrinks the modules `build` writes to dist/ (without it they ship as cargo built them).
   command -v wasm-opt >/dev/null || missing+=(binaryen)
+  # Node.js runs the logic tests a second time in v8, the engine Envoy runs the plugins in.
+  command -v node >/dev/null || missing+=(nodejs)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
@@ -229,6 +232,18 @@ wasm_tests() {
     exit 1
   fi
   echo "ok: the deliberately failing test failed the wasm run"
+
+  step "logic tests on wasm32-wasip1 in v8 (Node.js's WASI: Envoy's engine)"
+  local runner="node --no-warnings $ROOT/harness/v8-runner.mjs"
+  CARGO_TARGET_WASM32_WASIP1_RUNNER="$runner" cargo test --target wasm32-wasip1 "${LOGIC_CRATES[@]}"
+
+  step "the v8 runner fails a failing test (canary)"
+  if WASM_RUNNER_CANARY=1 CARGO_TARGET_WASM32_WASIP1_RUNNER="$runner" \
+      cargo test -q --target wasm32-wasip1 -p plugin-common --lib wasm_runner_canary >/dev/null 2>&1; then
+    echo "a deliberately failing test passed in v8: the v8 test run proves nothing" >&2
+    exit 1
+  fi
+  echo "ok: the deliberately failing test failed the v8 run"
 }
 
 # test --quick: what needs neither Envoy nor dist/ nor the nightly toolchain.
