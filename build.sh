@@ -5,7 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
 
-PLUGINS=(path-allowlist auth-gate local-ratelimit emotion-stats)
+# The plugins: the workspace's crates with a `module` feature (the ones that build a
+# dist/<plugin>.wasm), in the workspace's order. harness::PLUGINS is checked against the same.
+mapfile -t PLUGINS < <(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+by_id = {p["id"]: p for p in meta["packages"]}
+for member in meta["workspace_members"]:
+    if "module" in by_id[member]["features"]:
+        print(by_id[member]["name"])')
 # The crates whose logic is tested natively and on wasm32-wasip1.
 LOGIC_CRATES=(-p plugin-common -p jws-signatures)
 for plugin in "${PLUGINS[@]}"; do LOGIC_CRATES+=(-p "$plugin"); done

@@ -42,7 +42,8 @@ impl From<std::io::Error> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The plugins of this repository, as `./build.sh build` puts them in `dist/<plugin>.wasm`.
+/// The plugins of this repository, as `./build.sh build` puts them in `dist/<plugin>.wasm`: the
+/// workspace's crates with a `module` feature (a unit test checks the two agree).
 pub const PLUGINS: [&str; 4] = [
     "path-allowlist",
     "auth-gate",
@@ -81,5 +82,30 @@ pub fn die_with_parent(command: &mut std::process::Command) {
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plugins_are_the_workspace_crates_that_build_a_module() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = std::process::Command::new(cargo)
+            .args(["metadata", "--no-deps", "--format-version", "1"])
+            .current_dir(super::repo_root())
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let meta: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let packages = meta["packages"].as_array().unwrap();
+        let with_module: Vec<&str> = meta["workspace_members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|id| packages.iter().find(|p| p["id"] == *id))
+            .filter(|p| p["features"].get("module").is_some())
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(with_module, super::PLUGINS);
     }
 }

@@ -1,14 +1,7 @@
 //! Every plugin refuses a configuration with a field it does not know, saying so in one log
 //! line naming the field, and Envoy then refuses to start it (in Istio: keeps the last good one).
 
-use harness::{Envoy, EnvoyConfig, ModelServer, Plugin};
-
-const PLUGINS: [&str; 4] = [
-    "path-allowlist",
-    "auth-gate",
-    "local-ratelimit",
-    "emotion-stats",
-];
+use harness::{Envoy, EnvoyConfig, ModelServer, Plugin, PLUGINS};
 
 #[test]
 fn an_unknown_field_is_named_and_the_plugin_refuses_to_start() {

@@ -10,15 +10,9 @@
 
 use harness::manifests::{self, ModuleResolver};
 use harness::oci::{self, LocalRegistry, ModuleCache};
-use harness::{http, Envoy, EnvoyConfig, ModelServer, Plugin};
+use harness::{http, Envoy, EnvoyConfig, ModelServer, Plugin, PLUGINS};
 use std::path::{Path, PathBuf};
 
-const PLUGINS: [&str; 4] = [
-    "path-allowlist",
-    "auth-gate",
-    "local-ratelimit",
-    "emotion-stats",
-];
 const VERSION: &str = "0.1.0";
 
 /// A private temp dir, removed when dropped.
