@@ -22,21 +22,4 @@ pub mod usage;
 
 pub use filter::{Filter, PluginRoot};
 
-// The standalone module; a module linking several plugins makes its own root contexts.
-#[cfg(feature = "module")]
-proxy_wasm::main! {{
-    plugin_common::host::install_panic_hook(filter::PLUGIN);
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(PluginRoot::default())
-    });
-}}
-
-#[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests {
-    #[test]
-    fn config_uses_no_module_and_no_modules_use_each_other() {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        plugin_common::layout::check_module_imports(&src).unwrap();
-    }
-}
+plugin_common::plugin_crate!(filter::PLUGIN, |_| PluginRoot::default());
