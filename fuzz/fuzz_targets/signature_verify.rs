@@ -1,6 +1,7 @@
-//! auth-gate's own signature arithmetic (`rsa_verify` for RS256/384/512 and PS256/384/512,
-//! `es256` for ES256) against the RustCrypto implementations it replaced (`rsa` 0.9, p256's
-//! ECDSA), on signatures made by a fixed private key and then changed as the input says.
+//! The signature checks of jws-signatures (`rsa` for RS256/384/512 and PS256/384/512, `ecdsa`
+//! for ES256 and ES384), through auth-gate's JWKS loading, against the RustCrypto
+//! implementations they replaced (`rsa` 0.9, p256's and p384's ECDSA), on signatures made by a
+//! fixed private key and then changed as the input says.
 //! Input: `[algorithm][position: 2 bytes][xor][truncate][message...]`.
 //!
 //! Invariant: for every algorithm, message and signature (valid, one byte changed, cut short,

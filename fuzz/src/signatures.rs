@@ -1,6 +1,6 @@
 //! The signer and the two verifiers of the `signature_verify` target: a fixed RSA key (the one
-//! auth-gate's unit tests use) and a fixed P-256 key; auth-gate's keys loaded from their public
-//! JWKs; the RustCrypto verifiers (`rsa` 0.9, p256's ECDSA) as the reference.
+//! auth-gate's unit tests use) and fixed P-256 and P-384 keys; auth-gate's keys loaded from their
+//! public JWKs; the RustCrypto verifiers (`rsa` 0.9, p256's and p384's ECDSA) as the reference.
 
 use auth_gate::jwks::{parse_jwks, KeySet};
 use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
@@ -21,10 +21,11 @@ pub enum Algorithm {
     Ps384,
     Ps512,
     Es256,
+    Es384,
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 7] = [
+    pub const ALL: [Algorithm; 8] = [
         Self::Rs256,
         Self::Rs384,
         Self::Rs512,
@@ -32,6 +33,7 @@ impl Algorithm {
         Self::Ps384,
         Self::Ps512,
         Self::Es256,
+        Self::Es384,
     ];
 
     fn name(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Algorithm {
             Self::Ps384 => "PS384",
             Self::Ps512 => "PS512",
             Self::Es256 => "ES256",
+            Self::Es384 => "ES384",
         }
     }
 }
@@ -76,7 +79,8 @@ impl rsa::rand_core::CryptoRng for CountingRng {}
 pub struct Signer {
     rsa: rsa::RsaPrivateKey,
     p256: p256::ecdsa::SigningKey,
-    /// auth-gate's keys: the RSA JWK without `alg` (every scheme) and the P-256 JWK.
+    p384: p384::ecdsa::SigningKey,
+    /// auth-gate's keys: the RSA JWK without `alg` (every scheme), the P-256 and P-384 JWKs.
     ours: KeySet,
 }
 
@@ -85,16 +89,34 @@ impl Signer {
         let rsa = rsa::RsaPrivateKey::from_pkcs1_pem(testkeys::RSA_KEY_1).unwrap();
         let p256 = p256::ecdsa::SigningKey::from_bytes(&p256::FieldBytes::from([7u8; 32])).unwrap();
         let b64 = |bytes: &[u8]| Base64UrlSafeNoPadding::encode_to_string(bytes).unwrap();
-        let point = p256.verifying_key().to_sec1_point(false);
-        let (x, y) = point.as_bytes()[1..].split_at(32);
+        let p384 = p384::ecdsa::SigningKey::from_bytes(&p384::FieldBytes::from([9u8; 48])).unwrap();
+        let ec_jwk = |crv: &str, sec1: &[u8]| {
+            let (x, y) = sec1[1..].split_at(sec1.len() / 2);
+            format!(
+                r#"{{"kty":"EC","crv":"{crv}","x":"{}","y":"{}"}}"#,
+                b64(x),
+                b64(y)
+            )
+        };
         let jwks = format!(
-            r#"{{"keys":[{{"kty":"RSA","n":"{}","e":"AQAB"}},{{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}]}}"#,
+            r#"{{"keys":[{{"kty":"RSA","n":"{}","e":"AQAB"}},{},{}]}}"#,
             b64(&rsa.n().to_bytes_be()),
-            b64(x),
-            b64(y)
+            ec_jwk(
+                "P-256",
+                p256.verifying_key().to_sec1_point(false).as_bytes()
+            ),
+            ec_jwk(
+                "P-384",
+                p384.verifying_key().to_sec1_point(false).as_bytes()
+            ),
         );
         let ours = parse_jwks(&jwks).unwrap();
-        Self { rsa, p256, ours }
+        Self {
+            rsa,
+            p256,
+            p384,
+            ours,
+        }
     }
 
     /// A valid signature of `message`.
@@ -125,6 +147,11 @@ impl Signer {
             Algorithm::Es256 => {
                 let signature: p256::ecdsa::Signature =
                     p256::ecdsa::signature::Signer::sign(&self.p256, message);
+                signature.to_bytes().to_vec()
+            }
+            Algorithm::Es384 => {
+                let signature: p384::ecdsa::Signature =
+                    p384::ecdsa::signature::Signer::sign(&self.p384, message);
                 signature.to_bytes().to_vec()
             }
         }
@@ -174,6 +201,10 @@ impl Signer {
             }),
             Algorithm::Es256 => p256::ecdsa::Signature::from_slice(signature).is_ok_and(|s| {
                 p256::ecdsa::signature::Verifier::verify(self.p256.verifying_key(), message, &s)
+                    .is_ok()
+            }),
+            Algorithm::Es384 => p384::ecdsa::Signature::from_slice(signature).is_ok_and(|s| {
+                p384::ecdsa::signature::Verifier::verify(self.p384.verifying_key(), message, &s)
                     .is_ok()
             }),
         }

@@ -4,7 +4,7 @@
 
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jws_signatures::digest::Digest;
-use jws_signatures::es256::Es256Key;
+use jws_signatures::ecdsa::{es256::Es256Key, es384::Es384Key};
 use jws_signatures::rsa::RsaPublicKey;
 use serde_json::Value;
 use std::rc::Rc;
@@ -57,7 +57,7 @@ pub enum VerifyingKey {
     /// One RSA key serves every scheme its JWK allows: shared, not recomputed per scheme.
     Rsa(RsaScheme, Rc<RsaPublicKey>),
     Es256(Es256Key),
-    Es384(p384::ecdsa::VerifyingKey),
+    Es384(Es384Key),
     EdDsa(ed25519_compact::PublicKey),
     /// HS256/384/512 with the JWK's secret, shared by the three.
     Hmac(Digest, Rc<[u8]>),
@@ -87,11 +87,7 @@ impl VerifyingKey {
                 key.verifies_pss(*digest, signing_input, signature)
             }
             Self::Es256(key) => key.verifies(signing_input, signature),
-            Self::Es384(key) => p384::ecdsa::Signature::try_from(signature).is_ok_and(|sig| {
-                use p384::ecdsa::signature::hazmat::PrehashVerifier as _;
-                let digest = Digest::Sha384.hash(&[signing_input]);
-                key.verify_prehash(&digest[..48], &sig).is_ok()
-            }),
+            Self::Es384(key) => key.verifies(signing_input, signature),
             Self::EdDsa(key) => ed25519_compact::Signature::from_slice(signature)
                 .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok()),
             Self::Hmac(digest, secret) => {
@@ -239,8 +235,8 @@ fn parse_jwk(entry: &Value) -> Vec<Key> {
                     let key = p256::PublicKey::from_sec1_bytes(&sec1).ok()?;
                     Some(VerifyingKey::Es256(Es256Key::new(key.as_affine())))
                 } else {
-                    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
-                    Some(VerifyingKey::Es384(key))
+                    let key = p384::PublicKey::from_sec1_bytes(&sec1).ok()?;
+                    Some(VerifyingKey::Es384(Es384Key::new(key.as_affine())))
                 }
             });
             key.into_iter().collect()
