@@ -70,7 +70,7 @@ fn counter(envoy: &Envoy, name: &str, outcome: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn seed_003() -> Value {
+fn walkthrough_header_rule() -> Value {
     json!({"policies": [{
         "name": "allow-with-header",
         "action": "ALLOW",
@@ -84,7 +84,7 @@ fn seed_003() -> Value {
 #[test]
 fn emotion_walkthrough_header_gate() {
     let upstream = ModelServer::start().unwrap();
-    let envoy = start(&upstream, seed_003(), Vec::new());
+    let envoy = start(&upstream, walkthrough_header_rule(), Vec::new());
     let json_type = ("content-type", "application/json");
     assert_rbac_denied(&send(&envoy, "POST", PREDICT, &[json_type]), "no header");
     let wrong = send(
@@ -162,7 +162,7 @@ fn emotion_walkthrough_header_gate() {
     assert_eq!(ok.status, 200, "the plugin still works: {}", ok.text());
 }
 
-fn seed_001(keys: Value) -> Value {
+fn kubeflow_jwt_policy(keys: Value) -> Value {
     let mut rule = json!({
         "issuer": ISSUER,
         "audiences": ["kserve"],
@@ -188,7 +188,11 @@ fn seed_001(keys: Value) -> Value {
 #[test]
 fn kubeflow_require_jwt_except_paths() {
     let upstream = ModelServer::start().unwrap();
-    let envoy = start(&upstream, seed_001(json!({"jwks": JWKS})), Vec::new());
+    let envoy = start(
+        &upstream,
+        kubeflow_jwt_policy(json!({"jwks": JWKS})),
+        Vec::new(),
+    );
     let bearer = format!("Bearer {VALID}");
 
     assert_rbac_denied(&send(&envoy, "GET", "/admin", &[]), "no token on /admin");
@@ -363,7 +367,7 @@ fn remote_jwks_server_down_at_start_then_up() {
         "jwksUri": format!("http://dex.auth.svc.cluster.local:5556/dex/keys"),
         "timeout": "1s"
     });
-    let envoy = start(&upstream, seed_001(keys), vec![cluster]);
+    let envoy = start(&upstream, kubeflow_jwt_policy(keys), vec![cluster]);
     let bearer = format!("Bearer {VALID}");
 
     // No keys: requests without a token are decided by the policies alone.
@@ -450,7 +454,7 @@ fn request_arriving_before_the_keys_waits_for_them() {
         addr: slow_jwks_server(Duration::from_secs(2)),
     };
     let keys = json!({"jwksUri": "http://dex/keys", "jwksCluster": "jwks", "timeout": "10s"});
-    let envoy = start(&upstream, seed_001(keys), vec![cluster]);
+    let envoy = start(&upstream, kubeflow_jwt_policy(keys), vec![cluster]);
     let started = Instant::now();
     let resp = send(
         &envoy,
@@ -475,7 +479,7 @@ fn request_waiting_for_keys_gets_401_when_the_wait_times_out() {
         addr: slow_jwks_server(Duration::from_secs(30)),
     };
     let keys = json!({"jwksUri": "http://dex/keys", "jwksCluster": "jwks", "timeout": "1s"});
-    let envoy = start(&upstream, seed_001(keys), vec![cluster]);
+    let envoy = start(&upstream, kubeflow_jwt_policy(keys), vec![cluster]);
     let resp = send(
         &envoy,
         "GET",

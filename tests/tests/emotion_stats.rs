@@ -14,7 +14,7 @@ const V1_PREDICT: &str = "/v1/models/bert-emotion-model:predict";
 const JSON: (&str, &str) = ("content-type", "application/json");
 
 /// The BERT emotion walkthrough: its five sentences and the top label each gets.
-const SEED_SENTENCES: [(&str, &str); 5] = [
+const WALKTHROUGH_SENTENCES: [(&str, &str); 5] = [
     ("The mood was somber", "sadness"),
     ("Istio is scary", "fear"),
     ("The atmosphere was exciting", "joy"),
@@ -412,7 +412,7 @@ fn walkthrough_sentences_become_labeled_counters_and_legacy_counters() {
     let upstream = ModelServer::start().unwrap();
     let envoy = start_envoy(upstream.addr(), json!({"legacyLabelCounters": true}), 1);
     let direct = format!("http://{}{V1_PREDICT}", upstream.addr());
-    for (sentence, label) in SEED_SENTENCES {
+    for (sentence, label) in WALKTHROUGH_SENTENCES {
         let through_envoy = predict(&envoy, sentence);
         assert_eq!(through_envoy.status, 200, "{}", envoy.log());
         let body = json!({ "input": sentence }).to_string();
@@ -1092,7 +1092,7 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
     ]);
 
     let mut scores: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let sentences = SEED_SENTENCES
+    let sentences = WALKTHROUGH_SENTENCES
         .iter()
         .map(|(s, _)| *s)
         .chain(["The mood was somber", "The mood was somber"]);

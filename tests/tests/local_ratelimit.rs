@@ -21,7 +21,7 @@ const MODEL: &str = "/v1/models/bert-emotion-model";
 
 /// The BERT emotion walkthrough: the ratelimit service's `config.yaml` and the EnvoyFilter's
 /// `rate_limits`.
-fn seed_003() -> Value {
+fn walkthrough_ratelimit() -> Value {
     json!({
         "domain": "ratelimit",
         "descriptors": [
@@ -102,7 +102,7 @@ const PREDICT_RULE: &[(&str, &str)] = &[
 #[test]
 fn bert_emotion_walkthrough() {
     let upstream = ModelServer::start().unwrap();
-    let envoy = start(&upstream, seed_003(), 2);
+    let envoy = start(&upstream, walkthrough_ratelimit(), 2);
 
     // Step 6: the predict path allows 2 per minute; the 3rd gets the ratelimit service's 429.
     for i in 0..2 {
@@ -168,7 +168,7 @@ fn per_api_key_limit_is_per_key() {
     let upstream = ModelServer::start().unwrap();
     // The walkthrough's path limit (2/min) always bites before a key's 5/min: loosen it to
     // see keys.
-    let mut config = seed_003();
+    let mut config = walkthrough_ratelimit();
     config["descriptors"][0]["rate_limit"]["requests_per_unit"] = json!(100);
     let envoy = start(&upstream, config, 2);
     for i in 0..5 {
@@ -351,7 +351,7 @@ fn two_workers_and_parallel_clients_admit_exactly_the_limit() {
 #[test]
 fn shadow_mode_counts_but_admits() {
     let upstream = ModelServer::start().unwrap();
-    let mut config = seed_003();
+    let mut config = walkthrough_ratelimit();
     config["shadow_mode"] = json!(true);
     let envoy = start(&upstream, config, 2);
     for i in 0..5 {
@@ -370,7 +370,7 @@ fn shadow_mode_counts_but_admits() {
     );
 
     // Per rule: only the marked rule is shadowed.
-    let mut config = seed_003();
+    let mut config = walkthrough_ratelimit();
     config["descriptors"][0]["shadow_mode"] = json!(true);
     let envoy = start(&upstream, config, 1);
     for _ in 0..4 {
@@ -694,7 +694,7 @@ fn a_configuration_push_keeps_the_balance_of_unchanged_rules() {
 #[test]
 fn hostile_header_values_are_limited_like_any_other() {
     let upstream = ModelServer::start().unwrap();
-    let envoy = start(&upstream, seed_003(), 1);
+    let envoy = start(&upstream, walkthrough_ratelimit(), 1);
     let authority = envoy.listener().to_string();
     // Bytes that are not UTF-8 (Envoy passes obs-text through): a bucket like any value, no trap.
     let mut wire = format!("GET {MODEL} HTTP/1.1\r\nhost: gateway\r\nx-api-key: ").into_bytes();

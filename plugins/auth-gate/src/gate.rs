@@ -247,7 +247,7 @@ mod tests {
 
     /// Kubeflow's `istio-ingressgateway-require-jwt` with a JWT rule: require a JWT except on
     /// the listed paths.
-    fn seed_001(pair: &ES256KeyPair) -> Compiled {
+    fn kubeflow_jwt_policy(pair: &ES256KeyPair) -> Compiled {
         compiled(json!({
             "jwtRules": [{
                 "issuer": ISSUER,
@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn kubeflow_require_jwt_flows() {
         let pair = ES256KeyPair::generate().with_key_id("k");
-        let config = seed_001(&pair);
+        let config = kubeflow_jwt_policy(&pair);
         let token = pair.sign(claims()).unwrap();
         let bearer = format!("Bearer {token}");
         assert_eq!(run(&config, &[(":path", "/admin")]), denied("require-jwt"));
@@ -334,7 +334,7 @@ mod tests {
     #[test]
     fn path_tricks_on_exempt_paths_do_not_escape_the_jwt_requirement() {
         let pair = ES256KeyPair::generate();
-        let config = seed_001(&pair);
+        let config = kubeflow_jwt_policy(&pair);
         for path in [
             "/v1/../admin",
             "/v1/%2E%2E/admin",
@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn spoofed_output_headers_are_removed_even_without_token() {
         let pair = ES256KeyPair::generate();
-        let config = seed_001(&pair);
+        let config = kubeflow_jwt_policy(&pair);
         let Decision::Forward(forward) = run(
             &config,
             &[
@@ -421,7 +421,7 @@ mod tests {
     #[test]
     fn local_replies_match_envoy() {
         let pair = ES256KeyPair::generate();
-        let config = seed_001(&pair);
+        let config = kubeflow_jwt_policy(&pair);
         let reply = run(&config, &[(":path", "/admin")]).local_reply().unwrap();
         assert_eq!(
             (reply.status, reply.body.as_slice()),
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn claims_with_control_characters_are_not_copied_and_realm_is_sanitized() {
         let pair = ES256KeyPair::generate();
-        let config = seed_001(&pair);
+        let config = kubeflow_jwt_policy(&pair);
         let token = pair
             .sign(claims().with_subject("alice\r\nx-admin: true"))
             .unwrap();

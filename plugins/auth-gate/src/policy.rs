@@ -680,7 +680,7 @@ mod tests {
 
     const DENIED: Verdict = Verdict::Denied { policy: None };
 
-    fn seed_003() -> Policies {
+    fn walkthrough_header_rule() -> Policies {
         policies(json!([{
             "name": "allow-with-header",
             "action": "ALLOW",
@@ -693,7 +693,7 @@ mod tests {
 
     #[test]
     fn emotion_walkthrough_header_gate() {
-        let p = seed_003();
+        let p = walkthrough_header_rule();
         let predict = "/v1/models/bert-emotion-model:predict";
         let ok = [
             (":method", "POST"),
@@ -749,7 +749,7 @@ mod tests {
         }
     }
 
-    fn seed_001() -> Policies {
+    fn kubeflow_jwt_policy() -> Policies {
         policies(json!([{
             "name": "require-jwt",
             "action": "DENY",
@@ -762,7 +762,7 @@ mod tests {
 
     #[test]
     fn kubeflow_require_jwt_except_paths() {
-        let p = seed_001();
+        let p = kubeflow_jwt_policy();
         let alice = identity("https://dex.example.com/alice", json!({}));
         let denied = Verdict::Denied {
             policy: Some("require-jwt".into()),

@@ -214,7 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn issue_example_is_accepted() {
+    fn documented_example_is_accepted() {
         let compiled = compile_json(
             r#"{"paths":["/v1/models/*","/v2/models/*"],"labels":["joy","love","anger","sadness","fear","surprise"],
                 "maxBodyBytes":1048576,"legacyLabelCounters":true,"maxModels":5}"#,

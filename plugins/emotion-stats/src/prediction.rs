@@ -567,12 +567,12 @@ mod tests {
 
     /// The body the BERT emotion walkthrough shows for "Istio is lovely"-style requests (KServe
     /// v1, one instance).
-    const SEED_BODY: &str = r#"{"predictions":[[{"label":"joy","score":0.9889927506446838},{"label":"love","score":0.004175746813416481},{"label":"anger","score":0.003846140578389168},{"label":"sadness","score":0.0012988817179575562},{"label":"fear","score":0.0009755274513736367},{"label":"surprise","score":0.0007109164143912494}]]}"#;
+    const WALKTHROUGH_BODY: &str = r#"{"predictions":[[{"label":"joy","score":0.9889927506446838},{"label":"love","score":0.004175746813416481},{"label":"anger","score":0.003846140578389168},{"label":"sadness","score":0.0012988817179575562},{"label":"fear","score":0.0009755274513736367},{"label":"surprise","score":0.0007109164143912494}]]}"#;
 
     #[test]
     fn kserve_v1_walkthrough_body() {
         assert_eq!(
-            read(SEED_BODY),
+            read(WALKTHROUGH_BODY),
             Ok(vec![top("joy", Some(0.9889927506446838))])
         );
     }
@@ -716,12 +716,12 @@ mod tests {
             read_top_predictions(&[0xff, 0xfe, 0x00], None),
             Err(ReadError::Malformed)
         );
-        for cut in 0..SEED_BODY.len() {
-            let truncated = SEED_BODY.get(..cut).unwrap_or_default();
+        for cut in 0..WALKTHROUGH_BODY.len() {
+            let truncated = WALKTHROUGH_BODY.get(..cut).unwrap_or_default();
             assert_eq!(read(truncated), Err(ReadError::Malformed), "cut at {cut}");
         }
         assert_eq!(
-            read(&format!("{SEED_BODY} {{}}")),
+            read(&format!("{WALKTHROUGH_BODY} {{}}")),
             Err(ReadError::Malformed)
         );
     }
@@ -741,7 +741,7 @@ mod tests {
             [instance; 300].join(","),
             " ".repeat(40)
         );
-        for body in [SEED_BODY, &batch] {
+        for body in [WALKTHROUGH_BODY, &batch] {
             assert!(serde_json::from_str::<KserveV1>(body).is_ok(), "{body}");
             assert_eq!(read(body), general(body));
         }
@@ -782,8 +782,8 @@ mod tests {
         for body in bodies {
             assert_eq!(read(body), general(body), "{body}");
         }
-        for cut in 0..SEED_BODY.len() {
-            let truncated = SEED_BODY.get(..cut).unwrap_or_default();
+        for cut in 0..WALKTHROUGH_BODY.len() {
+            let truncated = WALKTHROUGH_BODY.get(..cut).unwrap_or_default();
             assert_eq!(read(truncated), general(truncated), "cut at {cut}");
         }
         let broken_utf8 = br#"{"predictions":[[{"label":"X","score":1}]]}"#

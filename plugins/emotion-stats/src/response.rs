@@ -341,7 +341,7 @@ fn is_json(content_type: &str) -> bool {
 mod tests {
     use super::*;
 
-    const SEED_BODY: &[u8] =
+    const WALKTHROUGH_BODY: &[u8] =
         br#"{"predictions":[[{"label":"sadness","score":0.97},{"label":"joy","score":0.01}]]}"#;
 
     fn json_200() -> ResponseHead<'static> {
@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn whole_body_is_counted() {
-        let verdict = run(tracker_2xx_json(1024), &[SEED_BODY]);
+        let verdict = run(tracker_2xx_json(1024), &[WALKTHROUGH_BODY]);
         assert_eq!(verdict.outcome, Outcome::Counted);
         assert_eq!(verdict.predictions.len(), 1);
         assert_eq!(verdict.predictions[0].label, "sadness");
@@ -379,17 +379,17 @@ mod tests {
 
     #[test]
     fn body_split_at_every_byte_boundary_reads_the_same() {
-        let whole = run(tracker_2xx_json(1024), &[SEED_BODY]);
-        for cut in 0..=SEED_BODY.len() {
-            let (a, b) = SEED_BODY.split_at(cut);
+        let whole = run(tracker_2xx_json(1024), &[WALKTHROUGH_BODY]);
+        for cut in 0..=WALKTHROUGH_BODY.len() {
+            let (a, b) = WALKTHROUGH_BODY.split_at(cut);
             assert_eq!(run(tracker_2xx_json(1024), &[a, b]), whole, "cut at {cut}");
         }
-        for cut_a in 0..=SEED_BODY.len() {
-            for cut_b in cut_a..=SEED_BODY.len() {
+        for cut_a in 0..=WALKTHROUGH_BODY.len() {
+            for cut_b in cut_a..=WALKTHROUGH_BODY.len() {
                 let chunks = [
-                    &SEED_BODY[..cut_a],
-                    &SEED_BODY[cut_a..cut_b],
-                    &SEED_BODY[cut_b..],
+                    &WALKTHROUGH_BODY[..cut_a],
+                    &WALKTHROUGH_BODY[cut_a..cut_b],
+                    &WALKTHROUGH_BODY[cut_b..],
                 ];
                 assert_eq!(
                     run(tracker_2xx_json(1024), &chunks),
@@ -398,15 +398,21 @@ mod tests {
                 );
             }
         }
-        let bytes: Vec<&[u8]> = SEED_BODY.chunks(1).collect();
+        let bytes: Vec<&[u8]> = WALKTHROUGH_BODY.chunks(1).collect();
         assert_eq!(run(tracker_2xx_json(1024), &bytes), whole);
     }
 
     #[test]
     fn limit_is_inclusive_and_larger_bodies_are_too_large() {
-        let exact = run(tracker_2xx_json(SEED_BODY.len()), &[SEED_BODY]);
+        let exact = run(
+            tracker_2xx_json(WALKTHROUGH_BODY.len()),
+            &[WALKTHROUGH_BODY],
+        );
         assert_eq!(exact.outcome, Outcome::Counted);
-        let over = run(tracker_2xx_json(SEED_BODY.len() - 1), &[SEED_BODY]);
+        let over = run(
+            tracker_2xx_json(WALKTHROUGH_BODY.len() - 1),
+            &[WALKTHROUGH_BODY],
+        );
         assert_eq!(over, Verdict::of(Outcome::TooLarge));
         // Split: the chunk that crosses the limit is not even read.
         let mut tracker = tracker_2xx_json(10);
@@ -460,7 +466,7 @@ mod tests {
                 content_encoding: None,
             };
             tracker.on_headers(&head, false);
-            assert!(!tracker.wants_chunk(SEED_BODY.len()));
+            assert!(!tracker.wants_chunk(WALKTHROUGH_BODY.len()));
             tracker.on_end_of_stream();
             assert_eq!(
                 tracker.finish(None),
@@ -485,8 +491,8 @@ mod tests {
                 ..json_200()
             };
             tracker.on_headers(&head, false);
-            if tracker.wants_chunk(SEED_BODY.len()) {
-                tracker.on_body_chunk(Some(SEED_BODY));
+            if tracker.wants_chunk(WALKTHROUGH_BODY.len()) {
+                tracker.on_body_chunk(Some(WALKTHROUGH_BODY));
             }
             tracker.on_end_of_stream();
             assert_eq!(
@@ -538,8 +544,8 @@ mod tests {
     #[test]
     fn stream_cut_before_its_end_is_a_reset() {
         let mut tracker = tracker_2xx_json(1024);
-        assert!(tracker.wants_chunk(SEED_BODY.len()));
-        tracker.on_body_chunk(Some(SEED_BODY));
+        assert!(tracker.wants_chunk(WALKTHROUGH_BODY.len()));
+        tracker.on_body_chunk(Some(WALKTHROUGH_BODY));
         assert_eq!(tracker.finish(None), Some(Verdict::of(Outcome::Reset)));
     }
 

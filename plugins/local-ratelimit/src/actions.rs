@@ -819,14 +819,14 @@ mod tests {
             .collect()
     }
 
-    const SEED: &str = r#"[
+    const WALKTHROUGH: &str = r#"[
         {"actions":[{"request_headers":{"header_name":":path","descriptor_key":"path"}},
                     {"request_headers":{"header_name":"x-api-key","descriptor_key":"x-api-key"}}]},
         {"actions":[{"request_headers":{"header_name":":path","descriptor_key":"path"}}]}]"#;
 
     #[test]
     fn walkthrough_actions_with_and_without_api_key() {
-        let p = policies(SEED);
+        let p = policies(WALKTHROUGH);
         assert_eq!(
             build_descriptors(&p, &req(&[(":path", "/p"), ("x-api-key", "k")])),
             vec![

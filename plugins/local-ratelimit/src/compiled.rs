@@ -216,7 +216,7 @@ mod tests {
 
     /// The BERT emotion walkthrough's `config.yaml` and EnvoyFilter `rate_limits`, pasted as
     /// `pluginConfig`.
-    pub const SEED_PLUGIN_CONFIG: &str = r#"{
+    pub const WALKTHROUGH_PLUGIN_CONFIG: &str = r#"{
         "domain": "ratelimit",
         "descriptors": [
             {"key": "path", "value": "/v1/models/bert-emotion-model:predict",
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn walkthrough_config_loads_with_defaults() {
-        let compiled = load(SEED_PLUGIN_CONFIG).unwrap();
+        let compiled = load(WALKTHROUGH_PLUGIN_CONFIG).unwrap();
         assert_eq!(compiled.domain, "ratelimit");
         assert_eq!(compiled.tree.limits().len(), 3);
         assert_eq!(compiled.policies.len(), 2);
@@ -396,10 +396,11 @@ mod tests {
         format!(r#"{{"generic_key":{{"descriptor_key":"{key}","descriptor_value":"{value}"}}}}"#)
     }
 
-    /// The seed's descriptors with other `rate_limits`.
-    fn seed_with(rate_limits: &str) -> Result<Compiled, ConfigError> {
-        let seed: serde_json::Value = serde_json::from_str(SEED_PLUGIN_CONFIG).unwrap();
-        with(&seed["descriptors"].to_string(), rate_limits)
+    /// The walkthrough's descriptors with other `rate_limits`.
+    fn walkthrough_with(rate_limits: &str) -> Result<Compiled, ConfigError> {
+        let walkthrough: serde_json::Value =
+            serde_json::from_str(WALKTHROUGH_PLUGIN_CONFIG).unwrap();
+        with(&walkthrough["descriptors"].to_string(), rate_limits)
     }
 
     #[test]
@@ -423,7 +424,7 @@ mod tests {
     fn an_entry_reaching_no_limit_is_refused_naming_its_keys() {
         let path = header("path", false);
         let key = header("x-api-key", false);
-        let err = seed_with(&format!(
+        let err = walkthrough_with(&format!(
             r#"[{{"actions":[{path}]}},{{"actions":[{key}]}}]"#
         ))
         .unwrap_err();
@@ -433,7 +434,7 @@ mod tests {
             "its descriptor (x-api-key) matches no limit of descriptors"
         );
         // Deeper than the tree: the last entry must land on a node with a limit.
-        let err = seed_with(&format!(
+        let err = walkthrough_with(&format!(
             r#"[{{"actions":[{path},{key},{}]}}]"#,
             header("extra", false)
         ))
@@ -457,7 +458,7 @@ mod tests {
     fn a_request_value_may_take_any_node_of_its_key_and_a_fixed_value_only_the_one_lookup_takes() {
         // The request's `path` may be the predict path, whose node has an `x-api-key` child.
         let key = header("x-api-key", false);
-        assert!(seed_with(&format!(
+        assert!(walkthrough_with(&format!(
             r#"[{{"actions":[{},{key}]}}]"#,
             header("path", false)
         ))
@@ -465,8 +466,8 @@ mod tests {
         // A fixed path reaches the child only if it is the predict path: any other value takes
         // the value-less `path` node, which has no children.
         let predict = generic("path", "/v1/models/bert-emotion-model:predict");
-        assert!(seed_with(&format!(r#"[{{"actions":[{predict},{key}]}}]"#)).is_ok());
-        let err = seed_with(&format!(
+        assert!(walkthrough_with(&format!(r#"[{{"actions":[{predict},{key}]}}]"#)).is_ok());
+        let err = walkthrough_with(&format!(
             r#"[{{"actions":[{},{key}]}}]"#,
             generic("path", "/other")
         ))
@@ -585,7 +586,7 @@ mod tests {
         assert!(load(r#"{"domain":"d"}"#).unwrap().warnings.is_empty());
         // Only the `[path]` entry of the walkthrough: the per-key limit is never used.
         let compiled =
-            seed_with(&format!(r#"[{{"actions":[{}]}}]"#, header("path", false))).unwrap();
+            walkthrough_with(&format!(r#"[{{"actions":[{}]}}]"#, header("path", false))).unwrap();
         assert_eq!(
             compiled.warnings,
             [
@@ -594,7 +595,7 @@ mod tests {
             ]
         );
         // A fixed path reaches one limit of the two at its level.
-        let compiled = seed_with(&format!(
+        let compiled = walkthrough_with(&format!(
             r#"[{{"actions":[{}]}}]"#,
             generic("path", "/v1/models/other")
         ))

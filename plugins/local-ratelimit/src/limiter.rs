@@ -226,12 +226,12 @@ mod tests {
 
     const SEC: u64 = NS_PER_SEC;
     const PREDICT: &str = "/v1/models/bert-emotion-model:predict";
-    const SEED_DESCRIPTORS: &str = r#""descriptors":[
+    const WALKTHROUGH_DESCRIPTORS: &str = r#""descriptors":[
         {"key":"path","value":"/v1/models/bert-emotion-model:predict",
          "rate_limit":{"unit":"minute","requests_per_unit":2},
          "descriptors":[{"key":"x-api-key","rate_limit":{"unit":"minute","requests_per_unit":5}}]},
         {"key":"path","rate_limit":{"unit":"minute","requests_per_unit":10}}]"#;
-    const SEED_ACTIONS: &str = r#""rate_limits":[
+    const WALKTHROUGH_ACTIONS: &str = r#""rate_limits":[
         {"actions":[{"request_headers":{"header_name":":path","descriptor_key":"path"}},
                     {"request_headers":{"header_name":"x-api-key","descriptor_key":"x-api-key"}}]},
         {"actions":[{"request_headers":{"header_name":":path","descriptor_key":"path"}}]}]"#;
@@ -267,8 +267,9 @@ mod tests {
         }
 
         fn with_store(extra: &str, store: FakeStore) -> World {
-            let text =
-                format!(r#"{{"domain":"ratelimit",{SEED_DESCRIPTORS},{SEED_ACTIONS}{extra}}}"#);
+            let text = format!(
+                r#"{{"domain":"ratelimit",{WALKTHROUGH_DESCRIPTORS},{WALKTHROUGH_ACTIONS}{extra}}}"#
+            );
             let compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
             ensure_keys(&store, shared_keys(&compiled)).unwrap();
             World {
@@ -376,8 +377,8 @@ mod tests {
         // loosen the path.
         let mut w = World::new("");
         let text = format!(
-            r#"{{"domain":"ratelimit",{},{SEED_ACTIONS}}}"#,
-            SEED_DESCRIPTORS.replace("\"requests_per_unit\":2", "\"requests_per_unit\":100")
+            r#"{{"domain":"ratelimit",{},{WALKTHROUGH_ACTIONS}}}"#,
+            WALKTHROUGH_DESCRIPTORS.replace("\"requests_per_unit\":2", "\"requests_per_unit\":100")
         );
         w.compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
         ensure_keys(&w.store, shared_keys(&w.compiled)).unwrap();
@@ -654,8 +655,8 @@ mod tests {
         }
         // New configuration: the predict limit changes (2 -> 3), `path` stays 10/min.
         let text = format!(
-            r#"{{"domain":"ratelimit",{},{SEED_ACTIONS}}}"#,
-            SEED_DESCRIPTORS.replace("\"requests_per_unit\":2", "\"requests_per_unit\":3")
+            r#"{{"domain":"ratelimit",{},{WALKTHROUGH_ACTIONS}}}"#,
+            WALKTHROUGH_DESCRIPTORS.replace("\"requests_per_unit\":2", "\"requests_per_unit\":3")
         );
         let pushed = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
         ensure_keys(&w.store, shared_keys(&pushed)).unwrap();

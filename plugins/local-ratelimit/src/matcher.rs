@@ -479,7 +479,7 @@ mod tests {
         Some((rpu, limit.full_key.clone()))
     }
 
-    const SEED: &str = r#"{"domain":"ratelimit","descriptors":[
+    const WALKTHROUGH: &str = r#"{"domain":"ratelimit","descriptors":[
         {"key":"path","value":"/v1/models/bert-emotion-model:predict",
          "rate_limit":{"unit":"minute","requests_per_unit":2},
          "descriptors":[{"key":"x-api-key","rate_limit":{"unit":"minute","requests_per_unit":5}}]},
@@ -488,7 +488,7 @@ mod tests {
 
     #[test]
     fn walkthrough_config_key_value_beats_key_only_at_the_same_level() {
-        let t = tree(SEED);
+        let t = tree(WALKTHROUGH);
         assert_eq!(
             limit_of(&t, &[("path", PREDICT)]),
             Some((2, format!("path_{PREDICT}")))
@@ -501,7 +501,7 @@ mod tests {
 
     #[test]
     fn nested_key_matches_only_at_its_depth() {
-        let t = tree(SEED);
+        let t = tree(WALKTHROUGH);
         assert_eq!(
             limit_of(&t, &[("path", PREDICT), ("x-api-key", "k1")]),
             Some((5, format!("path_{PREDICT}.x-api-key")))
@@ -524,7 +524,7 @@ mod tests {
 
     #[test]
     fn value_less_key_gives_a_bucket_per_value_and_exact_values_share_one() {
-        let t = tree(SEED);
+        let t = tree(WALKTHROUGH);
         let a = t.lookup(&d(&[("path", "/a")])).unwrap();
         let b = t.lookup(&d(&[("path", "/b")])).unwrap();
         assert_eq!(a.limit, b.limit);
