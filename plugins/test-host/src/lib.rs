@@ -30,6 +30,8 @@ pub struct Host {
     pub plugin_configuration: Vec<u8>,
     pub request_headers: Vec<(String, Vec<u8>)>,
     pub response_headers: Vec<(String, Vec<u8>)>,
+    /// The response body chunk the current `on_http_response_body` call sees.
+    pub response_body: Vec<u8>,
     /// Properties by their path joined with `.` (`destination.port`).
     pub properties: HashMap<String, Vec<u8>>,
     pub now_nanos: u64,
@@ -168,6 +170,7 @@ pub unsafe extern "C" fn proxy_get_buffer_bytes(
 ) -> Status {
     let buffer = with(|host| match buffer_type {
         BufferType::PluginConfiguration => Some(host.plugin_configuration.clone()),
+        BufferType::HttpResponseBody => Some(host.response_body.clone()),
         _ => None,
     });
     match buffer {
