@@ -526,17 +526,3 @@ impl HttpContext for Filter {
         action
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // A module linking several plugins builds the root itself and asks it for each request's
-    // context.
-    #[test]
-    fn a_root_serves_no_request_before_a_configuration() {
-        let root = PluginRoot::new(1);
-        assert!(root.filter(2).is_none());
-        assert_eq!(root.get_type(), Some(ContextType::HttpContext));
-    }
-}

@@ -45,6 +45,8 @@ fn worker(context_id: u32) -> PluginRoot {
         h.now_nanos = 1_796_256_000 * 1_000_000_000;
     });
     let mut root = PluginRoot::new(context_id);
+    // A module linking several plugins builds the root itself: no request before a configuration.
+    assert!(root.filter(context_id + 1).is_none());
     assert!(root.on_configure(config.len()));
     root
 }

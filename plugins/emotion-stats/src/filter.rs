@@ -239,17 +239,3 @@ impl SharedModelList for HostModelList {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // A module linking several plugins builds the root itself and asks it for each request's
-    // context.
-    #[test]
-    fn a_root_serves_no_request_before_a_configuration() {
-        let root = PluginRoot::default();
-        assert!(root.filter().is_none());
-        assert_eq!(root.get_type(), Some(ContextType::HttpContext));
-    }
-}

@@ -49,6 +49,8 @@ fn the_top_label_of_an_answer_is_counted_for_its_model() {
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     host::with(|h| h.plugin_configuration = CONFIG.as_bytes().to_vec());
     let mut root = PluginRoot::default();
+    // A module linking several plugins builds the root itself: no request before a configuration.
+    assert!(root.filter().is_none());
     assert!(root.on_configure(CONFIG.len()));
     exchange(&root, "/v1/models/bert:predict", "200", ANSWER);
     exchange(&root, "/v1/models/bert:predict", "200", ANSWER);

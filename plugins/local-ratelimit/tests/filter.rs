@@ -24,6 +24,8 @@ fn worker() -> PluginRoot {
         h.now_nanos = 1_796_256_000 * 1_000_000_000;
     });
     let mut root = PluginRoot::default();
+    // A module linking several plugins builds the root itself: no request before a configuration.
+    assert!(root.filter().is_none());
     assert!(root.on_configure(TWO_PER_MINUTE.len()));
     root
 }

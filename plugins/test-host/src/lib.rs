@@ -268,6 +268,26 @@ pub unsafe extern "C" fn proxy_remove_header_map_value(
     Status::Ok
 }
 
+/// Sets a header: added beside the others, or in place of every value with that name.
+unsafe fn set_header(
+    map: MapType,
+    key: (*const u8, usize),
+    value: (*const u8, usize),
+    replace: bool,
+) -> Status {
+    let key = text(key.0, key.1);
+    let value = bytes(value.0, value.1).to_vec();
+    with(|host| {
+        if let Some(headers) = host.headers(map) {
+            if replace {
+                headers.retain(|(name, _)| !name.eq_ignore_ascii_case(&key));
+            }
+            headers.push((key, value));
+        }
+    });
+    Status::Ok
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn proxy_replace_header_map_value(
     map: MapType,
@@ -276,15 +296,7 @@ pub unsafe extern "C" fn proxy_replace_header_map_value(
     value_data: *const u8,
     value_size: usize,
 ) -> Status {
-    let key = text(key_data, key_size);
-    let value = bytes(value_data, value_size).to_vec();
-    with(|host| {
-        if let Some(headers) = host.headers(map) {
-            headers.retain(|(name, _)| !name.eq_ignore_ascii_case(&key));
-            headers.push((key, value));
-        }
-    });
-    Status::Ok
+    set_header(map, (key_data, key_size), (value_data, value_size), true)
 }
 
 #[no_mangle]
@@ -295,14 +307,7 @@ pub unsafe extern "C" fn proxy_add_header_map_value(
     value_data: *const u8,
     value_size: usize,
 ) -> Status {
-    let key = text(key_data, key_size);
-    let value = bytes(value_data, value_size).to_vec();
-    with(|host| {
-        if let Some(headers) = host.headers(map) {
-            headers.push((key, value));
-        }
-    });
-    Status::Ok
+    set_header(map, (key_data, key_size), (value_data, value_size), false)
 }
 
 #[no_mangle]
