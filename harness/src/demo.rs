@@ -2,7 +2,7 @@
 //! the Kubeflow gateway's path allowlist and JWT rule), replayed against a running gateway: each
 //! step is a request, what the walkthrough says it must answer, and the headers worth showing.
 
-use crate::http;
+use harness_runner::http;
 
 /// Where a step's request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

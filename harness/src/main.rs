@@ -6,8 +6,11 @@
 
 mod bench;
 
-use harness::render::Cluster;
-use harness::{chaos, demo, diff, manifests, oci, CannedResponse, Envoy, EnvoyConfig, ModelServer};
+use harness::{chaos, demo, diff};
+use harness_model_server::{CannedResponse, ModelServer};
+use harness_oci::manifests;
+use harness_runner::render::Cluster;
+use harness_runner::{Envoy, EnvoyConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -342,10 +345,14 @@ fn run_demo(mut options: Options) -> Result<ExitCode, String> {
     // dist/ modules are packed as images, pushed to a registry on 127.0.0.1 and pulled back.
     let registry_dir =
         std::env::temp_dir().join(format!("harness-demo-registry-{}", std::process::id()));
-    let registry = if oci::local_registry_available() && options.registry_override.is_none() {
-        let (registry, prefix, pushed) =
-            oci::serve_dist_images(&registry_dir, &harness::PLUGINS, env!("CARGO_PKG_VERSION"))
-                .map_err(|e| e.to_string())?;
+    let registry = if harness_oci::local_registry_available() && options.registry_override.is_none()
+    {
+        let (registry, prefix, pushed) = harness_oci::serve_dist_images(
+            &registry_dir,
+            &harness_runner::PLUGINS,
+            env!("CARGO_PKG_VERSION"),
+        )
+        .map_err(|e| e.to_string())?;
         println!("images pushed to a local registry at {prefix}:");
         for image in &pushed {
             println!("  {} {}", image.reference, image.digest);
@@ -433,7 +440,8 @@ fn build_image(args: &[String]) -> Result<(), String> {
     let (Some(module), Some(tag), Some(out)) = (module, tag, out) else {
         return Err("--module, --tag and --out are required".to_string());
     };
-    let images = oci::write_module_layout(&module, &tag, &out).map_err(|e| e.to_string())?;
+    let images =
+        harness_oci::write_module_layout(&module, &tag, &out).map_err(|e| e.to_string())?;
     for (tag, digest) in images {
         println!("  {}:{tag}  {digest}", out.display());
     }
@@ -456,7 +464,8 @@ fn push_images(args: &[String]) -> Result<(), String> {
     let (Some(images), Some(to)) = (images, to) else {
         return Err("--images and --to are required".to_string());
     };
-    let pushed = oci::push_images(&images, &to, tag.as_deref()).map_err(|e| e.to_string())?;
+    let pushed =
+        harness_oci::push_images(&images, &to, tag.as_deref()).map_err(|e| e.to_string())?;
     for image in pushed {
         println!("  {}  {}", image.reference, image.digest);
     }

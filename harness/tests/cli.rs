@@ -74,7 +74,7 @@ fn check_suggestions(printed: &[String]) {
 
 #[test]
 fn ctrl_c_stops_the_demo_and_its_envoy() {
-    let manifests = harness::repo_root().join("wasmplugin-manifests/gateway");
+    let manifests = harness_runner::repo_root().join("wasmplugin-manifests/gateway");
     let mut demo = Running(
         Command::new(env!("CARGO_BIN_EXE_harness"))
             .args(["demo", "--manifests"])
@@ -147,7 +147,7 @@ fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String
 fn harness_run_shows_plugin_warnings_as_they_happen() {
     // A jwksUri without jwksCluster goes through the cluster istiod would make for its host;
     // here there is none, so every fetch fails and auth-gate logs it at warning level.
-    let upstream = harness::ModelServer::start().unwrap();
+    let upstream = harness_model_server::ModelServer::start().unwrap();
     let dir = std::env::temp_dir().join(format!("cli-warnings-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(

@@ -8,8 +8,9 @@
 use super::native::{self, JwtIssuer};
 use super::tokens::Tokens;
 use super::wasm_floor;
-use harness::render::{DirectResponse, NativeFilter};
-use harness::{manifests, EnvoyConfig, Plugin, Result};
+use harness_oci::manifests;
+use harness_runner::render::{DirectResponse, NativeFilter};
+use harness_runner::{EnvoyConfig, Plugin, Result};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -640,7 +641,7 @@ fn gateway_chain(
                 _ => emotion_stats_config(),
             };
             Plugin {
-                module: harness::dist_module(&short),
+                module: harness_runner::dist_module(&short),
                 configuration: config.to_string(),
                 ..plugin
             }
@@ -691,7 +692,7 @@ mod tests {
                 others: vec![("PS256", "ps.256.token".into())],
             },
             floor: wasm_floor::write_modules(&dir).unwrap(),
-            gateway_manifests: harness::repo_root().join("wasmplugin-manifests/gateway"),
+            gateway_manifests: harness_runner::repo_root().join("wasmplugin-manifests/gateway"),
             upstream: "127.0.0.1:9999".parse().unwrap(),
         };
         let cases = all(&fixtures).unwrap();

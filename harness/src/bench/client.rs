@@ -1,8 +1,8 @@
 //! GET requests on one keep-alive connection, for the first answer and the correctness check.
-//! (`harness::http` closes each connection, and Envoy then holds its side open for
+//! (`harness_runner::http` closes each connection, and Envoy then holds its side open for
 //! `delayed_close_timeout`, 1 s, before the client sees the end: that would be the start time.)
 
-use harness::{Error, Result};
+use harness_runner::{Error, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -86,7 +86,7 @@ pub fn parse_head(raw: &[u8]) -> Result<Option<Head>> {
     let text = String::from_utf8_lossy(&raw[..end]);
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let status = harness::http::status_of(status_line)?;
+    let status = harness_runner::http::status_of(status_line)?;
     let mut body_len = None;
     let mut close = false;
     for line in lines {

@@ -1,7 +1,7 @@
 //! The load generator: `h2load` (Debian `nghttp2-client`) over HTTP/1.1, its command line and
 //! what it prints.
 
-use harness::{Error, Result};
+use harness_runner::{Error, Result};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -116,7 +116,7 @@ impl Load {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path)?)
             .stderr(std::fs::File::create(&stderr_path)?);
-        harness::die_with_parent(&mut command);
+        harness_runner::die_with_parent(&mut command);
         // SAFETY: sched_setaffinity is async-signal-safe.
         unsafe {
             command.pre_exec(move || match cpu {

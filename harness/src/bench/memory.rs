@@ -7,7 +7,7 @@ use super::cases::{self, PREDICT_PATH};
 use super::h2load::{self, Stop};
 use super::tokens::Tokens;
 use super::{procfs, report};
-use harness::{Envoy, EnvoyConfig, Plugin, Result};
+use harness_runner::{Envoy, EnvoyConfig, Plugin, Result};
 use serde::Serialize;
 use serde_json::json;
 use std::io::Write;

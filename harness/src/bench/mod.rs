@@ -21,7 +21,7 @@ mod workers;
 
 use cases::Case;
 use client::{Answer, Client};
-use harness::{Envoy, Error, Result};
+use harness_runner::{Envoy, Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ pub fn parse_args(args: &[String]) -> std::result::Result<Options, String> {
     let mut mode = Mode::Full;
     let mut rounds = None;
     let mut only = Vec::new();
-    let mut out_dir = harness::repo_root().join("target/bench");
+    let mut out_dir = harness_runner::repo_root().join("target/bench");
     let mut perf = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -223,7 +223,7 @@ pub fn run(options: &Options) -> Result<bool> {
     std::fs::create_dir_all(&options.out_dir)?;
     let scratch = options.out_dir.join("scratch");
     std::fs::create_dir_all(&scratch)?;
-    let envoy = harness::envoy::envoy_binary();
+    let envoy = harness_runner::envoy::envoy_binary();
     println!("envoy: {}", envoy.display());
     if std::fs::read(&envoy).is_ok_and(|bytes| bytes.starts_with(b"#!")) {
         println!(
@@ -240,7 +240,7 @@ pub fn run(options: &Options) -> Result<bool> {
     let fixtures = cases::Fixtures {
         tokens: tokens::generate()?,
         floor: wasm_floor::write_modules(&scratch)?,
-        gateway_manifests: harness::repo_root().join("wasmplugin-manifests/gateway"),
+        gateway_manifests: harness_runner::repo_root().join("wasmplugin-manifests/gateway"),
         upstream: upstream.listener(),
     };
     let all = cases::all(&fixtures)?;
@@ -540,7 +540,7 @@ impl Perf {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        harness::die_with_parent(&mut command);
+        harness_runner::die_with_parent(&mut command);
         let child = command.spawn().map_err(|e| {
             Error(format!(
                 "cannot start perf: {e} (Debian package linux-perf)"

@@ -2,7 +2,7 @@
 //! configures them (perf-baseline.md §4 "Native configs").
 
 use harness::diff::istiod::istio_path_rule;
-use harness::render::NativeFilter;
+use harness_runner::render::NativeFilter;
 use serde_json::{json, Value};
 
 const RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";

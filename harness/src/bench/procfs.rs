@@ -1,7 +1,7 @@
 //! What the kernel says about a process: on-CPU time of all its threads, resident memory, and
 //! the CPU and scheduling-priority settings that keep the measurement honest.
 
-use harness::{Error, Result};
+use harness_runner::{Error, Result};
 use std::path::Path;
 
 /// Nanoseconds on CPU from one `/proc/<pid>/task/<tid>/schedstat` (its first field).

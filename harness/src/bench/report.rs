@@ -63,7 +63,7 @@ impl Machine {
             .find_map(|l| l.strip_prefix("model name"))
             .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
             .unwrap_or_else(|| "unknown CPU".to_string());
-        let envoy = std::process::Command::new(harness::envoy::envoy_binary())
+        let envoy = std::process::Command::new(harness_runner::envoy::envoy_binary())
             .arg("--version")
             .output()
             .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())

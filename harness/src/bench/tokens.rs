@@ -3,7 +3,7 @@
 //! Istio inlines it), and a token signed by each.
 
 use super::native::JwtIssuer;
-use harness::{Error, Result};
+use harness_runner::{Error, Result};
 use jwt_simple::prelude::*;
 
 pub const ISSUER: &str = "https://issuer.bench.local";

@@ -7,7 +7,7 @@
 //! They have no SDK inside: the Rust proxy-wasm SDK adds a context map lookup per callback on
 //! top, a few µs at most next to the ~27 µs the baseline measured for its Rust no-op.
 
-use harness::{Error, Result};
+use harness_runner::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Callbacks shared by both modules: ABI version, a fixed allocation area, lifecycle.

@@ -7,7 +7,7 @@ use super::cases::{self, PREDICT_PATH};
 use super::client::Client;
 use super::report;
 use super::tokens::Tokens;
-use harness::{Envoy, EnvoyConfig, Error, Plugin, Result};
+use harness_runner::{Envoy, EnvoyConfig, Error, Plugin, Result};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The faults the scheduler injects, and the configs it pushes.
 
-use crate::render::Plugin;
+use harness_runner::render::Plugin;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -469,7 +469,7 @@ pub fn tally(records: &[Record]) -> (BTreeMap<Kind, usize>, BTreeMap<String, usi
 mod tests {
     use super::super::traffic::{build, Outcome};
     use super::*;
-    use crate::rng::Rng;
+    use harness_runner::rng::Rng;
 
     fn record(id: u64, kind: Kind, status: Option<u16>, started_ms: u64) -> Record {
         let mut sent = build(kind, id, &mut Rng::new(id));

@@ -15,9 +15,10 @@ mod upstream;
 
 pub use trapping_module::{trapping_module, write_trapping_module};
 
-use crate::render::{Cluster, EnvoyConfig, FailStrategy, Plugin};
-use crate::{manifests, Envoy, Error, PushOutcome, Result};
 use faults::{Fault, FaultKind, Window};
+use harness_oci::manifests;
+use harness_runner::render::{Cluster, EnvoyConfig, FailStrategy, Plugin};
+use harness_runner::{Envoy, Error, PushOutcome, Result};
 use invariants::{Check, Epoch};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -69,7 +70,7 @@ pub fn parse_args(args: &[String]) -> std::result::Result<Options, String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
-        out: crate::repo_root().join("target/chaos"),
+        out: harness_runner::repo_root().join("target/chaos"),
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -172,7 +173,7 @@ pub fn run(options: &Options) -> Result<Report> {
         gate: &gate,
         current: plugins,
         trapping,
-        rng: crate::rng::Rng::new(options.seed),
+        rng: harness_runner::rng::Rng::new(options.seed),
         start,
         pushes: 0,
         epochs: Vec::new(),
@@ -258,7 +259,7 @@ pub fn run(options: &Options) -> Result<Report> {
 
 /// The four plugins as `wasmplugin-manifests/gateway/` wires them, modules from `dist/`.
 fn gateway_plugins() -> Result<Vec<Plugin>> {
-    let dir = crate::repo_root().join("wasmplugin-manifests/gateway");
+    let dir = harness_runner::repo_root().join("wasmplugin-manifests/gateway");
     let plugins = manifests::to_plugins(manifests::load_dir(&dir)?);
     if plugins.len() != 4 || plugins.iter().any(|p| p.fetch_failure.is_some()) {
         return Err(Error(format!(
@@ -331,7 +332,7 @@ struct Scheduler<'a> {
     /// The config each plugin runs now (the last accepted push).
     current: Vec<Plugin>,
     trapping: PathBuf,
-    rng: crate::rng::Rng,
+    rng: harness_runner::rng::Rng,
     start: Instant,
     pushes: u64,
     epochs: Vec<Epoch>,

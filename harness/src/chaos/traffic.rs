@@ -3,8 +3,8 @@
 //! with its answer and timing.
 
 use crate::demo::{DEMO_TOKEN, FORGED_TOKEN};
-use crate::http;
-use crate::rng::Rng;
+use harness_runner::http;
+use harness_runner::rng::Rng;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

@@ -4,7 +4,7 @@
 //! FAIL_CLOSED answers 503 from then on, FAIL_OPEN skips the filter after the first 503,
 //! FAIL_RELOAD restarts the VM (Envoy's `PluginConfig.failure_policy`, as Envoy 1.40 behaves).
 
-use crate::{Error, Result};
+use harness_runner::{Error, Result};
 use std::path::{Path, PathBuf};
 
 const TRAPPING_MODULE: &str = r#"(module

@@ -2,7 +2,7 @@
 //! real SIGKILL; it logs every request it receives, which makes its log the ground truth of
 //! what reached the upstream.
 
-use crate::{Error, Result};
+use harness_runner::{Error, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -96,7 +96,7 @@ fn spawn(exe: &Path, listen: &str, log: &Path, json: Option<&Path>) -> Result<(C
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    crate::die_with_parent(&mut command);
+    harness_runner::die_with_parent(&mut command);
     let mut child = command
         .spawn()
         .map_err(|e| Error(format!("cannot start {} model-server: {e}", exe.display())))?;

@@ -7,7 +7,7 @@
 use super::istio::Resources;
 use super::request::Request;
 use super::tokens::{self, Keys};
-use crate::rng::Rng;
+use harness_runner::rng::Rng;
 use serde_json::{json, Value};
 
 /// Far in the future and in the past (seconds since the epoch).

@@ -1,7 +1,7 @@
 //! The user's Istio resources (`RequestAuthentication` and `AuthorizationPolicy`, multi-document
 //! YAML as `kubectl apply` takes it), and the `pluginConfig` each plugin gets from them.
 
-use crate::{Error, Result};
+use harness_runner::{Error, Result};
 use serde_json::{json, Value};
 
 /// The annotation that makes an `AuthorizationPolicy` a dry run in Istio.
@@ -45,7 +45,7 @@ impl Resources {
             if value.is_null() {
                 continue;
             }
-            crate::crd::check(&value).map_err(|e| Error(format!("{at}: {e}")))?;
+            harness_runner::crd::check(&value).map_err(|e| Error(format!("{at}: {e}")))?;
             resources.add(&at, value)?;
         }
         if resources.jwt_rules.is_empty() && resources.policies.is_empty() {

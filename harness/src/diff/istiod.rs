@@ -3,8 +3,8 @@
 //! `pilot/pkg/security/authz/{model,matcher}` for RBAC), field by field.
 
 use super::istio::{Policy, Resources};
-use crate::render::NativeFilter;
-use crate::{Error, Result};
+use harness_runner::render::NativeFilter;
+use harness_runner::{Error, Result};
 use serde_json::{json, Value};
 
 const JWT_AUTHN: &str =

@@ -11,10 +11,10 @@ pub mod random;
 pub mod request;
 pub mod tokens;
 
-use crate::render::{DirectResponse, EnvoyConfig, PathNormalization, Plugin};
-use crate::rng::Rng;
-use crate::{http, Envoy, Error, Result};
 pub use generate::Generator;
+use harness_runner::render::{DirectResponse, EnvoyConfig, PathNormalization, Plugin};
+use harness_runner::rng::Rng;
+use harness_runner::{http, Envoy, Error, Result};
 pub use istio::Resources;
 pub use request::Request;
 use std::collections::BTreeMap;
@@ -424,7 +424,7 @@ mod tests {
     fn readme_known_differences_are_the_table() {
         for target in [Target::AuthGate, Target::PathAllowlist] {
             let readme = std::fs::read_to_string(
-                crate::repo_root().join(format!("plugins/{}/README.md", target.name())),
+                harness_runner::repo_root().join(format!("plugins/{}/README.md", target.name())),
             )
             .unwrap();
             let section = readme
@@ -483,5 +483,31 @@ mod tests {
         .unwrap();
         assert_eq!(options.module, Some(PathBuf::from("/tmp/m.wasm")));
         assert_eq!(options.normalization, PathNormalization::MergeSlashes);
+    }
+
+    #[test]
+    fn harness_diff_checks_its_istio_file() {
+        let file = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec:\n  action: DENY\n  rules: [{to: [{operation: {paths: [/a]}}]}]\n---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: j}\nspec:\n  jwtrules: []\n";
+        let err = crate::diff::Resources::parse(file).unwrap_err().0;
+        assert_eq!(
+            err,
+            "document 2: RequestAuthentication default/j: spec.jwtrules: unknown field (did you mean jwtRules?)"
+        );
+    }
+
+    /// The YAML `harness diff --random` prints for a differing set is what `--istio` reads back.
+    #[test]
+    fn random_policy_sets_pass_the_crd_check() {
+        let mut rng = harness_runner::rng::Rng::new(1);
+        for _ in 0..300 {
+            let resources = crate::diff::random::resources(&mut rng);
+            if resources.jwt_rules.is_empty() && resources.policies.is_empty() {
+                continue;
+            }
+            let yaml = resources.to_yaml();
+            if let Err(e) = crate::diff::Resources::parse(&yaml) {
+                panic!("{e}\n{yaml}");
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! requests [`super::Generator`] makes from it, reproducibly from the seed.
 
 use super::istio::{Policy, Resources};
-use crate::rng::Rng;
+use harness_runner::rng::Rng;
 use serde_json::{json, Value};
 
 /// Issuers whose names are prefixes of each other, as an identity provider's org and tenant

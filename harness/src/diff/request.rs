@@ -2,7 +2,7 @@
 //! form (a JSON object per line), which is both the report's reproduction and the `--corpus`
 //! format.
 
-use crate::{Error, Result};
+use harness_runner::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

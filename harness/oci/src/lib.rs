@@ -1,3 +1,9 @@
+//! The modules of `WasmPlugin` resources as istiod and istio-agent handle them: the manifests read
+//! into the ordered plugin list a gateway's Envoy gets (`manifests`), and the modules as OCI
+//! images, built, served from a loopback registry, pulled and cached (this module). Used by the
+//! `harness` CLI (`run`, `image`, `push`, `demo`), by chaos and bench, which start the gateway
+//! from `wasmplugin-manifests/`, and by the integration tests that pull modules from a registry.
+//!
 //! Wasm modules as OCI images, in the shapes Istio's image fetcher accepts, and fetched back
 //! the way istio-agent does it (istio/istio `pkg/wasm/imagefetcher.go`):
 //!
@@ -7,7 +13,9 @@
 //!   against `WasmPlugin.sha256`, `plugin.wasm` extracted by Istio's rules, and the module cached
 //!   by manifest digest, honouring `imagePullPolicy`.
 
-use crate::{Error, Result};
+pub mod manifests;
+
+use harness_runner::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -630,7 +638,7 @@ impl LocalRegistry {
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        crate::die_with_parent(&mut command);
+        harness_runner::die_with_parent(&mut command);
         let child = command.spawn().map_err(|e| {
             Error(format!(
                 "cannot start docker-registry ({e}); ./build.sh setup installs it"
@@ -649,7 +657,7 @@ impl LocalRegistry {
                     registry.log()
                 )));
             }
-            let ready = crate::http::send("GET", &format!("http://{addr}/v2/"), &[], b"");
+            let ready = harness_runner::http::send("GET", &format!("http://{addr}/v2/"), &[], b"");
             if matches!(ready, Ok(ref r) if r.status == 200) {
                 return Ok(registry);
             }
@@ -690,7 +698,11 @@ pub fn serve_dist_images(
 ) -> Result<(LocalRegistry, String, Vec<Pushed>)> {
     let images = dir.join("images");
     for plugin in plugins {
-        write_module_layout(&crate::dist_module(plugin), version, &images.join(plugin))?;
+        write_module_layout(
+            &harness_runner::dist_module(plugin),
+            version,
+            &images.join(plugin),
+        )?;
     }
     let registry = LocalRegistry::start(&dir.join("registry"))?;
     let prefix = format!("{}/wasm", registry.addr());
@@ -739,7 +751,11 @@ impl ModuleCache {
     pub fn default_dir() -> PathBuf {
         std::env::var_os("HARNESS_WASM_CACHE")
             .map(PathBuf::from)
-            .unwrap_or_else(|| crate::repo_root().join("target").join("wasm-image-cache"))
+            .unwrap_or_else(|| {
+                harness_runner::repo_root()
+                    .join("target")
+                    .join("wasm-image-cache")
+            })
     }
 
     fn module_path(&self, digest: &str) -> PathBuf {

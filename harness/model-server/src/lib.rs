@@ -1,9 +1,14 @@
+//! The upstream the plugins sit in front of, in-process: `harness run`, `harness demo` and
+//! `harness model-server` serve it, and the integration tests start one per test to see what
+//! reached the upstream.
+//!
 //! The demo model server: a KServe-shaped HTTP API (v1 and v2/Open Inference Protocol) over the
 //! lexicon classifier. It records every request it receives, so tests can assert what reached
 //! the upstream, and can be told to answer with a canned response (malformed or huge bodies).
 
-use crate::lexicon;
-use crate::{Error, Result};
+mod lexicon;
+
+use harness_runner::{Error, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -653,7 +658,7 @@ mod tests {
         // Through the socket: chunked, every event delivered.
         let server = ModelServer::start().unwrap();
         let url = format!("http://{}/v1/chat/completions", server.addr());
-        let response = crate::http::send("POST", &url, &[], streamed).unwrap();
+        let response = harness_runner::http::send("POST", &url, &[], streamed).unwrap();
         assert_eq!(response.header("content-type"), Some("text/event-stream"));
         assert!(
             response.text().ends_with("data: [DONE]\n\n"),
@@ -704,7 +709,7 @@ mod tests {
         let server = ModelServer::start_logging("127.0.0.1:0", &log).unwrap();
         for id in ["1", "2"] {
             let url = format!("http://{}/healthz?n={id}", server.addr());
-            let resp = crate::http::send("GET", &url, &[("x-chaos-id", id)], b"").unwrap();
+            let resp = harness_runner::http::send("GET", &url, &[("x-chaos-id", id)], b"").unwrap();
             assert_eq!(resp.status, 200);
         }
         let text = std::fs::read_to_string(&log).unwrap();
@@ -727,7 +732,8 @@ mod tests {
         let server = ModelServer::start().unwrap();
         let url = format!("http://{}/v1/models/m:predict?x=1", server.addr());
         let resp =
-            crate::http::send("POST", &url, &[("x-api-key", "k")], br#"{"input":"sad"}"#).unwrap();
+            harness_runner::http::send("POST", &url, &[("x-api-key", "k")], br#"{"input":"sad"}"#)
+                .unwrap();
         assert_eq!(resp.status, 200);
         let seen = server.requests();
         assert_eq!(seen.len(), 1);
@@ -738,7 +744,7 @@ mod tests {
             content_type: "text/plain".into(),
             body: b"boom".to_vec(),
         }));
-        let resp = crate::http::send(
+        let resp = harness_runner::http::send(
             "GET",
             &format!("http://{}/healthz", server.addr()),
             &[],

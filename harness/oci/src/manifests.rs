@@ -5,13 +5,13 @@
 //!
 //! Modules: an `oci://` image on a loopback registry (or any image, with
 //! [`ModuleResolver::pull_every_image`], or from another registry with
-//! [`ModuleResolver::registry_override`]) is pulled as istio-agent pulls it (see [`crate::oci`]);
+//! [`ModuleResolver::registry_override`]) is pulled as istio-agent pulls it (see [`crate`]);
 //! if that fails, the plugin becomes Istio's RBAC stand-in by its `failStrategy`. Every other
 //! url maps to `dist/<name>.wasm`, so local development needs no registry.
 
-use crate::oci::{self, ImageRef, ModuleCache, PullPolicy};
-use crate::render::{FailStrategy, Plugin};
-use crate::{Error, Result};
+use crate::{ImageRef, ModuleCache, PullPolicy};
+use harness_runner::render::{FailStrategy, Plugin};
+use harness_runner::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -108,7 +108,7 @@ pub struct ModuleResolver {
     /// against images pushed to a local registry without editing their urls.
     pub registry_override: Option<String>,
     pub cache: ModuleCache,
-    pub registry: Box<dyn oci::Registry>,
+    pub registry: Box<dyn crate::Registry>,
 }
 
 impl Default for ModuleResolver {
@@ -118,7 +118,7 @@ impl Default for ModuleResolver {
             pull_every_image: false,
             registry_override: None,
             cache: ModuleCache::new(ModuleCache::default_dir()),
-            registry: Box::new(oci::Skopeo),
+            registry: Box::new(crate::Skopeo),
         }
     }
 }
@@ -186,7 +186,7 @@ pub fn parse(text: &str) -> Result<Vec<WasmPlugin>> {
 }
 
 /// [`parse`] with modules resolved by `resolver`. Every `WasmPlugin` is checked against Istio's
-/// CRD schema ([`crate::crd`]) before any image is pulled, as `kubectl apply` checks a file.
+/// CRD schema ([`harness_runner::crd`]) before any image is pulled, as `kubectl apply` checks a file.
 pub fn parse_with(text: &str, resolver: &ModuleResolver) -> Result<Vec<WasmPlugin>> {
     let mut resources = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
@@ -204,7 +204,7 @@ pub fn parse_with(text: &str, resolver: &ModuleResolver) -> Result<Vec<WasmPlugi
         {
             continue;
         }
-        crate::crd::check(&json)?;
+        harness_runner::crd::check(&json)?;
         resources.push(resource);
     }
     resources
@@ -280,8 +280,10 @@ fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPl
         Some(Ok(module)) => (module, None),
         Some(Err(why)) => {
             let consequence = match fail_strategy.stand_in() {
-                crate::StandIn::DenyAll => "every request is denied (403 RBAC: access denied)",
-                crate::StandIn::AllowAll => "the plugin is skipped",
+                harness_runner::StandIn::DenyAll => {
+                    "every request is denied (403 RBAC: access denied)"
+                }
+                harness_runner::StandIn::AllowAll => "the plugin is skipped",
             };
             eprintln!(
                 "harness: {what}: cannot fetch {}: {why}; failStrategy {}: {consequence}",
@@ -301,7 +303,7 @@ fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPl
             // other name only maps to dist/ if someone put a module there.
             let ours = module
                 .file_stem()
-                .is_some_and(|stem| crate::PLUGINS.iter().any(|p| stem == *p));
+                .is_some_and(|stem| harness_runner::PLUGINS.iter().any(|p| stem == *p));
             if !ours && !module.is_file() {
                 return Err(Error(format!(
                     "{what}: url {:?}: no module for it ({} does not exist). Only this \
@@ -310,7 +312,7 @@ fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPl
                      its path in the url: file:///path/to/module.wasm",
                     spec.url,
                     module.display(),
-                    crate::PLUGINS.join(", ")
+                    harness_runner::PLUGINS.join(", ")
                 )));
             }
             (module, None)
@@ -348,7 +350,7 @@ fn local_module(url: &str) -> Option<PathBuf> {
     let without_digest = url.split('@').next()?;
     let last = without_digest.rsplit('/').next()?;
     let name = last.split(':').next()?.trim_end_matches(".wasm");
-    (!name.is_empty()).then(|| crate::dist_module(name))
+    (!name.is_empty()).then(|| harness_runner::dist_module(name))
 }
 
 /// The plugins in the order istiod puts them in the filter chain.
@@ -507,7 +509,7 @@ spec:
 
     #[test]
     fn manifests_are_checked_against_the_crd_before_any_image_is_pulled() {
-        use crate::oci::test_registry::Unreachable;
+        use crate::test_registry::Unreachable;
         let dir = std::env::temp_dir().join(format!("manifests-typo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // The first document would be pulled (and fail): the second one's typo comes first.
@@ -533,7 +535,7 @@ spec:
         format!("apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: p, namespace: ns}}\nspec:\n  url: {url}\n{extra}")
     }
 
-    fn resolver(name: &str, registry: Box<dyn oci::Registry>, every: bool) -> ModuleResolver {
+    fn resolver(name: &str, registry: Box<dyn crate::Registry>, every: bool) -> ModuleResolver {
         let cache = std::env::temp_dir().join(format!("manifests-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&cache);
         ModuleResolver {
@@ -546,9 +548,9 @@ spec:
 
     #[test]
     fn loopback_images_are_pulled_and_others_map_to_dist() {
-        use crate::oci::test_registry::{module, FakeRegistry};
+        use crate::test_registry::{module, FakeRegistry};
         let code = module(b"pulled");
-        let image = oci::build_image(&code, oci::Variant::Compat).unwrap();
+        let image = crate::build_image(&code, crate::Variant::Compat).unwrap();
         let digest = image.digest();
         let registry = || {
             Box::new(FakeRegistry {
@@ -600,13 +602,13 @@ spec:
 
     #[test]
     fn a_failed_fetch_keeps_the_plugin_as_its_fail_strategy_stand_in() {
-        use crate::oci::test_registry::Unreachable;
+        use crate::test_registry::Unreachable;
         let down = resolver("down", Box::new(Unreachable), false);
         let url = "oci://127.0.0.1:5000/wasm/auth-gate:0.1.0";
         for (strategy, stand_in) in [
-            ("FAIL_CLOSE", crate::StandIn::DenyAll),
-            ("FAIL_OPEN", crate::StandIn::AllowAll),
-            ("FAIL_RELOAD", crate::StandIn::DenyAll),
+            ("FAIL_CLOSE", harness_runner::StandIn::DenyAll),
+            ("FAIL_OPEN", harness_runner::StandIn::AllowAll),
+            ("FAIL_RELOAD", harness_runner::StandIn::DenyAll),
         ] {
             let plugins = parse_with(
                 &wasm_plugin(url, &format!("  failStrategy: {strategy}\n")),
