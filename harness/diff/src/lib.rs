@@ -1,3 +1,7 @@
+//! The comparison of the plugins with Istio's native filters: the `harness diff` command runs it,
+//! the Istio parity integration test drives it, and bench takes istiod's path rules from it for
+//! the native twins of its cases.
+//!
 //! `harness diff`: the user's own `RequestAuthentication` and `AuthorizationPolicy` resources
 //! run twice, in two real Envoys started side by side — one with Envoy's jwt_authn and RBAC
 //! filters configured as istiod configures them, one with the plugin configured from the same
@@ -488,7 +492,7 @@ mod tests {
     #[test]
     fn harness_diff_checks_its_istio_file() {
         let file = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec:\n  action: DENY\n  rules: [{to: [{operation: {paths: [/a]}}]}]\n---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: j}\nspec:\n  jwtrules: []\n";
-        let err = crate::diff::Resources::parse(file).unwrap_err().0;
+        let err = crate::Resources::parse(file).unwrap_err().0;
         assert_eq!(
             err,
             "document 2: RequestAuthentication default/j: spec.jwtrules: unknown field (did you mean jwtRules?)"
@@ -500,12 +504,12 @@ mod tests {
     fn random_policy_sets_pass_the_crd_check() {
         let mut rng = harness_runner::rng::Rng::new(1);
         for _ in 0..300 {
-            let resources = crate::diff::random::resources(&mut rng);
+            let resources = crate::random::resources(&mut rng);
             if resources.jwt_rules.is_empty() && resources.policies.is_empty() {
                 continue;
             }
             let yaml = resources.to_yaml();
-            if let Err(e) = crate::diff::Resources::parse(&yaml) {
+            if let Err(e) = crate::Resources::parse(&yaml) {
                 panic!("{e}\n{yaml}");
             }
         }

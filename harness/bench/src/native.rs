@@ -1,7 +1,7 @@
 //! The native twins: Envoy's own filters doing each plugin's job, configured as Istio
 //! configures them (perf-baseline.md §4 "Native configs").
 
-use harness::diff::istiod::istio_path_rule;
+use harness_diff::istiod::istio_path_rule;
 use harness_runner::render::NativeFilter;
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 //! unique `x-chaos-id` (so the upstream's log can be matched to what was sent) and recorded
 //! with its answer and timing.
 
-use crate::demo::{DEMO_TOKEN, FORGED_TOKEN};
+use harness_demo::{DEMO_TOKEN, FORGED_TOKEN};
 use harness_runner::http;
 use harness_runner::rng::Rng;
 use serde_json::{json, Value};

@@ -1,3 +1,6 @@
+//! The `harness chaos` run: the CLI runs it, and the harness's own tests run a short one and use
+//! its module that traps for the live config checks.
+//!
 //! Reliability under chaos (docs/reliability.md): a real Envoy with the four gateway plugins
 //! (`wasmplugin-manifests/gateway/`, delivered by ECDS as istiod does, `--concurrency 2`) under
 //! steady load from several clients, while a scheduler injects faults at random times: the

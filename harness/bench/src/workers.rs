@@ -5,7 +5,6 @@
 
 use super::cases::{self, PREDICT_PATH};
 use super::client::Client;
-use super::report;
 use super::tokens::Tokens;
 use harness_runner::{Envoy, EnvoyConfig, Error, Plugin, Result};
 use serde::Serialize;
@@ -45,7 +44,7 @@ pub fn new_tokens_on_two_workers(count: u64, tokens: &Tokens) -> Result<WorkersR
     let envoy = match Envoy::start(config) {
         Ok(envoy) => envoy,
         Err(e) => {
-            record.skipped = Some(report::skip_reason(&e.0));
+            record.skipped = Some(super::skip_reason(&e.0));
             return Ok(record);
         }
     };

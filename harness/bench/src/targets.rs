@@ -3,7 +3,7 @@
 //! the same job plus a margin, a share of what a proxied request costs (`floor-proxied`).
 
 use super::memory::MemoryRun;
-use super::report::{Row, FLOOR};
+use super::rows::{Row, FLOOR};
 use super::workers::WorkersRun;
 
 const PROXIED_FLOOR: &str = "floor-proxied";
@@ -413,12 +413,12 @@ pub fn verdicts(checks: &[Check], rows: &[Row]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::report::rows;
+    use super::super::rows::rows;
     use super::super::CaseRecord;
     use super::*;
 
     fn record(name: &str, cpus: &[f64]) -> CaseRecord {
-        let mut record = super::super::report::tests::record(name, None, cpus);
+        let mut record = super::super::rows::tests::record(name, None, cpus);
         if name == "path-allowlist" {
             record.wasm_bytes = Some(100 * 1024);
         }

@@ -1,3 +1,6 @@
+//! The `harness bench` run (cases, measurement, report and targets): the CLI's `bench` command
+//! is its only user; `./build.sh bench` runs it.
+//!
 //! `harness bench`: every case in a fresh Envoy, interleaved in rounds, each compared with the
 //! router-only floor of the same round (the method of docs/performance.md, "How it measures").
 //!
@@ -13,6 +16,7 @@ mod memory;
 mod native;
 mod procfs;
 mod report;
+mod rows;
 mod stats;
 mod targets;
 mod tokens;
@@ -439,7 +443,7 @@ fn run_case(
     let started = Instant::now();
     let envoy = match Envoy::start(case.config.clone()) {
         Ok(envoy) => envoy,
-        Err(e) => return skip_or_fail(report::skip_reason(&e.0)),
+        Err(e) => return skip_or_fail(skip_reason(&e.0)),
     };
     let mut client = Client::new(envoy.listener());
     let first = first_answer(&mut client, &case.path, &case.headers)?;
@@ -602,6 +606,29 @@ fn parse_counter(stats: &str, name: &str) -> Option<u64> {
     })
 }
 
+/// Why Envoy refused to start, from the error text carrying its log: the plugin's own
+/// `wasm log` line when there is one (it names the field and the reason), else the last two
+/// error or critical lines; without their `[time][thread][level][logger] [file:line]` prefix.
+fn skip_reason(error: &str) -> String {
+    let messages: Vec<&str> = error
+        .lines()
+        .filter(|l| l.contains("][error]") || l.contains("][critical]"))
+        .filter_map(|l| l.splitn(3, "] ").nth(2))
+        .map(str::trim)
+        .collect();
+    if let Some(plugin_said) = messages.iter().find(|m| m.starts_with("wasm log")) {
+        return plugin_said.to_string();
+    }
+    if messages.is_empty() {
+        return error
+            .lines()
+            .next()
+            .unwrap_or("Envoy refused to start")
+            .to_string();
+    }
+    messages[messages.len().saturating_sub(2)..].join(" / ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,5 +673,30 @@ mod tests {
         let full = Mode::Full.timing().unwrap();
         let quick = Mode::Quick.timing().unwrap();
         assert!(quick.saturation < full.saturation);
+    }
+
+    #[test]
+    fn skip_reason_is_the_plugins_own_log_line() {
+        let error = "envoy exited (exit status: 1) before it was ready; its log:\n\
+            [2026-11-26 08:12:03.800][24567][info][main] [source/server/server.cc:1] starting\n\
+            [2026-11-26 08:12:03.855][24567][error][wasm] [source/extensions/common/wasm/context.cc:1157] wasm log: path-allowlist: invalid configuration at `rules[0].to[0].operation.pathz`: unknown field `pathz`\n\
+            [2026-11-26 08:12:03.855][24567][error][wasm] [source/extensions/common/wasm/wasm.cc:104] Wasm VM failed Failed to configure base Wasm plugin\n\
+            [2026-11-26 08:12:03.857][24567][critical][main] [source/server/server.cc:449] error `Unable to create Wasm plugin` initializing config   \n";
+        assert_eq!(
+            skip_reason(error),
+            "wasm log: path-allowlist: invalid configuration at `rules[0].to[0].operation.pathz`: unknown field `pathz`"
+        );
+        let without_plugin_line = "envoy exited:\n\
+            [2026-11-26 08:12:03.855][1][error][wasm] [wasm.cc:104] Wasm VM failed\n\
+            [2026-11-26 08:12:03.856][1][critical][wasm] [wasm.cc:626] Plugin p failed to load\n\
+            [2026-11-26 08:12:03.857][1][critical][main] [server.cc:449] error initializing config\n";
+        assert_eq!(
+            skip_reason(without_plugin_line),
+            "Plugin p failed to load / error initializing config"
+        );
+        assert_eq!(
+            skip_reason("module dist/x.wasm not found: run ./build.sh build"),
+            "module dist/x.wasm not found: run ./build.sh build"
+        );
     }
 }

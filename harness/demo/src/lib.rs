@@ -1,3 +1,6 @@
+//! The steps of `harness demo`: the CLI replays them against the gateway it starts, and the
+//! harness's own tests check them; chaos's traffic carries its tokens.
+//!
 //! The walkthrough this project started from (the BERT emotion model on KServe behind Istio, and
 //! the Kubeflow gateway's path allowlist and JWT rule), replayed against a running gateway: each
 //! step is a request, what the walkthrough says it must answer, and the headers worth showing.

@@ -5,8 +5,8 @@
 
 use super::cases::{self, PREDICT_PATH};
 use super::h2load::{self, Stop};
+use super::procfs;
 use super::tokens::Tokens;
-use super::{procfs, report};
 use harness_runner::{Envoy, EnvoyConfig, Plugin, Result};
 use serde::Serialize;
 use serde_json::json;
@@ -113,7 +113,7 @@ fn run(
     let envoy = match Envoy::start(config) {
         Ok(envoy) => envoy,
         Err(e) => {
-            record.skipped = Some(report::skip_reason(&e.0));
+            record.skipped = Some(super::skip_reason(&e.0));
             return Ok(record);
         }
     };

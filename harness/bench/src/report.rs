@@ -2,49 +2,16 @@
 //! median over rounds; the targets judged on those medians; markdown and JSON.
 
 use super::memory::MemoryRun;
-use super::stats::{self, Spread};
+use super::rows::{rows, Row, FLOOR};
 use super::targets::{self, Check};
 use super::workers::WorkersRun;
-use super::{CaseRecord, Mode, Sample};
+use super::{CaseRecord, Mode};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-pub const FLOOR: &str = "floor";
-
 /// Below this share of expected answers under load, the row says so.
 const EXPECTED_SHARE: f64 = 0.99;
-
-/// One row of the table: a case's medians over rounds.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Row {
-    pub case: String,
-    pub what: String,
-    pub twin: Option<String>,
-    pub plugins: Vec<String>,
-    pub skipped: Option<String>,
-    pub rounds_measured: usize,
-    pub cpu_us_per_req: Option<f64>,
-    /// CPU µs per request above the floor of the same round.
-    pub plus_cpu_us: Option<Spread>,
-    pub cpu_x_floor: Option<f64>,
-    /// Total CPU per request over the native twin's, same round.
-    pub cpu_x_twin: Option<f64>,
-    pub req_per_s: Option<f64>,
-    pub req_per_s_x_floor: Option<f64>,
-    pub p50_ms: Option<f64>,
-    pub p50_plus_us: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub p99_plus_us: Option<f64>,
-    pub envoy_util: Option<f64>,
-    /// Lowest share of expected answers over the saturation runs.
-    pub expected_share: Option<f64>,
-    pub rss_idle_mib: Option<f64>,
-    pub rss_after_mib: Option<f64>,
-    pub start_ms: Option<f64>,
-    pub start_plus_ms: Option<f64>,
-    pub wasm_bytes: Option<u64>,
-}
 
 /// The machine the numbers come from.
 #[derive(Debug, Clone, Serialize)]
@@ -334,92 +301,6 @@ fn number(value: Option<f64>, decimals: usize) -> String {
     value.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
 }
 
-/// Rows for every case; floor-relative numbers only from rounds where both were measured.
-pub fn rows(cases: &[CaseRecord]) -> Vec<Row> {
-    let floor = cases
-        .iter()
-        .find(|c| c.name == FLOOR)
-        .map(|c| c.samples.as_slice())
-        .unwrap_or_default();
-    cases
-        .iter()
-        .map(|case| {
-            let twin = case
-                .twin
-                .as_ref()
-                .and_then(|t| cases.iter().find(|c| &c.name == t))
-                .map(|c| c.samples.as_slice())
-                .unwrap_or_default();
-            row(case, floor, twin)
-        })
-        .collect()
-}
-
-fn row(case: &CaseRecord, floor: &[Sample], twin: &[Sample]) -> Row {
-    let own = |f: fn(&Sample) -> f64| -> Option<f64> {
-        stats::median(&case.samples.iter().map(f).collect::<Vec<_>>())
-    };
-    let vs = |other: &[Sample], f: fn(&Sample, &Sample) -> f64| -> Vec<f64> {
-        case.samples
-            .iter()
-            .filter_map(|s| other.iter().find(|o| o.round == s.round).map(|o| f(s, o)))
-            .collect()
-    };
-    let median_vs = |other: &[Sample], f: fn(&Sample, &Sample) -> f64| stats::median(&vs(other, f));
-    Row {
-        case: case.name.clone(),
-        what: case.what.clone(),
-        twin: case.twin.clone(),
-        plugins: case.plugins.clone(),
-        skipped: case.skipped.clone(),
-        rounds_measured: case.samples.len(),
-        cpu_us_per_req: own(|s| s.cpu_us_per_req),
-        plus_cpu_us: stats::spread(&vs(floor, |s, f| s.cpu_us_per_req - f.cpu_us_per_req)),
-        cpu_x_floor: median_vs(floor, |s, f| s.cpu_us_per_req / f.cpu_us_per_req),
-        cpu_x_twin: median_vs(twin, |s, t| s.cpu_us_per_req / t.cpu_us_per_req),
-        req_per_s: own(|s| s.req_per_s),
-        req_per_s_x_floor: median_vs(floor, |s, f| s.req_per_s / f.req_per_s),
-        p50_ms: own(|s| s.p50_us / 1000.0),
-        p50_plus_us: median_vs(floor, |s, f| s.p50_us - f.p50_us),
-        p99_ms: own(|s| s.p99_us / 1000.0),
-        p99_plus_us: median_vs(floor, |s, f| s.p99_us - f.p99_us),
-        envoy_util: own(|s| s.envoy_util),
-        expected_share: case
-            .samples
-            .iter()
-            .map(|s| s.expected_share)
-            .reduce(f64::min),
-        rss_idle_mib: own(|s| s.rss_idle_kib as f64 / 1024.0),
-        rss_after_mib: own(|s| s.rss_after_kib as f64 / 1024.0),
-        start_ms: own(|s| s.start_ms),
-        start_plus_ms: median_vs(floor, |s, f| s.start_ms - f.start_ms),
-        wasm_bytes: case.wasm_bytes,
-    }
-}
-
-/// Why Envoy refused to start, from the error text carrying its log: the plugin's own
-/// `wasm log` line when there is one (it names the field and the reason), else the last two
-/// error or critical lines; without their `[time][thread][level][logger] [file:line]` prefix.
-pub fn skip_reason(error: &str) -> String {
-    let messages: Vec<&str> = error
-        .lines()
-        .filter(|l| l.contains("][error]") || l.contains("][critical]"))
-        .filter_map(|l| l.splitn(3, "] ").nth(2))
-        .map(str::trim)
-        .collect();
-    if let Some(plugin_said) = messages.iter().find(|m| m.starts_with("wasm log")) {
-        return plugin_said.to_string();
-    }
-    if messages.is_empty() {
-        return error
-            .lines()
-            .next()
-            .unwrap_or("Envoy refused to start")
-            .to_string();
-    }
-    messages[messages.len().saturating_sub(2)..].join(" / ")
-}
-
 /// `YYYY-MM-DDTHH:MM:SSZ` for a time after the epoch.
 pub fn utc_timestamp(time: std::time::SystemTime) -> String {
     let secs = time
@@ -445,101 +326,9 @@ pub fn utc_timestamp(time: std::time::SystemTime) -> String {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
+    use super::super::rows::tests::record;
     use super::*;
-
-    pub fn sample(round: usize, cpu: f64) -> Sample {
-        Sample {
-            round,
-            start_ms: 100.0 + cpu,
-            rss_idle_kib: 65 * 1024,
-            rss_after_kib: 66 * 1024,
-            cpu_us_per_req: cpu,
-            envoy_util: 0.95,
-            req_per_s: 1e6 / cpu,
-            expected_share: 1.0,
-            p50_us: 300.0 + cpu,
-            p99_us: 800.0 + cpu,
-        }
-    }
-
-    pub fn record(name: &str, twin: Option<&str>, cpus: &[f64]) -> CaseRecord {
-        CaseRecord {
-            name: name.to_string(),
-            what: format!("{name} case"),
-            twin: twin.map(str::to_string),
-            plugins: Vec::new(),
-            wasm_bytes: None,
-            samples: cpus
-                .iter()
-                .enumerate()
-                .map(|(round, &cpu)| sample(round, cpu))
-                .collect(),
-            skipped: None,
-            answered: cpus.len(),
-        }
-    }
-
-    #[test]
-    fn deltas_pair_each_round_with_its_own_floor() {
-        // The floor drifts from round to round; the case stays 10 above it in each.
-        let cases = vec![
-            record("floor", None, &[100.0, 150.0, 120.0]),
-            record("plugin", Some("twin"), &[110.0, 160.0, 130.0]),
-            record("twin", None, &[105.0, 155.0, 125.0]),
-        ];
-        let rows = rows(&cases);
-        let plugin = &rows[1];
-        assert_eq!(
-            plugin.plus_cpu_us,
-            Some(Spread {
-                median: 10.0,
-                min: 10.0,
-                max: 10.0
-            })
-        );
-        assert!((plugin.cpu_x_floor.unwrap() - 130.0 / 120.0).abs() < 1e-9);
-        assert!((plugin.cpu_x_twin.unwrap() - 130.0 / 125.0).abs() < 1e-9);
-        assert!((plugin.p50_plus_us.unwrap() - 10.0).abs() < 1e-9);
-        assert!((plugin.start_plus_ms.unwrap() - 10.0).abs() < 1e-9);
-        assert_eq!(plugin.rss_idle_mib, Some(65.0));
-        assert_eq!(rows[0].plus_cpu_us.unwrap().median, 0.0);
-    }
-
-    #[test]
-    fn rounds_missing_on_either_side_are_not_compared() {
-        let mut floor = record("floor", None, &[100.0, 100.0]);
-        floor.samples.remove(0);
-        let cases = vec![floor, record("case", None, &[500.0, 130.0])];
-        let rows = rows(&cases);
-        assert_eq!(rows[1].plus_cpu_us.unwrap().median, 30.0);
-        assert_eq!(rows[1].cpu_us_per_req, Some(315.0));
-    }
-
-    #[test]
-    fn skip_reason_is_the_plugins_own_log_line() {
-        let error = "envoy exited (exit status: 1) before it was ready; its log:\n\
-            [2026-11-26 08:12:03.800][24567][info][main] [source/server/server.cc:1] starting\n\
-            [2026-11-26 08:12:03.855][24567][error][wasm] [source/extensions/common/wasm/context.cc:1157] wasm log: path-allowlist: invalid configuration at `rules[0].to[0].operation.pathz`: unknown field `pathz`\n\
-            [2026-11-26 08:12:03.855][24567][error][wasm] [source/extensions/common/wasm/wasm.cc:104] Wasm VM failed Failed to configure base Wasm plugin\n\
-            [2026-11-26 08:12:03.857][24567][critical][main] [source/server/server.cc:449] error `Unable to create Wasm plugin` initializing config   \n";
-        assert_eq!(
-            skip_reason(error),
-            "wasm log: path-allowlist: invalid configuration at `rules[0].to[0].operation.pathz`: unknown field `pathz`"
-        );
-        let without_plugin_line = "envoy exited:\n\
-            [2026-11-26 08:12:03.855][1][error][wasm] [wasm.cc:104] Wasm VM failed\n\
-            [2026-11-26 08:12:03.856][1][critical][wasm] [wasm.cc:626] Plugin p failed to load\n\
-            [2026-11-26 08:12:03.857][1][critical][main] [server.cc:449] error initializing config\n";
-        assert_eq!(
-            skip_reason(without_plugin_line),
-            "Plugin p failed to load / error initializing config"
-        );
-        assert_eq!(
-            skip_reason("module dist/x.wasm not found: run ./build.sh build"),
-            "module dist/x.wasm not found: run ./build.sh build"
-        );
-    }
 
     #[test]
     fn timestamps_are_utc_civil_time() {
