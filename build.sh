@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 ROOT=$PWD
 
 # The plugins: the workspace's crates with a `module` feature (the ones that build a
-# dist/<plugin>.wasm), in the workspace's order. harness::PLUGINS is checked against the same.
+# dist/<plugin>.wasm), in the workspace's order. harness_runner::PLUGINS is checked against the same.
 mapfile -t PLUGINS < <(cargo metadata --no-deps --format-version 1 | python3 -c '
 import json, sys
 meta = json.load(sys.stdin)

@@ -1,13 +1,13 @@
 //! `harness run` rehearses a cluster's WasmPlugin manifests in front of your own model server;
 //! `harness demo` does the same with the demo model server and replays the walkthrough of
-//! `demo.rs` (the BERT emotion model, the Kubeflow gateway's allowlist and JWT rule);
+//! `harness-demo` (the BERT emotion model, the Kubeflow gateway's allowlist and JWT rule);
 //! `harness bench` measures each plugin against the native Envoy filter doing the same job;
 //! `harness chaos` runs the gateway under load and faults and checks nothing was lost.
 
-mod bench;
-
-use harness::render::Cluster;
-use harness::{chaos, demo, diff, manifests, oci, CannedResponse, Envoy, EnvoyConfig, ModelServer};
+use harness_model_server::{CannedResponse, ModelServer};
+use harness_oci::manifests;
+use harness_runner::render::Cluster;
+use harness_runner::{Envoy, EnvoyConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,9 +104,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
 fn full_usage() -> String {
     format!(
         "{USAGE}\n  {}\n  {}\n{}",
-        bench::USAGE,
-        chaos::USAGE,
-        diff::USAGE
+        harness_bench::USAGE,
+        harness_chaos::USAGE,
+        harness_diff::USAGE
     )
 }
 
@@ -200,14 +200,14 @@ fn main() -> ExitCode {
 }
 
 fn run_bench(args: &[String]) -> ExitCode {
-    let options = match bench::parse_args(args) {
+    let options = match harness_bench::parse_args(args) {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("{e}\nusage: {}", bench::USAGE);
+            eprintln!("{e}\nusage: {}", harness_bench::USAGE);
             return ExitCode::from(2);
         }
     };
-    match bench::run(&options) {
+    match harness_bench::run(&options) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("harness bench: a case did not answer as expected");
@@ -221,14 +221,14 @@ fn run_bench(args: &[String]) -> ExitCode {
 }
 
 fn run_chaos(args: &[String]) -> ExitCode {
-    let options = match chaos::parse_args(args) {
+    let options = match harness_chaos::parse_args(args) {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("{e}\nusage: {}", chaos::USAGE);
+            eprintln!("{e}\nusage: {}", harness_chaos::USAGE);
             return ExitCode::from(2);
         }
     };
-    match chaos::run(&options) {
+    match harness_chaos::run(&options) {
         Ok(report) => {
             println!("{}", report.text);
             if report.violations == 0 {
@@ -342,10 +342,14 @@ fn run_demo(mut options: Options) -> Result<ExitCode, String> {
     // dist/ modules are packed as images, pushed to a registry on 127.0.0.1 and pulled back.
     let registry_dir =
         std::env::temp_dir().join(format!("harness-demo-registry-{}", std::process::id()));
-    let registry = if oci::local_registry_available() && options.registry_override.is_none() {
-        let (registry, prefix, pushed) =
-            oci::serve_dist_images(&registry_dir, &harness::PLUGINS, env!("CARGO_PKG_VERSION"))
-                .map_err(|e| e.to_string())?;
+    let registry = if harness_oci::local_registry_available() && options.registry_override.is_none()
+    {
+        let (registry, prefix, pushed) = harness_oci::serve_dist_images(
+            &registry_dir,
+            &harness_runner::PLUGINS,
+            env!("CARGO_PKG_VERSION"),
+        )
+        .map_err(|e| e.to_string())?;
         println!("images pushed to a local registry at {prefix}:");
         for image in &pushed {
             println!("  {} {}", image.reference, image.digest);
@@ -376,7 +380,7 @@ fn run_walkthrough(options: &Options, upstream: &ModelServer) -> Result<ExitCode
     );
     println!("(its curl lines name the tokens $DEMO_TOKEN and $FORGED_TOKEN, exported after it)");
     let admin = envoy.admin_url("");
-    let failures = demo::run(&base, &admin, &demo::steps());
+    let failures = harness_demo::run(&base, &admin, &harness_demo::steps());
     if failures > 0 {
         println!(
             "\n{failures} step(s) did not answer as the walkthrough says. Envoy log: {}",
@@ -386,7 +390,7 @@ fn run_walkthrough(options: &Options, upstream: &ModelServer) -> Result<ExitCode
         println!("\nevery step answered as the walkthrough says");
     }
     println!("\nThe tokens of the curl lines, for a shell:");
-    for export in demo::token_exports() {
+    for export in harness_demo::token_exports() {
         println!("  {export}");
     }
     if !options.serve {
@@ -400,16 +404,16 @@ fn run_walkthrough(options: &Options, upstream: &ModelServer) -> Result<ExitCode
         "\nThe gateway keeps serving. Try these (the walkthrough used up the v1 predictions' 2 per \
          minute: they answer again a minute later):"
     );
-    for step in demo::suggestions() {
+    for step in harness_demo::suggestions() {
         let target = match step.target {
-            demo::Target::Gateway => &base,
-            demo::Target::Admin => &admin,
+            harness_demo::Target::Gateway => &base,
+            harness_demo::Target::Admin => &admin,
         };
         println!(
             "\n  {}, answered {}:\n    {}",
             step.title,
             step.expect_status,
-            demo::curl_line(&step, target)
+            harness_demo::curl_line(&step, target)
         );
     }
     println!("\nCtrl-C stops it.");
@@ -433,7 +437,8 @@ fn build_image(args: &[String]) -> Result<(), String> {
     let (Some(module), Some(tag), Some(out)) = (module, tag, out) else {
         return Err("--module, --tag and --out are required".to_string());
     };
-    let images = oci::write_module_layout(&module, &tag, &out).map_err(|e| e.to_string())?;
+    let images =
+        harness_oci::write_module_layout(&module, &tag, &out).map_err(|e| e.to_string())?;
     for (tag, digest) in images {
         println!("  {}:{tag}  {digest}", out.display());
     }
@@ -456,7 +461,8 @@ fn push_images(args: &[String]) -> Result<(), String> {
     let (Some(images), Some(to)) = (images, to) else {
         return Err("--images and --to are required".to_string());
     };
-    let pushed = oci::push_images(&images, &to, tag.as_deref()).map_err(|e| e.to_string())?;
+    let pushed =
+        harness_oci::push_images(&images, &to, tag.as_deref()).map_err(|e| e.to_string())?;
     for image in pushed {
         println!("  {}  {}", image.reference, image.digest);
     }
@@ -495,15 +501,15 @@ fn wait_for_termination() {
 /// `harness diff`: exit 0 when the plugin decides every request as Istio's filters do, 1 when
 /// some differ, 2 when the run could not be made.
 fn run_diff(args: &[String]) -> ExitCode {
-    let options = match diff::Options::parse(args) {
+    let options = match harness_diff::Options::parse(args) {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("harness diff: {e}\n{}", diff::USAGE);
+            eprintln!("harness diff: {e}\n{}", harness_diff::USAGE);
             return ExitCode::from(2);
         }
     };
     let mut differ = false;
-    let outcome = diff::run(&options, |run| {
+    let outcome = harness_diff::run(&options, |run| {
         let unexplained = run.report.unexplained().next().is_some();
         differ |= unexplained;
         println!("== {}", run.title);

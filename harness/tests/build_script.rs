@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 fn build_sh(args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
-    let output = Command::new(harness::repo_root().join("build.sh"))
+    let output = Command::new(harness_runner::repo_root().join("build.sh"))
         .args(args)
         .output()
         .unwrap();
@@ -59,7 +59,7 @@ fn wrong_arguments_are_refused_with_the_usage() {
 /// `ship_module IN OUT` of build.sh, sourced: its console line.
 fn ship_module(input: &std::path::Path, out: &std::path::Path) -> String {
     let output = Command::new("bash")
-        .current_dir(harness::repo_root())
+        .current_dir(harness_runner::repo_root())
         .arg("-c")
         .arg(r#"source ./build.sh && ship_module "$1" "$2""#)
         .arg("bash")

@@ -42,7 +42,7 @@ impl Drop for Running {
 }
 
 /// Runs the demo's suggested curl lines as a user pastes them, after its exports, each checked
-/// against what [`harness::demo::suggestions`] says it answers.
+/// against what [`harness_demo::suggestions`] says it answers.
 fn check_suggestions(printed: &[String]) {
     let exports: Vec<&str> = printed
         .iter()
@@ -52,13 +52,13 @@ fn check_suggestions(printed: &[String]) {
         .iter()
         .filter_map(|l| l.strip_prefix("    curl "))
         .collect();
-    let suggestions = harness::demo::suggestions();
+    let suggestions = harness_demo::suggestions();
     assert_eq!(curls.len(), suggestions.len(), "{printed:#?}");
     for (curl, step) in curls.iter().zip(&suggestions) {
         let script = format!("export {}\ncurl {curl}", exports.join("\nexport "));
         let output = Command::new("sh").args(["-c", &script]).output().unwrap();
         let answer = String::from_utf8_lossy(&output.stdout);
-        if step.target == harness::demo::Target::Gateway {
+        if step.target == harness_demo::Target::Gateway {
             let status = answer.lines().next().unwrap_or_default();
             assert!(
                 status.starts_with(&format!("HTTP/1.1 {} ", step.expect_status)),
@@ -74,7 +74,7 @@ fn check_suggestions(printed: &[String]) {
 
 #[test]
 fn ctrl_c_stops_the_demo_and_its_envoy() {
-    let manifests = harness::repo_root().join("wasmplugin-manifests/gateway");
+    let manifests = harness_runner::repo_root().join("wasmplugin-manifests/gateway");
     let mut demo = Running(
         Command::new(env!("CARGO_BIN_EXE_harness"))
             .args(["demo", "--manifests"])
@@ -147,7 +147,7 @@ fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String
 fn harness_run_shows_plugin_warnings_as_they_happen() {
     // A jwksUri without jwksCluster goes through the cluster istiod would make for its host;
     // here there is none, so every fetch fails and auth-gate logs it at warning level.
-    let upstream = harness::ModelServer::start().unwrap();
+    let upstream = harness_model_server::ModelServer::start().unwrap();
     let dir = std::env::temp_dir().join(format!("cli-warnings-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(

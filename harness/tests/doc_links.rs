@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// `README.md`, `docs/*.md` and the plugins' READMEs.
 fn documents() -> Vec<PathBuf> {
-    let root = harness::repo_root();
+    let root = harness_runner::repo_root();
     let mut files = vec![root.join("README.md")];
     for dir in ["docs", "plugins"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
@@ -139,7 +139,7 @@ fn every_relative_link_resolves() {
 
 #[test]
 fn a_broken_link_or_anchor_is_found() {
-    let readme = harness::repo_root().join("README.md");
+    let readme = harness_runner::repo_root().join("README.md");
     assert_eq!(
         broken(&readme, "docs/rehearse.md#compare-with-istio-harness-diff"),
         None

@@ -1,6 +1,7 @@
 //! The harness against a real Envoy: ports, readiness, a request through, failure and teardown.
 
-use harness::{http, Envoy, EnvoyConfig, ModelServer, Plugin};
+use harness_model_server::ModelServer;
+use harness_runner::{http, Envoy, EnvoyConfig, Plugin};
 use std::path::Path;
 
 #[test]

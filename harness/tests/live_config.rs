@@ -3,8 +3,9 @@
 //! config keeps serving, and a module that traps is handled as its fail strategy says.
 #![allow(clippy::unwrap_used)]
 
-use harness::chaos::write_trapping_module;
-use harness::{http, Envoy, EnvoyConfig, FailStrategy, ModelServer, Plugin, PushOutcome};
+use harness_chaos::write_trapping_module;
+use harness_model_server::ModelServer;
+use harness_runner::{http, Envoy, EnvoyConfig, FailStrategy, Plugin, PushOutcome};
 use serde_json::json;
 
 fn allowlist(paths: &[&str]) -> Plugin {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 const FOLDERS: [&str; 3] = ["gateway", "sidecar", "ratelimit"];
 
 fn manifests_dir() -> PathBuf {
-    harness::repo_root().join("wasmplugin-manifests")
+    harness_runner::repo_root().join("wasmplugin-manifests")
 }
 
 fn crd_schemas_dir() -> PathBuf {
@@ -98,7 +98,7 @@ fn every_istio_resource_validates_against_its_crd_schema() {
                     file.display()
                 );
                 // The harness's own check (`harness run`) accepts what the API server accepts.
-                if let Err(e) = harness::crd::check(&doc) {
+                if let Err(e) = harness_runner::crd::check(&doc) {
                     panic!("{}: {e}", file.display());
                 }
                 checked.push(format!("{folder}/{kind}/{name}"));
@@ -128,8 +128,8 @@ fn the_crd_schemas_reject_istios_invalid_examples() {
                 file.display()
             );
             assert!(
-                harness::crd::check(&doc).is_err(),
-                "{} was accepted by harness::crd",
+                harness_runner::crd::check(&doc).is_err(),
+                "{} was accepted by harness_runner::crd",
                 file.display()
             );
             rejected += 1;
@@ -141,7 +141,7 @@ fn the_crd_schemas_reject_istios_invalid_examples() {
 /// The policy files of `harness diff`'s tests are what users pass to `--istio`.
 #[test]
 fn the_istio_policy_files_validate_against_their_crd_schemas() {
-    let dir = harness::repo_root().join("tests/istio-policies");
+    let dir = harness_runner::repo_root().join("tests/istio-policies");
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let file = entry.unwrap().path();
@@ -149,7 +149,7 @@ fn the_istio_policy_files_validate_against_their_crd_schemas() {
             let kind = doc["kind"].as_str().unwrap_or_default();
             let problems = errors(&crd_validator(kind).unwrap(), &doc["spec"]);
             assert!(problems.is_empty(), "{}: {problems:?}", file.display());
-            if let Err(e) = harness::crd::check(&doc) {
+            if let Err(e) = harness_runner::crd::check(&doc) {
                 panic!("{}: {e}", file.display());
             }
             checked += 1;
@@ -173,7 +173,7 @@ fn every_plugin_config_validates_against_its_plugin_schema() {
                 continue;
             }
             let plugin = plugin_of(doc["spec"]["url"].as_str().unwrap());
-            let schema = harness::repo_root()
+            let schema = harness_runner::repo_root()
                 .join("plugins")
                 .join(&plugin)
                 .join("config.schema.json");
@@ -215,7 +215,7 @@ fn every_kustomization_lists_all_manifests_of_its_folder() {
 #[test]
 fn the_harness_reads_the_gateway_and_sidecar_plugins() {
     for folder in ["gateway", "sidecar"] {
-        let plugins = harness::manifests::load_dir(&manifests_dir().join(folder)).unwrap();
+        let plugins = harness_oci::manifests::load_dir(&manifests_dir().join(folder)).unwrap();
         let mut names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
         names.sort();
         assert_eq!(
@@ -293,10 +293,10 @@ fn envoy_accepts_the_gateway_and_sidecar_plugins_as_rendered() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut refused = Vec::new();
     for folder in ["gateway", "sidecar"] {
-        let plugins = harness::manifests::to_plugins(
-            harness::manifests::load_dir(&manifests_dir().join(folder)).unwrap(),
+        let plugins = harness_oci::manifests::to_plugins(
+            harness_oci::manifests::load_dir(&manifests_dir().join(folder)).unwrap(),
         );
-        let config = harness::EnvoyConfig {
+        let config = harness_runner::EnvoyConfig {
             plugins,
             upstream: "127.0.0.1:8080".parse().unwrap(),
             ..Default::default()
@@ -304,10 +304,10 @@ fn envoy_accepts_the_gateway_and_sidecar_plugins_as_rendered() {
         let bootstrap = dir.join(format!("{folder}.json"));
         std::fs::write(
             &bootstrap,
-            serde_json::to_string(&harness::render::bootstrap(&config)).unwrap(),
+            serde_json::to_string(&harness_runner::render::bootstrap(&config)).unwrap(),
         )
         .unwrap();
-        let output = std::process::Command::new(harness::envoy::envoy_binary())
+        let output = std::process::Command::new(harness_runner::envoy::envoy_binary())
             .args(["--mode", "validate", "-c"])
             .arg(&bootstrap)
             .output()
@@ -340,7 +340,7 @@ fn every_readme_wasmplugin_example_validates() {
         "local-ratelimit",
         "emotion-stats",
     ] {
-        let dir = harness::repo_root().join("plugins").join(plugin);
+        let dir = harness_runner::repo_root().join("plugins").join(plugin);
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
         let plugin_schema = validator(&dir.join("config.schema.json"));
         for block in readme

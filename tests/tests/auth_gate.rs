@@ -6,8 +6,9 @@
 //! The tokens are ES256, signed once (outside this repository) with a key whose public half is
 //! `JWKS`; they expire in 2100. `FORGED` has the same `kid` but another key.
 
-use harness::render::Cluster;
-use harness::{http, CannedResponse, Envoy, EnvoyConfig, ModelServer, PathNormalization, Plugin};
+use harness_model_server::{CannedResponse, ModelServer};
+use harness_runner::render::Cluster;
+use harness_runner::{http, Envoy, EnvoyConfig, PathNormalization, Plugin};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;

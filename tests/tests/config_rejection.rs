@@ -1,7 +1,8 @@
 //! Every plugin refuses a configuration with a field it does not know, saying so in one log
 //! line naming the field, and Envoy then refuses to start it (in Istio: keeps the last good one).
 
-use harness::{Envoy, EnvoyConfig, ModelServer, Plugin, PLUGINS};
+use harness_model_server::ModelServer;
+use harness_runner::{Envoy, EnvoyConfig, Plugin, PLUGINS};
 
 #[test]
 fn an_unknown_field_is_named_and_the_plugin_refuses_to_start() {

@@ -2,7 +2,8 @@
 //! series on admin `/stats/prometheus`, every response on a model path lands in one outcome, and
 //! no response is ever changed.
 
-use harness::{http, CannedResponse, Envoy, EnvoyConfig, ModelServer, Plugin};
+use harness_model_server::{CannedResponse, ModelServer};
+use harness_runner::{http, Envoy, EnvoyConfig, Plugin};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -367,7 +368,7 @@ fn openai_answers_whole_and_streamed_add_their_tokens_once() {
     );
     assert!(through_envoy.ends_with(b"data: [DONE]\n\n"));
     // 8 events 80 ms apart: the first reaches the client while the server is still writing.
-    let gap = harness::model_server::STREAM_EVENT_GAP;
+    let gap = harness_model_server::STREAM_EVENT_GAP;
     assert!(
         first_event + gap * 4 <= done,
         "first event after {first_event:?}, end after {done:?}: the stream was held back"
@@ -1191,7 +1192,8 @@ fn grafana_dashboard_queries_give_what_the_traffic_implies() {
     };
 
     let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(harness::repo_root().join("docs/grafana-dashboard.json")).unwrap(),
+        &std::fs::read_to_string(harness_runner::repo_root().join("docs/grafana-dashboard.json"))
+            .unwrap(),
     )
     .unwrap();
     let per_second = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {

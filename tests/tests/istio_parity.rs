@@ -4,9 +4,9 @@
 //! files users start from, on every `pluginConfig` example of the plugin READMEs, and on random
 //! policy sets (their seeds are printed; `harness diff --random 1 --seed S` replays one).
 
-use harness::diff::{self, Options, Resources, Target};
-use harness::rng::Rng;
-use harness::PathNormalization;
+use harness_diff::{Options, Resources, Target};
+use harness_runner::rng::Rng;
+use harness_runner::PathNormalization;
 use std::path::PathBuf;
 
 fn options(target: Target, requests: usize) -> Options {
@@ -27,10 +27,10 @@ fn options(target: Target, requests: usize) -> Options {
 /// Compares `resources` on `requests` generated requests; fails with the report when some
 /// decision differs without a documented reason.
 fn assert_agrees(what: &str, resources: &Resources, options: &Options) {
-    let keys = diff::tokens::Keys::from_seed(options.seed);
-    let requests = diff::Generator::new(resources, &keys)
+    let keys = harness_diff::tokens::Keys::from_seed(options.seed);
+    let requests = harness_diff::Generator::new(resources, &keys)
         .requests(options.requests, &mut Rng::new(options.seed));
-    let report = diff::compare(resources, &keys, options, &requests)
+    let report = harness_diff::compare(resources, &keys, options, &requests)
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         report.unexplained().next().is_none(),
@@ -41,7 +41,7 @@ fn assert_agrees(what: &str, resources: &Resources, options: &Options) {
 }
 
 fn repo(path: &str) -> PathBuf {
-    harness::repo_root().join(path)
+    harness_runner::repo_root().join(path)
 }
 
 #[test]
@@ -67,17 +67,17 @@ fn a_difference_is_seen_and_a_documented_one_is_named() {
     let text = std::fs::read_to_string(repo("tests/istio-policies/kubeflow-gateway.yaml")).unwrap();
     let resources = Resources::parse(&text).unwrap();
     let options = options(Target::AuthGate, 0);
-    let keys = diff::tokens::Keys::from_seed(options.seed);
-    let requests = diff::Request::parse_corpus(
+    let keys = harness_diff::tokens::Keys::from_seed(options.seed);
+    let requests = harness_diff::Request::parse_corpus(
         r#"{"method":"GET","path":"/admin%2Fx","kind":"path: encoded slash"}
 {"method":"GET","path":"/healthz","kind":"plain"}"#,
     )
     .unwrap();
-    let report = diff::compare(&resources, &keys, &options, &requests).unwrap();
+    let report = harness_diff::compare(&resources, &keys, &options, &requests).unwrap();
     assert_eq!(report.differences.len(), 1, "{}", report.render(3));
     let difference = &report.differences[0];
-    assert_eq!(difference.istio, diff::Decision::Refused(403));
-    assert_eq!(difference.plugin, diff::Decision::Refused(400));
+    assert_eq!(difference.istio, harness_diff::Decision::Refused(403));
+    assert_eq!(difference.plugin, harness_diff::Decision::Refused(400));
     assert!(difference.known.is_some());
     assert!(report.unexplained().next().is_none());
 }
@@ -109,7 +109,7 @@ fn readme_examples_agree_with_envoy() {
 fn random_policies_agree_with_envoy() {
     let options = options(Target::AuthGate, 500);
     for seed in 1..=8 {
-        let resources = diff::random::resources(&mut Rng::new(seed));
+        let resources = harness_diff::random::resources(&mut Rng::new(seed));
         let options = Options {
             seed,
             ..options.clone()

@@ -4,8 +4,9 @@
 //! keeps balances, bounded memory under a flood of distinct keys, and refused configurations.
 //! Limits are per minute or hour so that no test depends on timing.
 
-use harness::render::{bootstrap, DirectResponse};
-use harness::{http, Envoy, EnvoyConfig, ModelServer, Plugin};
+use harness_model_server::ModelServer;
+use harness_runner::render::{bootstrap, DirectResponse};
+use harness_runner::{http, Envoy, EnvoyConfig, Plugin};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -554,7 +555,7 @@ impl EcdsEnvoy {
         });
         ecds.write(config);
         std::fs::write(dir.join("envoy.json"), rendered.to_string()).unwrap();
-        let child = Command::new(harness::envoy::envoy_binary())
+        let child = Command::new(harness_runner::envoy::envoy_binary())
             .arg("-c")
             .arg(dir.join("envoy.json"))
             .args([

@@ -8,8 +8,8 @@
 //! (a probe id per request variant), sent twice: a request whose descriptor matched a limit of
 //! one token is refused the second time, one that matched nothing is admitted both times.
 
-use harness::render::{DirectResponse, NativeFilter};
-use harness::{http, Envoy, EnvoyConfig, Plugin};
+use harness_runner::render::{DirectResponse, NativeFilter};
+use harness_runner::{http, Envoy, EnvoyConfig, Plugin};
 use serde_json::{json, Value};
 
 /// One action under test: the entry appended after the probe's, and the value it must produce

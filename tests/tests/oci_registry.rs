@@ -8,9 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use harness::manifests::{self, ModuleResolver};
-use harness::oci::{self, LocalRegistry, ModuleCache};
-use harness::{http, Envoy, EnvoyConfig, ModelServer, Plugin, PLUGINS};
+use harness_model_server::ModelServer;
+use harness_oci::manifests::{self, ModuleResolver};
+use harness_oci::{LocalRegistry, ModuleCache};
+use harness_runner::{http, Envoy, EnvoyConfig, Plugin, PLUGINS};
 use std::path::{Path, PathBuf};
 
 const VERSION: &str = "0.1.0";
@@ -62,15 +63,20 @@ fn load(manifests: &str, dir: &Path, cache: &Path) -> Vec<Plugin> {
 /// A registry holding every plugin's images, built and pushed as `./build.sh images` and
 /// `./build.sh push` do; `None` (with the reason printed) where docker-registry or skopeo is
 /// missing.
-fn registry_with_images(temp: &TempDir) -> Option<(LocalRegistry, String, Vec<oci::Pushed>)> {
-    if !oci::local_registry_available() {
+fn registry_with_images(
+    temp: &TempDir,
+) -> Option<(LocalRegistry, String, Vec<harness_oci::Pushed>)> {
+    if !harness_oci::local_registry_available() {
         eprintln!(
             "SKIPPED oci_registry: docker-registry or skopeo is not installed and ./build.sh setup could not install them (Debian packages docker-registry, skopeo)"
         );
         return None;
     }
-    let served = oci::serve_dist_images(&temp.0, &PLUGINS, VERSION).unwrap();
-    assert_eq!(served.2.len(), PLUGINS.len() * oci::Variant::ALL.len());
+    let served = harness_oci::serve_dist_images(&temp.0, &PLUGINS, VERSION).unwrap();
+    assert_eq!(
+        served.2.len(),
+        PLUGINS.len() * harness_oci::Variant::ALL.len()
+    );
     Some(served)
 }
 
@@ -147,7 +153,7 @@ fn plugins_pulled_from_a_local_registry_serve_and_fetch_failures_follow_fail_str
         let name = plugin.name.trim_start_matches("istio-system.");
         assert_eq!(
             std::fs::read(&plugin.module).unwrap(),
-            std::fs::read(harness::dist_module(name)).unwrap(),
+            std::fs::read(harness_runner::dist_module(name)).unwrap(),
             "{name}: the pulled module differs from dist/"
         );
     }
@@ -243,7 +249,7 @@ fn the_sidecar_manifests_run_from_registry_images_with_each_plugins_behaviour() 
         cache: ModuleCache::new(temp.0.join("cache")),
         ..Default::default()
     };
-    let sidecar = harness::repo_root().join("wasmplugin-manifests/sidecar");
+    let sidecar = harness_runner::repo_root().join("wasmplugin-manifests/sidecar");
     let plugins = manifests::to_plugins(manifests::load_dir_with(&sidecar, &resolver).unwrap());
     assert_eq!(plugins.len(), 4);
     for plugin in &plugins {

@@ -4,7 +4,8 @@
 //! normalized paths are forwarded as checked, and dry-run, DENY, several policies and bad
 //! configurations behave as documented.
 
-use harness::{http, Envoy, EnvoyConfig, ModelServer, PathNormalization, Plugin};
+use harness_model_server::ModelServer;
+use harness_runner::{http, Envoy, EnvoyConfig, PathNormalization, Plugin};
 use serde_json::{json, Value};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -402,8 +403,8 @@ fn bad_configurations_are_refused_naming_the_field() {
 /// applies it.
 #[test]
 fn the_gateway_manifest_config_is_the_kubeflow_allowlist_and_works() {
-    let dir = harness::repo_root().join("wasmplugin-manifests/gateway");
-    let resources = harness::manifests::load_dir(&dir).unwrap();
+    let dir = harness_runner::repo_root().join("wasmplugin-manifests/gateway");
+    let resources = harness_oci::manifests::load_dir(&dir).unwrap();
     let manifest = resources
         .iter()
         .find(|r| r.name == PLUGIN)

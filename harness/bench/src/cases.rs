@@ -1,0 +1,745 @@
+//! The cases: the router-only floor, the Wasm floor, and each plugin on its main path next to
+//! the native filter doing the same job. Cases answer from a `direct_response` route carrying
+//! a model prediction, so no upstream can be the bottleneck and every case (emotion-stats
+//! included) sees the same response. Only the 429 cases proxy, to a fast upstream, and are
+//! compared with a floor that proxies: a local reply is worth having because it saves the
+//! upstream hop, which a direct-response floor does not make.
+
+use super::native::{self, JwtIssuer};
+use super::tokens::Tokens;
+use super::wasm_floor;
+use harness_oci::manifests;
+use harness_runner::render::{DirectResponse, NativeFilter};
+use harness_runner::{EnvoyConfig, Plugin, Result};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The request every case gets (the BERT emotion walkthrough's prediction path).
+pub const PREDICT_PATH: &str = "/v1/models/bert-emotion-model:predict";
+
+/// The Kubeflow gateway's `allowlist-by-paths` policy.
+pub const SEED_001_PATHS: [&str; 6] = [
+    "/metrics",
+    "/healthz",
+    "/ready",
+    "/wait-for-drain",
+    "/v1/models/*",
+    "/v2/models/*",
+];
+
+/// What the benchmark builds before the cases: keys, tokens and the Wasm floor modules.
+pub struct Fixtures {
+    pub tokens: Tokens,
+    pub floor: wasm_floor::Modules,
+    /// `wasmplugin-manifests/gateway/`, for the chained case's order and fail strategies.
+    pub gateway_manifests: PathBuf,
+    /// The fast upstream of the proxying cases.
+    pub upstream: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: &'static str,
+    pub what: String,
+    /// The native case doing the same job.
+    pub twin: Option<&'static str>,
+    /// Plugins from `dist/` this case loads: if one refuses its configuration, the case is
+    /// skipped rather than failing the run.
+    pub plugins: Vec<&'static str>,
+    pub config: EnvoyConfig,
+    /// The request target (`PREDICT_PATH` but for the cases about the query string).
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub expect_status: u16,
+}
+
+impl Case {
+    /// Bytes of the `.wasm` modules this case loads.
+    pub fn wasm_bytes(&self) -> Option<u64> {
+        if self.config.plugins.is_empty() {
+            return None;
+        }
+        self.config
+            .plugins
+            .iter()
+            .map(|p| std::fs::metadata(&p.module).map(|m| m.len()).ok())
+            .sum()
+    }
+}
+
+/// A KServe v1 answer of the emotion model, padded to exactly `len` bytes (at least 261): a
+/// batch of as many six-label predictions as fit, then spaces.
+pub fn prediction_body(len: usize) -> String {
+    let instance = r#"[{"label":"joy","score":0.9813},{"label":"love","score":0.0052},{"label":"sadness","score":0.0041},{"label":"anger","score":0.0038},{"label":"surprise","score":0.0031},{"label":"fear","score":0.0025}]"#;
+    let mut body = format!(r#"{{"predictions":[{instance}"#);
+    while body.len() + 1 + instance.len() + 2 <= len {
+        body.push(',');
+        body.push_str(instance);
+    }
+    body.push_str("]}");
+    while body.len() < len {
+        body.push(' ');
+    }
+    body
+}
+
+pub const SMALL_BODY: usize = 261;
+pub const LARGE_BODY: usize = 64 * 1024;
+
+fn base(body_len: usize) -> EnvoyConfig {
+    EnvoyConfig {
+        concurrency: 1,
+        direct_response: Some(DirectResponse {
+            status: 200,
+            content_type: "application/json".to_string(),
+            body: prediction_body(body_len),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The fast upstream: an Envoy answering every request with the small prediction from its
+/// route (about 25 µs of CPU per request where the demo model server's four tiny_http threads
+/// would queue).
+pub fn upstream_config() -> EnvoyConfig {
+    base(SMALL_BODY)
+}
+
+/// Routes to `upstream` instead of answering from the route.
+fn proxied(config: EnvoyConfig, upstream: SocketAddr) -> EnvoyConfig {
+    EnvoyConfig {
+        upstream,
+        direct_response: None,
+        ..config
+    }
+}
+
+fn with_native(body_len: usize, filters: Vec<NativeFilter>) -> EnvoyConfig {
+    EnvoyConfig {
+        native_filters: filters,
+        ..base(body_len)
+    }
+}
+
+fn with_plugins(body_len: usize, plugins: Vec<Plugin>) -> EnvoyConfig {
+    EnvoyConfig {
+        plugins,
+        ..base(body_len)
+    }
+}
+
+fn floor_module(name: &str, module: &std::path::Path) -> Plugin {
+    Plugin {
+        module: module.to_path_buf(),
+        ..Plugin::from_dist(name, json!({}))
+    }
+}
+
+/// `count` Istio path patterns: generated exact, prefix and suffix ones first, the Kubeflow
+/// gateway's allowlist last (RBAC tries its rules in order: the allowed path is found after all
+/// the others).
+pub fn many_paths(count: usize) -> Vec<String> {
+    let fillers = count.saturating_sub(SEED_001_PATHS.len());
+    let mut paths: Vec<String> = (0..fillers)
+        .map(|i| match i % 3 {
+            0 => format!("/internal/service-{i}/status"),
+            1 => format!("/apps/app-{i}/*"),
+            _ => format!("*.report-{i}"),
+        })
+        .collect();
+    paths.extend(SEED_001_PATHS.iter().map(|p| p.to_string()));
+    paths
+}
+
+pub fn path_allowlist_config(paths: &[String]) -> Value {
+    json!({"action": "ALLOW", "rules": [{"to": [{"operation": {"paths": paths}}]}]})
+}
+
+/// The BERT emotion walkthrough's header rule as an auth-gate policy.
+pub fn header_policy() -> Value {
+    json!({
+        "name": "allow-with-header",
+        "action": "ALLOW",
+        "rules": [{
+            "to": [{"operation": {"paths": [PREDICT_PATH]}}],
+            "when": [{"key": "request.headers[X-Test]", "values": ["istio-is-cool"]}]
+        }]
+    })
+}
+
+/// The Kubeflow gateway's "require a JWT" as an auth-gate policy: no principal, no entry.
+pub fn require_jwt_policy() -> Value {
+    json!({
+        "name": "require-jwt",
+        "action": "DENY",
+        "rules": [{"from": [{"source": {"notRequestPrincipals": ["*"]}}]}]
+    })
+}
+
+pub fn auth_gate_jwt_config(issuer: &JwtIssuer, cache: bool, policies: Vec<Value>) -> Value {
+    json!({
+        "jwtRules": [{"issuer": issuer.issuer, "audiences": [issuer.audience], "jwks": issuer.jwks}],
+        "policies": policies,
+        "tokenCacheEntries": if cache { 100 } else { 0 }
+    })
+}
+
+/// One limit on the prediction path, keyed by `:path` as the BERT emotion walkthrough's
+/// EnvoyFilter does.
+pub fn ratelimit_config(requests_per_unit: u32, unit: &str) -> Value {
+    json!({
+        "domain": "bench",
+        "descriptors": [{
+            "key": "path",
+            "value": PREDICT_PATH,
+            "rate_limit": {"unit": unit, "requests_per_unit": requests_per_unit}
+        }],
+        "rate_limits": [{"actions": [{"request_headers": {"header_name": ":path", "descriptor_key": "path"}}]}]
+    })
+}
+
+pub fn emotion_stats_config() -> Value {
+    json!({"paths": ["/v1/models/*", "/v2/models/*"]})
+}
+
+/// A bucket the benchmark can never empty, and one that is empty after the first request.
+const ENDLESS_TOKENS: u32 = 1_000_000_000;
+const ENDLESS_FILL_S: u32 = 1;
+const ONE_TOKEN_FILL_S: u32 = 3600;
+
+pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
+    let issuer = &fixtures.tokens.issuer;
+    let bearer = |token: &str| ("authorization".to_string(), format!("Bearer {token}"));
+    let x_test = ("x-test".to_string(), "istio-is-cool".to_string());
+    let rs256_headers = vec![x_test.clone(), bearer(&fixtures.tokens.rs256)];
+    let es256_headers = vec![x_test, bearer(&fixtures.tokens.es256)];
+    let seed_paths: Vec<String> = SEED_001_PATHS.iter().map(|p| p.to_string()).collect();
+    let paths_1000 = many_paths(1000);
+
+    let case = |name, what: &str, twin, plugins: Vec<&'static str>, config, status| Case {
+        name,
+        what: what.to_string(),
+        twin,
+        plugins,
+        config,
+        path: PREDICT_PATH.to_string(),
+        headers: rs256_headers.clone(),
+        expect_status: status,
+    };
+    let es256 = |c: Case| Case {
+        headers: es256_headers.clone(),
+        ..c
+    };
+    let jwt_pair = |alg: &'static str, cache: bool| -> (Case, Case) {
+        let (wasm_name, native_name) = match (alg, cache) {
+            ("RS256", true) => ("auth-gate-rs256-cached", "jwt-rs256-cached"),
+            ("RS256", false) => ("auth-gate-rs256", "jwt-rs256"),
+            (_, true) => ("auth-gate-es256-cached", "jwt-es256-cached"),
+            (_, false) => ("auth-gate-es256", "jwt-es256"),
+        };
+        let seen = if cache {
+            "token seen before (cache on)"
+        } else {
+            "every request verified (cache off)"
+        };
+        let wasm = case(
+            wasm_name,
+            &format!("auth-gate: require a valid {alg} JWT, {seen}"),
+            Some(native_name),
+            vec!["auth-gate"],
+            with_plugins(
+                SMALL_BODY,
+                vec![Plugin::from_dist(
+                    "auth-gate",
+                    auth_gate_jwt_config(issuer, cache, vec![require_jwt_policy()]),
+                )],
+            ),
+            200,
+        );
+        let native = case(
+            native_name,
+            &format!(
+                "jwt_authn {alg}, inline JWKS{}",
+                if cache {
+                    ", jwt_cache_config"
+                } else {
+                    ", no cache"
+                }
+            ),
+            None,
+            vec![],
+            with_native(SMALL_BODY, vec![native::jwt_authn("jwt", issuer, cache)]),
+            200,
+        );
+        if alg == "ES256" {
+            (es256(wasm), es256(native))
+        } else {
+            (wasm, native)
+        }
+    };
+
+    // About 2,900 `access_token` parameters, inside Envoy's default 60 KiB of headers: the
+    // token is the first one (and invalid), the rest must cost nothing.
+    let many_params = |c: Case| Case {
+        path: format!(
+            "{PREDICT_PATH}?{}",
+            "access_token=x.y.z&".repeat(MANY_PARAMS)
+        ),
+        headers: Vec::new(),
+        ..c
+    };
+    let mut cases = vec![
+        case("floor", "router only", None, vec![], base(SMALL_BODY), 200),
+        case(
+            "floor-proxied",
+            "router proxying to a fast upstream (an Envoy answering the same body)",
+            None,
+            vec![],
+            proxied(base(SMALL_BODY), fixtures.upstream),
+            200,
+        ),
+        case(
+            "wasm-noop",
+            "Wasm floor: a module answering Continue (v8)",
+            None,
+            vec![],
+            with_plugins(
+                SMALL_BODY,
+                vec![floor_module("wasm-noop", &fixtures.floor.noop)],
+            ),
+            200,
+        ),
+        case(
+            "wasm-body",
+            "Wasm body floor: reads each response chunk (261 B)",
+            None,
+            vec![],
+            with_plugins(
+                SMALL_BODY,
+                vec![floor_module("wasm-body", &fixtures.floor.body_reader)],
+            ),
+            200,
+        ),
+        case(
+            "wasm-body-64k",
+            "Wasm body floor, 64 KiB response",
+            None,
+            vec![],
+            with_plugins(
+                LARGE_BODY,
+                vec![floor_module("wasm-body", &fixtures.floor.body_reader)],
+            ),
+            200,
+        ),
+        case(
+            "sdk-passthrough",
+            "Rust SDK floor: local-ratelimit without rate_limits, every request passes",
+            None,
+            vec!["local-ratelimit"],
+            with_plugins(
+                SMALL_BODY,
+                vec![Plugin::from_dist(
+                    "local-ratelimit",
+                    json!({"domain": "bench"}),
+                )],
+            ),
+            200,
+        ),
+        case(
+            "path-allowlist",
+            "the Kubeflow gateway allowlist (6 patterns), allowed request",
+            Some("rbac-paths"),
+            vec!["path-allowlist"],
+            with_plugins(
+                SMALL_BODY,
+                vec![Plugin::from_dist(
+                    "path-allowlist",
+                    path_allowlist_config(&seed_paths),
+                )],
+            ),
+            200,
+        ),
+        case(
+            "rbac-paths",
+            "RBAC ALLOW with the Kubeflow gateway allowlist's paths",
+            None,
+            vec![],
+            with_native(SMALL_BODY, vec![native::rbac_paths("rbac", &seed_paths)]),
+            200,
+        ),
+        case(
+            "path-allowlist-1000",
+            "1,000 patterns, the allowed one last",
+            Some("rbac-paths-1000"),
+            vec!["path-allowlist"],
+            with_plugins(
+                SMALL_BODY,
+                vec![Plugin::from_dist(
+                    "path-allowlist",
+                    path_allowlist_config(&paths_1000),
+                )],
+            ),
+            200,
+        ),
+        case(
+            "rbac-paths-1000",
+            "RBAC ALLOW with the same 1,000 paths",
+            None,
+            vec![],
+            with_native(SMALL_BODY, vec![native::rbac_paths("rbac", &paths_1000)]),
+            200,
+        ),
+        case(
+            "auth-gate-header",
+            "the BERT emotion walkthrough's header rule (x-test on the predict path)",
+            Some("rbac-header"),
+            vec!["auth-gate"],
+            with_plugins(
+                SMALL_BODY,
+                vec![Plugin::from_dist(
+                    "auth-gate",
+                    json!({"policies": [header_policy()]}),
+                )],
+            ),
+            200,
+        ),
+        case(
+            "rbac-header",
+            "RBAC: predict path and header principal x-test",
+            None,
+            vec![],
+            with_native(
+                SMALL_BODY,
+                vec![native::rbac_header(
+                    "rbac",
+                    PREDICT_PATH,
+                    "x-test",
+                    "istio-is-cool",
+                )],
+            ),
+            200,
+        ),
+    ];
+    for (alg, cache) in [
+        ("RS256", true),
+        ("RS256", false),
+        ("ES256", true),
+        ("ES256", false),
+    ] {
+        let (wasm, native) = jwt_pair(alg, cache);
+        cases.push(wasm);
+        cases.push(native);
+    }
+    // First sight for the other algorithms: reported, no target.
+    for (alg, token) in &fixtures.tokens.others {
+        let name = match *alg {
+            "RS384" => "auth-gate-rs384",
+            "RS512" => "auth-gate-rs512",
+            "PS256" => "auth-gate-ps256",
+            _ => "auth-gate-es384",
+        };
+        cases.push(Case {
+            headers: vec![bearer(token)],
+            ..case(
+                name,
+                &format!(
+                    "auth-gate: require a valid {alg} JWT, every request verified (cache off)"
+                ),
+                None,
+                vec!["auth-gate"],
+                with_plugins(
+                    SMALL_BODY,
+                    vec![Plugin::from_dist(
+                        "auth-gate",
+                        auth_gate_jwt_config(issuer, false, vec![require_jwt_policy()]),
+                    )],
+                ),
+                200,
+            )
+        });
+    }
+    cases.extend([
+        case(
+            "local-ratelimit",
+            "bucket never empty: allowed",
+            Some("ratelimit"),
+            vec!["local-ratelimit"],
+            with_plugins(
+                SMALL_BODY,
+                vec![Plugin::from_dist(
+                    "local-ratelimit",
+                    ratelimit_config(ENDLESS_TOKENS, "second"),
+                )],
+            ),
+            200,
+        ),
+        case(
+            "ratelimit",
+            "local_ratelimit, bucket never empty",
+            None,
+            vec![],
+            with_native(
+                SMALL_BODY,
+                vec![native::local_ratelimit(
+                    "rl",
+                    ENDLESS_TOKENS,
+                    ENDLESS_FILL_S,
+                )],
+            ),
+            200,
+        ),
+        case(
+            "local-ratelimit-429",
+            "empty bucket: rejected with 429 (route proxies)",
+            Some("ratelimit-429"),
+            vec!["local-ratelimit"],
+            proxied(
+                with_plugins(
+                    SMALL_BODY,
+                    vec![Plugin::from_dist(
+                        "local-ratelimit",
+                        ratelimit_config(1, "hour"),
+                    )],
+                ),
+                fixtures.upstream,
+            ),
+            429,
+        ),
+        case(
+            "ratelimit-429",
+            "local_ratelimit, empty bucket (route proxies)",
+            None,
+            vec![],
+            proxied(
+                with_native(
+                    SMALL_BODY,
+                    vec![native::local_ratelimit("rl", 1, ONE_TOKEN_FILL_S)],
+                ),
+                fixtures.upstream,
+            ),
+            429,
+        ),
+        case(
+            "emotion-stats",
+            "counts the top label of a 261 B prediction",
+            Some("lua-body"),
+            vec!["emotion-stats"],
+            with_plugins(
+                SMALL_BODY,
+                vec![Plugin::from_dist("emotion-stats", emotion_stats_config())],
+            ),
+            200,
+        ),
+        case(
+            "lua-body",
+            "Lua: buffers the 261 B response body, string.find",
+            None,
+            vec![],
+            with_native(SMALL_BODY, vec![native::lua_body("lua")]),
+            200,
+        ),
+        case(
+            "emotion-stats-64k",
+            "counts the top labels of a 64 KiB batch prediction",
+            Some("lua-body-64k"),
+            vec!["emotion-stats"],
+            with_plugins(
+                LARGE_BODY,
+                vec![Plugin::from_dist("emotion-stats", emotion_stats_config())],
+            ),
+            200,
+        ),
+        case(
+            "lua-body-64k",
+            "Lua: buffers a 64 KiB response body, string.find",
+            None,
+            vec![],
+            with_native(LARGE_BODY, vec![native::lua_body("lua")]),
+            200,
+        ),
+        case(
+            "chained",
+            "all four as wasmplugin-manifests/gateway wires them (JWT RS256 cached + header rule)",
+            Some("native-chained"),
+            vec![
+                "auth-gate",
+                "path-allowlist",
+                "local-ratelimit",
+                "emotion-stats",
+            ],
+            with_plugins(
+                SMALL_BODY,
+                gateway_chain(&fixtures.gateway_manifests, issuer, &seed_paths)?,
+            ),
+            200,
+        ),
+        case(
+            "native-chained",
+            "jwt_authn (cached) + RBAC paths + RBAC header + local_ratelimit + Lua",
+            None,
+            vec![],
+            with_native(
+                SMALL_BODY,
+                vec![
+                    native::jwt_authn("jwt", issuer, true),
+                    native::rbac_paths("rbac-paths", &seed_paths),
+                    native::rbac_header("rbac-header", PREDICT_PATH, "x-test", "istio-is-cool"),
+                    native::local_ratelimit("rl", ENDLESS_TOKENS, ENDLESS_FILL_S),
+                    native::lua_body("lua"),
+                ],
+            ),
+            200,
+        ),
+        many_params(case(
+            "auth-gate-many-params",
+            &format!("auth-gate: {MANY_PARAMS} access_token parameters, the first an invalid token (401)"),
+            Some("jwt-many-params"),
+            vec!["auth-gate"],
+            with_plugins(
+                SMALL_BODY,
+                vec![Plugin::from_dist(
+                    "auth-gate",
+                    auth_gate_jwt_config(issuer, true, vec![require_jwt_policy()]),
+                )],
+            ),
+            401,
+        )),
+        many_params(case(
+            "jwt-many-params",
+            &format!("jwt_authn: {MANY_PARAMS} access_token parameters (401)"),
+            None,
+            vec![],
+            with_native(SMALL_BODY, vec![native::jwt_authn("jwt", issuer, true)]),
+            401,
+        )),
+    ]);
+    Ok(cases)
+}
+
+/// Query parameters of the many-parameters cases.
+const MANY_PARAMS: usize = 2900;
+
+/// The four plugins in the order and with the fail strategies of the gateway manifests, each
+/// with the configuration of its single case (modules from `dist/`).
+fn gateway_chain(
+    dir: &std::path::Path,
+    issuer: &JwtIssuer,
+    paths: &[String],
+) -> Result<Vec<Plugin>> {
+    let plugins = manifests::to_plugins(manifests::load_dir(dir)?);
+    Ok(plugins
+        .into_iter()
+        .map(|plugin| {
+            let short = plugin.short_name().to_string();
+            let config = match short.as_str() {
+                "auth-gate" => {
+                    auth_gate_jwt_config(issuer, true, vec![header_policy(), require_jwt_policy()])
+                }
+                "path-allowlist" => path_allowlist_config(paths),
+                "local-ratelimit" => ratelimit_config(ENDLESS_TOKENS, "second"),
+                _ => emotion_stats_config(),
+            };
+            Plugin {
+                module: harness_runner::dist_module(&short),
+                configuration: config.to_string(),
+                ..plugin
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prediction_bodies_have_the_exact_size_and_parse() {
+        for len in [SMALL_BODY, LARGE_BODY] {
+            let body = prediction_body(len);
+            assert_eq!(body.len(), len);
+            let parsed: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(parsed["predictions"][0][0]["label"], "joy");
+        }
+        let large: Value = serde_json::from_str(&prediction_body(LARGE_BODY)).unwrap();
+        assert!(large["predictions"].as_array().unwrap().len() > 250);
+    }
+
+    #[test]
+    fn many_paths_end_with_the_kubeflow_allowlist() {
+        let paths = many_paths(1000);
+        assert_eq!(paths.len(), 1000);
+        assert_eq!(&paths[994..], SEED_001_PATHS.map(String::from).as_slice());
+        let distinct: std::collections::HashSet<_> = paths.iter().collect();
+        assert_eq!(distinct.len(), 1000);
+    }
+
+    #[test]
+    fn every_case_names_an_existing_twin_and_answers_from_the_route() {
+        let dir = std::env::temp_dir().join(format!("bench-cases-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fixtures = Fixtures {
+            // Keys are not needed to render the cases (tokens.rs tests the real ones).
+            tokens: Tokens {
+                issuer: JwtIssuer {
+                    issuer: "https://issuer".into(),
+                    audience: "bench".into(),
+                    jwks: r#"{"keys":[]}"#.into(),
+                },
+                rs256: "rs.256.token".into(),
+                es256: "es.256.token".into(),
+                es256_key: jwt_simple::prelude::ES256KeyPair::generate(),
+                others: vec![("PS256", "ps.256.token".into())],
+            },
+            floor: wasm_floor::write_modules(&dir).unwrap(),
+            gateway_manifests: harness_runner::repo_root().join("wasmplugin-manifests/gateway"),
+            upstream: "127.0.0.1:9999".parse().unwrap(),
+        };
+        let cases = all(&fixtures).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+        assert_eq!(names[0], "floor");
+        for case in &cases {
+            if let Some(twin) = case.twin {
+                assert!(names.contains(&twin), "{}: twin {twin}", case.name);
+            }
+            // Only the 429 cases and their floor go to the upstream.
+            let proxies = case.config.direct_response.is_none();
+            assert_eq!(
+                proxies,
+                case.name.ends_with("-proxied") || case.name.ends_with("429"),
+                "{}",
+                case.name
+            );
+            if proxies {
+                assert_eq!(case.config.upstream, fixtures.upstream, "{}", case.name);
+            }
+            for plugin in &case.plugins {
+                assert!(
+                    case.config
+                        .plugins
+                        .iter()
+                        .any(|p| p.module.ends_with(format!("{plugin}.wasm"))),
+                    "{}: {plugin}",
+                    case.name
+                );
+            }
+        }
+        let chained = cases.iter().find(|c| c.name == "chained").unwrap();
+        let order: Vec<&str> = chained
+            .config
+            .plugins
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "istio-system.auth-gate",
+                "istio-system.path-allowlist",
+                "istio-system.local-ratelimit",
+                "istio-system.emotion-stats"
+            ]
+        );
+    }
+}

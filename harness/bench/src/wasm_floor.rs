@@ -1,0 +1,121 @@
+//! The Wasm floor: two tiny proxy-wasm modules built by the bench itself from the text below
+//! (no crate, no wasm target needed). They do nothing a plugin could skip, so they measure what
+//! crossing into a v8 VM costs per request: `noop` answers every callback with Continue; `body`
+//! also copies each response body chunk out of Envoy as it passes (never buffering the
+//! response, as emotion-stats must not) and reads every byte once.
+//!
+//! They have no SDK inside: the Rust proxy-wasm SDK adds a context map lookup per callback on
+//! top, a few µs at most next to the ~27 µs the baseline measured for its Rust no-op.
+
+use harness_runner::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Callbacks shared by both modules: ABI version, a fixed allocation area, lifecycle.
+const COMMON: &str = r#"
+  (memory (export "memory") 4)
+  (func (export "proxy_abi_version_0_2_1"))
+  ;; One request at a time per VM: a fixed area from 64 KiB on, 192 KiB long, is enough.
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (if (result i32) (i32.gt_u (local.get $size) (i32.const 196608))
+      (then (i32.const 0))
+      (else (i32.const 65536))))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_delete") (param i32))
+"#;
+
+/// Reads the chunk with `proxy_get_buffer_bytes` (buffer 1 = response body), counts its `{`
+/// bytes so every byte is touched, and lets the chunk go on (Continue).
+const BODY_READER: &str = r#"
+  (import "env" "proxy_get_buffer_bytes"
+    (func $get_buffer_bytes (param i32 i32 i32 i32 i32) (result i32)))
+  (func (export "proxy_on_response_body") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
+    (local $at i32) (local $end i32) (local $braces i32)
+    (if (i32.eqz (call $get_buffer_bytes (i32.const 1) (i32.const 0) (local.get $size) (i32.const 16) (i32.const 20)))
+      (then
+        (local.set $at (i32.load (i32.const 16)))
+        (local.set $end (i32.add (local.get $at) (i32.load (i32.const 20))))
+        (block $done
+          (loop $scan
+            (br_if $done (i32.ge_u (local.get $at) (local.get $end)))
+            (if (i32.eq (i32.load8_u (local.get $at)) (i32.const 123))
+              (then (local.set $braces (i32.add (local.get $braces) (i32.const 1)))))
+            (local.set $at (i32.add (local.get $at) (i32.const 1)))
+            (br $scan)))
+        (i32.store (i32.const 24) (local.get $braces))))
+    (i32.const 0))
+"#;
+
+/// WAT text of the no-op module.
+pub fn noop_wat() -> String {
+    format!("(module {COMMON})")
+}
+
+/// WAT text of the body-reading module.
+pub fn body_reader_wat() -> String {
+    format!("(module {BODY_READER} {COMMON})")
+}
+
+/// Where the two modules were written.
+#[derive(Debug, Clone)]
+pub struct Modules {
+    pub noop: PathBuf,
+    pub body_reader: PathBuf,
+}
+
+/// Compiles both modules into `dir`.
+pub fn write_modules(dir: &Path) -> Result<Modules> {
+    let write = |name: &str, wat: String| -> Result<PathBuf> {
+        let bytes = wat::parse_str(wat).map_err(|e| Error(format!("{name}: {e}")))?;
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)?;
+        Ok(path)
+    };
+    Ok(Modules {
+        noop: write("wasm-noop.wasm", noop_wat())?,
+        body_reader: write("wasm-body.wasm", body_reader_wat())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_modules_compile_and_export_the_proxy_wasm_abi() {
+        for wat in [noop_wat(), body_reader_wat()] {
+            let bytes = wat::parse_str(&wat).unwrap();
+            assert_eq!(&bytes[..4], b"\0asm");
+            let text = String::from_utf8_lossy(&bytes);
+            for export in [
+                "proxy_abi_version_0_2_1",
+                "proxy_on_memory_allocate",
+                "proxy_on_request_headers",
+                "memory",
+            ] {
+                assert!(text.contains(export), "{export}");
+            }
+        }
+        let body = wat::parse_str(body_reader_wat()).unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("proxy_on_response_body"));
+        assert!(text.contains("proxy_get_buffer_bytes"));
+        let noop = wat::parse_str(noop_wat()).unwrap();
+        assert!(!String::from_utf8_lossy(&noop).contains("proxy_get_buffer_bytes"));
+    }
+
+    #[test]
+    fn modules_are_written_to_the_directory() {
+        let dir = std::env::temp_dir().join(format!("bench-wasm-floor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let modules = write_modules(&dir).unwrap();
+        assert!(std::fs::metadata(&modules.noop).unwrap().len() > 100);
+        assert!(std::fs::metadata(&modules.body_reader).unwrap().len() > 100);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
