@@ -104,4 +104,21 @@ mod tests {
             .collect();
         assert_eq!(with_module, super::PLUGINS);
     }
+
+    /// The harness crates keep the plugins' rule: no module reaches itself through the modules
+    /// it uses (each can be read, tested and moved on its own).
+    #[test]
+    fn no_harness_crate_has_modules_that_use_each_other() {
+        let harness = super::repo_root().join("harness");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&harness).unwrap() {
+            let src = entry.unwrap().path().join("src");
+            if src.is_dir() {
+                plugin_common::layout::check_module_imports(&src)
+                    .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 7, "{checked} harness crates");
+    }
 }
