@@ -606,6 +606,12 @@ fn parse_counter(stats: &str, name: &str) -> Option<u64> {
     })
 }
 
+/// A fresh Envoy for a run that is skipped, not failed, when a plugin refuses its
+/// configuration: `Err(reason)` says why (see [`skip_reason`]).
+fn start_or_skip(config: harness_runner::EnvoyConfig) -> std::result::Result<Envoy, String> {
+    Envoy::start(config).map_err(|e| skip_reason(&e.0))
+}
+
 /// Why Envoy refused to start, from the error text carrying its log: the plugin's own
 /// `wasm log` line when there is one (it names the field and the reason), else the last two
 /// error or critical lines; without their `[time][thread][level][logger] [file:line]` prefix.

@@ -7,7 +7,7 @@ use super::cases::{self, PREDICT_PATH};
 use super::h2load::{self, Stop};
 use super::procfs;
 use super::tokens::Tokens;
-use harness_runner::{Envoy, EnvoyConfig, Plugin, Result};
+use harness_runner::{EnvoyConfig, Plugin, Result};
 use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
@@ -110,10 +110,10 @@ fn run(
         rss: None,
         skipped: None,
     };
-    let envoy = match Envoy::start(config) {
+    let envoy = match super::start_or_skip(config) {
         Ok(envoy) => envoy,
-        Err(e) => {
-            record.skipped = Some(super::skip_reason(&e.0));
+        Err(reason) => {
+            record.skipped = Some(reason);
             return Ok(record);
         }
     };

@@ -41,10 +41,10 @@ pub fn new_tokens_on_two_workers(count: u64, tokens: &Tokens) -> Result<WorkersR
         shared_hits: None,
         skipped: None,
     };
-    let envoy = match Envoy::start(config) {
+    let envoy = match super::start_or_skip(config) {
         Ok(envoy) => envoy,
-        Err(e) => {
-            record.skipped = Some(super::skip_reason(&e.0));
+        Err(reason) => {
+            record.skipped = Some(reason);
             return Ok(record);
         }
     };
