@@ -37,7 +37,6 @@ fn config() -> String {
 
 /// A worker's root, configured from the host (the host is not reset: workers share it).
 fn worker(context_id: u32) -> PluginRoot {
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     let config = config();
     host::with(|h| {
         h.plugin_configuration = config.as_bytes().to_vec();

@@ -46,7 +46,6 @@ fn metric(parts: &[&str]) -> i64 {
 #[test]
 fn the_top_label_of_an_answer_is_counted_for_its_model() {
     host::reset();
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     host::with(|h| h.plugin_configuration = CONFIG.as_bytes().to_vec());
     let mut root = PluginRoot::default();
     // A module linking several plugins builds the root itself: no request before a configuration.

@@ -18,7 +18,6 @@ const TWO_PER_MINUTE: &str = r#"{
 }"#;
 
 fn worker() -> PluginRoot {
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     host::with(|h| {
         h.plugin_configuration = TWO_PER_MINUTE.as_bytes().to_vec();
         h.now_nanos = 1_796_256_000 * 1_000_000_000;
@@ -72,7 +71,6 @@ fn workers_share_one_bucket_and_the_third_request_gets_a_429() {
 #[test]
 fn a_bad_configuration_is_refused_naming_the_field() {
     host::reset();
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     let config = r#"{"domain": "d", "descriptors": [{"key": "path", "rate_limit": {"unit": "fortnight", "requests_per_unit": 1}}]}"#;
     host::with(|h| h.plugin_configuration = config.as_bytes().to_vec());
     let mut root = PluginRoot::default();

@@ -16,8 +16,6 @@ const ALLOWLIST: &str = r#"{"action": "ALLOW", "rules": [
 
 fn configured(config: &str) -> Option<PluginRoot> {
     host::reset();
-    // What the module's entry point does first: log lines go to the host.
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     host::with(|h| h.plugin_configuration = config.as_bytes().to_vec());
     let mut root = PluginRoot::default();
     root.on_configure(config.len()).then_some(root)

@@ -67,8 +67,18 @@ thread_local! {
     static HOST: RefCell<Host> = RefCell::new(Host::default());
 }
 
-/// Starts a test with an empty host.
+/// Starts a test with an empty host. The first call also does what a module's entry point does
+/// first, once for the whole test binary: the SDK's logger, so that log lines reach the host.
+/// (The SDK installs it without a lock: two tests calling `proxy_wasm::set_log_level` at once
+/// would race. Its panic hook, which sends panics to the host's log, is replaced by the default
+/// one so that a failing assertion shows.)
 pub fn reset() {
+    static LOGGER: std::sync::Once = std::sync::Once::new();
+    LOGGER.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        proxy_wasm::set_log_level(LogLevel::Info);
+        std::panic::set_hook(default_hook);
+    });
     HOST.with(|host| *host.borrow_mut() = Host::default());
 }
 
