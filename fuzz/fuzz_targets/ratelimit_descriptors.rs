@@ -128,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let request = Request {
-        headers: header_pairs(headers),
+        headers: header_pairs(&headers),
         ip,
     };
     COMPILED.with(|compiled| {

@@ -17,7 +17,7 @@ use crate::remote::{FetchResult, RemoteRule};
 use crate::request::RequestView;
 use crate::{compiled, gate, ip};
 use plugin_common::host::HostMetrics;
-use plugin_common::host::HostSharedData;
+use plugin_common::host::{HostSharedData, RequestHeaders};
 use plugin_common::metrics::CounterTable;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -133,15 +133,22 @@ impl Worker {
 
     /// Decides for the HTTP context that is current on the host and acts on it. `deadline`
     /// is set when the request already waits for keys.
-    fn process(&self, context_id: u32, deadline: Option<u64>) -> Action {
+    fn process(
+        &self,
+        context_id: u32,
+        deadline: Option<u64>,
+        headers: &mut RequestHeaders,
+    ) -> Action {
         // As bytes: the SDK's `get_map` panics on a value that is not UTF-8 (obs-text a client
         // may send), which would trap the VM. Such a value is read lossily; it can then match no
         // configured value and decode to no valid token.
-        let headers = plugin_common::host::headers(MapType::HttpRequestHeaders)
-            .into_iter()
-            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-            .collect();
-        let request = RequestView::new(headers);
+        let request = RequestView::new(
+            headers
+                .all()
+                .iter()
+                .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into_owned()))
+                .collect(),
+        );
         let policies = &self.config.policies;
         let property = |path| hostcalls::get_property(path).ok().flatten();
         let connection = gate::Connection {
@@ -209,7 +216,7 @@ impl Worker {
             }
             decision => decision,
         };
-        self.act(&request, decision)
+        self.act(&request, decision, headers)
     }
 
     fn is_waiting(&self, context_id: u32) -> bool {
@@ -225,10 +232,15 @@ impl Worker {
             .retain(|(id, _)| *id != context_id);
     }
 
-    fn act(&self, request: &RequestView, decision: Decision) -> Action {
+    fn act(
+        &self,
+        request: &RequestView,
+        decision: Decision,
+        headers: &mut RequestHeaders,
+    ) -> Action {
         match &decision {
             Decision::Forward(forward) => {
-                if let Err(what) = apply(forward) {
+                if let Err(what) = apply(forward, headers) {
                     // Forwarding with a spoofable header or an unchecked path is what this
                     // plugin exists to prevent: refuse instead.
                     log::warn!("{PLUGIN}: cannot {what}; refusing the request");
@@ -286,14 +298,21 @@ impl Worker {
         Action::Pause
     }
 
-    /// Re-decides every paused request (from the root context, which must be restored after).
-    fn wake_waiting(&self) {
+    /// Re-decides every paused request (from the root context, which must be restored after);
+    /// an admitted one goes through `next` (the filters after this one in the module) before it
+    /// resumes.
+    fn wake_waiting(&self, next: Option<&Next>) {
         let waiting: Vec<(u32, u64)> = self.waiting.borrow_mut().drain(..).collect();
         for (context_id, deadline) in waiting {
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue; // The request is gone.
             }
-            if self.process(context_id, Some(deadline)) == Action::Continue {
+            let mut headers = RequestHeaders::default();
+            let mut action = self.process(context_id, Some(deadline), &mut headers);
+            if let (Action::Continue, Some(next)) = (action, next) {
+                action = next(context_id, &mut headers);
+            }
+            if action == Action::Continue {
                 if let Err(e) = hostcalls::resume_http_request() {
                     log::warn!("{PLUGIN}: cannot resume a request: {e:?}");
                 }
@@ -318,21 +337,29 @@ fn refusal_line(request: &RequestView, verdict: &str, reason: &dyn std::fmt::Dis
 }
 
 /// Applies the header changes; on failure says which.
-fn apply(forward: &gate::Forward) -> Result<(), String> {
-    let map = MapType::HttpRequestHeaders;
+fn apply(forward: &gate::Forward, headers: &mut RequestHeaders) -> Result<(), String> {
     for name in &forward.remove_headers {
-        hostcalls::remove_map_value(map, name).map_err(|e| format!("remove {name} ({e:?})"))?;
+        headers
+            .remove(name)
+            .map_err(|e| format!("remove {name} ({e:?})"))?;
     }
     for (name, value) in &forward.set_headers {
-        hostcalls::set_map_value(map, name, Some(value))
+        headers
+            .set(name, value)
             .map_err(|e| format!("set {name} ({e:?})"))?;
     }
     if let Some(path) = &forward.path {
-        hostcalls::set_map_value(map, ":path", Some(path))
+        headers
+            .set(":path", path)
             .map_err(|e| format!("rewrite :path ({e:?})"))?;
     }
     Ok(())
 }
+
+/// What a module linking several plugins runs on a request this plugin admitted after it waited
+/// for keys: the filters after this one, on the request `context_id` with its headers; the
+/// request resumes only on `Continue`.
+pub type Next = Rc<dyn Fn(u32, &mut RequestHeaders) -> Action>;
 
 /// The plugin's root context: the worker of the accepted configuration, the workers of earlier
 /// ones still answering paused requests, and the JWKS fetches in flight.
@@ -344,6 +371,7 @@ pub struct PluginRoot {
     retired: Vec<Rc<Worker>>,
     /// JWKS fetches in flight: call token, rule index, and the worker that asked.
     fetches: Vec<(u32, usize, Rc<Worker>)>,
+    next: Option<Next>,
 }
 
 impl PluginRoot {
@@ -355,7 +383,13 @@ impl PluginRoot {
             worker: None,
             retired: Vec::new(),
             fetches: Vec::new(),
+            next: None,
         }
+    }
+
+    /// Sets what runs on a request admitted after waiting for keys, before it resumes.
+    pub fn set_next(&mut self, next: Next) {
+        self.next = Some(next);
     }
 
     /// The HTTP context of request `context_id`, `None` before a configuration was accepted.
@@ -397,7 +431,7 @@ impl PluginRoot {
     }
 
     fn wake(&self, worker: &Worker) {
-        worker.wake_waiting();
+        worker.wake_waiting(self.next.as_ref());
         if let Err(e) = hostcalls::set_effective_context(self.context_id) {
             log::warn!("{PLUGIN}: cannot restore the root context: {e:?}");
         }
@@ -449,31 +483,8 @@ impl Context for PluginRoot {
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(compiled) = plugin_common::host::load_config(PLUGIN, compiled::compile) else {
-            return false;
-        };
-        let worker = Rc::new(Worker::new(compiled));
-        let previous_waits = self
-            .worker
-            .as_ref()
-            .is_some_and(|previous| !previous.waiting.borrow().is_empty());
-        let tick = if worker.has_remote_rules() || previous_waits || !self.retired.is_empty() {
-            TICK
-        } else {
-            Duration::ZERO
-        };
-        if let Err(e) = hostcalls::set_tick_period(tick) {
-            log::error!(
-                "{PLUGIN}: cannot set the tick period ({e:?}); remote JWKS would never load"
-            );
-            return false;
-        }
-        if let Some(previous) = self.worker.replace(worker) {
-            if previous_waits {
-                self.retired.push(previous);
-            }
-        }
-        true
+        plugin_common::host::load_config(PLUGIN, compiled::compile)
+            .is_some_and(|compiled| self.configure(compiled))
     }
 
     fn on_tick(&mut self) {
@@ -500,6 +511,36 @@ impl RootContext for PluginRoot {
     }
 }
 
+impl PluginRoot {
+    /// Takes a configuration [`compiled::compile`] accepted (`on_configure` reads it from the
+    /// host; a module linking several plugins passes its section). `false` when the tick remote
+    /// keys need cannot be set.
+    pub fn configure(&mut self, compiled: compiled::Compiled) -> bool {
+        let worker = Rc::new(Worker::new(compiled));
+        let previous_waits = self
+            .worker
+            .as_ref()
+            .is_some_and(|previous| !previous.waiting.borrow().is_empty());
+        let tick = if worker.has_remote_rules() || previous_waits || !self.retired.is_empty() {
+            TICK
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = hostcalls::set_tick_period(tick) {
+            log::error!(
+                "{PLUGIN}: cannot set the tick period ({e:?}); remote JWKS would never load"
+            );
+            return false;
+        }
+        if let Some(previous) = self.worker.replace(worker) {
+            if previous_waits {
+                self.retired.push(previous);
+            }
+        }
+        true
+    }
+}
+
 /// The HTTP context of one request: authenticates and authorizes it, pausing it while remote
 /// keys load.
 pub struct Filter {
@@ -516,7 +557,15 @@ impl Context for Filter {
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let action = self.worker.process(self.context_id, None);
+        self.on_request(&mut RequestHeaders::default())
+    }
+}
+
+impl Filter {
+    /// Decides on the request whose headers are `headers`: refused, it is answered here;
+    /// `Pause` without an answer while it waits for remote keys ([`Filter::waits_for_keys`]).
+    pub fn on_request(&mut self, headers: &mut RequestHeaders) -> Action {
+        let action = self.worker.process(self.context_id, None, headers);
         if action == Action::Pause && self.worker.is_waiting(self.context_id) {
             log::info!("{PLUGIN}: request paused until the JWKS is fetched");
             self.worker
@@ -524,5 +573,11 @@ impl HttpContext for Filter {
                 .add(Counter::KeyWait(KeyWait::Paused), 1);
         }
         action
+    }
+
+    /// Whether the request is paused until remote keys load (then the root context re-decides
+    /// it, and resumes it when admitted).
+    pub fn waits_for_keys(&self) -> bool {
+        self.worker.is_waiting(self.context_id)
     }
 }

@@ -139,3 +139,88 @@ pub fn header(map: proxy_wasm::types::MapType, name: &str) -> Option<Vec<u8>> {
 pub fn headers(map: proxy_wasm::types::MapType) -> Vec<(String, Vec<u8>)> {
     proxy_wasm::hostcalls::get_map_bytes(map).unwrap_or_default()
 }
+
+/// The request's headers as the filters of one module see them in one pass: what one filter read
+/// is there for the next (a module linking several plugins reads each header once), and what one
+/// filter changes the next one sees, as filters chained in Envoy do. Nothing is read before a
+/// filter asks: a single `first` is one `get_map_value` hostcall, and once a filter asked for
+/// `all`, every later lookup is served from that copy.
+#[derive(Debug, Default)]
+pub struct RequestHeaders {
+    all: Option<Vec<(String, Vec<u8>)>>,
+    /// Single headers read before `all` was: name and value (`None`: absent).
+    read: Vec<(String, Option<Vec<u8>>)>,
+}
+
+const REQUEST_HEADERS: proxy_wasm::types::MapType = proxy_wasm::types::MapType::HttpRequestHeaders;
+
+impl RequestHeaders {
+    /// Every header, each value of a repeated one as its own pair, in the order received.
+    pub fn all(&mut self) -> &[(String, Vec<u8>)] {
+        self.all.get_or_insert_with(|| headers(REQUEST_HEADERS))
+    }
+
+    /// The first value of header `name` (lowercase), as the host's `get_map_value` gives it.
+    pub fn first(&mut self, name: &str) -> Option<Vec<u8>> {
+        if let Some(all) = &self.all {
+            return all
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone());
+        }
+        if let Some((_, value)) = self.read.iter().find(|(key, _)| key == name) {
+            return value.clone();
+        }
+        let value = header(REQUEST_HEADERS, name);
+        self.read.push((name.to_string(), value.clone()));
+        value
+    }
+
+    /// Sets header `name` to `value` on the host (every earlier value replaced) and in this view.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), proxy_wasm::types::Status> {
+        proxy_wasm::hostcalls::set_map_value(REQUEST_HEADERS, name, Some(value))?;
+        let value = value.as_bytes().to_vec();
+        match &mut self.all {
+            Some(all) => {
+                // In place of the first value, as the host replaces it.
+                let mut value = Some(value);
+                all.retain_mut(|(key, old)| match (key == name, value.take()) {
+                    (false, taken) => {
+                        value = taken;
+                        true
+                    }
+                    (true, Some(new)) => {
+                        *old = new;
+                        true
+                    }
+                    (true, None) => false,
+                });
+                if let Some(value) = value {
+                    all.push((name.to_string(), value));
+                }
+            }
+            None => {
+                self.read.retain(|(key, _)| key != name);
+                self.read.push((name.to_string(), Some(value)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every value of header `name` on the host and in this view.
+    pub fn remove(&mut self, name: &str) -> Result<(), proxy_wasm::types::Status> {
+        proxy_wasm::hostcalls::remove_map_value(REQUEST_HEADERS, name)?;
+        self.forget(name);
+        if self.all.is_none() {
+            self.read.push((name.to_string(), None));
+        }
+        Ok(())
+    }
+
+    fn forget(&mut self, name: &str) {
+        if let Some(all) = &mut self.all {
+            all.retain(|(key, _)| key != name);
+        }
+        self.read.retain(|(key, _)| key != name);
+    }
+}

@@ -9,7 +9,7 @@ use crate::metrics::EmotionMetrics;
 use crate::models::{ModelNames, SharedModelList};
 use crate::response::{ResponseHead, ResponseTracker};
 use crate::{compiled, models};
-use plugin_common::host::{HostMetrics, HostSharedData};
+use plugin_common::host::{HostMetrics, HostSharedData, RequestHeaders};
 use plugin_common::istio::normalize_path;
 use plugin_common::shared::{SetError, SharedData};
 use proxy_wasm::hostcalls;
@@ -55,17 +55,8 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) = plugin_common::host::load_config(PLUGIN, compiled::compile) else {
-            return false;
-        };
-        HostModelList.initialize();
-        let metrics = EmotionMetrics::define(&config, &mut HostMetrics { plugin: PLUGIN });
-        let models = ModelNames::new(config.max_models);
-        self.state = Some(Rc::new(Configured {
-            config,
-            counting: RefCell::new(Counting { metrics, models }),
-        }));
-        true
+        plugin_common::host::load_config(PLUGIN, compiled::compile)
+            .is_some_and(|config| self.configure(config))
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -74,6 +65,21 @@ impl RootContext for PluginRoot {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+impl PluginRoot {
+    /// Takes a configuration [`compiled::compile`] accepted (`on_configure` reads it from the
+    /// host; a module linking several plugins passes its section).
+    pub fn configure(&mut self, config: compiled::Compiled) -> bool {
+        HostModelList.initialize();
+        let metrics = EmotionMetrics::define(&config, &mut HostMetrics { plugin: PLUGIN });
+        let models = ModelNames::new(config.max_models);
+        self.state = Some(Rc::new(Configured {
+            config,
+            counting: RefCell::new(Counting { metrics, models }),
+        }));
+        true
     }
 }
 
@@ -97,26 +103,7 @@ impl Context for Filter {}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(raw_path) = header(MapType::HttpRequestHeaders, ":path") else {
-            return Action::Continue;
-        };
-        // A path that cannot be normalized is not one of the model endpoints; leave it alone.
-        let Ok(normalized) = normalize_path(&raw_path, compiled::PATH_NORMALIZATION) else {
-            return Action::Continue;
-        };
-        let config = &self.state.config;
-        let response = if config.openai_paths.matches(&normalized.path) {
-            ResponseTracker::for_usage(config.max_body_bytes)
-        } else if config.paths.matches(&normalized.path) {
-            ResponseTracker::new(config.max_body_bytes)
-        } else {
-            return Action::Continue;
-        };
-        self.tracked = Some(Tracked {
-            model: models::model_from_path(&normalized.path).map(str::to_string),
-            started: hostcalls::get_current_time().ok(),
-            response,
-        });
+        self.on_request(&mut RequestHeaders::default());
         Action::Continue
     }
 
@@ -193,6 +180,34 @@ impl HttpContext for Filter {
             &self.state.config.labels,
             &mut HostMetrics { plugin: PLUGIN },
         );
+    }
+}
+
+impl Filter {
+    /// Starts tracking the request whose headers are `headers` if its path is a configured one.
+    /// Never holds the request.
+    pub fn on_request(&mut self, headers: &mut RequestHeaders) {
+        let Some(raw_path) = headers.first(":path") else {
+            return;
+        };
+        let raw_path = String::from_utf8_lossy(&raw_path);
+        // A path that cannot be normalized is not one of the model endpoints; leave it alone.
+        let Ok(normalized) = normalize_path(&raw_path, compiled::PATH_NORMALIZATION) else {
+            return;
+        };
+        let config = &self.state.config;
+        let response = if config.openai_paths.matches(&normalized.path) {
+            ResponseTracker::for_usage(config.max_body_bytes)
+        } else if config.paths.matches(&normalized.path) {
+            ResponseTracker::new(config.max_body_bytes)
+        } else {
+            return;
+        };
+        self.tracked = Some(Tracked {
+            model: models::model_from_path(&normalized.path).map(str::to_string),
+            started: hostcalls::get_current_time().ok(),
+            response,
+        });
     }
 }
 

@@ -45,10 +45,10 @@ pub fn header_text(bytes: Vec<u8>) -> String {
 
 /// The request's headers as the glue hands them to the actions: every pair in the order
 /// received (each value of a repeated header on its own), values rendered by [`header_text`].
-pub fn header_pairs(pairs: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
+pub fn header_pairs(pairs: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
     pairs
-        .into_iter()
-        .map(|(name, value)| (name, header_text(value)))
+        .iter()
+        .map(|(name, value)| (name.clone(), header_text(value.clone())))
         .collect()
 }
 

@@ -2,7 +2,7 @@
 //! calls the host; the logic lives in the other modules.
 
 use crate::{actions, compiled, limiter, matcher, metrics, store};
-use plugin_common::host::{HostMetrics, HostSharedData};
+use plugin_common::host::{HostMetrics, HostSharedData, RequestHeaders};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType};
@@ -39,9 +39,24 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(compiled) = plugin_common::host::load_config(PLUGIN, compiled::compile) else {
-            return false;
-        };
+        plugin_common::host::load_config(PLUGIN, compiled::compile)
+            .is_some_and(|compiled| self.configure(compiled))
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.filter()?))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl PluginRoot {
+    /// Takes a configuration [`compiled::compile`] accepted (`on_configure` reads it from the
+    /// host; a module linking several plugins passes its section). `false` when the shared
+    /// data its buckets need cannot be created.
+    pub fn configure(&mut self, compiled: compiled::Compiled) -> bool {
         // Accepted, but parts of it can never limit: said once, where the operator looks.
         for warning in &compiled.warnings {
             log::warn!("{PLUGIN}: {warning}");
@@ -58,14 +73,6 @@ impl RootContext for PluginRoot {
         }));
         true
     }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(self.filter()?))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
 }
 
 /// The HTTP context of one request: admits or rejects it, and adds the rate limit headers to
@@ -79,6 +86,22 @@ impl Context for Filter {}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.on_request(&mut RequestHeaders::default())
+    }
+
+    /// Adds the rate limit headers of an admitted request to its response.
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            // A header that cannot be set is lost, never the response.
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value));
+        }
+        Action::Continue
+    }
+}
+
+impl Filter {
+    /// Admits or rejects the request whose headers are `headers`; rejected, it is answered here.
+    pub fn on_request(&mut self, headers: &mut RequestHeaders) -> Action {
         let now_ns = hostcalls::get_current_time()
             .unwrap_or_else(|_| std::time::SystemTime::now())
             .duration_since(UNIX_EPOCH)
@@ -90,7 +113,7 @@ impl HttpContext for Filter {
             // Never expected (no request re-enters another); limiting goes on uncounted.
             Err(_) => &mut Uncounted,
         };
-        let request = HostRequest::read();
+        let request = HostRequest::read(headers);
         let verdict = limiter::check(
             &self.active.config,
             &HostSharedData,
@@ -113,14 +136,6 @@ impl HttpContext for Filter {
             }
         }
     }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            // A header that cannot be set is lost, never the response.
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value));
-        }
-        Action::Continue
-    }
 }
 
 /// The request's headers, read in one hostcall (every value of a repeated header), and its
@@ -130,11 +145,10 @@ struct HostRequest {
 }
 
 impl HostRequest {
-    fn read() -> Self {
+    fn read(headers: &mut RequestHeaders) -> Self {
         // Values as bytes: the String form traps the VM on a value that is not UTF-8.
-        let headers = plugin_common::host::headers(MapType::HttpRequestHeaders);
         HostRequest {
-            headers: actions::header_pairs(headers),
+            headers: actions::header_pairs(headers.all()),
         }
     }
 }

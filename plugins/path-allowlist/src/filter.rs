@@ -9,12 +9,12 @@
 use crate::metrics::Outcome;
 use crate::policy::{Decision, Policy, Request};
 use crate::{compiled, policy};
-use plugin_common::host::HostMetrics;
+use plugin_common::host::{HostMetrics, RequestHeaders};
 use plugin_common::istio::OperationMatcher;
 use plugin_common::metrics::CounterTable;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, MapType};
+use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 
 pub(crate) const PLUGIN: &str = "path-allowlist";
@@ -33,6 +33,13 @@ impl PluginRoot {
             policy: None,
             counters: Rc::new(CounterTable::define(&mut HostMetrics { plugin: PLUGIN })),
         }
+    }
+
+    /// Takes a configuration [`compiled::compile`] accepted (`on_configure` reads it from the
+    /// host; a module linking several plugins passes its section).
+    pub fn configure(&mut self, policy: Policy) -> bool {
+        self.policy = Some(Rc::new(policy));
+        true
     }
 
     /// The HTTP context of one request, `None` before a configuration was accepted.
@@ -54,13 +61,8 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match plugin_common::host::load_config(PLUGIN, compiled::compile) {
-            Some(policy) => {
-                self.policy = Some(Rc::new(policy));
-                true
-            }
-            None => false,
-        }
+        plugin_common::host::load_config(PLUGIN, compiled::compile)
+            .is_some_and(|policy| self.configure(policy))
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -78,26 +80,29 @@ pub struct Filter {
     counters: Rc<CounterTable<Outcome>>,
 }
 
-fn request_header(name: &str) -> Option<Vec<u8>> {
-    plugin_common::host::header(MapType::HttpRequestHeaders, name)
-}
-
 impl Context for Filter {}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        self.on_request(&mut RequestHeaders::default())
+    }
+}
+
+impl Filter {
+    /// Decides on the request whose headers are `headers`; refused, it is answered here.
+    pub fn on_request(&mut self, headers: &mut RequestHeaders) -> Action {
         // Each header read is a hostcall and a call back into the module: only what the rules
         // look at is read before the decision.
         let uses = |looks_at: fn(&OperationMatcher) -> bool| self.policy.matchers().any(looks_at);
-        let path = request_header(":path");
+        let path = headers.first(":path");
         let method_bytes = if uses(OperationMatcher::uses_methods) {
-            request_header(":method")
+            headers.first(":method")
         } else {
             None
         };
         let method = String::from_utf8_lossy(method_bytes.as_deref().unwrap_or_default());
         let authority_bytes = if uses(OperationMatcher::uses_hosts) {
-            request_header(":authority")
+            headers.first(":authority")
         } else {
             None
         };
@@ -121,10 +126,10 @@ impl HttpContext for Filter {
         // Only refusals are logged: an allowed request (the common case) skips the hostcall
         // that reads its request id.
         if !matches!(decision, Decision::Allow { .. }) {
-            let request_id = request_header("x-request-id");
+            let request_id = headers.first("x-request-id");
             // Read now if the rules did not need it.
             let method = method_bytes
-                .or_else(|| request_header(":method"))
+                .or_else(|| headers.first(":method"))
                 .unwrap_or_default();
             if let Some(line) = policy::log_line(
                 &decision,
@@ -143,9 +148,7 @@ impl HttpContext for Filter {
                 rewrite_path: Some(rewritten),
                 ..
             } => {
-                if let Err(e) =
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&rewritten))
-                {
+                if let Err(e) = headers.set(":path", &rewritten) {
                     // Forwarding a path other than the one checked is the bypass this plugin
                     // exists to prevent: refuse instead.
                     log::warn!("{PLUGIN}: cannot rewrite :path ({e:?}); refusing the request");
@@ -160,9 +163,7 @@ impl HttpContext for Filter {
             Decision::Refuse(refusal) => self.reply(&refusal.reply(self.policy.deny_status)),
         }
     }
-}
 
-impl Filter {
     /// Refused: the request waits for the reply (and never reaches the upstream, even if the
     /// reply could not be sent).
     fn reply(&self, reply: &plugin_common::deny::LocalReply) -> Action {
