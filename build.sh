@@ -7,13 +7,17 @@ ROOT=$PWD
 
 # The plugins: the workspace's crates with a `module` feature (the ones that build a
 # dist/<plugin>.wasm), in the workspace's order. harness_runner::PLUGINS is checked against the same.
-mapfile -t PLUGINS < <(cargo metadata --no-deps --format-version 1 | python3 -c '
+# A plugin that links other plugins (model-gateway) is marked with a trailing "+".
+mapfile -t PLUGIN_ROWS < <(cargo metadata --no-deps --format-version 1 | python3 -c '
 import json, sys
 meta = json.load(sys.stdin)
 by_id = {p["id"]: p for p in meta["packages"]}
-for member in meta["workspace_members"]:
-    if "module" in by_id[member]["features"]:
-        print(by_id[member]["name"])')
+plugins = [by_id[m] for m in meta["workspace_members"] if "module" in by_id[m]["features"]]
+names = {p["name"] for p in plugins}
+for p in plugins:
+    links = any(d["name"] in names for d in p["dependencies"])
+    print(p["name"] + ("+" if links else ""))')
+PLUGINS=("${PLUGIN_ROWS[@]%+}")
 # The crates whose logic is tested natively and on wasm32-wasip1.
 LOGIC_CRATES=(-p plugin-common -p jws-signatures)
 for plugin in "${PLUGINS[@]}"; do LOGIC_CRATES+=(-p "$plugin"); done
@@ -141,9 +145,17 @@ WASM_OPT_ARGS=(-Oz --one-caller-inline-max-function-size 0 "${WASM_OPT_FEATURES[
 
 build() {
   step "build: wasm32-wasip1 release modules -> dist/"
-  local args=()
-  for p in "${PLUGINS[@]}"; do args+=(-p "$p"); done
-  cargo build --release --target wasm32-wasip1 "${args[@]}"
+  # Each module is its crate with feature `module`. A crate that links other plugins
+  # (model-gateway) builds on its own: in one cargo run their `module` would be on for it too.
+  local row p standalone=() linking=()
+  for row in "${PLUGIN_ROWS[@]}"; do
+    p=${row%+}
+    if [ "$row" != "$p" ]; then linking+=("$p"); else standalone+=(-p "$p" --features "$p/module"); fi
+  done
+  cargo build --release --target wasm32-wasip1 "${standalone[@]}"
+  for p in "${linking[@]}"; do
+    cargo build --release --target wasm32-wasip1 -p "$p" --features "$p/module"
+  done
   mkdir -p dist
   command -v wasm-opt >/dev/null \
     || echo "  wasm-opt not found (Debian package binaryen): dist/ gets the modules as cargo built them"
@@ -220,12 +232,11 @@ static_checks() {
   step "cargo clippy (wasm32-wasip1, plugins)"
   cargo clippy --target wasm32-wasip1 --all-targets "${LOGIC_CRATES[@]}" -- -D warnings
 
-  # Each plugin as a library, without its `main!` (feature `module`): what a module linking
-  # several plugins builds on.
-  step "cargo clippy (wasm32-wasip1, plugins without feature module)"
+  # Each plugin as its module, with its `main!` (feature `module`).
+  step "cargo clippy (wasm32-wasip1, plugins with feature module)"
   local plugins=()
-  for p in "${PLUGINS[@]}"; do plugins+=(-p "$p"); done
-  cargo clippy --target wasm32-wasip1 --lib --no-default-features "${plugins[@]}" -- -D warnings
+  for p in "${PLUGINS[@]}"; do plugins+=(-p "$p" --features "$p/module"); done
+  cargo clippy --target wasm32-wasip1 --lib "${plugins[@]}" -- -D warnings
 }
 
 # The plugins' logic tests compiled to wasm32-wasip1, and the canary that proves the run can fail.

@@ -39,11 +39,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// The plugins of this repository, as `./build.sh build` puts them in `dist/<plugin>.wasm`: the
 /// workspace's crates with a `module` feature (a unit test checks the two agree).
-pub const PLUGINS: [&str; 4] = [
+pub const PLUGINS: [&str; 5] = [
     "path-allowlist",
     "auth-gate",
     "local-ratelimit",
     "emotion-stats",
+    "model-gateway",
 ];
 
 /// The repository root (where `dist/` and `.venv/` live): this crate is `harness/runner/`.

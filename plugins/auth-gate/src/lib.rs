@@ -27,6 +27,6 @@ mod testkeys;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod token;
 
-pub use filter::{Filter, PluginRoot};
+pub use filter::{Filter, Next, PluginRoot};
 
 plugin_common::plugin_crate!(filter::PLUGIN, PluginRoot::new);

@@ -14,7 +14,7 @@ pub mod shared;
 mod tree;
 
 /// The two things every plugin crate's `lib.rs` ends with: the standalone module's entry point
-/// (`proxy_wasm::main!`, behind the crate's default feature `module`, so that a module linking
+/// (`proxy_wasm::main!`, behind the crate's feature `module`, off by default, so that a module linking
 /// several plugins can make its own root contexts), and the unit test that checks the crate's
 /// module layout ([`layout::check_module_imports`]).
 ///

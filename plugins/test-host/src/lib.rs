@@ -43,6 +43,15 @@ pub struct Host {
     /// `continue_stream` calls (requests resumed after a pause).
     pub resumed: usize,
     pub tick_period_ms: u32,
+    /// Reads of the request's headers (`get_header_map_pairs` and `get_header_map_value`).
+    pub request_header_reads: usize,
+    /// `http_call`s dispatched, and the token of the last one (unique in the test binary: the
+    /// SDK keeps its callouts per thread, across tests). The answer `on_http_call_response`
+    /// reads is in the two fields after them.
+    pub http_calls: usize,
+    pub last_http_call_token: u32,
+    pub http_call_response_headers: Vec<(String, Vec<u8>)>,
+    pub http_call_response_body: Vec<u8>,
 }
 
 impl Host {
@@ -58,6 +67,7 @@ impl Host {
         match map {
             MapType::HttpRequestHeaders => Some(&mut self.request_headers),
             MapType::HttpResponseHeaders => Some(&mut self.response_headers),
+            MapType::HttpCallResponseHeaders => Some(&mut self.http_call_response_headers),
             _ => None,
         }
     }
@@ -85,6 +95,12 @@ pub fn reset() {
 /// Reads or changes the host of this thread.
 pub fn with<R>(f: impl FnOnce(&mut Host) -> R) -> R {
     HOST.with(|host| f(&mut host.borrow_mut()))
+}
+
+fn count_read(map: MapType) {
+    if map == MapType::HttpRequestHeaders {
+        with(|host| host.request_header_reads += 1);
+    }
 }
 
 unsafe fn bytes<'a>(data: *const u8, size: usize) -> &'a [u8] {
@@ -181,6 +197,7 @@ pub unsafe extern "C" fn proxy_get_buffer_bytes(
     let buffer = with(|host| match buffer_type {
         BufferType::PluginConfiguration => Some(host.plugin_configuration.clone()),
         BufferType::HttpResponseBody => Some(host.response_body.clone()),
+        BufferType::HttpCallResponseBody => Some(host.http_call_response_body.clone()),
         _ => None,
     });
     match buffer {
@@ -211,6 +228,7 @@ pub unsafe extern "C" fn proxy_get_header_map_pairs(
     return_data: *mut *mut u8,
     return_size: *mut usize,
 ) -> Status {
+    count_read(map);
     match with(|host| host.headers(map).map(|headers| serialize_map(headers))) {
         Some(serialized) => {
             hand_over(serialized, return_data, return_size);
@@ -248,6 +266,7 @@ pub unsafe extern "C" fn proxy_get_header_map_value(
     return_size: *mut usize,
 ) -> Status {
     let key = text(key_data, key_size);
+    count_read(map);
     let value = with(|host| {
         host.headers(map)?
             .iter()
@@ -471,7 +490,13 @@ pub unsafe extern "C" fn proxy_http_call(
     _timeout: u32,
     return_token: *mut u32,
 ) -> Status {
-    *return_token = 1;
+    static TOKENS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let token = TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    with(|host| {
+        host.http_calls += 1;
+        host.last_http_call_token = token;
+    });
+    *return_token = token;
     Status::Ok
 }
 
