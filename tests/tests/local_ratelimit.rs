@@ -502,7 +502,9 @@ impl Ecds {
     /// Replaces the file atomically (Envoy watches for the file being moved into place).
     fn write(&self, config: &Value) {
         let mut wasm = self.wasm.clone();
-        wasm["config"]["configuration"]["value"] = json!(config.to_string());
+        // As `Plugin::from_dist` wraps it (a section of the bundle when the tests run on it).
+        let configuration = Plugin::from_dist(PLUGIN, config.clone()).configuration;
+        wasm["config"]["configuration"]["value"] = json!(configuration);
         let resources = json!({"resources": [{
             "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
             "name": self.filter_name,

@@ -5,7 +5,7 @@
 //! configurations behave as documented.
 
 use harness_model_server::ModelServer;
-use harness_runner::{http, Envoy, EnvoyConfig, PathNormalization, Plugin};
+use harness_runner::{config_field, http, Envoy, EnvoyConfig, PathNormalization, Plugin};
 use serde_json::{json, Value};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -391,7 +391,7 @@ fn bad_configurations_are_refused_naming_the_field() {
         let line = err
             .0
             .lines()
-            .find(|l| l.contains(&format!("`{field}`")))
+            .find(|l| l.contains(&format!("`{}`", config_field(PLUGIN, field))))
             .unwrap_or_else(|| panic!("no line names {field}:\n{err}"));
         assert!(line.contains(reason), "{line}");
         assert!(line.contains("refuses to start"), "{line}");

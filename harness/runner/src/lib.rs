@@ -47,6 +47,46 @@ pub const PLUGINS: [&str; 5] = [
     "model-gateway",
 ];
 
+/// The module that links the other plugins, one `pluginConfig` section each.
+pub const BUNDLE: &str = "model-gateway";
+
+/// The section of [`BUNDLE`]'s `pluginConfig` that configures `plugin` (`pathAllowlist` for
+/// `path-allowlist`); `None` for the bundle itself and for a name that is not a plugin.
+pub fn bundle_section(plugin: &str) -> Option<String> {
+    if plugin == BUNDLE || !PLUGINS.contains(&plugin) {
+        return None;
+    }
+    let mut words = plugin.split('-');
+    let mut section = words.next().unwrap_or_default().to_string();
+    for word in words {
+        let mut chars = word.chars();
+        section.extend(chars.next().map(|c| c.to_ascii_uppercase()));
+        section.push_str(chars.as_str());
+    }
+    Some(section)
+}
+
+/// Whether `PLUGINS_IN_BUNDLE` is set: then [`Plugin::from_dist`] runs each plugin as a section
+/// of [`BUNDLE`].
+pub fn tests_run_on_bundle() -> bool {
+    std::env::var_os("PLUGINS_IN_BUNDLE").is_some()
+}
+
+/// Field `field` of `plugin`'s configuration as the module that runs it names it in a refusal:
+/// under the plugin's section when the tests run on the bundle (see [`Plugin::from_dist`]).
+pub fn config_field(plugin: &str, field: &str) -> String {
+    match bundle_section(plugin) {
+        Some(section) if tests_run_on_bundle() => {
+            if field.starts_with('[') {
+                format!("{section}{field}")
+            } else {
+                format!("{section}.{field}")
+            }
+        }
+        _ => field.to_string(),
+    }
+}
+
 /// The repository root (where `dist/` and `.venv/` live): this crate is `harness/runner/`.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -104,6 +144,42 @@ mod tests {
             .filter_map(|p| p["name"].as_str())
             .collect();
         assert_eq!(with_module, super::PLUGINS);
+    }
+
+    #[test]
+    fn bundle_sections_are_the_plugins_names_in_camel_case() {
+        let sections: Vec<Option<String>> = super::PLUGINS
+            .iter()
+            .map(|p| super::bundle_section(p))
+            .collect();
+        assert_eq!(
+            sections,
+            [
+                Some("pathAllowlist".into()),
+                Some("authGate".into()),
+                Some("localRatelimit".into()),
+                Some("emotionStats".into()),
+                None,
+            ]
+        );
+        assert_eq!(super::bundle_section("no-such-plugin"), None);
+    }
+
+    #[test]
+    fn in_the_bundle_a_plugin_is_its_section_of_model_gateway() {
+        let config = serde_json::json!({"paths": ["/v1/*"]});
+        let alone = super::Plugin::from_dist_in("emotion-stats", config.clone(), false);
+        let bundled = super::Plugin::from_dist_in("emotion-stats", config.clone(), true);
+        assert_eq!(alone.module, super::dist_module("emotion-stats"));
+        assert_eq!(bundled.module, super::dist_module("model-gateway"));
+        assert_eq!(alone.configuration, config.to_string());
+        assert_eq!(
+            bundled.configuration,
+            serde_json::json!({"emotionStats": config}).to_string()
+        );
+        assert_eq!(bundled.name, alone.name);
+        let gateway = super::Plugin::from_dist_in("model-gateway", config.clone(), true);
+        assert_eq!(gateway.configuration, config.to_string());
     }
 
     /// The harness crates keep the plugins' rule: no module reaches itself through the modules

@@ -1,0 +1,157 @@
+//! model-gateway against the four plugins it links, in the same run: the gateway manifests'
+//! four WasmPlugins chained as istiod chains them, and one model-gateway whose sections are those
+//! four configurations. The same requests (tokens valid, forged and absent; header rules; path
+//! tricks; the rate limit running out; model answers) must get the same statuses, reach the
+//! upstream the same way (path and forwarded claim header), and add up to the same counters.
+
+use harness_model_server::ModelServer;
+use harness_runner::{http, Envoy, EnvoyConfig, Plugin};
+use serde_json::{json, Value};
+
+/// The gateway manifests' configurations by plugin, with auth-gate's keys replaced by keys this
+/// test signs with.
+fn gateway_configs(keys: &harness_diff::tokens::Keys) -> Vec<(String, Value)> {
+    let dir = harness_runner::repo_root().join("wasmplugin-manifests/gateway");
+    let resources = harness_oci::manifests::load_dir(&dir).unwrap();
+    harness_oci::manifests::to_plugins(resources)
+        .into_iter()
+        .map(|plugin| {
+            let name = plugin.short_name().to_string();
+            let mut config: Value = serde_json::from_str(&plugin.configuration).unwrap();
+            if name == "auth-gate" {
+                for rule in config["jwtRules"].as_array_mut().unwrap() {
+                    rule["jwks"] = json!(keys.jwks());
+                }
+            }
+            (name, config)
+        })
+        .collect()
+}
+
+/// What one Envoy did with the requests: statuses, what reached the upstream, the counters.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    statuses: Vec<(String, u16)>,
+    forwarded: Vec<(String, Option<String>)>,
+    counters: Vec<String>,
+}
+
+fn run(plugins: Vec<Plugin>, requests: &[(String, Vec<(&str, String)>)]) -> Outcome {
+    let upstream = ModelServer::start().unwrap();
+    let envoy = Envoy::start(EnvoyConfig {
+        plugins,
+        upstream: upstream.addr(),
+        ..Default::default()
+    })
+    .unwrap();
+    let statuses = requests
+        .iter()
+        .map(|(path, headers)| {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let body = br#"{"instances": ["I am so happy today"]}"#;
+            let response = http::send("POST", &envoy.url(path), &headers, body).unwrap();
+            (path.clone(), response.status)
+        })
+        .collect();
+    let forwarded = upstream
+        .requests()
+        .into_iter()
+        .map(|r| (r.path.clone(), r.header("x-user").map(str::to_string)))
+        .collect();
+    // The plugins' own counters (not Envoy's per-filter ones, whose names carry the filter).
+    let prometheus = envoy.admin_get("/stats/prometheus").unwrap();
+    let mut counters: Vec<String> = prometheus
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.starts_with("envoy_"))
+        .filter(|line| {
+            [
+                "auth_gate_",
+                "path_allowlist_",
+                "local_ratelimit_",
+                "emotion_stats_",
+            ]
+            .iter()
+            .any(|prefix| line.contains(prefix))
+        })
+        .filter(|line| !line.contains("_bucket") && !line.contains("_sum"))
+        .map(str::to_string)
+        .collect();
+    counters.sort();
+    Outcome {
+        statuses,
+        forwarded,
+        counters,
+    }
+}
+
+#[test]
+fn the_bundle_decides_forwards_and_counts_as_the_four_plugins_chained() {
+    let keys = harness_diff::tokens::Keys::from_seed(7);
+    let claims = json!({"iss": "https://dex.example.com", "sub": "alice", "aud": "kserve", "exp": 4102444800u64});
+    let valid = keys.sign(&harness_diff::tokens::header(), &claims, false);
+    let forged = format!("{}x", &valid[..valid.len() - 1]);
+    let bearer = |token: &str| ("authorization", format!("Bearer {token}"));
+    let x_test = || ("x-test", "istio-is-cool".to_string());
+    let predict = "/v1/models/bert-emotion-model:predict".to_string();
+    let mut requests: Vec<(String, Vec<(&str, String)>)> = vec![
+        ("/v1/models/bert-emotion-model".into(), vec![]),
+        (predict.clone(), vec![]),
+        (predict.clone(), vec![bearer(&forged), x_test()]),
+        ("/admin".into(), vec![]),
+        ("/admin".into(), vec![bearer(&valid)]),
+        ("/v1/models/../admin".into(), vec![bearer(&valid)]),
+        ("/v1/models/%2e%2e/admin".into(), vec![bearer(&valid)]),
+        (
+            "//v1//models/bert-emotion-model".into(),
+            vec![bearer(&valid)],
+        ),
+        ("/dex/keys".into(), vec![]),
+        ("/healthz".into(), vec![]),
+    ];
+    // The predict rule's two a minute, then 429s; another API key has its own five.
+    for key in ["team-a", "team-a", "team-a", "team-b"] {
+        requests.push((
+            predict.clone(),
+            vec![x_test(), bearer(&valid), ("x-api-key", key.to_string())],
+        ));
+    }
+    let configs = gateway_configs(&keys);
+    let chained: Vec<Plugin> = configs
+        .iter()
+        .map(|(name, config)| Plugin::from_dist_in(name, config.clone(), false))
+        .collect();
+    let sections: serde_json::Map<String, Value> = configs
+        .iter()
+        .map(|(name, config)| {
+            (
+                harness_runner::bundle_section(name).unwrap(),
+                config.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(sections.len(), 4);
+    let bundle = Plugin::from_dist_in(harness_runner::BUNDLE, Value::Object(sections), false);
+
+    let four = run(chained, &requests);
+    let one = run(vec![bundle], &requests);
+    assert_eq!(one, four);
+    // Not a vacuous agreement: every kind of answer is there.
+    let statuses: Vec<u16> = four.statuses.iter().map(|(_, s)| *s).collect();
+    for status in [200, 401, 403, 429] {
+        assert!(
+            statuses.contains(&status),
+            "{status} in {:?}",
+            four.statuses
+        );
+    }
+    assert!(four
+        .forwarded
+        .iter()
+        .any(|(_, user)| user.as_deref() == Some("alice")));
+    assert!(
+        four.counters.iter().any(|c| c.contains("emotion_stats_")),
+        "{:?}",
+        four.counters
+    );
+}
