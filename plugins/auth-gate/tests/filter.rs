@@ -81,13 +81,7 @@ fn header(name: &str) -> Option<String> {
 }
 
 fn counter(part: &str) -> i64 {
-    host::with(|h| {
-        h.metrics
-            .iter()
-            .filter(|(name, _, _)| name.contains(part))
-            .map(|(_, _, value)| *value)
-            .sum()
-    })
+    host::with(|h| h.metrics_containing(&[part]))
 }
 
 #[test]

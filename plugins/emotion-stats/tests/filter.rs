@@ -34,13 +34,7 @@ fn exchange(root: &PluginRoot, path: &str, status: &str, body: &[u8]) {
 }
 
 fn metric(parts: &[&str]) -> i64 {
-    host::with(|h| {
-        h.metrics
-            .iter()
-            .filter(|(name, _, _)| parts.iter().all(|part| name.contains(part)))
-            .map(|(_, _, value)| *value)
-            .sum()
-    })
+    host::with(|h| h.metrics_containing(parts))
 }
 
 #[test]

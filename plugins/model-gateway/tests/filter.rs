@@ -75,18 +75,12 @@ fn configured(config: &Value) -> PluginRoot {
 /// One exchange on `path`: the request, and when it is admitted the model's answer.
 fn exchange(root: &PluginRoot, path: &str, token: Option<&str>) -> Action {
     host::with(|h| {
-        h.local_reply = None;
-        h.request_headers = vec![
-            (":method".into(), b"POST".to_vec()),
-            (":path".into(), path.as_bytes().to_vec()),
-            (":authority".into(), b"models.example.com".to_vec()),
-        ];
-        if let Some(token) = token {
-            h.request_headers.push((
-                "authorization".into(),
-                format!("Bearer {token}").into_bytes(),
-            ));
-        }
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let extra: Vec<(&str, &[u8])> = bearer
+            .iter()
+            .map(|value| ("authorization", value.as_bytes()))
+            .collect();
+        h.set_request("POST", path, &extra);
         h.response_headers = vec![
             (":status".into(), b"200".to_vec()),
             ("content-type".into(), b"application/json".to_vec()),
@@ -109,13 +103,7 @@ fn status() -> Option<u32> {
 }
 
 fn metric(part: &str) -> i64 {
-    host::with(|h| {
-        h.metrics
-            .iter()
-            .filter(|(name, _, _)| name.contains(part))
-            .map(|(_, _, value)| *value)
-            .sum()
-    })
+    host::with(|h| h.metrics_containing(&[part]))
 }
 
 #[test]
@@ -189,14 +177,7 @@ fn a_single_section_decides_as_its_standalone_plugin() {
     let mut standalone = path_allowlist::PluginRoot::default();
     assert!(standalone.on_configure(0));
     for (path, bundled) in paths.iter().zip(bundled) {
-        host::with(|h| {
-            h.local_reply = None;
-            h.request_headers = vec![
-                (":method".into(), b"POST".to_vec()),
-                (":path".into(), path.as_bytes().to_vec()),
-                (":authority".into(), b"models.example.com".to_vec()),
-            ];
-        });
+        host::with(|h| h.set_request("POST", path, &[]));
         let action = standalone
             .filter()
             .unwrap()
@@ -246,16 +227,8 @@ fn after_keys_arrive(path: &str) -> (Action, usize) {
         "authGate": auth_gate(json!({"jwksUri": "http://dex/keys", "jwksCluster": "jwks", "timeout": "10s"})),
         "pathAllowlist": path_allowlist(),
     }));
-    host::with(|h| {
-        h.request_headers = vec![
-            (":method".into(), b"POST".to_vec()),
-            (":path".into(), path.as_bytes().to_vec()),
-            (
-                "authorization".into(),
-                format!("Bearer {VALID}").into_bytes(),
-            ),
-        ];
-    });
+    let bearer = format!("Bearer {VALID}");
+    host::with(|h| h.set_request("POST", path, &[("authorization", bearer.as_bytes())]));
     let mut filter = root.filter(2);
     let paused = filter.on_http_request_headers(3, true);
     assert!(host::with(|h| h.local_reply.is_none()));

@@ -63,6 +63,31 @@ impl Host {
             .map_or(0, |(_, _, value)| *value)
     }
 
+    /// The sum of the metrics whose names contain every one of `parts`.
+    pub fn metrics_containing(&self, parts: &[&str]) -> i64 {
+        self.metrics
+            .iter()
+            .filter(|(name, _, _)| parts.iter().all(|part| name.contains(part)))
+            .map(|(_, _, value)| *value)
+            .sum()
+    }
+
+    /// Sets the request's headers: `:method`, `:path`, `:authority`, then `extra`; and forgets
+    /// the last local reply.
+    pub fn set_request(&mut self, method: &str, path: &str, extra: &[(&str, &[u8])]) {
+        self.local_reply = None;
+        self.request_headers = vec![
+            (":method".into(), method.as_bytes().to_vec()),
+            (":path".into(), path.as_bytes().to_vec()),
+            (":authority".into(), b"models.example.com".to_vec()),
+        ];
+        self.request_headers.extend(
+            extra
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_vec())),
+        );
+    }
+
     fn headers(&mut self, map: MapType) -> Option<&mut Vec<(String, Vec<u8>)>> {
         match map {
             MapType::HttpRequestHeaders => Some(&mut self.request_headers),
