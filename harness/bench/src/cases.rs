@@ -52,6 +52,18 @@ pub struct Case {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub expect_status: u16,
+    /// Other requests sent once each after the check, before any timing, each with the status
+    /// it must get: the refusals of a chain.
+    pub probes: Vec<Probe>,
+}
+
+/// A request a case must answer with `expect_status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub what: &'static str,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub expect_status: u16,
 }
 
 impl Case {
@@ -226,6 +238,7 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
         path: PREDICT_PATH.to_string(),
         headers: rs256_headers.clone(),
         expect_status: status,
+        probes: Vec::new(),
     };
     let es256 = |c: Case| Case {
         headers: es256_headers.clone(),
@@ -558,22 +571,25 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
             with_native(LARGE_BODY, vec![native::lua_body("lua")]),
             200,
         ),
-        case(
-            "chained",
-            "all four as wasmplugin-manifests/gateway wires them (JWT RS256 cached + header rule)",
-            Some("native-chained"),
-            vec![
-                "auth-gate",
-                "path-allowlist",
-                "local-ratelimit",
-                "emotion-stats",
-            ],
-            with_plugins(
-                SMALL_BODY,
-                gateway_chain(&fixtures.gateway_manifests, issuer, &seed_paths)?,
-            ),
-            200,
-        ),
+        Case {
+            probes: chain_refusals(&fixtures.tokens),
+            ..case(
+                "chained",
+                "all four as wasmplugin-manifests/gateway wires them (JWT RS256 cached + header rule)",
+                Some("native-chained"),
+                vec![
+                    "auth-gate",
+                    "path-allowlist",
+                    "local-ratelimit",
+                    "emotion-stats",
+                ],
+                with_plugins(
+                    SMALL_BODY,
+                    gateway_chain(&fixtures.gateway_manifests, issuer, &seed_paths)?,
+                ),
+                200,
+            )
+        },
         case(
             "native-chained",
             "jwt_authn (cached) + RBAC paths + RBAC header + local_ratelimit + Lua",
@@ -649,6 +665,49 @@ fn gateway_chain(
         .collect())
 }
 
+/// `token` with its signature's characters in reverse order: well-formed, wrongly signed.
+fn forged(token: &str) -> String {
+    match token.rsplit_once('.') {
+        Some((signed, signature)) => {
+            format!("{signed}.{}", signature.chars().rev().collect::<String>())
+        }
+        None => token.to_string(),
+    }
+}
+
+/// Requests the gateway chain must refuse, each by a different rule.
+fn chain_refusals(tokens: &Tokens) -> Vec<Probe> {
+    let x_test = ("x-test".to_string(), "istio-is-cool".to_string());
+    let bearer = |token: &str| ("authorization".to_string(), format!("Bearer {token}"));
+    let probe = |what, path: &str, headers, expect_status| Probe {
+        what,
+        path: path.to_string(),
+        headers,
+        expect_status,
+    };
+    vec![
+        probe(
+            "no x-test header",
+            PREDICT_PATH,
+            vec![bearer(&tokens.rs256)],
+            403,
+        ),
+        probe("no token", PREDICT_PATH, vec![x_test.clone()], 403),
+        probe(
+            "a forged signature",
+            PREDICT_PATH,
+            vec![x_test.clone(), bearer(&forged(&tokens.rs256))],
+            401,
+        ),
+        probe(
+            "a path the header rule does not name",
+            "/v1/models/other-model:predict",
+            vec![x_test, bearer(&tokens.rs256)],
+            403,
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,6 +722,12 @@ mod tests {
         }
         let large: Value = serde_json::from_str(&prediction_body(LARGE_BODY)).unwrap();
         assert!(large["predictions"].as_array().unwrap().len() > 250);
+    }
+
+    #[test]
+    fn a_forged_token_keeps_its_shape_and_changes_its_signature() {
+        assert_eq!(forged("h.p.abc"), "h.p.cba");
+        assert_eq!(forged("nodots"), "nodots");
     }
 
     #[test]

@@ -350,8 +350,12 @@ fn run_rounds(
                     record.samples.push(sample);
                 }
                 RoundOutcome::Answered => {
+                    let refusals = match case.probes.len() {
+                        0 => String::new(),
+                        n => format!(", and {n} other requests as expected"),
+                    };
                     println!(
-                        "  {:<24} answered {} as expected",
+                        "  {:<24} answered {} as expected{refusals}",
                         case.name, case.expect_status
                     );
                     record.answered += 1;
@@ -466,6 +470,22 @@ fn run_case(
             case.expect_status,
             body.trim().chars().take(120).collect::<String>()
         ));
+    }
+    for probe in &case.probes {
+        let answer = client.get(&probe.path, &probe.headers)?;
+        if answer.status != probe.expect_status {
+            return skip_or_fail(format!(
+                "{}: got {}, expected {} ({})",
+                probe.what,
+                answer.status,
+                probe.expect_status,
+                String::from_utf8_lossy(&answer.body)
+                    .trim()
+                    .chars()
+                    .take(120)
+                    .collect::<String>()
+            ));
+        }
     }
     let Some(timing) = timing else {
         return Ok(RoundOutcome::Answered);
