@@ -10,7 +10,7 @@ use super::tokens::Tokens;
 use super::wasm_floor;
 use harness_oci::manifests;
 use harness_runner::render::{DirectResponse, NativeFilter};
-use harness_runner::{EnvoyConfig, Plugin, Result};
+use harness_runner::{EnvoyConfig, Error, Plugin, Result};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,11 +44,26 @@ pub struct Case {
     pub what: String,
     /// The native case doing the same job.
     pub twin: Option<&'static str>,
+    /// The plugin case a `model-gateway` case is compared with, round by round: the same
+    /// configuration and requests as separate modules (`chained`) or as the plugin's own module.
+    pub standalone: Option<&'static str>,
     /// Plugins from `dist/` this case loads: if one refuses its configuration, the case is
     /// skipped rather than failing the run.
     pub plugins: Vec<&'static str>,
     pub config: EnvoyConfig,
     /// The request target (`PREDICT_PATH` but for the cases about the query string).
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub expect_status: u16,
+    /// Other requests sent once each after the check, before any timing, each with the status
+    /// it must get: the refusals of a chain.
+    pub probes: Vec<Probe>,
+}
+
+/// A request a case must answer with `expect_status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub what: &'static str,
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub expect_status: u16,
@@ -226,6 +241,8 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
         path: PREDICT_PATH.to_string(),
         headers: rs256_headers.clone(),
         expect_status: status,
+        standalone: None,
+        probes: Vec::new(),
     };
     let es256 = |c: Case| Case {
         headers: es256_headers.clone(),
@@ -558,22 +575,25 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
             with_native(LARGE_BODY, vec![native::lua_body("lua")]),
             200,
         ),
-        case(
-            "chained",
-            "all four as wasmplugin-manifests/gateway wires them (JWT RS256 cached + header rule)",
-            Some("native-chained"),
-            vec![
-                "auth-gate",
-                "path-allowlist",
-                "local-ratelimit",
-                "emotion-stats",
-            ],
-            with_plugins(
-                SMALL_BODY,
-                gateway_chain(&fixtures.gateway_manifests, issuer, &seed_paths)?,
-            ),
-            200,
-        ),
+        Case {
+            probes: chain_refusals(&fixtures.tokens),
+            ..case(
+                "chained",
+                "all four as wasmplugin-manifests/gateway wires them (JWT RS256 cached + header rule)",
+                Some("native-chained"),
+                vec![
+                    "auth-gate",
+                    "path-allowlist",
+                    "local-ratelimit",
+                    "emotion-stats",
+                ],
+                with_plugins(
+                    SMALL_BODY,
+                    gateway_chain(&fixtures.gateway_manifests, issuer, &seed_paths)?,
+                ),
+                200,
+            )
+        },
         case(
             "native-chained",
             "jwt_authn (cached) + RBAC paths + RBAC header + local_ratelimit + Lua",
@@ -614,7 +634,157 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
             401,
         )),
     ]);
+    add_bundle_cases(&mut cases)?;
     Ok(cases)
+}
+
+/// The module linking the four plugins (`plugins/model-gateway`).
+pub const BUNDLE: &str = "model-gateway";
+
+/// `--only model-gateway`: the bundle's cases and every case their targets compare them with.
+pub const BUNDLE_GROUP: &str = BUNDLE;
+
+/// The names of the cases `--only` selects: the floor, the cases it names and, for
+/// [`BUNDLE_GROUP`], every case loading the bundle with the cases it is compared with (its
+/// standalone case, its native twin).
+pub fn selection(cases: &[Case], only: &[String]) -> Vec<&'static str> {
+    let mut names = vec!["floor"];
+    for case in cases {
+        if only.iter().any(|o| o == case.name) {
+            names.push(case.name);
+        }
+        if only.iter().any(|o| o == BUNDLE_GROUP) && case.plugins.contains(&BUNDLE) {
+            names.push(case.name);
+            names.extend(case.standalone);
+            names.extend(case.twin);
+        }
+    }
+    names
+}
+
+/// The bundle with one section: (case, the standalone case whose configuration and requests it
+/// takes). auth-gate's is its cached RS256 JWT case, the auth-gate configuration of `chained`
+/// without the header rule.
+pub const BUNDLE_SINGLES: [(&str, &str); 4] = [
+    ("bundle-auth-gate", "auth-gate-rs256-cached"),
+    ("bundle-path-allowlist", "path-allowlist"),
+    ("bundle-local-ratelimit", "local-ratelimit"),
+    ("bundle-emotion-stats", "emotion-stats"),
+];
+
+/// Each bundle case right after the case it is compared with, so that the two run one after
+/// the other in a round (the order rotates by one each round: only a round that starts between
+/// them parts them): `bundle` after `chained`, with the four sections of `chained`'s four
+/// plugins, and `bundle-<plugin>` after its standalone case.
+fn add_bundle_cases(cases: &mut Vec<Case>) -> Result<()> {
+    let singles = BUNDLE_SINGLES.map(|(name, standalone)| {
+        let what = format!("{BUNDLE} with one section, as {standalone}");
+        (name, standalone, what)
+    });
+    let all = [(
+        "bundle",
+        "chained",
+        format!("{BUNDLE}: chained's four configurations as sections of one module, one VM"),
+    )]
+    .into_iter()
+    .chain(singles);
+    for (name, standalone, what) in all {
+        let at = cases
+            .iter()
+            .position(|c| c.name == standalone)
+            .ok_or_else(|| Error(format!("{name}: no case {standalone} to take it from")))?;
+        let bundled = bundled_case(&cases[at], name, what)?;
+        cases.insert(at + 1, bundled);
+    }
+    Ok(())
+}
+
+/// `standalone` with its plugins as sections of the bundle: the same configurations (taken from
+/// the case itself), the same Envoy, requests and expected answers, the same native twin.
+fn bundled_case(standalone: &Case, name: &'static str, what: String) -> Result<Case> {
+    let bundle = bundle_plugin(&standalone.config.plugins)?;
+    Ok(Case {
+        name,
+        what,
+        standalone: Some(standalone.name),
+        plugins: vec![BUNDLE],
+        config: EnvoyConfig {
+            plugins: vec![bundle],
+            ..standalone.config.clone()
+        },
+        ..standalone.clone()
+    })
+}
+
+/// One `model-gateway` filter whose pluginConfig has a section per plugin, each that plugin's
+/// own pluginConfig.
+pub fn bundle_plugin(plugins: &[Plugin]) -> Result<Plugin> {
+    let mut sections = serde_json::Map::new();
+    for plugin in plugins {
+        let config: Value = serde_json::from_str(&plugin.configuration)
+            .map_err(|e| Error(format!("{}: configuration: {e}", plugin.name)))?;
+        sections.insert(section_key(plugin.short_name()), config);
+    }
+    Ok(Plugin::from_dist(BUNDLE, Value::Object(sections)))
+}
+
+/// The bundle's section of a plugin: its name in camelCase (`local-ratelimit` ->
+/// `localRatelimit`).
+pub fn section_key(plugin: &str) -> String {
+    let mut words = plugin.split('-');
+    let mut key = words.next().unwrap_or_default().to_string();
+    for word in words {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            key.extend(first.to_uppercase());
+            key.push_str(chars.as_str());
+        }
+    }
+    key
+}
+
+/// `token` with its signature's characters in reverse order: well-formed, wrongly signed.
+fn forged(token: &str) -> String {
+    match token.rsplit_once('.') {
+        Some((signed, signature)) => {
+            format!("{signed}.{}", signature.chars().rev().collect::<String>())
+        }
+        None => token.to_string(),
+    }
+}
+
+/// Requests the gateway chain must refuse, each by a different rule: the bundle has to refuse
+/// them alike (it takes `chained`'s probes with its configuration).
+fn chain_refusals(tokens: &Tokens) -> Vec<Probe> {
+    let x_test = ("x-test".to_string(), "istio-is-cool".to_string());
+    let bearer = |token: &str| ("authorization".to_string(), format!("Bearer {token}"));
+    let probe = |what, path: &str, headers, expect_status| Probe {
+        what,
+        path: path.to_string(),
+        headers,
+        expect_status,
+    };
+    vec![
+        probe(
+            "no x-test header",
+            PREDICT_PATH,
+            vec![bearer(&tokens.rs256)],
+            403,
+        ),
+        probe("no token", PREDICT_PATH, vec![x_test.clone()], 403),
+        probe(
+            "a forged signature",
+            PREDICT_PATH,
+            vec![x_test.clone(), bearer(&forged(&tokens.rs256))],
+            401,
+        ),
+        probe(
+            "a path the header rule does not name",
+            "/v1/models/other-model:predict",
+            vec![x_test, bearer(&tokens.rs256)],
+            403,
+        ),
+    ]
 }
 
 /// Query parameters of the many-parameters cases.
@@ -741,5 +911,115 @@ mod tests {
                 "istio-system.emotion-stats"
             ]
         );
+        check_bundle_cases(&cases);
+    }
+
+    fn section_config(case: &Case) -> serde_json::Map<String, Value> {
+        assert_eq!(case.config.plugins.len(), 1, "{}", case.name);
+        let plugin = &case.config.plugins[0];
+        assert!(
+            plugin.module.ends_with("model-gateway.wasm"),
+            "{}",
+            case.name
+        );
+        match serde_json::from_str(&plugin.configuration).unwrap() {
+            Value::Object(sections) => sections,
+            other => panic!("{}: {other}", case.name),
+        }
+    }
+
+    /// Each bundle case right after the case it is compared with, with that case's
+    /// configurations as its sections and its requests and expected answers.
+    fn check_bundle_cases(cases: &[Case]) {
+        let find = |name: &str| cases.iter().position(|c| c.name == name).unwrap();
+        let pairs = [("bundle", "chained")].into_iter().chain(BUNDLE_SINGLES);
+        for (name, standalone) in pairs {
+            let (at, from) = (find(name), find(standalone));
+            assert_eq!(at, from + 1, "{name} runs right after {standalone}");
+            let (bundle, standalone) = (&cases[at], &cases[from]);
+            assert_eq!(bundle.standalone, Some(standalone.name));
+            assert_eq!(bundle.plugins, [BUNDLE]);
+            assert_eq!(bundle.twin, standalone.twin);
+            assert_eq!(
+                (&bundle.path, &bundle.headers, bundle.expect_status),
+                (
+                    &standalone.path,
+                    &standalone.headers,
+                    standalone.expect_status
+                )
+            );
+            assert_eq!(bundle.probes, standalone.probes);
+            assert_eq!(
+                bundle.config.direct_response,
+                standalone.config.direct_response
+            );
+            let sections = section_config(bundle);
+            assert_eq!(sections.len(), standalone.config.plugins.len(), "{name}");
+            for plugin in &standalone.config.plugins {
+                let own: Value = serde_json::from_str(&plugin.configuration).unwrap();
+                assert_eq!(
+                    sections.get(&section_key(plugin.short_name())),
+                    Some(&own),
+                    "{name}: {}",
+                    plugin.name
+                );
+            }
+        }
+        let bundle = &cases[find("bundle")];
+        let mut keys: Vec<String> = section_config(bundle).keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "authGate",
+                "emotionStats",
+                "localRatelimit",
+                "pathAllowlist"
+            ]
+        );
+        // The chain's refusals: each a status other than the allowed request's.
+        assert_eq!(bundle.probes.len(), 4);
+        assert!(bundle.probes.iter().all(|p| p.expect_status >= 400));
+
+        let group = selection(cases, &[BUNDLE_GROUP.to_string()]);
+        for name in [
+            "floor",
+            "bundle",
+            "chained",
+            "native-chained",
+            "bundle-auth-gate",
+            "auth-gate-rs256-cached",
+            "jwt-rs256-cached",
+            "bundle-path-allowlist",
+            "path-allowlist",
+            "rbac-paths",
+            "bundle-local-ratelimit",
+            "local-ratelimit",
+            "ratelimit",
+            "bundle-emotion-stats",
+            "emotion-stats",
+            "lua-body",
+        ] {
+            assert!(group.contains(&name), "{name} not in {group:?}");
+        }
+        assert!(!group.contains(&"wasm-noop"), "{group:?}");
+        assert_eq!(
+            selection(cases, &["bundle".to_string()]),
+            ["floor", "bundle"]
+        );
+    }
+
+    #[test]
+    fn bundle_sections_are_the_plugin_names_in_camel_case() {
+        assert_eq!(section_key("auth-gate"), "authGate");
+        assert_eq!(section_key("local-ratelimit"), "localRatelimit");
+        assert_eq!(section_key("emotion-stats"), "emotionStats");
+        assert_eq!(section_key("path-allowlist"), "pathAllowlist");
+    }
+
+    #[test]
+    fn a_forged_token_keeps_its_shape_and_changes_its_signature() {
+        assert_eq!(forged("h.p.abc"), "h.p.cba");
+        assert_eq!(forged("nodots"), "nodots");
     }
 }

@@ -31,10 +31,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str =
-    "harness bench [--quick | --smoke] [--rounds N] [--only CASE,CASE...|memory] [--perf] [--out DIR]
+    "harness bench [--quick | --smoke] [--rounds N] [--only CASE,CASE...|memory|workers|model-gateway] [--perf] [--out DIR]
     (default: all cases, 3 rounds, about 10 minutes; --quick: 1 short round; --smoke: each case
     only answers 20 requests, no timing; --only: these cases and the floor, `memory` for the
-    distinct-value memory runs; --perf: `perf record` of the one --only case under load)";
+    distinct-value memory runs, `workers` for the two-worker run, `model-gateway` for the
+    bundle's cases and the cases they are judged against; --perf: `perf record` of the one
+    --only case under load)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -188,6 +190,8 @@ pub struct CaseRecord {
     pub name: String,
     pub what: String,
     pub twin: Option<String>,
+    /// The plugin case a bundle case is compared with round by round.
+    pub standalone: Option<String>,
     pub plugins: Vec<String>,
     pub wasm_bytes: Option<u64>,
     pub samples: Vec<Sample>,
@@ -251,20 +255,23 @@ pub fn run(options: &Options) -> Result<bool> {
     let unknown: Vec<&String> = options
         .only
         .iter()
-        .filter(|o| *o != "memory" && *o != "workers" && !all.iter().any(|c| c.name == o.as_str()))
+        .filter(|o| {
+            !["memory", "workers", cases::BUNDLE_GROUP].contains(&o.as_str())
+                && !all.iter().any(|c| c.name == o.as_str())
+        })
         .collect();
     if !unknown.is_empty() {
         let names: Vec<&str> = all.iter().map(|c| c.name).collect();
         return Err(Error(format!(
-            "no case named {unknown:?}; the cases: {}, memory and workers",
-            names.join(", ")
+            "no case named {unknown:?}; the cases: {}, memory, workers and {}",
+            names.join(", "),
+            cases::BUNDLE_GROUP
         )));
     }
+    let chosen = cases::selection(&all, &options.only);
     let selected: Vec<Case> = all
         .into_iter()
-        .filter(|c| {
-            options.only.is_empty() || c.name == "floor" || options.only.iter().any(|o| o == c.name)
-        })
+        .filter(|c| options.only.is_empty() || chosen.contains(&c.name))
         .collect();
     let with_memory = options.only.is_empty() || options.only.iter().any(|o| o == "memory");
     let with_workers = options.only.is_empty() || options.only.iter().any(|o| o == "workers");
@@ -323,6 +330,7 @@ fn run_rounds(
             name: c.name.to_string(),
             what: c.what.clone(),
             twin: c.twin.map(str::to_string),
+            standalone: c.standalone.map(str::to_string),
             plugins: c.plugins.iter().map(|p| p.to_string()).collect(),
             wasm_bytes: c.wasm_bytes(),
             samples: Vec::new(),
@@ -350,8 +358,12 @@ fn run_rounds(
                     record.samples.push(sample);
                 }
                 RoundOutcome::Answered => {
+                    let refusals = match case.probes.len() {
+                        0 => String::new(),
+                        n => format!(", and {n} other requests as expected"),
+                    };
                     println!(
-                        "  {:<24} answered {} as expected",
+                        "  {:<24} answered {} as expected{refusals}",
                         case.name, case.expect_status
                     );
                     record.answered += 1;
@@ -466,6 +478,22 @@ fn run_case(
             case.expect_status,
             body.trim().chars().take(120).collect::<String>()
         ));
+    }
+    for probe in &case.probes {
+        let answer = client.get(&probe.path, &probe.headers)?;
+        if answer.status != probe.expect_status {
+            return skip_or_fail(format!(
+                "{}: got {}, expected {} ({})",
+                probe.what,
+                answer.status,
+                probe.expect_status,
+                String::from_utf8_lossy(&answer.body)
+                    .trim()
+                    .chars()
+                    .take(120)
+                    .collect::<String>()
+            ));
+        }
     }
     let Some(timing) = timing else {
         return Ok(RoundOutcome::Answered);

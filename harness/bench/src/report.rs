@@ -3,7 +3,7 @@
 
 use super::memory::MemoryRun;
 use super::rows::{rows, Row, FLOOR};
-use super::targets::{self, Check};
+use super::targets::{self, Check, Reported};
 use super::workers::WorkersRun;
 use super::{CaseRecord, Mode};
 use serde::Serialize;
@@ -67,6 +67,8 @@ pub struct Report {
     pub machine: Machine,
     pub rows: Vec<Row>,
     pub checks: Vec<Check>,
+    /// Numbers given without a target (the bundle against the plugins it links).
+    pub reported: Vec<Reported>,
     pub cases: Vec<CaseRecord>,
     pub memory: Vec<MemoryRun>,
     pub workers: Vec<WorkersRun>,
@@ -82,13 +84,13 @@ impl Report {
         workers: Vec<WorkersRun>,
     ) -> Self {
         let rows = rows(&cases);
-        let checks = if mode == Mode::Smoke {
-            Vec::new()
+        let (checks, reported) = if mode == Mode::Smoke {
+            (Vec::new(), Vec::new())
         } else {
             let mut checks = targets::evaluate(&rows);
             checks.extend(targets::memory_checks(&memory, &rows));
             checks.extend(targets::worker_checks(&workers));
-            checks
+            (checks, targets::reported(&rows))
         };
         Self {
             mode,
@@ -98,6 +100,7 @@ impl Report {
             machine: Machine::describe(),
             rows,
             checks,
+            reported,
             cases,
             memory,
             workers,
@@ -215,6 +218,22 @@ impl Report {
             if self.rounds < 3 {
                 out.push_str(
                     "\nFewer than 3 rounds: the verdicts are indicative only (targets are judged on the median of at least 3).\n",
+                );
+            }
+        }
+        if !self.reported.is_empty() {
+            out.push_str(
+                "\n### The bundle against the plugins it links (no target)\n\n| case | what | value |\n|---|---|---|\n",
+            );
+            for item in &self.reported {
+                let decimals = if item.unit == "x" { 2 } else { 1 };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} {} |",
+                    item.case,
+                    item.what,
+                    number(item.value, decimals),
+                    item.unit
                 );
             }
         }
@@ -373,6 +392,12 @@ mod tests {
             },
             rows: rows(&cases),
             checks: Vec::new(),
+            reported: vec![Reported {
+                case: "bundle".into(),
+                what: "+CPU / chained +CPU (median of the rounds' ratios)".into(),
+                value: Some(0.5),
+                unit: "x".into(),
+            }],
             cases,
             memory: vec![MemoryRun {
                 case: "ratelimit-keys".into(),
@@ -423,6 +448,12 @@ mod tests {
         assert!(
             text.contains(
                 "| ratelimit-keys | 1000000 keys | 90.0 | 92.0 | 92.5 | +2.5 | 100.0 % |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| bundle | +CPU / chained +CPU (median of the rounds' ratios) | 0.50 x |"
             ),
             "{text}"
         );

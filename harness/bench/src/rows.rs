@@ -13,6 +13,8 @@ pub struct Row {
     pub case: String,
     pub what: String,
     pub twin: Option<String>,
+    /// The plugin case a bundle case is compared with.
+    pub standalone: Option<String>,
     pub plugins: Vec<String>,
     pub skipped: Option<String>,
     pub rounds_measured: usize,
@@ -22,6 +24,10 @@ pub struct Row {
     pub cpu_x_floor: Option<f64>,
     /// Total CPU per request over the native twin's, same round.
     pub cpu_x_twin: Option<f64>,
+    /// CPU µs per request above the standalone case's, same round (the floor cancels out).
+    pub plus_cpu_vs_standalone_us: Option<f64>,
+    /// +CPU over the standalone case's +CPU, each against the floor of the same round.
+    pub plus_cpu_x_standalone: Option<f64>,
     pub req_per_s: Option<f64>,
     pub req_per_s_x_floor: Option<f64>,
     pub p50_ms: Option<f64>,
@@ -45,17 +51,44 @@ pub fn rows(cases: &[CaseRecord]) -> Vec<Row> {
         .find(|c| c.name == FLOOR)
         .map(|c| c.samples.as_slice())
         .unwrap_or_default();
+    let samples_of = |name: &Option<String>| {
+        name.as_ref()
+            .and_then(|n| cases.iter().find(|c| &c.name == n))
+            .map(|c| c.samples.as_slice())
+            .unwrap_or_default()
+    };
     cases
         .iter()
         .map(|case| {
-            let twin = case
-                .twin
-                .as_ref()
-                .and_then(|t| cases.iter().find(|c| &c.name == t))
-                .map(|c| c.samples.as_slice())
-                .unwrap_or_default();
-            row(case, floor, twin)
+            let mut row = row(case, floor, samples_of(&case.twin));
+            let standalone = samples_of(&case.standalone);
+            row.plus_cpu_vs_standalone_us =
+                stats::median(&paired(&case.samples, standalone, |s, other| {
+                    s.cpu_us_per_req - other.cpu_us_per_req
+                }));
+            let plus = |s: &Sample| {
+                floor
+                    .iter()
+                    .find(|f| f.round == s.round)
+                    .map(|f| s.cpu_us_per_req - f.cpu_us_per_req)
+            };
+            row.plus_cpu_x_standalone =
+                stats::median(&paired(&case.samples, standalone, |s, other| {
+                    match (plus(s), plus(other)) {
+                        (Some(own), Some(theirs)) => own / theirs,
+                        _ => f64::NAN,
+                    }
+                }));
+            row
         })
+        .collect()
+}
+
+/// `f` of each of `samples` with the sample of `other` from the same round.
+fn paired(samples: &[Sample], other: &[Sample], f: impl Fn(&Sample, &Sample) -> f64) -> Vec<f64> {
+    samples
+        .iter()
+        .filter_map(|s| other.iter().find(|o| o.round == s.round).map(|o| f(s, o)))
         .collect()
 }
 
@@ -63,17 +96,13 @@ fn row(case: &CaseRecord, floor: &[Sample], twin: &[Sample]) -> Row {
     let own = |f: fn(&Sample) -> f64| -> Option<f64> {
         stats::median(&case.samples.iter().map(f).collect::<Vec<_>>())
     };
-    let vs = |other: &[Sample], f: fn(&Sample, &Sample) -> f64| -> Vec<f64> {
-        case.samples
-            .iter()
-            .filter_map(|s| other.iter().find(|o| o.round == s.round).map(|o| f(s, o)))
-            .collect()
-    };
+    let vs = |other: &[Sample], f: fn(&Sample, &Sample) -> f64| paired(&case.samples, other, f);
     let median_vs = |other: &[Sample], f: fn(&Sample, &Sample) -> f64| stats::median(&vs(other, f));
     Row {
         case: case.name.clone(),
         what: case.what.clone(),
         twin: case.twin.clone(),
+        standalone: case.standalone.clone(),
         plugins: case.plugins.clone(),
         skipped: case.skipped.clone(),
         rounds_measured: case.samples.len(),
@@ -81,6 +110,9 @@ fn row(case: &CaseRecord, floor: &[Sample], twin: &[Sample]) -> Row {
         plus_cpu_us: stats::spread(&vs(floor, |s, f| s.cpu_us_per_req - f.cpu_us_per_req)),
         cpu_x_floor: median_vs(floor, |s, f| s.cpu_us_per_req / f.cpu_us_per_req),
         cpu_x_twin: median_vs(twin, |s, t| s.cpu_us_per_req / t.cpu_us_per_req),
+        // Set by `rows`, which knows the standalone case.
+        plus_cpu_vs_standalone_us: None,
+        plus_cpu_x_standalone: None,
         req_per_s: own(|s| s.req_per_s),
         req_per_s_x_floor: median_vs(floor, |s, f| s.req_per_s / f.req_per_s),
         p50_ms: own(|s| s.p50_us / 1000.0),
@@ -125,6 +157,7 @@ pub(super) mod tests {
             name: name.to_string(),
             what: format!("{name} case"),
             twin: twin.map(str::to_string),
+            standalone: None,
             plugins: Vec::new(),
             wasm_bytes: None,
             samples: cpus
@@ -161,6 +194,25 @@ pub(super) mod tests {
         assert!((plugin.start_plus_ms.unwrap() - 10.0).abs() < 1e-9);
         assert_eq!(plugin.rss_idle_mib, Some(65.0));
         assert_eq!(rows[0].plus_cpu_us.unwrap().median, 0.0);
+    }
+
+    #[test]
+    fn bundle_cases_are_paired_with_their_standalone_case_round_by_round() {
+        // The standalone case is 20 above the floor in each round, the bundle 21, 22, 23:
+        // differences 1, 2, 3 (median 2) whatever the floor does; ratios 1.05, 1.10, 1.15.
+        let mut bundle = record("bundle-plugin", None, &[121.0, 172.0, 143.0]);
+        bundle.standalone = Some("plugin".into());
+        let cases = vec![
+            record("floor", None, &[100.0, 150.0, 120.0]),
+            record("plugin", None, &[120.0, 170.0, 140.0]),
+            bundle,
+        ];
+        let rows = rows(&cases);
+        let bundle = &rows[2];
+        assert_eq!(bundle.standalone.as_deref(), Some("plugin"));
+        assert!((bundle.plus_cpu_vs_standalone_us.unwrap() - 2.0).abs() < 1e-9);
+        assert!((bundle.plus_cpu_x_standalone.unwrap() - 1.10).abs() < 1e-9);
+        assert_eq!(rows[1].plus_cpu_vs_standalone_us, None);
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! to this run's floors: a plugin may cost the Wasm floor plus what its native twin costs for
 //! the same job plus a margin, a share of what a proxied request costs (`floor-proxied`).
 
+use super::cases::{BUNDLE, BUNDLE_SINGLES};
 use super::memory::MemoryRun;
 use super::rows::{Row, FLOOR};
 use super::workers::WorkersRun;
 
 const PROXIED_FLOOR: &str = "floor-proxied";
 use serde::Serialize;
+
+/// The standalone case whose start the bundle's is judged against: auth-gate with the JWT rules
+/// (the keys' tables are made at start) starts slowest of the four plugins, and the bundle's
+/// auth-gate section has the same rules.
+pub const BUNDLE_START_REFERENCE: &str = "auth-gate-rs256-cached";
 
 /// One target and the numbers it was judged on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,14 +64,25 @@ impl Check {
 
 const KIB: f64 = 1024.0;
 
-/// The plugins in verdict order; `chained` stands for all four together.
-const PLUGINS: [&str; 5] = [
+/// The plugins in verdict order; `chained` stands for all four together, `model-gateway` for
+/// the bundle's cases.
+const PLUGINS: [&str; 6] = [
     "path-allowlist",
     "auth-gate",
     "local-ratelimit",
     "emotion-stats",
     "chained",
+    BUNDLE,
 ];
+
+/// A number the report gives without a target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reported {
+    pub case: String,
+    pub what: String,
+    pub value: Option<f64>,
+    pub unit: String,
+}
 
 pub fn evaluate(rows: &[Row]) -> Vec<Check> {
     let row = |name: &str| rows.iter().find(|r| r.case == name && r.skipped.is_none());
@@ -238,7 +255,111 @@ pub fn evaluate(rows: &[Row]) -> Vec<Check> {
             unit: "KiB".into(),
         });
     }
+    checks.extend(bundle_checks(rows));
     checks
+}
+
+/// The bundle (one module, one VM for the four plugins) against the native chain and against
+/// the plugins it links, each compared in the same run.
+fn bundle_checks(rows: &[Row]) -> Vec<Check> {
+    let row = |name: &str| rows.iter().find(|r| r.case == name && r.skipped.is_none());
+    let plus = |name: &str| row(name).and_then(|r| r.plus_cpu_us).map(|s| s.median);
+    let start = |name: &str| row(name).and_then(|r| r.start_plus_ms);
+    let check = |case: &str, rule: String, value, limit, unit: &str| Check {
+        plugin: BUNDLE.to_string(),
+        case: case.to_string(),
+        rule,
+        value,
+        limit,
+        unit: unit.to_string(),
+    };
+    let mut checks = vec![check(
+        "bundle",
+        "+CPU ≤ 2 x native-chained".into(),
+        plus("bundle"),
+        plus("native-chained").map(|native| 2.0 * native),
+        "µs",
+    )];
+    // One section: what the bundle adds to the plugin's own module, round by round (the two
+    // run one after the other in a round), median over rounds; cheaper passes.
+    for (case, standalone) in BUNDLE_SINGLES {
+        checks.push(check(
+            case,
+            format!("+CPU above {standalone} (same round, median) ≤ 10 % of {standalone} +CPU"),
+            row(case).and_then(|r| r.plus_cpu_vs_standalone_us),
+            plus(standalone).map(|own| 0.10 * own),
+            "µs",
+        ));
+    }
+    let floor_rss = row(FLOOR).and_then(|r| r.rss_idle_mib);
+    checks.push(check(
+        "bundle",
+        "idle RSS ≤ floor + 30 MiB".into(),
+        row("bundle")
+            .and_then(|r| r.rss_idle_mib)
+            .zip(floor_rss)
+            .map(|(rss, floor)| rss - floor),
+        Some(30.0),
+        "MiB",
+    ));
+    checks.push(check(
+        "bundle",
+        format!("start ≤ 2 x {BUNDLE_START_REFERENCE}'s (each above the floor's)"),
+        start("bundle"),
+        start(BUNDLE_START_REFERENCE).map(|reference| 2.0 * reference),
+        "ms",
+    ));
+    checks.push(check(
+        "bundle",
+        ".wasm ≤ the four standalone modules (chained's)".into(),
+        wasm_kib(rows, "bundle"),
+        wasm_kib(rows, "chained"),
+        "KiB",
+    ));
+    checks
+}
+
+/// Size of a case's modules, measured on the files: known even when the case was skipped.
+fn wasm_kib(rows: &[Row], case: &str) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.case == case)
+        .and_then(|r| r.wasm_bytes)
+        .map(|b| b as f64 / KIB)
+}
+
+/// What the report gives about the bundle without a target: each bundle case's +CPU over its
+/// standalone case's (`bundle`: over `chained`'s), and what one module saves in size.
+pub fn reported(rows: &[Row]) -> Vec<Reported> {
+    let mut reported: Vec<Reported> = rows
+        .iter()
+        .filter(|r| r.plugins.iter().any(|p| p == BUNDLE))
+        .filter_map(|r| {
+            let standalone = r.standalone.as_ref()?;
+            Some(Reported {
+                case: r.case.clone(),
+                what: format!("+CPU / {standalone} +CPU (median of the rounds' ratios)"),
+                value: r.plus_cpu_x_standalone,
+                unit: "x".into(),
+            })
+        })
+        .collect();
+    if let Some((bundle, four)) = wasm_kib(rows, "bundle").zip(wasm_kib(rows, "chained")) {
+        reported.push(Reported {
+            case: "bundle".into(),
+            what: format!(
+                "size saved: the four standalone modules ({four:.1} KiB) minus {BUNDLE}.wasm ({bundle:.1} KiB)"
+            ),
+            value: Some(four - bundle),
+            unit: "KiB".into(),
+        });
+        reported.push(Reported {
+            case: "bundle".into(),
+            what: "size saved, share of the four standalone modules".into(),
+            value: (four > 0.0).then(|| 100.0 * (four - bundle) / four),
+            unit: "%".into(),
+        });
+    }
+    reported
 }
 
 /// What profiling found behind a target this code misses (docs/performance-results-2026-11-26.md,
@@ -250,6 +371,7 @@ pub fn known_cause(check: &Check) -> Option<&'static str> {
         event, and every header read, counter and shared-data access is a hostcall, header \
         reads with a call back into the module to allocate";
     Some(match (check.unit.as_str(), check.case.as_str()) {
+        (_, case) if case == "bundle" || case.starts_with("bundle-") => "not profiled yet",
         ("µs", "path-allowlist" | "path-allowlist-1000") => {
             "one `:path` read and one counter per request; the decision costs 0.4 µs natively \
              for 6 or 1,000 patterns (tries); the rest is the SDK under v8 (sdk-passthrough), \
@@ -534,6 +656,146 @@ mod tests {
         // (20+10+5) + (20+25+5) + (20+5+5) + (30+10) = 155
         assert_eq!((chained.value, chained.limit), (Some(120.0), Some(155.0)));
         assert_eq!(chained.outcome(), Outcome::Pass);
+    }
+
+    /// A bundle case: loads model-gateway, compared with `standalone`.
+    fn bundled(name: &str, standalone: &str, cpus: &[f64]) -> CaseRecord {
+        let mut record = record(name, cpus);
+        record.plugins = vec![BUNDLE.into()];
+        record.standalone = Some(standalone.into());
+        record
+    }
+
+    #[test]
+    fn bundle_may_cost_twice_the_native_chain_and_reports_its_ratio_to_chained() {
+        let cases = vec![
+            record("floor", &[100.0, 100.0, 100.0]),
+            record("native-chained", &[130.0, 131.0, 129.0]),
+            record("chained", &[220.0, 200.0, 210.0]),
+            // +60, +61, +59 against 2 x 30 = 60: the median, 60, passes.
+            bundled("bundle", "chained", &[160.0, 161.0, 159.0]),
+        ];
+        let rows = rows(&cases);
+        let checks = evaluate(&rows);
+        let cpu = find(&checks, "bundle", "+CPU");
+        assert_eq!(cpu.plugin, BUNDLE);
+        assert_eq!((cpu.value, cpu.limit), (Some(60.0), Some(60.0)));
+        assert_eq!(cpu.outcome(), Outcome::Pass);
+        // Ratios per round: 60/120, 61/100, 59/110: the median is 59/110, not the medians'
+        // ratio 60/110.
+        let reported = reported(&rows);
+        let ratio = reported
+            .iter()
+            .find(|r| r.case == "bundle" && r.unit == "x")
+            .unwrap();
+        assert!((ratio.value.unwrap() - 59.0 / 110.0).abs() < 1e-9);
+        assert!(ratio.what.contains("chained"), "{}", ratio.what);
+        let lines = verdicts(&checks, &rows);
+        let bundle = lines.iter().find(|l| l.starts_with(BUNDLE)).unwrap();
+        // CPU and idle RSS met; the single sections, start and size not in this run.
+        assert!(
+            bundle.starts_with("model-gateway: INCOMPLETE (2 met, 0 missed, 6 not measured)"),
+            "{bundle}"
+        );
+    }
+
+    #[test]
+    fn one_section_is_judged_on_the_rounds_paired_difference_against_ten_percent() {
+        let cases = vec![
+            // The floor drifts by 50 µs between rounds; each pair runs in the same round.
+            record("floor", &[100.0, 150.0, 120.0]),
+            record("path-allowlist", &[120.0, 170.0, 140.0]),
+            // +1, +3, +2 over path-allowlist: median 2.0 ≤ 10 % of its +20 = 2.0.
+            bundled(
+                "bundle-path-allowlist",
+                "path-allowlist",
+                &[121.0, 173.0, 142.0],
+            ),
+            record("local-ratelimit", &[140.0, 190.0, 160.0]),
+            // +5 in every round: 5 > 4 (10 % of +40) fails, though a round's floor moved more.
+            bundled(
+                "bundle-local-ratelimit",
+                "local-ratelimit",
+                &[145.0, 195.0, 165.0],
+            ),
+            record("emotion-stats", &[130.0, 180.0, 150.0]),
+            // Cheaper than the plugin's own module: passes.
+            bundled(
+                "bundle-emotion-stats",
+                "emotion-stats",
+                &[125.0, 175.0, 145.0],
+            ),
+        ];
+        let rows = rows(&cases);
+        let checks = evaluate(&rows);
+        let allowlist = find(&checks, "bundle-path-allowlist", "+CPU");
+        assert!((allowlist.value.unwrap() - 2.0).abs() < 1e-9);
+        assert!((allowlist.limit.unwrap() - 2.0).abs() < 1e-9);
+        assert_eq!(allowlist.outcome(), Outcome::Pass);
+        let ratelimit = find(&checks, "bundle-local-ratelimit", "+CPU");
+        assert_eq!((ratelimit.value, ratelimit.limit), (Some(5.0), Some(4.0)));
+        assert_eq!(ratelimit.outcome(), Outcome::Fail);
+        let emotion = find(&checks, "bundle-emotion-stats", "+CPU");
+        assert_eq!(emotion.value, Some(-5.0));
+        assert_eq!(emotion.outcome(), Outcome::Pass);
+        // auth-gate's standalone case is not in this run: not measured.
+        assert_eq!(
+            find(&checks, "bundle-auth-gate", "+CPU").outcome(),
+            Outcome::NotMeasured
+        );
+        let lines = verdicts(&checks, &rows);
+        let bundle = lines.iter().find(|l| l.starts_with(BUNDLE)).unwrap();
+        assert!(bundle.contains(": FAIL"), "{bundle}");
+        assert!(
+            bundle.contains(
+                "bundle-local-ratelimit +CPU above local-ratelimit (same round, median) 5.0 > 4.0 µs"
+            ),
+            "{bundle}"
+        );
+        let ratio = reported(&rows)
+            .into_iter()
+            .find(|r| r.case == "bundle-local-ratelimit")
+            .unwrap();
+        assert_eq!(ratio.value, Some(45.0 / 40.0));
+    }
+
+    #[test]
+    fn bundle_start_memory_and_size_are_judged_against_one_plugin_and_the_four_modules() {
+        // In the run with the bundle's cases (`--only model-gateway`) by being compared with one.
+        assert!(BUNDLE_SINGLES
+            .iter()
+            .any(|&(_, standalone)| standalone == BUNDLE_START_REFERENCE));
+        let mut reference = record(BUNDLE_START_REFERENCE, &[140.0]);
+        reference.samples[0].start_ms = 1_000.0;
+        let mut chained = record("chained", &[200.0]);
+        chained.wasm_bytes = Some(1_200 * 1024);
+        let mut bundle = bundled("bundle", "chained", &[180.0]);
+        bundle.wasm_bytes = Some(700 * 1024);
+        bundle.samples[0].start_ms = 1_900.0;
+        bundle.samples[0].rss_idle_kib = (65 + 31) * 1024;
+        let mut floor = record("floor", &[100.0]);
+        floor.samples[0].start_ms = 100.0;
+        let rows = rows(&[floor, reference, chained, bundle]);
+        let checks = evaluate(&rows);
+        // Above the floor's start: 1,800 ≤ 2 x 900.
+        let start = find(&checks, "bundle", "start");
+        assert_eq!((start.value, start.limit), (Some(1_800.0), Some(1_800.0)));
+        assert_eq!(start.outcome(), Outcome::Pass);
+        let rss = find(&checks, "bundle", "idle RSS");
+        assert_eq!((rss.value, rss.limit), (Some(31.0), Some(30.0)));
+        assert_eq!(rss.outcome(), Outcome::Fail);
+        let size = find(&checks, "bundle", ".wasm");
+        assert_eq!((size.value, size.limit), (Some(700.0), Some(1_200.0)));
+        assert_eq!(size.outcome(), Outcome::Pass);
+        let reported = reported(&rows);
+        let saved = |unit: &str| {
+            reported
+                .iter()
+                .find(|r| r.case == "bundle" && r.unit == unit)
+                .and_then(|r| r.value)
+        };
+        assert_eq!(saved("KiB"), Some(500.0));
+        assert!((saved("%").unwrap() - 100.0 * 500.0 / 1_200.0).abs() < 1e-9);
     }
 
     #[test]
