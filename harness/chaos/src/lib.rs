@@ -56,6 +56,12 @@ const JWKS_URI: &str = "http://dex.chaos.local:5556/keys";
 const JWKS_REFRESH_SECONDS: u64 = 1;
 /// After the JWKS server is back, the keys must be fetched again within this.
 const JWKS_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the plugin may make no fetch at all: auth-gate's fetch lease is held for the
+/// fetch's timeout (5 s by default, as in the chaos config) + 1 s, and a root context replaced
+/// by a push while its fetch is in flight leaves its lease to expire ("a lease left behind
+/// only delays the next fetch"); then the refresh period and a tick. The JWKS server stays down
+/// until a failed fetch is counted, at most this long after its random downtime.
+const JWKS_LEASE_BOUND: Duration = Duration::from_millis(5_000 + 1_000 + 1_000 + 500);
 const JWKS_FETCHES: &str = "auth_gate_jwks_fetches_total";
 
 #[derive(Debug, Clone)]
@@ -607,7 +613,22 @@ impl Scheduler<'_> {
         let down_at = self.start.elapsed();
         let down = self.rng.millis(1500, 3000);
         std::thread::sleep(down);
-        let failed = fetches("failure")?.saturating_sub(failed_before);
+        let mut failed = fetches("failure")?.saturating_sub(failed_before);
+        // No fetch yet: a lease left by a replaced root context may hold them off; stay down
+        // until one fails or the lease must have expired.
+        let held_since = Instant::now();
+        while failed == 0 && held_since.elapsed() < JWKS_LEASE_BOUND {
+            std::thread::sleep(Duration::from_millis(100));
+            failed = fetches("failure")?.saturating_sub(failed_before);
+        }
+        let held = if failed > 0 && held_since.elapsed() > Duration::from_millis(100) {
+            format!(
+                ", kept down {} ms more for the first failed fetch",
+                held_since.elapsed().as_millis()
+            )
+        } else {
+            String::new()
+        };
         let fetched_before = fetches("success")?;
         self.jwks_server.restart()?;
         let up_at = self.start.elapsed();
@@ -623,8 +644,10 @@ impl Scheduler<'_> {
         };
         let problem = if failed == 0 {
             Some(format!(
-                "no failed fetch counted in {} ms down (keys refreshed every {JWKS_REFRESH_SECONDS} s)",
-                down.as_millis()
+                "no failed fetch counted in {} ms down (keys refreshed every \
+                 {JWKS_REFRESH_SECONDS} s, a fetch lease held at most {} ms)",
+                (down + JWKS_LEASE_BOUND).as_millis(),
+                JWKS_LEASE_BOUND.as_millis()
             ))
         } else if !back {
             Some(format!(
@@ -635,7 +658,10 @@ impl Scheduler<'_> {
             None
         };
         Ok(Injected {
-            detail: format!("down {} ms, {failed} failed fetches", down.as_millis()),
+            detail: format!(
+                "down {} ms, {failed} failed fetches{held}",
+                down.as_millis()
+            ),
             problem,
             active: Some((down_at, up_at)),
             span: Some((down_at, self.start.elapsed())),
