@@ -303,8 +303,8 @@ run_tests() {
   step "chaos: 60 s of load and faults, then the invariants"
   chaos --duration 60s
 
-  # About 30 s: the bundle under the same load; its five fault kinds come in a shuffled turn,
-  # so a run this short injects most of them (5-7 faults), ./build.sh chaos --bundle all.
+  # About 30 s: the bundle under the same load. Its five fault kinds come in a shuffled turn:
+  # a run this short injects 4-7 faults, most kinds; a longer ./build.sh chaos --bundle, all.
   step "chaos: 25 s on the bundle (wasmplugin-manifests/gateway-bundle)"
   chaos --duration 25s --bundle
 
