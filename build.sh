@@ -55,18 +55,23 @@ usage: ./build.sh <command> [ARGS...]    (./build.sh help, or any command with -
                      run each fuzz target (fuzz/fuzz_targets/, cargo fuzz on nightly) for SECONDS
                      (default 60); fails if one finds an input that breaks it (saved in
                      fuzz/artifacts/<target>/)
-  chaos [--duration 60s|10m] [--seed N]
+  chaos [--duration 60s|10m] [--seed N] [--bundle]
                      the four gateway plugins in a real Envoy under load while faults are
                      injected (model server SIGKILLed, valid/invalid config pushes, a trapping
-                     module); checks the invariants, prints the report, non-zero on a violation
+                     module); checks the invariants, prints the report, non-zero on a violation;
+                     --bundle: model-gateway (the four in one module) instead, pushes changing
+                     or breaking one section, the trapping module replacing the whole bundle
   diff (--istio FILE.yaml | --random K) [ARGS...]
                      compare the plugins' decisions with Envoy's jwt_authn + RBAC configured as
                      istiod would, on the same hostile requests (harness diff; --random K: K
                      random policy sets, the long run of the test suite's parity test)
-  demo [--no-serve]  the walkthrough (BERT emotion model, Kubeflow gateway allowlist and JWT
+  demo [--no-serve] [--bundle]
+                     the walkthrough (BERT emotion model, Kubeflow gateway allowlist and JWT
                      rule) through a real Envoy with all plugins, then keep serving until
                      Ctrl-C (--no-serve: exit after the walkthrough, non-zero if a step did
-                     not answer as expected)
+                     not answer as expected); the plugins as wasmplugin-manifests/gateway/
+                     wires them, or with --bundle as wasmplugin-manifests/gateway-bundle/
+                     (model-gateway: the four in one module, one WasmPlugin)
 USAGE
 }
 
@@ -417,11 +422,20 @@ run_tests() {
   step "chaos: 60 s of load and faults, then the invariants"
   chaos --duration 60s
 
+  # About 30 s: the bundle under the same load. Its five fault kinds come in a shuffled turn:
+  # a run this short injects 4-7 faults, most kinds; a longer ./build.sh chaos --bundle, all.
+  step "chaos: 25 s on the bundle (wasmplugin-manifests/gateway-bundle)"
+  chaos --duration 25s --bundle
+
   # Every benchmark case answers as it should (no timing is judged here; ./build.sh bench does).
   bench --smoke
 
   step "demo walkthrough"
   demo --no-serve
+
+  # A few seconds: the same walkthrough through the bundle's one WasmPlugin.
+  step "demo walkthrough, the bundle (wasmplugin-manifests/gateway-bundle)"
+  demo --no-serve --bundle
 }
 
 # h2load (Debian nghttp2-client) is the benchmarks' load generator; installed only when missing.
@@ -527,9 +541,18 @@ chaos() {
   "$ROOT/target/release/harness" chaos "$@"
 }
 
+# demo [--bundle] [harness demo's options]: --bundle runs the walkthrough through
+# wasmplugin-manifests/gateway-bundle/ instead of wasmplugin-manifests/gateway/.
 demo() {
+  local manifests=gateway args=() arg
+  for arg in "$@"; do
+    case $arg in
+      --bundle) manifests=gateway-bundle ;;
+      *) args+=("$arg") ;;
+    esac
+  done
   build_harness
-  "$ROOT/target/release/harness" demo --manifests "$ROOT/wasmplugin-manifests/gateway" "$@"
+  "$ROOT/target/release/harness" demo --manifests "$ROOT/wasmplugin-manifests/$manifests" "${args[@]}"
 }
 
 # Sourced (by the tests), only the functions above are defined.

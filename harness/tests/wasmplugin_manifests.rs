@@ -2,8 +2,9 @@
 //! as the API server and the plugins would check them: every Istio resource's `spec` against
 //! Istio's CRD schema (`tests/istio-crds/`, from Istio 1.31.0-rc.0), every `pluginConfig`
 //! against its plugin's `config.schema.json`, every folder's `kustomization.yaml` lists all its
-//! manifests, and the rate limits of the upstream ratelimit service and of the local-ratelimit
-//! plugin are one source.
+//! manifests, the rate limits of the upstream ratelimit service and of the local-ratelimit
+//! plugin are one source, and the sections of the bundle (`gateway-bundle/`) are the four
+//! configurations of `gateway/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +12,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-const FOLDERS: [&str; 3] = ["gateway", "sidecar", "ratelimit"];
+const FOLDERS: [&str; 4] = ["gateway", "gateway-bundle", "sidecar", "ratelimit"];
+
+/// The folders a gateway or sidecar Envoy runs as they are (ratelimit/ is the global service).
+const PLUGIN_FOLDERS: [&str; 3] = ["gateway", "gateway-bundle", "sidecar"];
 
 fn manifests_dir() -> PathBuf {
     harness_runner::repo_root().join("wasmplugin-manifests")
@@ -213,22 +217,106 @@ fn every_kustomization_lists_all_manifests_of_its_folder() {
 }
 
 #[test]
-fn the_harness_reads_the_gateway_and_sidecar_plugins() {
-    for folder in ["gateway", "sidecar"] {
+fn the_harness_reads_the_gateway_sidecar_and_bundle_plugins() {
+    for folder in PLUGIN_FOLDERS {
         let plugins = harness_oci::manifests::load_dir(&manifests_dir().join(folder)).unwrap();
         let mut names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
         names.sort();
-        assert_eq!(
-            names,
-            [
+        let expected: &[&str] = match folder {
+            "gateway-bundle" => &["model-gateway"],
+            _ => &[
                 "auth-gate",
                 "emotion-stats",
                 "local-ratelimit",
-                "path-allowlist"
+                "path-allowlist",
             ],
-            "{folder}"
-        );
+        };
+        assert_eq!(names, expected, "{folder}");
+        for plugin in &plugins {
+            // The module the harness runs is the plugin the manifest is named after.
+            assert_eq!(
+                plugin.plugin.module.file_stem().and_then(|s| s.to_str()),
+                Some(plugin.name.as_str()),
+                "{folder}"
+            );
+        }
     }
+}
+
+/// The section of `model-gateway`'s `pluginConfig` that configures `plugin` (`localRatelimit`
+/// for `local-ratelimit`).
+fn section_of(plugin: &str) -> String {
+    let mut words = plugin.split('-');
+    let first = words.next().unwrap_or_default().to_string();
+    words.fold(first, |mut name, word| {
+        let mut chars = word.chars();
+        if let Some(c) = chars.next() {
+            name.extend(c.to_uppercase());
+            name.push_str(chars.as_str());
+        }
+        name
+    })
+}
+
+#[test]
+fn the_bundles_sections_are_the_gateway_plugins_configs() {
+    let bundle = manifests("gateway-bundle");
+    assert_eq!(bundle.len(), 1, "one WasmPlugin in gateway-bundle/");
+    let (file, bundle) = &bundle[0];
+    let what = file.display();
+    assert_eq!(
+        plugin_of(bundle["spec"]["url"].as_str().unwrap()),
+        "model-gateway"
+    );
+    let sections = bundle["spec"]["pluginConfig"].as_object().unwrap();
+    let mut compared = Vec::new();
+    for (gateway_file, doc) in manifests("gateway") {
+        if doc["kind"] != "WasmPlugin" {
+            continue;
+        }
+        let url = doc["spec"]["url"].as_str().unwrap();
+        let plugin = plugin_of(url);
+        let section = section_of(&plugin);
+        assert_eq!(
+            sections.get(&section),
+            Some(&doc["spec"]["pluginConfig"]),
+            "{what}: section {section} differs from the pluginConfig of {}",
+            gateway_file.display()
+        );
+        // The same gateway pods, namespace and registry: only the plugin differs.
+        assert_eq!(
+            bundle["spec"]["selector"], doc["spec"]["selector"],
+            "{what}"
+        );
+        assert_eq!(
+            bundle["metadata"]["namespace"], doc["metadata"]["namespace"],
+            "{what}"
+        );
+        assert_eq!(
+            bundle["spec"]["url"].as_str().unwrap(),
+            url.replace(&format!("/{plugin}:"), "/model-gateway:"),
+            "{what}"
+        );
+        compared.push(section);
+    }
+    compared.sort();
+    let mut present: Vec<String> = sections.keys().cloned().collect();
+    present.sort();
+    assert_eq!(
+        present, compared,
+        "{what}: a section without a plugin in gateway/, or the reverse"
+    );
+    assert_eq!(compared.len(), 4, "{compared:?}");
+    // One failure domain, before every other filter of the chain.
+    assert_eq!(bundle["spec"]["phase"], "AUTHN", "{what}");
+    assert_eq!(bundle["spec"]["failStrategy"], "FAIL_CLOSE", "{what}");
+}
+
+#[test]
+fn section_names_are_the_plugin_names_in_camel_case() {
+    assert_eq!(section_of("local-ratelimit"), "localRatelimit");
+    assert_eq!(section_of("auth-gate"), "authGate");
+    assert_eq!(section_of("emotion-stats"), "emotionStats");
 }
 
 #[test]
@@ -260,13 +348,17 @@ fn local_and_global_rate_limits_are_one_source() {
     );
 
     let mut compared = Vec::new();
-    for folder in ["gateway", "sidecar"] {
+    for folder in PLUGIN_FOLDERS {
         for (file, doc) in manifests(folder) {
-            let config = &doc["spec"]["pluginConfig"];
-            if doc["kind"] != "WasmPlugin"
-                || plugin_of(doc["spec"]["url"].as_str().unwrap()) != "local-ratelimit"
-                || config.is_null()
-            {
+            if doc["kind"] != "WasmPlugin" {
+                continue;
+            }
+            let config = match plugin_of(doc["spec"]["url"].as_str().unwrap()).as_str() {
+                "local-ratelimit" => &doc["spec"]["pluginConfig"],
+                "model-gateway" => &doc["spec"]["pluginConfig"]["localRatelimit"],
+                _ => continue,
+            };
+            if config.is_null() {
                 continue;
             }
             let what = file.display();
@@ -282,17 +374,17 @@ fn local_and_global_rate_limits_are_one_source() {
             compared.push(folder);
         }
     }
-    assert!(compared.contains(&"sidecar"), "compared: {compared:?}");
+    assert_eq!(compared, PLUGIN_FOLDERS, "compared: {compared:?}");
 }
 
 #[test]
-fn envoy_accepts_the_gateway_and_sidecar_plugins_as_rendered() {
+fn envoy_accepts_the_gateway_sidecar_and_bundle_plugins_as_rendered() {
     // `envoy --mode validate` loads every module and runs its on_configure, so a pluginConfig
     // a plugin refuses fails here as it would make istio-proxy refuse the extension.
     let dir = std::env::temp_dir().join(format!("manifests-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut refused = Vec::new();
-    for folder in ["gateway", "sidecar"] {
+    for folder in PLUGIN_FOLDERS {
         let plugins = harness_oci::manifests::to_plugins(
             harness_oci::manifests::load_dir(&manifests_dir().join(folder)).unwrap(),
         );
@@ -333,13 +425,8 @@ fn envoy_accepts_the_gateway_and_sidecar_plugins_as_rendered() {
 #[test]
 fn every_readme_wasmplugin_example_validates() {
     let wasmplugin = crd_validator("WasmPlugin").unwrap();
-    let mut checked = 0;
-    for plugin in [
-        "path-allowlist",
-        "auth-gate",
-        "local-ratelimit",
-        "emotion-stats",
-    ] {
+    let mut checked = Vec::new();
+    for plugin in harness_runner::PLUGINS {
         let dir = harness_runner::repo_root().join("plugins").join(plugin);
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
         let plugin_schema = validator(&dir.join("config.schema.json"));
@@ -367,9 +454,11 @@ fn every_readme_wasmplugin_example_validates() {
                         "{plugin} README: pluginConfig: {problems:?}"
                     );
                 }
-                checked += 1;
+                checked.push(plugin);
             }
         }
     }
-    assert!(checked >= 2, "only {checked} README examples found");
+    for plugin in ["emotion-stats", "local-ratelimit", "model-gateway"] {
+        assert!(checked.contains(&plugin), "no example in {plugin}'s README");
+    }
 }

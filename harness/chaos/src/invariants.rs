@@ -127,11 +127,16 @@ fn overlaps(record: &Record, window: Window) -> bool {
     record.started <= window.1 && answered_at(record) >= window.0
 }
 
-/// While path-allowlist was a module that traps, with FAIL_CLOSE, nothing got through: every
-/// request sent and answered inside such a window was refused (Envoy's 503, or auth-gate's
-/// 401/403 before the allowlist's turn) and none reached the upstream. Requests at the edges
-/// of a window (the push reaching the workers) are not judged.
-pub fn fail_closed_held(records: &[Record], received: &[Received], windows: &[Window]) -> Check {
+/// While `trapped` (path-allowlist, or the bundle) was a module that traps, with FAIL_CLOSE,
+/// nothing got through: every request sent and answered inside such a window was refused
+/// (Envoy's 503, or auth-gate's 401/403 before the allowlist's turn) and none reached the
+/// upstream. Requests at the edges of a window (the push reaching the workers) are not judged.
+pub fn fail_closed_held(
+    records: &[Record],
+    received: &[Received],
+    windows: &[Window],
+    trapped: &str,
+) -> Check {
     let reached: std::collections::HashSet<u64> = received.iter().filter_map(chaos_id).collect();
     let mut violations = Vec::new();
     let (mut judged, mut refused_503) = (0, 0);
@@ -142,7 +147,7 @@ pub fn fail_closed_held(records: &[Record], received: &[Received], windows: &[Wi
         judged += 1;
         if reached.contains(&record.id) {
             violations.push(format!(
-                "#{} {} reached the upstream while path-allowlist failed closed",
+                "#{} {} reached the upstream while {trapped} failed closed",
                 record.id, record.sent.path
             ));
         }
@@ -150,7 +155,7 @@ pub fn fail_closed_held(records: &[Record], received: &[Received], windows: &[Wi
             Some(503) => refused_503 += 1,
             Some(401 | 403) | None => {}
             Some(status) => violations.push(format!(
-                "#{} {} was answered {status} while path-allowlist failed closed",
+                "#{} {} was answered {status} while {trapped} failed closed",
                 record.id, record.sent.path
             )),
         }
@@ -163,7 +168,7 @@ pub fn fail_closed_held(records: &[Record], received: &[Received], windows: &[Wi
     Check::new(
         "FAIL_CLOSE let nothing through",
         format!(
-            "{} windows with a trapping path-allowlist (FAIL_CLOSE); {judged} requests inside \
+            "{} windows with a trapping {trapped} (FAIL_CLOSE); {judged} requests inside \
              them, {refused_503} answered 503, the others refused by auth-gate first; none \
              reached the upstream",
             windows.len()
@@ -414,7 +419,7 @@ pub fn predictions_counted_once(records: &[Record], epochs: &[Epoch]) -> Check {
         "emotion-stats counted each prediction once",
         format!(
             "{} epochs; {counted} successful predictions while emotion-stats ran, counter grew by \
-             {counter_growth}; {skipped} while the trapping module was skipped (FAIL_OPEN), not \
+             {counter_growth}; {skipped} while a trapping module served (skipped by FAIL_OPEN), not \
              counted; counter reset with the replaced module in {resets} of those epochs",
             epochs.len()
         ),
@@ -596,7 +601,7 @@ mod tests {
             record(3, Kind::ModelMetadata, Some(200), 98),
             record(4, Kind::ModelMetadata, Some(200), 600),
         ];
-        let check = fail_closed_held(&refused, &[], &[window]);
+        let check = fail_closed_held(&refused, &[], &[window], "path-allowlist");
         assert!(check.violations.is_empty(), "{:?}", check.violations);
         assert!(check.summary.contains("2 requests inside"));
 
@@ -604,14 +609,14 @@ mod tests {
         leaked.push(record(5, Kind::InferV2, Some(200), 300));
         let upstream = [received(5, "/v2/models/bert-emotion-model/infer", &[])];
         assert_eq!(
-            fail_closed_held(&leaked, &upstream, &[window])
+            fail_closed_held(&leaked, &upstream, &[window], "path-allowlist")
                 .violations
                 .len(),
             2
         );
         // A window whose requests all passed means the module never trapped.
         let open = vec![record(6, Kind::ModelMetadata, Some(200), 200)];
-        let check = fail_closed_held(&open, &[], &[window]);
+        let check = fail_closed_held(&open, &[], &[window], "model-gateway");
         assert_eq!(check.violations.len(), 2, "{:?}", check.violations);
     }
 

@@ -6,9 +6,11 @@
 //! steady load from several clients, while a scheduler injects faults at random times: the
 //! model server SIGKILLed and restarted, valid and invalid `pluginConfig` pushes, emotion-stats
 //! replaced by a module that traps (FAIL_OPEN), path-allowlist replaced by it (FAIL_CLOSE), the
-//! JWKS server auth-gate fetches its keys from SIGKILLed and restarted. Every request is
-//! recorded; the invariants are then checked against the model server's own log of what
-//! reached it (see `invariants`).
+//! JWKS server auth-gate fetches its keys from SIGKILLed and restarted. With `--bundle`, the
+//! same gateway as one module (`wasmplugin-manifests/gateway-bundle/`): pushes change one
+//! section, an invalid one breaks one section, and the trapping module replaces the whole
+//! bundle (FAIL_CLOSE). Every request is recorded; the invariants are then checked against the
+//! model server's own log of what reached it (see `invariants`).
 
 mod faults;
 mod invariants;
@@ -34,7 +36,7 @@ use traffic::{Client, PredictionGate, Record};
 use upstream::UpstreamProcess;
 
 pub const USAGE: &str =
-    "harness chaos [--duration 60s|10m|SECONDS] [--clients N] [--seed N] [--out DIR]";
+    "harness chaos [--duration 60s|10m|SECONDS] [--clients N] [--seed N] [--out DIR] [--bundle]";
 
 /// After the load, Envoy's resident memory must be back within this of its value before it.
 const MEMORY_BOUND_KIB: u64 = 64 * 1024;
@@ -54,6 +56,12 @@ const JWKS_URI: &str = "http://dex.chaos.local:5556/keys";
 const JWKS_REFRESH_SECONDS: u64 = 1;
 /// After the JWKS server is back, the keys must be fetched again within this.
 const JWKS_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the plugin may make no fetch at all: auth-gate's fetch lease is held for the
+/// fetch's timeout (5 s by default, as in the chaos config) + 1 s, and a root context replaced
+/// by a push while its fetch is in flight leaves its lease to expire ("a lease left behind
+/// only delays the next fetch"); then the refresh period and a tick. The JWKS server stays down
+/// until a failed fetch is counted, at most this long after its random downtime.
+const JWKS_LEASE_BOUND: Duration = Duration::from_millis(5_000 + 1_000 + 1_000 + 500);
 const JWKS_FETCHES: &str = "auth_gate_jwks_fetches_total";
 
 #[derive(Debug, Clone)]
@@ -63,6 +71,9 @@ pub struct Options {
     pub seed: u64,
     /// Where the request records and the upstream's log are kept.
     pub out: PathBuf,
+    /// The gateway as one module (`wasmplugin-manifests/gateway-bundle/`) instead of the four
+    /// plugins of `wasmplugin-manifests/gateway/`.
+    pub bundle: bool,
 }
 
 pub fn parse_args(args: &[String]) -> std::result::Result<Options, String> {
@@ -74,9 +85,14 @@ pub fn parse_args(args: &[String]) -> std::result::Result<Options, String> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
         out: harness_runner::repo_root().join("target/chaos"),
+        bundle: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
+        if arg == "--bundle" {
+            options.bundle = true;
+            continue;
+        }
         let value = args.next().ok_or(format!("{arg} needs a value"))?;
         match arg.as_str() {
             "--duration" => options.duration = parse_duration(value)?,
@@ -129,7 +145,7 @@ pub fn run(options: &Options) -> Result<Report> {
     let _ = std::fs::remove_file(&upstream_log);
     let exe = std::env::current_exe()?;
     let mut upstream = UpstreamProcess::start(&exe, &upstream_log)?;
-    let (plugins, jwks_document) = with_remote_jwks(gateway_plugins()?)?;
+    let (plugins, jwks_document) = with_remote_jwks(gateway_plugins(options.bundle)?)?;
     let jwks_file = options.out.join("jwks.json");
     std::fs::write(&jwks_file, jwks_document)?;
     let mut jwks_server = UpstreamProcess::start_serving_json(
@@ -175,6 +191,7 @@ pub fn run(options: &Options) -> Result<Report> {
         jwks_server: &mut jwks_server,
         gate: &gate,
         current: plugins,
+        kinds: FaultKind::of_run(options.bundle),
         trapping,
         rng: harness_runner::rng::Rng::new(options.seed),
         start,
@@ -210,17 +227,23 @@ pub fn run(options: &Options) -> Result<Report> {
     write_records(&options.out.join("requests.jsonl"), &records)?;
     write_faults(&options.out.join("faults.jsonl"), &faults)?;
 
-    let fail_close = FaultKind::TrappingAllowlistFailClose;
+    let fail_close = FaultKind::fails_closed;
+    let trapped = if options.bundle {
+        faults::BUNDLE
+    } else {
+        "path-allowlist"
+    };
     let mut checks = vec![
         invariants::only_admissible_requests_reached_the_upstream(&records, &received),
         invariants::fail_closed_held(
             &records,
             &received,
             &Fault::active_windows(&faults, fail_close),
+            trapped,
         ),
         invariants::valid_tokens_accepted(
             &records,
-            &Fault::active_windows(&faults, FaultKind::JwksServerDown),
+            &Fault::active_windows(&faults, |k| k == FaultKind::JwksServerDown),
         ),
         invariants::rate_limits_held(&records, &received, &Fault::spans(&faults, fail_close)),
         invariants::predictions_counted_once(&records, &epochs),
@@ -260,30 +283,61 @@ pub fn run(options: &Options) -> Result<Report> {
     Ok(Report { text, violations })
 }
 
-/// The four plugins as `wasmplugin-manifests/gateway/` wires them, modules from `dist/`.
-fn gateway_plugins() -> Result<Vec<Plugin>> {
-    let dir = harness_runner::repo_root().join("wasmplugin-manifests/gateway");
+/// The four plugins as `wasmplugin-manifests/gateway/` wires them, or (`bundle`) the one
+/// plugin of `wasmplugin-manifests/gateway-bundle/`; modules from `dist/`.
+fn gateway_plugins(bundle: bool) -> Result<Vec<Plugin>> {
+    let (folder, expected): (&str, &[&str]) = if bundle {
+        ("gateway-bundle", &[faults::BUNDLE])
+    } else {
+        (
+            "gateway",
+            &[
+                "auth-gate",
+                "path-allowlist",
+                "local-ratelimit",
+                "emotion-stats",
+            ],
+        )
+    };
+    let dir = harness_runner::repo_root()
+        .join("wasmplugin-manifests")
+        .join(folder);
     let plugins = manifests::to_plugins(manifests::load_dir(&dir)?);
-    if plugins.len() != 4 || plugins.iter().any(|p| p.fetch_failure.is_some()) {
+    let names: Vec<&str> = plugins.iter().map(Plugin::short_name).collect();
+    if names != expected || plugins.iter().any(|p| p.fetch_failure.is_some()) {
         return Err(Error(format!(
-            "expected the four gateway plugins from {}, got {:?}",
+            "expected the plugins {expected:?} from {}, got {names:?}",
             dir.display(),
-            plugins.iter().map(|p| &p.name).collect::<Vec<_>>()
         )));
     }
     Ok(plugins)
+}
+
+/// The plugin holding auth-gate's configuration, and where in its configuration that is:
+/// auth-gate's own (all of it) or the bundle's (its `authGate` section).
+fn auth_gate_of(plugins: &mut [Plugin]) -> Option<(&mut Plugin, &'static str)> {
+    plugins.iter_mut().find_map(|plugin| {
+        let pointer = match plugin.short_name() {
+            "auth-gate" => "",
+            faults::BUNDLE => "/authGate",
+            _ => return None,
+        };
+        Some((plugin, pointer))
+    })
 }
 
 /// auth-gate's inline `jwks` moved behind `jwksUri`, served by the run's JWKS server through
 /// [`JWKS_CLUSTER`] and fetched again every [`JWKS_REFRESH_SECONDS`]; returns the plugins and
 /// the JWKS document to serve.
 fn with_remote_jwks(mut plugins: Vec<Plugin>) -> Result<(Vec<Plugin>, String)> {
-    let auth_gate = plugins
-        .iter_mut()
-        .find(|p| p.short_name() == "auth-gate")
+    let (auth_gate, pointer) = auth_gate_of(&mut plugins)
         .ok_or_else(|| Error("no auth-gate among the gateway plugins".into()))?;
-    let mut config: Value = serde_json::from_str(&auth_gate.configuration)
+    let mut whole: Value = serde_json::from_str(&auth_gate.configuration)
         .map_err(|e| Error(format!("auth-gate's configuration: {e}")))?;
+    let config = whole
+        .pointer_mut(pointer)
+        .filter(|config| config.is_object())
+        .ok_or_else(|| Error(format!("no auth-gate configuration at {pointer:?}")))?;
     let mut document = None;
     for rule in config["jwtRules"].as_array_mut().into_iter().flatten() {
         let Some(rule) = rule.as_object_mut() else {
@@ -303,7 +357,7 @@ fn with_remote_jwks(mut plugins: Vec<Plugin>) -> Result<(Vec<Plugin>, String)> {
     let document =
         document.ok_or_else(|| Error("auth-gate's gateway config inlines no JWKS".into()))?;
     config["jwksRefreshSeconds"] = json!(JWKS_REFRESH_SECONDS);
-    auth_gate.configuration = config.to_string();
+    auth_gate.configuration = whole.to_string();
     Ok((plugins, document))
 }
 
@@ -334,6 +388,8 @@ struct Scheduler<'a> {
     gate: &'a PredictionGate,
     /// The config each plugin runs now (the last accepted push).
     current: Vec<Plugin>,
+    /// The faults this run injects.
+    kinds: &'static [FaultKind],
     trapping: PathBuf,
     rng: harness_runner::rng::Rng,
     start: Instant,
@@ -358,7 +414,7 @@ impl Scheduler<'_> {
                 return faults;
             }
             if queue.is_empty() {
-                queue = self.rng.shuffled(&FaultKind::ALL);
+                queue = self.rng.shuffled(self.kinds);
             }
             let Some(kind) = queue.pop() else { continue };
             let at = self.start.elapsed();
@@ -388,18 +444,19 @@ impl Scheduler<'_> {
             }
             FaultKind::JwksServerDown => self.jwks_server_down(),
             FaultKind::TrappingAllowlistFailClose => self.trapping_allowlist(),
+            FaultKind::TrappingBundleFailClose => self.trapping_bundle(),
             FaultKind::ValidPush => {
                 let index = self.rng.below(self.current.len());
                 let original = self.current.get(index).cloned();
                 self.pushes += 1;
-                let Some(pushed) = original
+                let Some((pushed, part)) = original
                     .as_ref()
                     .and_then(|p| faults::valid_variant(p, self.pushes))
                 else {
                     return Err(Error(format!("no valid variant for plugin #{index}")));
                 };
                 let outcome = self.envoy.push_plugin(&pushed)?;
-                let name = pushed.name.clone();
+                let name = part.describe(&pushed);
                 if outcome != PushOutcome::Reloaded {
                     let problem = format!("a valid config was {outcome:?}");
                     return Ok(Injected::new(name, Some(problem)));
@@ -413,29 +470,30 @@ impl Scheduler<'_> {
                 let Some(plugin) = self.rng.pick(&self.current).cloned() else {
                     return Err(Error("no plugin".into()));
                 };
-                let short = plugin.short_name().to_string();
-                let named = |log: &str| {
-                    log.lines()
-                        .filter(|l| l.contains(faults::BOGUS_FIELD) && l.contains(&short))
-                        .count()
-                };
-                let before = named(&self.envoy.log());
                 self.pushes += 1;
-                let invalid = faults::invalid_variant(&plugin, self.pushes);
+                let (invalid, part, field) = faults::invalid_variant(&plugin, self.pushes);
+                // The refusal's line: `<plugin>: invalid configuration at `<field>`: …`, the
+                // field named from the top of the pluginConfig.
+                let refusal = format!(
+                    "{}: invalid configuration at `{field}`",
+                    plugin.short_name()
+                );
+                let named = |log: &str| log.lines().filter(|l| l.contains(&refusal)).count();
+                let before = named(&self.envoy.log());
                 let outcome = self.envoy.push_plugin(&invalid)?;
                 // Envoy flushes its log every 100 ms.
                 std::thread::sleep(Duration::from_millis(250));
                 let problem = if outcome != PushOutcome::Rejected {
                     Some(format!("an invalid config was {outcome:?}"))
                 } else if named(&self.envoy.log()) <= before {
-                    Some(format!(
-                        "no log line of {short} names `{}`",
-                        faults::BOGUS_FIELD
-                    ))
+                    Some(format!("no log line says {refusal:?}"))
                 } else {
                     None
                 };
-                Ok(Injected::new(plugin.name, problem))
+                Ok(Injected::new(
+                    format!("{}: {field}", part.describe(&plugin)),
+                    problem,
+                ))
             }
             FaultKind::TrappingEmotionStats => {
                 let Some(real) = self
@@ -467,6 +525,47 @@ impl Scheduler<'_> {
                 Ok(Injected::new(detail, problem))
             }
         }
+    }
+
+    /// The bundle replaced by the trapping module with FAIL_CLOSE: Envoy must refuse every
+    /// request (503) while it is there, and nothing may reach the model. The bundle's
+    /// emotion-stats goes with it: the swaps close and open epochs as emotion-stats' own do,
+    /// and the restored bundle counts from 0 in a VM of its own.
+    fn trapping_bundle(&mut self) -> Result<Injected> {
+        let Some(real) = self
+            .current
+            .iter()
+            .find(|p| p.short_name() == faults::BUNDLE)
+            .cloned()
+        else {
+            return Err(Error("no model-gateway plugin".into()));
+        };
+        let trapping = Plugin {
+            module: self.trapping.clone(),
+            ..real.clone().fail_strategy(FailStrategy::FailClose)
+        };
+        let pushed_at = self.start.elapsed();
+        let trapped = self.swap_emotion_stats(&trapping, false)?;
+        let in_force_at = self.start.elapsed() + PUSH_PROPAGATION;
+        let window = self.rng.millis(1000, 3000);
+        std::thread::sleep(PUSH_PROPAGATION + window);
+        let dropped = self.wait_for_old_series_to_go()?;
+        let restoring_at = self.start.elapsed();
+        let restored = self.swap_emotion_stats(&real, true)?;
+        let problem = [("trapping module", trapped), ("restore", restored)]
+            .iter()
+            .find(|(_, o)| *o != PushOutcome::Reloaded)
+            .map(|(what, o)| format!("{what} push was {o:?}"));
+        Ok(Injected {
+            detail: format!(
+                "trapping for {} ms, the replaced module's series {}",
+                window.as_millis(),
+                if dropped { "dropped" } else { "still there" }
+            ),
+            problem,
+            active: Some((in_force_at, restoring_at)),
+            span: Some((pushed_at, self.start.elapsed() + PUSH_PROPAGATION)),
+        })
     }
 
     /// path-allowlist replaced by the trapping module with FAIL_CLOSE: Envoy must refuse every
@@ -514,7 +613,22 @@ impl Scheduler<'_> {
         let down_at = self.start.elapsed();
         let down = self.rng.millis(1500, 3000);
         std::thread::sleep(down);
-        let failed = fetches("failure")?.saturating_sub(failed_before);
+        let mut failed = fetches("failure")?.saturating_sub(failed_before);
+        // No fetch yet: a lease left by a replaced root context may hold them off; stay down
+        // until one fails or the lease must have expired.
+        let held_since = Instant::now();
+        while failed == 0 && held_since.elapsed() < JWKS_LEASE_BOUND {
+            std::thread::sleep(Duration::from_millis(100));
+            failed = fetches("failure")?.saturating_sub(failed_before);
+        }
+        let held = if failed > 0 && held_since.elapsed() > Duration::from_millis(100) {
+            format!(
+                ", kept down {} ms more for the first failed fetch",
+                held_since.elapsed().as_millis()
+            )
+        } else {
+            String::new()
+        };
         let fetched_before = fetches("success")?;
         self.jwks_server.restart()?;
         let up_at = self.start.elapsed();
@@ -530,8 +644,10 @@ impl Scheduler<'_> {
         };
         let problem = if failed == 0 {
             Some(format!(
-                "no failed fetch counted in {} ms down (keys refreshed every {JWKS_REFRESH_SECONDS} s)",
-                down.as_millis()
+                "no failed fetch counted in {} ms down (keys refreshed every \
+                 {JWKS_REFRESH_SECONDS} s, a fetch lease held at most {} ms)",
+                (down + JWKS_LEASE_BOUND).as_millis(),
+                JWKS_LEASE_BOUND.as_millis()
             ))
         } else if !back {
             Some(format!(
@@ -542,7 +658,10 @@ impl Scheduler<'_> {
             None
         };
         Ok(Injected {
-            detail: format!("down {} ms, {failed} failed fetches", down.as_millis()),
+            detail: format!(
+                "down {} ms, {failed} failed fetches{held}",
+                down.as_millis()
+            ),
             problem,
             active: Some((down_at, up_at)),
             span: Some((down_at, self.start.elapsed())),
@@ -565,8 +684,9 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Pushes an emotion-stats module while no prediction is in flight, closing the epoch
-    /// that ends and opening the next (`counting` when the real module serves it).
+    /// Pushes a module holding emotion-stats (its own, or the bundle) while no prediction is in
+    /// flight, closing the epoch that ends and opening the next (`counting` when the real
+    /// module serves it).
     fn swap_emotion_stats(&mut self, plugin: &Plugin, counting: bool) -> Result<PushOutcome> {
         let envoy = self.envoy;
         let (closed, opened, outcome) = self.gate.quiesced(|epoch| {
@@ -730,9 +850,13 @@ fn render_report(
     for fault in faults {
         *by_kind.entry(fault.kind).or_default() += 1;
     }
+    let chain = if options.bundle {
+        "model-gateway (the four gateway plugins in one module)"
+    } else {
+        "the four gateway plugins"
+    };
     let mut text = format!(
-        "chaos report: {} s, seed {}, {} client threads, Envoy --concurrency 2, the four \
-         gateway plugins by ECDS\n",
+        "chaos report: {} s, seed {}, {} client threads, Envoy --concurrency 2, {chain} by ECDS\n",
         options.duration.as_secs(),
         options.seed,
         options.clients
@@ -750,17 +874,22 @@ fn render_report(
     }
     text.push_str(&format!("\nfaults injected: {}\n", faults.len()));
     for (kind, n) in &by_kind {
-        text.push_str(&format!("  {n:>4}  {}\n", kind.describe()));
+        text.push_str(&format!("  {n:>4}  {}\n", kind.describe(options.bundle)));
     }
-    let dropped = faults
-        .iter()
-        .filter(|f| f.kind == FaultKind::TrappingEmotionStats && f.detail.ends_with(" dropped"))
-        .count();
-    if let Some(swaps) = by_kind.get(&FaultKind::TrappingEmotionStats) {
-        text.push_str(&format!(
-            "        (the replaced emotion-stats module's series left /stats/prometheus before \
-             the restore in {dropped} of {swaps})\n"
-        ));
+    for (kind, module) in [
+        (FaultKind::TrappingEmotionStats, "emotion-stats"),
+        (FaultKind::TrappingBundleFailClose, faults::BUNDLE),
+    ] {
+        let dropped = faults
+            .iter()
+            .filter(|f| f.kind == kind && f.detail.ends_with(" dropped"))
+            .count();
+        if let Some(swaps) = by_kind.get(&kind) {
+            text.push_str(&format!(
+                "        (the replaced {module} module's series left /stats/prometheus before \
+                 the restore in {dropped} of {swaps})\n"
+            ));
+        }
     }
     text.push_str(&format!(
         "  (auth-gate fetches its keys from the JWKS server through {JWKS_CLUSTER}, every \
@@ -796,9 +925,16 @@ mod tests {
             .collect();
         let options = parse_args(&args).unwrap();
         assert_eq!(
-            (options.duration, options.clients, options.seed),
-            (Duration::from_secs(120), 3, 9)
+            (
+                options.duration,
+                options.clients,
+                options.seed,
+                options.bundle
+            ),
+            (Duration::from_secs(120), 3, 9, false)
         );
+        let bundle = parse_args(&["--bundle".into(), "--seed".into(), "4".into()]).unwrap();
+        assert!(bundle.bundle && bundle.seed == 4);
         assert!(parse_args(&["--clients".into(), "0".into()]).is_err());
         assert!(parse_args(&["--bogus".into(), "1".into()]).is_err());
     }
@@ -821,7 +957,7 @@ mod tests {
 
     #[test]
     fn the_gateway_auth_gate_fetches_its_keys_from_the_jwks_server() {
-        let (plugins, document) = with_remote_jwks(gateway_plugins().unwrap()).unwrap();
+        let (plugins, document) = with_remote_jwks(gateway_plugins(false).unwrap()).unwrap();
         let keys: Value = serde_json::from_str(&document).unwrap();
         assert!(keys["keys"].as_array().is_some_and(|k| !k.is_empty()));
         let auth_gate = plugins
@@ -837,6 +973,31 @@ mod tests {
         // The rest of the manifest's config is kept.
         assert!(config["policies"].as_array().is_some_and(|p| !p.is_empty()));
         let without = vec![Plugin::from_dist("auth-gate", json!({"jwtRules": []}))];
+        assert!(with_remote_jwks(without).is_err());
+    }
+
+    #[test]
+    fn the_bundles_auth_gate_section_fetches_its_keys_from_the_jwks_server() {
+        let bundle = gateway_plugins(true).unwrap();
+        let before: Value = serde_json::from_str(&bundle[0].configuration).unwrap();
+        let (plugins, document) = with_remote_jwks(bundle).unwrap();
+        assert_eq!(plugins.len(), 1);
+        let config: Value = serde_json::from_str(&plugins[0].configuration).unwrap();
+        let section = &config["authGate"];
+        assert_eq!(section["jwtRules"][0]["jwksUri"], JWKS_URI);
+        assert_eq!(section["jwksRefreshSeconds"], JWKS_REFRESH_SECONDS);
+        assert_eq!(
+            before["authGate"]["jwtRules"][0]["jwks"].as_str(),
+            Some(document.as_str())
+        );
+        // The other sections are the manifest's.
+        for (section, _) in faults::SECTIONS.iter().skip(1) {
+            assert_eq!(config[section], before[section], "{section}");
+        }
+        let without = vec![Plugin::from_dist(
+            faults::BUNDLE,
+            json!({"pathAllowlist": {}}),
+        )];
         assert!(with_remote_jwks(without).is_err());
     }
 

@@ -32,8 +32,9 @@ pub struct Step {
     pub expect_body: Vec<String>,
 }
 
-/// The demo's token issuer (`jwtRules` in `wasmplugin-manifests/gateway/auth-gate.yaml`
-/// carries its public key). Its private key was thrown away after signing the tokens below.
+/// The demo's token issuer (`jwtRules` in `wasmplugin-manifests/gateway/auth-gate.yaml`, and
+/// in the `authGate` section of `gateway-bundle/model-gateway.yaml`, carries its public key).
+/// Its private key was thrown away after signing the tokens below.
 pub const DEMO_ISSUER: &str = "https://dex.example.com";
 /// A token for `demo-user`, audience `kserve`, valid until 2100.
 pub const DEMO_TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImRlbW8ta2V5LTEiLCJ0eXAiOiJKV1QifQ.eyJpc3MiOiJodHRwczovL2RleC5leGFtcGxlLmNvbSIsInN1YiI6ImRlbW8tdXNlciIsImF1ZCI6ImtzZXJ2ZSIsImlhdCI6MTc2NzIyNTYwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.UsDh-OscVE6e4KLfDtgDo60qYlcAJqdhuVEhP0mH6-bOqnE1hHFub8hPR2JktJ1RVmYtC1mSyHooD9741MbJhie9ceR6UgVzAT5l_3V0jiGYP81zlLMiDCoj6yrL6KOpA8bbwz4fwH1oMDboo0ZAFV4YBQzLDXXmhhJscFuFLVP9dXopt9nuLAt5mm8MaS3GtW-UtipSwNBZGv36hmLcSVo9lVgN03_yKc7d1sfgkdLPDPXK0seHeA5Q4Q6eN9HzGFEFZzoRDvufqW8ewTkBR51FetTWxXuYyukrIK6wfHI50SpdWQRgfVa9C8llSSTRGzQjsZeC_keCbk9F_5OsuQ";
@@ -93,7 +94,8 @@ impl Step {
 }
 
 /// The BERT emotion walkthrough and the Kubeflow gateway's rules, replayed through the four
-/// plugins of `wasmplugin-manifests/gateway/`.
+/// plugins of `wasmplugin-manifests/gateway/` or the bundle of `gateway-bundle/`: every answer
+/// checked here (statuses, bodies, headers, metric names) is the plugins' own in both forms.
 pub fn steps() -> Vec<Step> {
     let sentence = |input: &str| {
         format!(

@@ -493,7 +493,7 @@ spec:
             );
             assert!(err.contains("dist/my-filter.wasm does not exist"), "{err}");
             assert!(
-                err.contains("(path-allowlist, auth-gate, local-ratelimit, emotion-stats)"),
+                err.contains(&format!("({})", harness_runner::PLUGINS.join(", "))),
                 "{err}"
             );
             assert!(err.contains("file:///path/to/module.wasm"), "{err}");
