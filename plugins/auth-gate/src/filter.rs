@@ -439,6 +439,17 @@ impl PluginRoot {
 }
 
 impl Context for PluginRoot {
+    /// The configuration is going away (a new one replaces it): the fetches in flight will never
+    /// be answered here, so their leases are released for the next configuration's root.
+    fn on_done(&mut self) -> bool {
+        for (_, index, worker) in self.fetches.drain(..) {
+            if let Some(Some(remote)) = worker.remote.get(index) {
+                remote.borrow_mut().abandon_fetch(&HostSharedData);
+            }
+        }
+        true
+    }
+
     fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _: usize) {
         let Some(position) = self.fetches.iter().position(|(t, _, _)| *t == token) else {
             return;

@@ -57,6 +57,12 @@ impl Lease {
     }
 }
 
+/// A free lease: one that expired at the epoch.
+const RELEASED: Lease = Lease {
+    state: LeaseState::Fetching,
+    until_ms: 0,
+};
+
 /// One worker's view of one rule's remote keys.
 pub struct RemoteRule {
     pub jwks: RemoteJwks,
@@ -65,6 +71,8 @@ pub struct RemoteRule {
     version: Option<u32>,
     fetched_at_ms: u64,
     refresh_requested: bool,
+    /// The expiry of the fetch lease this worker holds, while its fetch is in flight.
+    lease_until_ms: Option<u64>,
 }
 
 /// The result of a fetch as the host reports it.
@@ -85,6 +93,7 @@ impl RemoteRule {
             version: None,
             fetched_at_ms: 0,
             refresh_requested: false,
+            lease_until_ms: None,
         }
     }
 
@@ -180,9 +189,31 @@ impl RemoteRule {
         };
         // The first lease is set without a version to compare (none exists yet): two workers
         // may then both fetch once, which is harmless.
-        shared
+        let taken = shared
             .set(&lease_key, &lease.encode(), current.map(|(_, cas)| cas))
-            .is_ok()
+            .is_ok();
+        if taken {
+            self.lease_until_ms = Some(lease.until_ms);
+        }
+        taken
+    }
+
+    /// Gives up the fetch in flight (its root context is going away, so its answer will never
+    /// be read): the lease is released, if it is still this worker's, so another worker or the
+    /// next configuration fetches at once instead of waiting for the lease to expire.
+    pub fn abandon_fetch(&mut self, shared: &dyn SharedData) {
+        let Some(until_ms) = self.lease_until_ms.take() else {
+            return;
+        };
+        let Some((bytes, version)) = shared.get(&self.lease_key()).ok().flatten() else {
+            return;
+        };
+        let ours = Lease::decode(&bytes)
+            .is_some_and(|lease| lease.state == LeaseState::Fetching && lease.until_ms == until_ms);
+        if ours {
+            // Compared with the version read, so a lease taken meanwhile is left alone.
+            let _ = shared.set(&self.lease_key(), &RELEASED.encode(), Some(version));
+        }
     }
 
     /// Stores a successful fetch for every worker, or records the failure (so that waiting
@@ -213,13 +244,9 @@ impl RemoteRule {
                 {
                     log::warn!("cannot store the JWKS of {} in shared data", self.jwks.uri);
                 }
-                // Released by expiry: a lease in the past is free.
-                let released = Lease {
-                    state: LeaseState::Fetching,
-                    until_ms: 0,
-                };
                 // A lease left behind only delays the next fetch until it expires.
-                let _ = shared.set(&self.lease_key(), &released.encode(), None);
+                let _ = shared.set(&self.lease_key(), &RELEASED.encode(), None);
+                self.lease_until_ms = None;
                 self.version = shared
                     .get(&self.keys_key())
                     .ok()
@@ -239,7 +266,8 @@ impl RemoteRule {
 
     /// A fetch that failed (or could not start): retried after [`RETRY_AFTER_FAILURE_MS`];
     /// meanwhile requests without keys to fall back on get their 401 at once.
-    pub fn record_failure(&self, shared: &dyn SharedData, now_ms: u64) {
+    pub fn record_failure(&mut self, shared: &dyn SharedData, now_ms: u64) {
+        self.lease_until_ms = None;
         let failed = Lease {
             state: LeaseState::Failed,
             until_ms: now_ms + RETRY_AFTER_FAILURE_MS,
@@ -325,6 +353,33 @@ pub(crate) mod tests {
         assert!(
             a.try_begin_fetch(&shared, 1_200 + REFRESH, REFRESH),
             "stale keys are"
+        );
+    }
+
+    #[test]
+    fn an_abandoned_fetch_frees_its_lease_and_only_its_own() {
+        let shared = FakeShared::default();
+        let (mut a, mut b) = (rule(), rule());
+        assert!(a.try_begin_fetch(&shared, 1_000, REFRESH));
+        assert!(!b.try_begin_fetch(&shared, 1_100, REFRESH));
+        a.abandon_fetch(&shared);
+        assert!(
+            b.try_begin_fetch(&shared, 1_200, REFRESH),
+            "free once abandoned"
+        );
+        // a's old lease expired and b holds a new one: abandoning again leaves b's alone.
+        a.abandon_fetch(&shared);
+        let mut c = rule();
+        assert!(
+            !c.try_begin_fetch(&shared, 1_300, REFRESH),
+            "b's lease holds"
+        );
+        // Abandoning after the lease expired and another worker took it changes nothing.
+        assert!(a.try_begin_fetch(&shared, 1_200 + 6_001, REFRESH));
+        b.abandon_fetch(&shared);
+        assert!(
+            !c.try_begin_fetch(&shared, 1_200 + 6_002, REFRESH),
+            "a's lease holds"
         );
     }
 

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use auth_gate::PluginRoot;
-use proxy_wasm::traits::{HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::Action;
 use proxy_wasm_test_host as host;
 
@@ -130,4 +130,39 @@ fn two_workers_check_a_new_token_once() {
     assert_eq!(request(&first, 3, Some(FORGED)), Action::Pause);
     assert_eq!(request(&second, 102, Some(FORGED)), Action::Pause);
     assert_eq!(counter("auth_gate_signature_checks_total"), 3);
+}
+
+/// A root context whose configuration is replaced while its JWKS fetch is in flight: the next
+/// configuration's root fetches at once, not after the old fetch's lease expires.
+#[test]
+fn a_replaced_configuration_frees_its_fetch_for_the_next_one() {
+    host::reset();
+    let config = serde_json::json!({
+        "jwtRules": [{
+            "issuer": "https://dex.example.com",
+            "jwksUri": "http://dex/keys",
+            "jwksCluster": "jwks",
+            "timeout": "10s"
+        }]
+    })
+    .to_string();
+    let configured = |context_id| {
+        host::with(|h| h.plugin_configuration = config.as_bytes().to_vec());
+        let mut root = PluginRoot::new(context_id);
+        assert!(root.on_configure(config.len()));
+        root
+    };
+    let mut old = configured(1);
+    old.on_tick();
+    assert_eq!(host::with(|h| h.http_calls), 1);
+    let mut new = configured(2);
+    new.on_tick();
+    assert_eq!(
+        host::with(|h| h.http_calls),
+        1,
+        "the old fetch's lease holds"
+    );
+    assert!(old.on_done());
+    new.on_tick();
+    assert_eq!(host::with(|h| h.http_calls), 2);
 }

@@ -141,6 +141,13 @@ fn resume_after_auth(paused: Paused) -> auth_gate::Next {
 }
 
 impl Context for PluginRoot {
+    fn on_done(&mut self) -> bool {
+        if let Some(root) = &mut self.auth_gate {
+            root.on_done();
+        }
+        true
+    }
+
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
         // Only auth-gate dispatches calls (its JWKS fetches).
         if let Some(root) = &mut self.auth_gate {
