@@ -2,8 +2,9 @@
 //! calls the host; the logic lives in the other modules.
 //!
 //! Every callback returns `Continue`: the response is never held, changed or buffered by Envoy.
-//! Body chunks are copied as they pass and read once the stream is over (in `on_log`, which runs
-//! for every stream, however it ended).
+//! Body chunks are copied as they pass and read once the stream is over (in `on_done`, which runs
+//! for every stream, however it ended, after Envoy's access logs: where `on_log` would count it,
+//! without a callback of its own).
 
 use crate::metrics::EmotionMetrics;
 use crate::models::{ModelNames, SharedModelList};
@@ -99,7 +100,12 @@ pub struct Filter {
     tracked: Option<Tracked>,
 }
 
-impl Context for Filter {}
+impl Context for Filter {
+    fn on_done(&mut self) -> bool {
+        self.count_answer();
+        true
+    }
+}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -145,8 +151,37 @@ impl HttpContext for Filter {
         }
         Action::Continue
     }
+}
 
-    fn on_log(&mut self) {
+impl Filter {
+    /// Starts tracking the request whose headers are `headers` if its path is a configured one.
+    /// Never holds the request.
+    pub fn on_request(&mut self, headers: &mut RequestHeaders) {
+        let Some(raw_path) = headers.first(":path") else {
+            return;
+        };
+        let raw_path = String::from_utf8_lossy(&raw_path);
+        // A path that cannot be normalized is not one of the model endpoints; leave it alone.
+        let Ok(normalized) = normalize_path(&raw_path, compiled::PATH_NORMALIZATION) else {
+            return;
+        };
+        let config = &self.state.config;
+        let response = if config.openai_paths.matches(&normalized.path) {
+            ResponseTracker::for_usage(config.max_body_bytes)
+        } else if config.paths.matches(&normalized.path) {
+            ResponseTracker::new(config.max_body_bytes)
+        } else {
+            return;
+        };
+        self.tracked = Some(Tracked {
+            model: models::model_from_path(&normalized.path).map(str::to_string),
+            started: hostcalls::get_current_time().ok(),
+            response,
+        });
+    }
+
+    /// Counts the model's answer once the stream is over.
+    fn count_answer(&mut self) {
         let Some(tracked) = self.tracked.take() else {
             return;
         };
@@ -180,34 +215,6 @@ impl HttpContext for Filter {
             &self.state.config.labels,
             &mut HostMetrics { plugin: PLUGIN },
         );
-    }
-}
-
-impl Filter {
-    /// Starts tracking the request whose headers are `headers` if its path is a configured one.
-    /// Never holds the request.
-    pub fn on_request(&mut self, headers: &mut RequestHeaders) {
-        let Some(raw_path) = headers.first(":path") else {
-            return;
-        };
-        let raw_path = String::from_utf8_lossy(&raw_path);
-        // A path that cannot be normalized is not one of the model endpoints; leave it alone.
-        let Ok(normalized) = normalize_path(&raw_path, compiled::PATH_NORMALIZATION) else {
-            return;
-        };
-        let config = &self.state.config;
-        let response = if config.openai_paths.matches(&normalized.path) {
-            ResponseTracker::for_usage(config.max_body_bytes)
-        } else if config.paths.matches(&normalized.path) {
-            ResponseTracker::new(config.max_body_bytes)
-        } else {
-            return;
-        };
-        self.tracked = Some(Tracked {
-            model: models::model_from_path(&normalized.path).map(str::to_string),
-            started: hostcalls::get_current_time().ok(),
-            response,
-        });
     }
 }
 

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use emotion_stats::PluginRoot;
-use proxy_wasm::traits::{HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::Action;
 use proxy_wasm_test_host as host;
 
@@ -30,7 +30,7 @@ fn exchange(root: &PluginRoot, path: &str, status: &str, body: &[u8]) {
         filter.on_http_response_body(body.len(), true),
         Action::Continue
     );
-    filter.on_log();
+    filter.on_done();
 }
 
 fn metric(parts: &[&str]) -> i64 {

@@ -229,6 +229,9 @@ impl Context for Filter {
             let context_id = self.context_id;
             self.paused.borrow_mut().retain(|(id, _)| *id != context_id);
         }
+        if let Some(mut filter) = self.emotion_stats() {
+            filter.on_done();
+        }
         true
     }
 }
@@ -278,11 +281,5 @@ impl HttpContext for Filter {
             filter.on_http_response_trailers(num_trailers);
         }
         Action::Continue
-    }
-
-    fn on_log(&mut self) {
-        if let Some(mut filter) = self.emotion_stats() {
-            filter.on_log();
-        }
     }
 }
