@@ -181,24 +181,21 @@ impl RequestHeaders {
         proxy_wasm::hostcalls::set_map_value(REQUEST_HEADERS, name, Some(value))?;
         let value = value.as_bytes().to_vec();
         match &mut self.all {
-            Some(all) => {
-                // In place of the first value, as the host replaces it.
-                let mut value = Some(value);
-                all.retain_mut(|(key, old)| match (key == name, value.take()) {
-                    (false, taken) => {
-                        value = taken;
-                        true
+            Some(all) => match all.iter().position(|(key, _)| key == name) {
+                // In place of the first value, the others dropped, as the host replaces them.
+                Some(first) => {
+                    if let Some(slot) = all.get_mut(first) {
+                        slot.1 = value;
                     }
-                    (true, Some(new)) => {
-                        *old = new;
-                        true
-                    }
-                    (true, None) => false,
-                });
-                if let Some(value) = value {
-                    all.push((name.to_string(), value));
+                    let mut index = 0;
+                    all.retain(|(key, _)| {
+                        let keep = key != name || index == first;
+                        index += 1;
+                        keep
+                    });
                 }
-            }
+                None => all.push((name.to_string(), value)),
+            },
             None => {
                 self.read.retain(|(key, _)| key != name);
                 self.read.push((name.to_string(), Some(value)));
