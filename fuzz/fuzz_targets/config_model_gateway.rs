@@ -13,7 +13,7 @@ use model_gateway_fuzz::check_config_loading;
 
 fuzz_target!(|data: &[u8]| {
     check_config_loading::<Config, _>(data, compile);
-    let accepted = plugin_common::config::parse::<Config>(data)
+    let accepted = plugin_kit::config::parse::<Config>(data)
         .and_then(compile)
         .is_ok();
     let Ok(serde_json::Value::Object(sections)) = serde_json::from_slice(data) else {
@@ -41,9 +41,9 @@ fuzz_target!(|data: &[u8]| {
 
 fn standalone<T: serde::de::DeserializeOwned, C>(
     text: &str,
-    compile: fn(T) -> Result<C, plugin_common::config::ConfigError>,
+    compile: fn(T) -> Result<C, plugin_kit::config::ConfigError>,
 ) -> bool {
-    plugin_common::config::parse::<T>(text.as_bytes())
+    plugin_kit::config::parse::<T>(text.as_bytes())
         .and_then(compile)
         .is_ok()
 }

@@ -125,7 +125,7 @@ fn play(response: &Response<'_>, chunk_sizes: &[usize]) -> Verdict {
 }
 
 thread_local! {
-    static CONFIG: Compiled = plugin_common::config::parse::<Config>(
+    static CONFIG: Compiled = plugin_kit::config::parse::<Config>(
         format!(r#"{{"maxBodyBytes":{MAX_BODY_BYTES},"labels":["joy","sadness","anger"]}}"#).as_bytes(),
     )
     .and_then(compile)

@@ -20,7 +20,7 @@ use auth_gate::policy::{Attributes, Verdict};
 use auth_gate::request::RequestView;
 use libfuzzer_sys::fuzz_target;
 use model_gateway_fuzz::{istio_string_matches, text_lines};
-use plugin_common::istio::RequestInfo;
+use plugin_kit::istio::RequestInfo;
 
 fn gate(header: &str, field: &str, values: &[&str]) -> Option<Compiled> {
     let key = format!("request.headers[{header}]");
@@ -28,7 +28,7 @@ fn gate(header: &str, field: &str, values: &[&str]) -> Option<Compiled> {
         {"when": [{"key": key, field: values}]}
     ]}]});
     let bytes = serde_json::to_vec(&config).ok()?;
-    plugin_common::config::parse::<Config>(&bytes)
+    plugin_kit::config::parse::<Config>(&bytes)
         .and_then(compile)
         .ok()
 }

@@ -13,7 +13,7 @@ use model_gateway_fuzz::{has_dot_segment, istio_string_matches, lines};
 use path_allowlist::compiled::compile;
 use path_allowlist::config::Config;
 use path_allowlist::policy::{Decision, Policy, Refusal, Request};
-use plugin_common::istio::normalize_path;
+use plugin_kit::istio::normalize_path;
 
 const MODES: [&str; 3] = ["BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"];
 
@@ -24,7 +24,7 @@ fn policy(action: &str, mode: &str, patterns: &[String]) -> Option<Policy> {
         "rules": [{"to": [{"operation": {"paths": patterns}}]}],
     });
     let bytes = serde_json::to_vec(&config).ok()?;
-    plugin_common::config::parse::<Config>(&bytes)
+    plugin_kit::config::parse::<Config>(&bytes)
         .and_then(compile)
         .ok()
 }

@@ -1,4 +1,4 @@
-//! `:path` normalization (plugin-common), in each of Istio's three modes.
+//! `:path` normalization (plugin-kit), in each of Istio's three modes.
 //!
 //! Invariants: a normalized path normalizes to itself (idempotent, `changed` false), and so does
 //! the `:path` forwarded upstream (path + untouched query); it starts with `/`, holds no `.` or
@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use model_gateway_fuzz::{has_dot_segment, percent_decode};
-use plugin_common::istio::{normalize_path, PathNormalization};
+use plugin_kit::istio::{normalize_path, PathNormalization};
 
 const MODES: [PathNormalization; 3] = [
     PathNormalization::Base,

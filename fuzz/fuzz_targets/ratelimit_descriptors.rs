@@ -68,7 +68,7 @@ impl RequestView for Request {
 }
 
 thread_local! {
-    static COMPILED: Compiled = plugin_common::config::parse::<Config>(CONFIG.as_bytes())
+    static COMPILED: Compiled = plugin_kit::config::parse::<Config>(CONFIG.as_bytes())
         .and_then(compile)
         .expect("the fixed configuration compiles");
 }

@@ -143,9 +143,9 @@ pub fn nearly_same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 /// with the field and the reason (the one log line a user gets), never a panic.
 pub fn check_config_loading<T: serde::de::DeserializeOwned, C>(
     data: &[u8],
-    compile: impl FnOnce(T) -> Result<C, plugin_common::config::ConfigError>,
+    compile: impl FnOnce(T) -> Result<C, plugin_kit::config::ConfigError>,
 ) {
-    if let Err(error) = plugin_common::config::parse::<T>(data).and_then(compile) {
+    if let Err(error) = plugin_kit::config::parse::<T>(data).and_then(compile) {
         assert!(
             !error.field.is_empty() && !error.reason.is_empty(),
             "{error:?}"

@@ -27,7 +27,7 @@ const WALKTHROUGH_SENTENCES: [(&str, &str); 5] = [
 ];
 
 fn start_envoy(upstream: SocketAddr, config: Value, concurrency: u32) -> Envoy {
-    let stats_tags = plugin_common::metrics::stats_tags()
+    let stats_tags = plugin_kit::metrics::stats_tags()
         .into_iter()
         .map(|(name, regex)| (name.to_string(), regex))
         .collect();
@@ -983,7 +983,7 @@ fn bucket_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
 /// local-ratelimit allows 2 requests per hour per `x-api-key`, emotion-stats reads both kinds of
 /// answers.
 fn start_gateway(upstream: SocketAddr) -> Envoy {
-    let stats_tags = plugin_common::metrics::stats_tags()
+    let stats_tags = plugin_kit::metrics::stats_tags()
         .into_iter()
         .map(|(name, regex)| (name.to_string(), regex))
         .collect();

@@ -89,7 +89,7 @@ fn readme_examples_agree_with_envoy() {
         ("plugins/path-allowlist/README.md", Target::PathAllowlist),
     ] {
         let text = std::fs::read_to_string(repo(readme)).unwrap();
-        let examples = plugin_common::config::json_examples(&text);
+        let examples = plugin_kit::config::json_examples(&text);
         assert!(!examples.is_empty(), "{readme} has no pluginConfig example");
         for (i, example) in examples.iter().enumerate() {
             let config: serde_json::Value = serde_json::from_str(example).unwrap();

@@ -79,7 +79,7 @@ const PRIOR: [f64; 6] = [1.0, 0.2, 0.1, 0.05, 0.0, -0.1];
 
 /// What one lexicon word adds to its label's logit. With this weight no one-word sentence
 /// scores a whole percent that is a bound of the plugins' histogram buckets
-/// (`plugin_common::metrics::HISTOGRAM_BUCKETS`), where Envoy's and Prometheus' bucket counts
+/// (`plugin_kit::metrics::HISTOGRAM_BUCKETS`), where Envoy's and Prometheus' bucket counts
 /// would disagree; the Prometheus test of emotion-stats relies on it.
 const WORD_WEIGHT: f64 = 3.85;
 
@@ -137,7 +137,7 @@ mod tests {
             assert_eq!(top, label);
             let percent = (score * 100.0).round();
             assert!(
-                !plugin_common::metrics::HISTOGRAM_BUCKETS.contains(&percent),
+                !plugin_kit::metrics::HISTOGRAM_BUCKETS.contains(&percent),
                 "{label}: {percent}"
             );
         }

@@ -191,7 +191,7 @@ mod tests {
         for entry in std::fs::read_dir(&harness).unwrap() {
             let src = entry.unwrap().path().join("src");
             if src.is_dir() {
-                plugin_common::layout::check_module_imports(&src)
+                plugin_kit::layout::check_module_imports(&src)
                     .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
                 checked += 1;
             }

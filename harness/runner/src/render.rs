@@ -183,7 +183,7 @@ pub struct EnvoyConfig {
     pub path_normalization: PathNormalization,
     pub extra_clusters: Vec<Cluster>,
     /// `(tag_name, regex)` pairs for `stats_config.stats_tags`; by default the tags the
-    /// plugins encode in their metric names (`plugin_common::metrics`), as Istio's
+    /// plugins encode in their metric names (`plugin_kit::metrics`), as Istio's
     /// `extraStatTags` would add them.
     pub stats_tags: Vec<(String, String)>,
     /// `(stat name prefix, bucket bounds)` for `stats_config.histogram_bucket_settings`.
@@ -207,11 +207,11 @@ impl Default for EnvoyConfig {
             concurrency: 1,
             path_normalization: PathNormalization::Base,
             extra_clusters: Vec::new(),
-            stats_tags: plugin_common::metrics::stats_tags()
+            stats_tags: plugin_kit::metrics::stats_tags()
                 .into_iter()
                 .map(|(name, regex)| (name.to_string(), regex))
                 .collect(),
-            histogram_buckets: plugin_common::metrics::histogram_bucket_settings()
+            histogram_buckets: plugin_kit::metrics::histogram_bucket_settings()
                 .into_iter()
                 .map(|(prefix, buckets)| (prefix.to_string(), buckets.to_vec()))
                 .collect(),

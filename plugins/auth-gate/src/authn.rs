@@ -8,7 +8,7 @@ use crate::config::JwtRule;
 use crate::jwks::{parse_jwks, KeySet};
 use crate::request::{Location, RequestView};
 use crate::token::{self, Identity, JwtFailure, Limits};
-use plugin_common::config::ConfigError;
+use plugin_kit::config::ConfigError;
 use std::rc::Rc;
 
 /// Where a rule's keys come from.

@@ -16,7 +16,7 @@
 use crate::token::Identity;
 use ct_codecs::verify as constant_time_equal;
 use hashbrown::HashMap;
-use plugin_common::shared::SharedData;
+use plugin_kit::shared::SharedData;
 use std::collections::VecDeque;
 use std::hash::BuildHasher as _;
 use std::rc::Rc;

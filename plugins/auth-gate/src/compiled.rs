@@ -5,8 +5,8 @@ use crate::authn::Authenticator;
 use crate::config::Config;
 use crate::policy::Policies;
 use crate::token::Limits;
-use plugin_common::config::ConfigError;
-use plugin_common::istio::PathNormalization;
+use plugin_kit::config::ConfigError;
+use plugin_kit::istio::PathNormalization;
 
 /// The configuration once validated, ready for the request path.
 pub struct Compiled {
@@ -54,7 +54,7 @@ mod tests {
     use super::*;
 
     fn compile_text(text: &str) -> Result<Compiled, ConfigError> {
-        plugin_common::config::parse::<Config>(text.as_bytes()).and_then(compile)
+        plugin_kit::config::parse::<Config>(text.as_bytes()).and_then(compile)
     }
 
     #[test]
@@ -125,7 +125,7 @@ mod tests {
     /// Every `pluginConfig` example of the README is a valid configuration.
     #[test]
     fn readme_examples_are_valid() {
-        let examples = plugin_common::config::json_examples(include_str!("../README.md"));
+        let examples = plugin_kit::config::json_examples(include_str!("../README.md"));
         assert!(examples.len() >= 3, "README has no JSON examples");
         for example in examples {
             if let Err(err) = compile_text(example) {
@@ -138,6 +138,6 @@ mod tests {
     #[test]
     fn schema_file_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
-        plugin_common::schema::check_schema_file::<Config>(&path).unwrap();
+        plugin_kit::schema::check_schema_file::<Config>(&path).unwrap();
     }
 }

@@ -2,7 +2,7 @@
 //! (`jwtRules`) and AuthorizationPolicy (`policies`, each one spec plus a name), with Istio's
 //! field names, and the few settings of the plugin itself.
 
-use plugin_common::istio::{PathNormalization, To};
+use plugin_kit::istio::{PathNormalization, To};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 

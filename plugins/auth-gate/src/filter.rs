@@ -16,9 +16,9 @@ use crate::metrics::{Counter, KeyWait, RequestOutcome};
 use crate::remote::{FetchResult, RemoteRule};
 use crate::request::RequestView;
 use crate::{compiled, gate, ip};
-use plugin_common::host::HostMetrics;
-use plugin_common::host::{HostSharedData, RequestHeaders};
-use plugin_common::metrics::CounterTable;
+use plugin_kit::host::HostMetrics;
+use plugin_kit::host::{HostSharedData, RequestHeaders};
+use plugin_kit::metrics::CounterTable;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
@@ -293,7 +293,7 @@ impl Worker {
 
     fn reply(&self, decision: &Decision) -> Action {
         if let Some(reply) = decision.local_reply() {
-            plugin_common::host::send_local_reply(PLUGIN, &reply);
+            plugin_kit::host::send_local_reply(PLUGIN, &reply);
         }
         Action::Pause
     }
@@ -326,7 +326,7 @@ impl Worker {
 /// hold one, is left out of the path).
 fn refusal_line(request: &RequestView, verdict: &str, reason: &dyn std::fmt::Display) -> String {
     let path = request.path().split('?').next().unwrap_or_default();
-    plugin_common::deny::refusal_log_line(
+    plugin_kit::deny::refusal_log_line(
         PLUGIN,
         verdict,
         request.first("x-request-id").map(str::as_bytes),
@@ -466,7 +466,7 @@ impl Context for PluginRoot {
         let result = if headers == 0 {
             FetchResult::NoResponse
         } else {
-            let status = plugin_common::host::header(MapType::HttpCallResponseHeaders, ":status")
+            let status = plugin_kit::host::header(MapType::HttpCallResponseHeaders, ":status")
                 .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
             FetchResult::Response {
                 status,
@@ -494,7 +494,7 @@ impl Context for PluginRoot {
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        plugin_common::host::load_config(PLUGIN, compiled::compile)
+        plugin_kit::host::load_config(PLUGIN, compiled::compile)
             .is_some_and(|compiled| self.configure(compiled))
     }
 

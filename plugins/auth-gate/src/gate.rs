@@ -9,8 +9,8 @@ use crate::compiled::Compiled;
 use crate::policy::{Attributes, Verdict};
 use crate::request::RequestView;
 use crate::token::JwtFailure;
-use plugin_common::deny::{rbac_denied, LocalReply};
-use plugin_common::istio::{normalize_path, MalformedPath, NormalizedPath, RequestInfo};
+use plugin_kit::deny::{rbac_denied, LocalReply};
+use plugin_kit::istio::{normalize_path, MalformedPath, NormalizedPath, RequestInfo};
 use std::net::IpAddr;
 
 /// Envoy jwt_authn's 401 bodies, and its 403 for a token of another audience.

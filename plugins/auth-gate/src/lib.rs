@@ -29,4 +29,4 @@ pub mod token;
 
 pub use filter::{Filter, Next, PluginRoot};
 
-plugin_common::plugin_crate!(filter::PLUGIN, PluginRoot::new);
+plugin_kit::plugin_crate!(filter::PLUGIN, PluginRoot::new);

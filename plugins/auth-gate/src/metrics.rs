@@ -1,11 +1,11 @@
 //! The plugin's counters, declared once as data: Prometheus shows them as
 //! `auth_gate_requests_total{outcome="allowed"}` (the outcome encoded in the name with the
-//! collection's tag convention, `plugin_common::metrics`). The glue defines every one in a
+//! collection's tag convention, `plugin_kit::metrics`). The glue defines every one in a
 //! `CounterTable` when a configuration is accepted and finds a counter's id by its position: no
 //! name is built on the request path.
 
 use crate::token::JwtFailure;
-use plugin_common::metrics::{CounterSet, Tag, OUTCOME};
+use plugin_kit::metrics::{CounterSet, Tag, OUTCOME};
 
 /// One counter of the plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

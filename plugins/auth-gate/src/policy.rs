@@ -7,8 +7,8 @@ use crate::config::{Action, Condition, Policy, Source};
 use crate::ip::IpBlock;
 use crate::request::RequestView;
 use crate::token::Identity;
-use plugin_common::config::ConfigError;
-use plugin_common::istio::{
+use plugin_kit::config::ConfigError;
+use plugin_kit::istio::{
     Case, OperationMatcher, PathNormalization, RequestInfo, StringPattern, StringSet,
 };
 use serde_json::Value;

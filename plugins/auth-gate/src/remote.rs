@@ -12,7 +12,7 @@
 
 use crate::authn::{RemoteJwks, RemoteKeys};
 use crate::jwks::{parse_jwks, KeySet};
-pub use plugin_common::shared::SharedData;
+pub use plugin_kit::shared::SharedData;
 use std::rc::Rc;
 
 /// A failed fetch is tried again after this long (Envoy's `failed_refetch_duration` default).
@@ -283,7 +283,7 @@ pub(crate) mod tests {
     use crate::jwks::tests::jwks_of;
     use hashbrown::HashMap;
     use jwt_simple::prelude::*;
-    use plugin_common::shared::{SetError, StoreError};
+    use plugin_kit::shared::{SetError, StoreError};
     use std::cell::RefCell;
 
     /// Shared data with versions, as Envoy keeps it.

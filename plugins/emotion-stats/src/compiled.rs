@@ -5,8 +5,8 @@ use crate::config::{
     Config, MAX_BODY_BYTES_LIMIT, MAX_CLASSES, MAX_LABELS, MAX_LABEL_LEN, MAX_MODELS_LIMIT,
     MAX_MODEL_OVERRIDES,
 };
-use plugin_common::config::ConfigError;
-use plugin_common::istio::{PathNormalization, PathSet};
+use plugin_kit::config::ConfigError;
+use plugin_kit::istio::{PathNormalization, PathSet};
 
 /// How request paths are normalized before `paths` is matched (and checked against).
 pub const PATH_NORMALIZATION: PathNormalization = PathNormalization::MergeSlashes;
@@ -192,7 +192,7 @@ fn compile_labels(labels: Vec<String>) -> Result<LabelSet, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_common::config::parse;
+    use plugin_kit::config::parse;
 
     fn compile_json(json: &str) -> Result<Compiled, ConfigError> {
         parse::<Config>(json.as_bytes()).and_then(compile)
@@ -337,9 +337,9 @@ mod tests {
     #[test]
     fn readme_annotations_are_the_bucket_list_and_every_tag() {
         let readme = include_str!("../README.md");
-        let annotation = plugin_common::metrics::histogram_buckets_annotation();
+        let annotation = plugin_kit::metrics::histogram_buckets_annotation();
         assert!(readme.contains(&annotation), "README lacks {annotation}");
-        let tags: Vec<&str> = plugin_common::metrics::ALL_TAGS
+        let tags: Vec<&str> = plugin_kit::metrics::ALL_TAGS
             .iter()
             .map(|t| t.name())
             .collect();
@@ -353,6 +353,6 @@ mod tests {
     #[test]
     fn schema_file_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
-        plugin_common::schema::check_schema_file::<Config>(&path).unwrap();
+        plugin_kit::schema::check_schema_file::<Config>(&path).unwrap();
     }
 }

@@ -10,9 +10,9 @@ use crate::metrics::EmotionMetrics;
 use crate::models::{ModelNames, SharedModelList};
 use crate::response::{ResponseHead, ResponseTracker};
 use crate::{compiled, models};
-use plugin_common::host::{HostMetrics, HostSharedData, RequestHeaders};
-use plugin_common::istio::normalize_path;
-use plugin_common::shared::{SetError, SharedData};
+use plugin_kit::host::{HostMetrics, HostSharedData, RequestHeaders};
+use plugin_kit::istio::normalize_path;
+use plugin_kit::shared::{SetError, SharedData};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
@@ -56,7 +56,7 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        plugin_common::host::load_config(PLUGIN, compiled::compile)
+        plugin_kit::host::load_config(PLUGIN, compiled::compile)
             .is_some_and(|config| self.configure(config))
     }
 
@@ -221,7 +221,7 @@ impl Filter {
 /// A header value; non-UTF-8 bytes are replaced rather than trusted (the SDK's own getter would
 /// panic on them).
 fn header(map: MapType, name: &str) -> Option<String> {
-    plugin_common::host::header(map, name).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    plugin_kit::host::header(map, name).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The admitted model names in the proxy's shared data.

@@ -22,4 +22,4 @@ pub mod usage;
 
 pub use filter::{Filter, PluginRoot};
 
-plugin_common::plugin_crate!(filter::PLUGIN, |_| PluginRoot::default());
+plugin_kit::plugin_crate!(filter::PLUGIN, |_| PluginRoot::default());

@@ -4,10 +4,10 @@
 use crate::compiled::{Compiled, LabelSet};
 use crate::response::{Outcome, Verdict};
 use hashbrown::HashMap;
-use plugin_common::metrics::{
+use plugin_kit::metrics::{
     tagged_name, CounterSet, CounterTable, Tag, KIND, LABEL, MODEL, OUTCOME,
 };
-pub use plugin_common::metrics::{MetricHost, MetricKind};
+pub use plugin_kit::metrics::{MetricHost, MetricKind};
 
 /// Counter `{model, label}`: one per prediction, by top label.
 pub const TOP_LABEL_TOTAL: &str = "emotion_stats_top_label_total";
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn outcome_counters_are_indexed_by_position() {
-        plugin_common::metrics::check_counter_set::<Outcome>().unwrap();
+        plugin_kit::metrics::check_counter_set::<Outcome>().unwrap();
     }
     use crate::compiled::compile;
     use crate::config::Config;
@@ -249,7 +249,7 @@ mod tests {
     }
 
     fn config(json: &str) -> Compiled {
-        compile(plugin_common::config::parse::<Config>(json.as_bytes()).unwrap()).unwrap()
+        compile(plugin_kit::config::parse::<Config>(json.as_bytes()).unwrap()).unwrap()
     }
 
     fn counted(predictions: &[(&str, Option<f64>)]) -> Verdict {

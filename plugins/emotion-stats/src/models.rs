@@ -8,7 +8,7 @@
 
 use crate::compiled::OTHER;
 use hashbrown::HashSet;
-use plugin_common::metrics::sanitize_tag_value;
+use plugin_kit::metrics::sanitize_tag_value;
 
 /// The model named by a KServe path: `/v1/models/<model>:<verb>` (v1) or
 /// `/v2/models/<model>[/versions/<v>]/<verb>` (v2 / Open Inference Protocol). Query and fragment

@@ -739,7 +739,7 @@ mod tests {
             ]
         );
         for name in names {
-            assert_eq!(plugin_common::metrics::sanitize_tag_value(name), name);
+            assert_eq!(plugin_kit::metrics::sanitize_tag_value(name), name);
         }
     }
 }

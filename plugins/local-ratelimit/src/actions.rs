@@ -8,7 +8,7 @@ use crate::config::{
     RateLimitConfig, RegexMatcherConfig, StringMatcherConfig,
 };
 use crate::matcher::Descriptor;
-use plugin_common::config::ConfigError;
+use plugin_kit::config::ConfigError;
 use std::net::IpAddr;
 
 /// What the actions read from a request.
@@ -757,7 +757,7 @@ pub fn build_descriptors(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use plugin_common::config::parse;
+    use plugin_kit::config::parse;
 
     struct FakeRequest {
         headers: Vec<(&'static str, &'static str)>,

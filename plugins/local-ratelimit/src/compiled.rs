@@ -6,7 +6,7 @@ use crate::bucket::Rate;
 use crate::config::{Config, XRateLimitHeaders, MAX_TABLE_SLOTS};
 use crate::matcher::{DescriptorTree, Limit, LimitKind};
 use crate::store::{self, Fingerprint};
-use plugin_common::config::ConfigError;
+use plugin_kit::config::ConfigError;
 
 /// The configuration once validated, ready for the request path.
 #[derive(Debug)]
@@ -208,7 +208,7 @@ fn rate_of(limit: &Limit) -> Option<Rate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_common::config::parse;
+    use plugin_kit::config::parse;
 
     fn load(text: &str) -> Result<Compiled, ConfigError> {
         parse::<Config>(text.as_bytes()).and_then(compile)
@@ -611,6 +611,6 @@ mod tests {
     #[test]
     fn schema_file_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
-        plugin_common::schema::check_schema_file::<Config>(&path).unwrap();
+        plugin_kit::schema::check_schema_file::<Config>(&path).unwrap();
     }
 }

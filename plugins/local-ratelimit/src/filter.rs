@@ -2,7 +2,7 @@
 //! calls the host; the logic lives in the other modules.
 
 use crate::{actions, compiled, limiter, matcher, metrics, store};
-use plugin_common::host::{HostMetrics, HostSharedData, RequestHeaders};
+use plugin_kit::host::{HostMetrics, HostSharedData, RequestHeaders};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType};
@@ -39,7 +39,7 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        plugin_common::host::load_config(PLUGIN, compiled::compile)
+        plugin_kit::host::load_config(PLUGIN, compiled::compile)
             .is_some_and(|compiled| self.configure(compiled))
     }
 
@@ -128,7 +128,7 @@ impl Filter {
                 Action::Continue
             }
             limiter::Verdict::Reject(reply) => {
-                if !plugin_common::host::send_local_reply(PLUGIN, &reply) {
+                if !plugin_kit::host::send_local_reply(PLUGIN, &reply) {
                     // Without a local reply the request would hang: let it through instead.
                     return Action::Continue;
                 }

@@ -23,4 +23,4 @@ pub mod store;
 
 pub use filter::{Filter, PluginRoot};
 
-plugin_common::plugin_crate!(filter::PLUGIN, |_| PluginRoot::default());
+plugin_kit::plugin_crate!(filter::PLUGIN, |_| PluginRoot::default());

@@ -10,7 +10,7 @@ use crate::matcher::{Limit, Matched};
 use crate::metrics::{Counters, PluginStat, Stat};
 use crate::store::{self, BucketRef, Failure, SharedData, Taken};
 use hashbrown::HashSet;
-use plugin_common::deny::LocalReply;
+use plugin_kit::deny::LocalReply;
 
 /// What the plugin does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +221,7 @@ mod tests {
     use crate::metrics::Registry;
     use crate::store::ensure_keys;
     use crate::store::fake::FakeStore;
-    use plugin_common::config::parse;
+    use plugin_kit::config::parse;
     use std::net::IpAddr;
 
     const SEC: u64 = NS_PER_SEC;

@@ -5,7 +5,7 @@
 
 use crate::config::{DescriptorConfig, RateLimitSpec};
 use hashbrown::HashMap;
-use plugin_common::config::ConfigError;
+use plugin_kit::config::ConfigError;
 
 pub type LimitId = usize;
 
@@ -447,7 +447,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_common::config::parse;
+    use plugin_kit::config::parse;
 
     fn tree(json: &str) -> DescriptorTree {
         let config: crate::config::Config = parse(json.as_bytes()).unwrap();

@@ -7,7 +7,7 @@
 
 use crate::matcher::{Limit, LimitId, NamePart};
 use hashbrown::HashMap;
-use plugin_common::metrics::{tagged_name, MetricHost, MetricKind, DOMAIN, RULE};
+use plugin_kit::metrics::{tagged_name, MetricHost, MetricKind, DOMAIN, RULE};
 
 /// Per-rule statistics, as upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -315,8 +315,7 @@ mod tests {
         use crate::config::Config;
         let names = |config: &str, descriptor: &[&str]| {
             let compiled =
-                compile(plugin_common::config::parse::<Config>(config.as_bytes()).unwrap())
-                    .unwrap();
+                compile(plugin_kit::config::parse::<Config>(config.as_bytes()).unwrap()).unwrap();
             let mut r = Registry::new(FakeHost::default(), &compiled.domain);
             let limit = &compiled.tree.limits()[0];
             r.rule(limit, &values(descriptor), Stat::TotalHits);

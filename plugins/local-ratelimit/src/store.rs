@@ -22,7 +22,7 @@
 
 use crate::bucket::{Bucket, Rate};
 
-pub use plugin_common::shared::{SetError, SharedData, StoreError};
+pub use plugin_kit::shared::{SetError, SharedData, StoreError};
 
 /// Why a bucket operation gave up; the caller applies `failure_mode_deny`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

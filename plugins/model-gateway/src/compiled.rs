@@ -3,7 +3,7 @@
 //! `pluginConfig` (`authGate.rules[0].issuer`).
 
 use crate::config::Config;
-use plugin_common::config::ConfigError;
+use plugin_kit::config::ConfigError;
 
 /// The accepted sections; `None`: the plugin is off.
 pub struct Compiled {
@@ -71,7 +71,7 @@ mod tests {
     use super::*;
 
     fn error(json: &str) -> ConfigError {
-        plugin_common::config::parse::<Config>(json.as_bytes())
+        plugin_kit::config::parse::<Config>(json.as_bytes())
             .and_then(compile)
             .err()
             .unwrap()
@@ -130,7 +130,7 @@ mod tests {
         json: &str,
         compile: fn(T) -> Result<C, ConfigError>,
     ) -> ConfigError {
-        plugin_common::config::parse::<T>(json.as_bytes())
+        plugin_kit::config::parse::<T>(json.as_bytes())
             .and_then(compile)
             .err()
             .unwrap()
@@ -138,11 +138,11 @@ mod tests {
 
     #[test]
     fn absent_sections_are_off_and_an_empty_document_configures_nothing() {
-        let compiled = plugin_common::config::parse::<Config>(b"")
+        let compiled = plugin_kit::config::parse::<Config>(b"")
             .and_then(compile)
             .unwrap();
         assert!(compiled.is_empty());
-        let one = plugin_common::config::parse::<Config>(br#"{"pathAllowlist": {}}"#)
+        let one = plugin_kit::config::parse::<Config>(br#"{"pathAllowlist": {}}"#)
             .and_then(compile)
             .unwrap();
         assert!(one.path_allowlist.is_some() && one.auth_gate.is_none());
@@ -152,6 +152,6 @@ mod tests {
     #[test]
     fn schema_file_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
-        plugin_common::schema::check_schema_file::<Config>(&path).unwrap();
+        plugin_kit::schema::check_schema_file::<Config>(&path).unwrap();
     }
 }

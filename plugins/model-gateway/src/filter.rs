@@ -5,7 +5,7 @@
 //! request's headers are read once for all of them ([`RequestHeaders`]).
 
 use crate::compiled;
-use plugin_common::host::RequestHeaders;
+use plugin_kit::host::RequestHeaders;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
@@ -158,7 +158,7 @@ impl Context for PluginRoot {
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        plugin_common::host::load_config(PLUGIN, compiled::compile)
+        plugin_kit::host::load_config(PLUGIN, compiled::compile)
             .is_some_and(|compiled| self.configure(compiled))
     }
 

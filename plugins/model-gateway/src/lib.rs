@@ -16,4 +16,4 @@ mod filter;
 
 pub use filter::{Filter, PluginRoot};
 
-plugin_common::plugin_crate!(filter::PLUGIN, PluginRoot::new);
+plugin_kit::plugin_crate!(filter::PLUGIN, PluginRoot::new);

@@ -3,8 +3,8 @@
 
 use crate::config::{Action, Config, PolicySpec, Rule};
 use crate::policy::{AuthorizationPolicy, Policy};
-use plugin_common::config::ConfigError;
-use plugin_common::istio::{OperationMatcher, PathNormalization};
+use plugin_kit::config::ConfigError;
+use plugin_kit::istio::{OperationMatcher, PathNormalization};
 use std::rc::Rc;
 
 pub fn compile(config: Config) -> Result<Policy, ConfigError> {
@@ -121,7 +121,7 @@ fn warn_if_nothing_is_allowed<'a>(enforced: impl IntoIterator<Item = (Action, &'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_common::config::parse;
+    use plugin_kit::config::parse;
 
     fn load(json: &str) -> Result<Policy, ConfigError> {
         parse::<Config>(json.as_bytes()).and_then(compile)
@@ -339,14 +339,14 @@ mod tests {
     #[test]
     fn schema_file_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
-        plugin_common::schema::check_schema_file::<Config>(&path).unwrap();
+        plugin_kit::schema::check_schema_file::<Config>(&path).unwrap();
     }
 
     /// Every `pluginConfig` example of the README is a valid configuration.
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn readme_examples_are_valid() {
-        let examples = plugin_common::config::json_examples(include_str!("../README.md"));
+        let examples = plugin_kit::config::json_examples(include_str!("../README.md"));
         assert!(examples.len() >= 2, "README has no JSON examples");
         for example in examples {
             if let Err(err) = load(example) {

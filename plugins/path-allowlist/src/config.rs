@@ -2,7 +2,7 @@
 //! ALLOW/DENY and `rules[].to[].operation` (one at the top level, or several in `policies`), plus
 //! settings of the plugin's own.
 
-use plugin_common::istio::{PathNormalization, To};
+use plugin_kit::istio::{PathNormalization, To};
 use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 

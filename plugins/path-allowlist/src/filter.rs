@@ -9,9 +9,9 @@
 use crate::metrics::Outcome;
 use crate::policy::{Decision, Policy, Request};
 use crate::{compiled, policy};
-use plugin_common::host::{HostMetrics, RequestHeaders};
-use plugin_common::istio::OperationMatcher;
-use plugin_common::metrics::CounterTable;
+use plugin_kit::host::{HostMetrics, RequestHeaders};
+use plugin_kit::istio::OperationMatcher;
+use plugin_kit::metrics::CounterTable;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -61,7 +61,7 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        plugin_common::host::load_config(PLUGIN, compiled::compile)
+        plugin_kit::host::load_config(PLUGIN, compiled::compile)
             .is_some_and(|policy| self.configure(policy))
     }
 
@@ -152,7 +152,7 @@ impl Filter {
                     // Forwarding a path other than the one checked is the bypass this plugin
                     // exists to prevent: refuse instead.
                     log::warn!("{PLUGIN}: cannot rewrite :path ({e:?}); refusing the request");
-                    return self.reply(&plugin_common::deny::rbac_denied(self.policy.deny_status));
+                    return self.reply(&plugin_kit::deny::rbac_denied(self.policy.deny_status));
                 }
                 Action::Continue
             }
@@ -166,8 +166,8 @@ impl Filter {
 
     /// Refused: the request waits for the reply (and never reaches the upstream, even if the
     /// reply could not be sent).
-    fn reply(&self, reply: &plugin_common::deny::LocalReply) -> Action {
-        plugin_common::host::send_local_reply(PLUGIN, reply);
+    fn reply(&self, reply: &plugin_kit::deny::LocalReply) -> Action {
+        plugin_kit::host::send_local_reply(PLUGIN, reply);
         Action::Pause
     }
 }

@@ -16,4 +16,4 @@ pub mod policy;
 
 pub use filter::{Filter, PluginRoot};
 
-plugin_common::plugin_crate!(filter::PLUGIN, |_| PluginRoot::default());
+plugin_kit::plugin_crate!(filter::PLUGIN, |_| PluginRoot::default());

@@ -1,6 +1,6 @@
 //! The plugin's counters, one per outcome of a request.
 
-use plugin_common::metrics::CounterSet;
+use plugin_kit::metrics::CounterSet;
 
 /// The counters of the plugin, one per outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,6 @@ mod tests {
 
     #[test]
     fn counters_are_indexed_by_position() {
-        plugin_common::metrics::check_counter_set::<Outcome>().unwrap();
+        plugin_kit::metrics::check_counter_set::<Outcome>().unwrap();
     }
 }

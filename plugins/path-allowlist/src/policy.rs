@@ -4,8 +4,8 @@
 
 use crate::config::Action;
 use crate::metrics::Outcome;
-use plugin_common::deny::{rbac_denied, refusal_log_line, LocalReply};
-use plugin_common::istio::{
+use plugin_kit::deny::{rbac_denied, refusal_log_line, LocalReply};
+use plugin_kit::istio::{
     normalize_path, MalformedPath, OperationMatcher, PathNormalization, RequestInfo,
 };
 use std::fmt;
@@ -245,7 +245,7 @@ mod tests {
     use super::*;
     use crate::compiled::compile;
     use crate::config::Config;
-    use plugin_common::config::parse;
+    use plugin_kit::config::parse;
 
     const KUBEFLOW_ALLOWLIST: &str = r#"{"action":"ALLOW","rules":[{"to":[{"operation":{"paths":
         ["/metrics","/healthz","/ready","/wait-for-drain","/v1/models/*","/v2/models/*"]}}]}]}"#;

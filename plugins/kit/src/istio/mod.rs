@@ -18,7 +18,7 @@
 //!
 //! Typical use on the request path:
 //! ```
-//! use plugin_common::istio::{normalize_path, OperationMatcher, PathNormalization, RequestInfo, To};
+//! use plugin_kit::istio::{normalize_path, OperationMatcher, PathNormalization, RequestInfo, To};
 //! let to: Vec<To> = serde_json::from_str(r#"[{"operation":{"paths":["/v1/models/*"]}}]"#).unwrap();
 //! let mode = PathNormalization::default();
 //! let matcher = OperationMatcher::compile([to.as_slice()], "rules", mode).unwrap();
