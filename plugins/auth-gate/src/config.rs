@@ -116,27 +116,9 @@ pub struct ClaimToHeader {
     pub claim: String,
 }
 
-/// One AuthorizationPolicy spec, with a name for logs and counters.
-#[derive(Debug, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Policy {
-    /// Shown in logs (default: `policies[i]`).
-    pub name: Option<String>,
-    #[serde(default)]
-    pub action: Action,
-    /// No rules: an ALLOW policy matches nothing (so it denies everything no other ALLOW
-    /// policy allows), a DENY policy denies nothing.
-    #[serde(default)]
-    pub rules: Vec<Rule>,
-    /// Istio's `istio.io/dry-run` annotation: the policy decides nothing; a request it would
-    /// have refused is logged and counted (`outcome="dry_run_denied"`) and goes on.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// CUSTOM action providers cannot be called from this plugin: refused.
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub provider: Option<serde_json::Value>,
-}
+/// One AuthorizationPolicy spec, with a name for logs and counters; a `provider` (CUSTOM) is
+/// refused when the policies compile.
+pub type Policy = plugin_kit::istio::PolicySpec<Action, Rule, serde_json::Value>;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]

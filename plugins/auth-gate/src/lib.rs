@@ -3,28 +3,23 @@
 //!
 //! [`filter`] holds the proxy-wasm contexts (the only module that calls the host);
 //! `config` is the `pluginConfig` as written, the other modules the logic, unit-tested natively
-//! and on `wasm32-wasip1`.
+//! and on `wasm32-wasip1`. The public modules are what model-gateway (`config`, `compiled`) and
+//! the fuzz targets in fuzz/ use.
 
 mod authn;
 mod cache;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod compiled;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
 mod filter;
 mod gate;
 mod ip;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod jwks;
 mod metrics;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod policy;
 mod remote;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod request;
 #[cfg(test)]
 mod testkeys;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod token;
 
 pub use filter::{Filter, Next, PluginRoot};

@@ -14,8 +14,8 @@ use plugin_kit::host::{HostMetrics, HostSharedData, RequestHeaders};
 use plugin_kit::istio::normalize_path;
 use plugin_kit::shared::{SetError, SharedData};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -52,22 +52,7 @@ impl PluginRoot {
     }
 }
 
-impl Context for PluginRoot {}
-
-impl RootContext for PluginRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        plugin_kit::host::load_config(PLUGIN, compiled::compile)
-            .is_some_and(|config| self.configure(config))
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(self.filter()?))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
+plugin_kit::root_context!(PluginRoot, PLUGIN, compiled::compile);
 
 impl PluginRoot {
     /// Takes a configuration [`compiled::compile`] accepted (`on_configure` reads it from the

@@ -4,9 +4,7 @@
 use crate::compiled::{Compiled, LabelSet};
 use crate::response::{Outcome, Verdict};
 use hashbrown::HashMap;
-use plugin_kit::metrics::{
-    tagged_name, CounterSet, CounterTable, Tag, KIND, LABEL, MODEL, OUTCOME,
-};
+use plugin_kit::metrics::{tagged_name, CounterTable, Tag, KIND, LABEL, MODEL, OUTCOME};
 pub use plugin_kit::metrics::{MetricHost, MetricKind};
 
 /// Counter `{model, label}`: one per prediction, by top label.
@@ -154,18 +152,9 @@ impl EmotionMetrics {
     }
 }
 
-/// `emotion_stats_responses_total{model, outcome}`: the series of one model are defined together
-/// (with the model's tag first), when the model is first seen.
-impl CounterSet for Outcome {
-    fn all() -> Vec<Self> {
-        Self::ALL.to_vec()
-    }
-
-    /// Declared in the order of [`Outcome::ALL`].
-    fn index(self) -> usize {
-        self as usize
-    }
-
+// `emotion_stats_responses_total{model, outcome}`: the series of one model are defined together
+// (with the model's tag first), when the model is first seen.
+plugin_kit::enum_counter_set!(Outcome {
     fn metric(self) -> &'static str {
         RESPONSES_TOTAL
     }
@@ -173,7 +162,7 @@ impl CounterSet for Outcome {
     fn tags(self) -> Vec<(Tag, &'static str)> {
         vec![(OUTCOME, self.as_str())]
     }
-}
+});
 
 /// A probability in percent, rounded; scores outside [0, 1] (logits) are not probabilities and
 /// are left out of the histogram.

@@ -40,3 +40,52 @@ macro_rules! plugin_crate {
         }
     };
 }
+
+/// The root context of a plugin without timers or callouts: `on_configure` reads and compiles the
+/// configuration ([`host::load_config`]) and hands it to the root's own `configure` (which a
+/// module linking several plugins calls with its section), and each request gets the root's
+/// `filter()`, `None` before a configuration was accepted.
+#[macro_export]
+macro_rules! root_context {
+    ($root:ty, $plugin:expr, $compile:path) => {
+        impl proxy_wasm::traits::Context for $root {}
+
+        impl proxy_wasm::traits::RootContext for $root {
+            fn on_configure(&mut self, _size: usize) -> bool {
+                $crate::host::load_config($plugin, $compile)
+                    .is_some_and(|compiled| self.configure(compiled))
+            }
+
+            fn create_http_context(
+                &self,
+                _context_id: u32,
+            ) -> Option<Box<dyn proxy_wasm::traits::HttpContext>> {
+                Some(Box::new(self.filter()?))
+            }
+
+            fn get_type(&self) -> Option<proxy_wasm::types::ContextType> {
+                Some(proxy_wasm::types::ContextType::HttpContext)
+            }
+        }
+    };
+}
+
+/// Makes a fieldless enum a [`metrics::CounterSet`]: its counters are the values of its `ALL`
+/// array, which lists them in declaration order (so a counter's index is its discriminant;
+/// [`metrics::check_counter_set`] checks it). The block gives `metric` (and `tags`, if any).
+#[macro_export]
+macro_rules! enum_counter_set {
+    ($counter:ty { $($method:item)* }) => {
+        impl $crate::metrics::CounterSet for $counter {
+            fn all() -> Vec<Self> {
+                Self::ALL.to_vec()
+            }
+
+            fn index(self) -> usize {
+                self as usize
+            }
+
+            $($method)*
+        }
+    };
+}

@@ -4,8 +4,8 @@
 use crate::{actions, compiled, limiter, matcher, metrics, store};
 use plugin_kit::host::{HostMetrics, HostSharedData, RequestHeaders};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, MapType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -35,22 +35,7 @@ impl PluginRoot {
     }
 }
 
-impl Context for PluginRoot {}
-
-impl RootContext for PluginRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        plugin_kit::host::load_config(PLUGIN, compiled::compile)
-            .is_some_and(|compiled| self.configure(compiled))
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(self.filter()?))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
+plugin_kit::root_context!(PluginRoot, PLUGIN, compiled::compile);
 
 impl PluginRoot {
     /// Takes a configuration [`compiled::compile`] accepted (`on_configure` reads it from the

@@ -176,15 +176,34 @@ mod tests {
             ),
             (r#"{"provider":{"name":"oauth2-proxy"}}"#, "provider"),
             (r#"{"action":"AUDIT"}"#, "action"),
+        ] {
+            let err = load(json).unwrap_err();
+            assert_eq!(err.field, field, "{json}");
+            assert!(err.reason.contains("auth-gate"), "{json}: {}", err.reason);
+        }
+    }
+
+    /// Neither plugin selects workloads: the WasmPlugin does, at the top level and in `policies`.
+    #[test]
+    fn workload_selection_names_the_field_and_the_wasmplugin() {
+        for (json, field) in [
             (r#"{"selector":{"matchLabels":{"app":"x"}}}"#, "selector"),
             (
                 r#"{"targetRefs":[{"kind":"Gateway","name":"x"}]}"#,
                 "targetRefs",
             ),
+            (
+                r#"{"policies":[{"name":"p","targetRef":{"kind":"Gateway","name":"x"}}]}"#,
+                "policies[0].targetRef",
+            ),
         ] {
             let err = load(json).unwrap_err();
             assert_eq!(err.field, field, "{json}");
-            assert!(err.reason.contains("auth-gate"), "{json}: {}", err.reason);
+            assert!(
+                err.reason.contains("WasmPlugin's own"),
+                "{json}: {}",
+                err.reason
+            );
         }
     }
 

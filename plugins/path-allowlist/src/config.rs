@@ -2,7 +2,7 @@
 //! ALLOW/DENY and `rules[].to[].operation` (one at the top level, or several in `policies`), plus
 //! settings of the plugin's own.
 
-use plugin_kit::istio::{PathNormalization, To};
+use plugin_kit::istio::{PathNormalization, To, WorkloadSelection};
 use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 
@@ -57,38 +57,9 @@ pub struct Config {
     pub _provider: Option<AuthGateOnly>,
 }
 
-/// One entry of `policies`: an AuthorizationPolicy `spec`, with a name for log lines.
-#[derive(Debug, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PolicySpec {
-    /// Names the policy in log lines (default: `policies[i]`); unique, not empty.
-    pub name: Option<String>,
-    /// `ALLOW` (default) or `DENY`.
-    #[serde(default)]
-    pub action: Action,
-    /// Rules, ORed; only `to` is supported. An ALLOW policy without rules matches nothing (so it
-    /// denies what no other ALLOW policy allows), a DENY policy without rules denies nothing.
-    #[serde(default)]
-    pub rules: Vec<Rule>,
-    /// Forward, log and count (as dry-run denials) the requests this policy would make the
-    /// plugin refuse, instead of refusing them.
-    #[serde(default)]
-    pub dry_run: bool,
-    // Refused like the top-level fields of the same names.
-    #[serde(default, rename = "selector")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _selector: Option<WorkloadSelection>,
-    #[serde(default, rename = "targetRef")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _target_ref: Option<WorkloadSelection>,
-    #[serde(default, rename = "targetRefs")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _target_refs: Option<WorkloadSelection>,
-    #[serde(default, rename = "provider")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _provider: Option<AuthGateOnly>,
-}
+/// One entry of `policies`: an AuthorizationPolicy `spec`, with a name for log lines; `provider`
+/// is refused with a pointer to auth-gate.
+pub type PolicySpec = plugin_kit::istio::PolicySpec<Action, Rule, AuthGateOnly>;
 
 /// One Istio rule: only `to` is supported.
 #[derive(Debug, Deserialize)]
@@ -119,18 +90,6 @@ impl<'de> Deserialize<'de> for AuthGateOnly {
     fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
         Err(D::Error::custom(
             "not supported by path-allowlist, which matches `to.operation` only; the auth-gate plugin handles it",
-        ))
-    }
-}
-
-/// `selector` / `targetRef(s)` of a policy; any value is refused.
-#[derive(Debug)]
-pub struct WorkloadSelection;
-
-impl<'de> Deserialize<'de> for WorkloadSelection {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(D::Error::custom(
-            "not supported in pluginConfig: select workloads with the WasmPlugin's own `selector` or `targetRefs` (auth-gate handles the rest of AuthorizationPolicy)",
         ))
     }
 }

@@ -13,8 +13,8 @@ use plugin_kit::host::{HostMetrics, RequestHeaders};
 use plugin_kit::istio::OperationMatcher;
 use plugin_kit::metrics::CounterTable;
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 pub(crate) const PLUGIN: &str = "path-allowlist";
@@ -57,22 +57,7 @@ impl Default for PluginRoot {
     }
 }
 
-impl Context for PluginRoot {}
-
-impl RootContext for PluginRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        plugin_kit::host::load_config(PLUGIN, compiled::compile)
-            .is_some_and(|policy| self.configure(policy))
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(self.filter()?))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
+plugin_kit::root_context!(PluginRoot, PLUGIN, compiled::compile);
 
 /// The HTTP context of one request: checks its path before it is routed.
 pub struct Filter {

@@ -3,15 +3,13 @@
 //!
 //! [`filter`] holds the proxy-wasm contexts (the only module that calls the host);
 //! `config` is the `pluginConfig` as written, the other modules the logic, unit-tested natively
-//! and on `wasm32-wasip1`.
+//! and on `wasm32-wasip1`. The public modules are what model-gateway (`config`, `compiled`) and
+//! the fuzz targets in fuzz/ use.
 
-#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod compiled;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod config;
 mod filter;
 mod metrics;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod policy;
 
 pub use filter::{Filter, PluginRoot};

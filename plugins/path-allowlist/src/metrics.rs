@@ -1,7 +1,5 @@
 //! The plugin's counters, one per outcome of a request.
 
-use plugin_kit::metrics::CounterSet;
-
 /// The counters of the plugin, one per outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -30,20 +28,11 @@ impl Outcome {
     }
 }
 
-impl CounterSet for Outcome {
-    fn all() -> Vec<Self> {
-        Self::ALL.to_vec()
-    }
-
-    /// Declared in the order of [`Outcome::ALL`].
-    fn index(self) -> usize {
-        self as usize
-    }
-
+plugin_kit::enum_counter_set!(Outcome {
     fn metric(self) -> &'static str {
         self.metric_name()
     }
-}
+});
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@
 //!   prefix `/dex/*`, and so does this module.
 //! - [`normalize`]: the path normalization that must run before any path matching; the matcher
 //!   trusts its input to be normalized.
+//! - [`policy`]: one AuthorizationPolicy spec as pasted, generic over what a plugin supports.
 //! - [`operation`]: the `to[].operation` of a rule (paths/notPaths, methods/notMethods,
 //!   hosts/notHosts, ports/notPorts) compiled over all rules of a policy as an
 //!   [`OperationMatcher`].
@@ -30,10 +31,12 @@
 pub mod normalize;
 pub mod operation;
 pub mod path;
+pub mod policy;
 pub mod string_match;
 mod trie;
 
 pub use normalize::{normalize_path, MalformedPath, NormalizedPath, PathNormalization};
 pub use operation::{Operation, OperationMatcher, RequestInfo, To};
 pub use path::{PathPattern, PathSet};
+pub use policy::{PolicySpec, WorkloadSelection};
 pub use string_match::{Case, StringPattern, StringSet};
