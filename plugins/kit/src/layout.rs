@@ -72,11 +72,15 @@ fn without_tests(text: &str) -> String {
     kept
 }
 
-/// The first segment of every `crate::` path, `crate::{a::X, b}` included.
+/// The first segment of every `crate::` (or `super::`) path, `crate::{a::X, b}` included.
 fn crate_uses(code: &str) -> BTreeSet<String> {
     let mut used = BTreeSet::new();
-    for (at, _) in code.match_indices("crate::") {
-        let rest = &code[at + "crate::".len()..];
+    // In a module file of `src/`, `super::` is the crate root too.
+    let paths = ["crate::", "super::"]
+        .into_iter()
+        .flat_map(|root| code.match_indices(root).map(move |(at, _)| at + root.len()));
+    for at in paths {
+        let rest = &code[at..];
         if let Some(group) = rest.strip_prefix('{') {
             let mut depth = 0usize;
             let mut segment_start = true;
@@ -145,10 +149,11 @@ mod tests {
     fn uses_are_read_from_paths_and_groups_outside_tests_and_comments() {
         let code = without_tests(
             "use crate::a::X;\nuse crate::{b, c::{D, E}};\nfn f() { crate::d::g(); } // crate::z\n\
+             use super::e::F;\n\
              #[cfg(test)]\nmod tests {\n    use crate::t;\n}\n#[cfg(test)]\nuse crate::u;\n",
         );
         let used: Vec<String> = crate_uses(&code).into_iter().collect();
-        assert_eq!(used, ["a", "b", "c", "d"]);
+        assert_eq!(used, ["a", "b", "c", "d", "e"]);
     }
 
     #[test]
