@@ -51,7 +51,12 @@ impl PluginRoot {
             log::error!("{PLUGIN}: shared data unavailable ({err:?}); the plugin refuses to start");
             return false;
         }
-        let metrics = metrics::Registry::new(HostMetrics { plugin: PLUGIN }, &compiled.domain);
+        // Every counter the configuration fixes is defined now (at zero), as upstream does.
+        let metrics = metrics::Registry::define(
+            HostMetrics { plugin: PLUGIN },
+            &compiled.domain,
+            compiled.tree.limits(),
+        );
         self.active = Some(Rc::new(Active {
             config: compiled,
             metrics: RefCell::new(metrics),

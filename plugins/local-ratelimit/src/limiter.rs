@@ -255,6 +255,15 @@ mod tests {
         Req(headers)
     }
 
+    /// The counters of `compiled`, as the glue defines them when it is accepted.
+    fn registry(compiled: &Compiled) -> Registry<FakeHost> {
+        Registry::define(
+            FakeHost::default(),
+            &compiled.domain,
+            compiled.tree.limits(),
+        )
+    }
+
     struct World {
         compiled: Compiled,
         store: FakeStore,
@@ -273,9 +282,9 @@ mod tests {
             let compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
             ensure_keys(&store, shared_keys(&compiled)).unwrap();
             World {
+                metrics: registry(&compiled),
                 compiled,
                 store,
-                metrics: Registry::new(FakeHost::default(), "ratelimit"),
             }
         }
 
@@ -428,7 +437,7 @@ mod tests {
         let compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
         let store = FakeStore::default();
         ensure_keys(&store, shared_keys(&compiled)).unwrap();
-        let mut metrics = Registry::new(FakeHost::default(), "ratelimit");
+        let mut metrics = registry(&compiled);
         let only_a = Req(vec![]);
         for _ in 0..3 {
             assert!(matches!(
@@ -484,7 +493,7 @@ mod tests {
         let compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
         let store = FakeStore::default();
         ensure_keys(&store, shared_keys(&compiled)).unwrap();
-        let mut metrics = Registry::new(FakeHost::default(), "w");
+        let mut metrics = registry(&compiled);
         let call = |cost: &str| {
             Req(vec![
                 ("x-tenant".to_string(), "a".to_string()),
@@ -530,7 +539,7 @@ mod tests {
         let compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
         let store = FakeStore::default();
         ensure_keys(&store, shared_keys(&compiled)).unwrap();
-        let mut metrics = Registry::new(FakeHost::default(), "q");
+        let mut metrics = registry(&compiled);
         for _ in 0..3 {
             assert!(matches!(
                 check(&compiled, &store, &mut metrics, &Req(vec![]), 0),
@@ -550,7 +559,7 @@ mod tests {
         let compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
         let store = FakeStore::default();
         ensure_keys(&store, shared_keys(&compiled)).unwrap();
-        let mut metrics = Registry::new(FakeHost::default(), "d");
+        let mut metrics = registry(&compiled);
         let vip = Req(vec![("x-k".to_string(), "vip".to_string())]);
         for _ in 0..100 {
             assert_eq!(
@@ -583,7 +592,7 @@ mod tests {
         let compiled = compile(parse::<Config>(text.as_bytes()).unwrap()).unwrap();
         let store = FakeStore::default();
         ensure_keys(&store, shared_keys(&compiled)).unwrap();
-        let mut metrics = Registry::new(FakeHost::default(), "d");
+        let mut metrics = registry(&compiled);
         let gold = Req(vec![
             ("x-user".into(), "u".into()),
             ("x-tier".into(), "gold".into()),
@@ -678,6 +687,7 @@ mod tests {
     fn hostile_inputs_stay_bounded() {
         let mut w = World::new(r#","max_keys":32"#);
         let keys_before = w.store.data.borrow().len();
+        let names_before = w.metrics.host().defined().len();
         let huge = "x".repeat(64 * 1024);
         assert!(w.admitted(&req(&huge, Some(&huge)), 0));
         for i in 0..5_000 {
@@ -685,6 +695,8 @@ mod tests {
             let _ = w.send(&req(&format!("/flood/{i}"), None), 0);
         }
         assert_eq!(w.store.data.borrow().len(), keys_before);
+        // Every rule's name is fixed: all were defined with the configuration, none since.
+        assert_eq!(w.metrics.host().defined().len(), names_before);
         // Metric names stayed per rule (no detailed_metric): a handful, not thousands.
         assert!(
             w.metrics.host().values.len() <= 12,

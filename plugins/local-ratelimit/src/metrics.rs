@@ -2,15 +2,22 @@
 //! rule: `local_ratelimit_<stat>{domain, rule}`, where `rule` is the upstream stats key of the
 //! limit (`ratelimit.service.rate_limit.<domain>.<key>.<stat>` upstream), tag-encoded so that a
 //! dashboard sums over rules; plus a few plugin-level ones, `local_ratelimit_<stat>{domain}`.
-//! The number of names is bounded: per-value rules exist only with `detailed_metric` or
-//! `value_to_metric`, at most [`MAX_DETAILED_NAMES`] per worker, each value cut and sanitized.
+//!
+//! As Envoy's stats and the upstream service (which creates a rule's stats when it loads its
+//! config), the counters a configuration fixes are defined once, when it is accepted, and start
+//! at zero: the plugin-level ones, and the five of every rule whose name takes no request value.
+//! The request path finds them by position. Only per-value names (`detailed_metric`,
+//! `value_to_metric` on a value the request gives) are defined on first use, at most
+//! [`MAX_DETAILED_NAMES`] per worker, each value cut and sanitized.
 
-use crate::matcher::{Limit, LimitId, NamePart};
+use crate::matcher::{Limit, NamePart};
 use hashbrown::HashMap;
-use plugin_kit::metrics::{tagged_name, MetricHost, MetricKind, DOMAIN, RULE};
+use plugin_kit::metrics::{
+    tagged_name, CounterSet, CounterTable, MetricHost, MetricKind, DOMAIN, RULE,
+};
 
 /// Per-rule statistics, as upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stat {
     TotalHits,
     OverLimit,
@@ -20,7 +27,26 @@ pub enum Stat {
 }
 
 impl Stat {
-    fn name(self) -> &'static str {
+    const ALL: [Stat; 5] = [
+        Stat::TotalHits,
+        Stat::OverLimit,
+        Stat::NearLimit,
+        Stat::WithinLimit,
+        Stat::ShadowMode,
+    ];
+}
+
+impl CounterSet for Stat {
+    fn all() -> Vec<Self> {
+        Self::ALL.to_vec()
+    }
+
+    /// Declared in the order of [`Stat::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn metric(self) -> &'static str {
         match self {
             Stat::TotalHits => "local_ratelimit_total_hits",
             Stat::OverLimit => "local_ratelimit_over_limit",
@@ -45,7 +71,25 @@ pub enum PluginStat {
 }
 
 impl PluginStat {
-    fn name(self) -> &'static str {
+    const ALL: [PluginStat; 4] = [
+        PluginStat::TableOverflow,
+        PluginStat::Contention,
+        PluginStat::StoreError,
+        PluginStat::InvalidHitsAddend,
+    ];
+}
+
+impl CounterSet for PluginStat {
+    fn all() -> Vec<Self> {
+        Self::ALL.to_vec()
+    }
+
+    /// Declared in the order of [`PluginStat::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn metric(self) -> &'static str {
         match self {
             PluginStat::TableOverflow => "local_ratelimit_table_overflow",
             PluginStat::Contention => "local_ratelimit_cas_exhausted",
@@ -67,29 +111,102 @@ pub const MAX_DETAILED_NAMES: usize = 100;
 /// Longest value put in a name.
 pub const MAX_VALUE_IN_NAME: usize = 64;
 
-/// Names to host metric ids, defined on first use.
+/// Whether the limit's counter names take a value from the request.
+fn per_value(limit: &Limit) -> bool {
+    limit.detailed_metric
+        || limit
+            .name_parts
+            .iter()
+            .any(|part| matches!(part, NamePart::RequestValue(_)))
+}
+
+/// The rule's label: its stats key, or its `value_to_metric` name with the request's `values`
+/// where the name takes them (and after it the last value, with `detailed_metric`).
+fn rule_label(limit: &Limit, values: &[String]) -> String {
+    let value_at = |i: usize| sanitize(values.get(i).map_or("", String::as_str));
+    let mut name = String::new();
+    if limit.name_parts.is_empty() {
+        name.push_str(&limit.full_key);
+    }
+    for (i, part) in limit.name_parts.iter().enumerate() {
+        if i > 0 {
+            name.push('.');
+        }
+        match part {
+            NamePart::Fixed(text) => name.push_str(text),
+            NamePart::RequestValue(key) => {
+                name.push_str(key);
+                name.push('_');
+                name.push_str(&value_at(i));
+            }
+        }
+    }
+    if limit.detailed_metric {
+        name.push('_');
+        name.push_str(&value_at(values.len().saturating_sub(1)));
+    }
+    name
+}
+
+/// The metric name of a rule's statistic.
+fn rule_metric(domain: &str, rule: &str, stat: Stat) -> String {
+    tagged_name(stat.metric(), &[(DOMAIN, domain), (RULE, rule)])
+}
+
+/// The configuration's counters: the fixed ones defined when it was accepted, the per-value ones
+/// on first use.
 pub struct Registry<H: MetricHost> {
     host: H,
     domain: String,
+    plugin: CounterTable<PluginStat>,
+    /// Per limit (by [`Limit::id`]), the five counters of a rule whose name takes no request
+    /// value; `None` for a per-value rule.
+    fixed: Vec<Option<CounterTable<Stat>>>,
+    /// Per-value names to host ids.
     ids: HashMap<String, u32>,
-    /// The ids of rules whose name takes no request value, by rule and statistic: found
-    /// without building the name again.
-    fixed: HashMap<(LimitId, Stat), u32>,
     detailed_values: usize,
 }
 
 impl<H: MetricHost> Registry<H> {
-    pub fn new(host: H, domain: &str) -> Self {
+    /// Defines the plugin counters of `domain` and the counters of every rule of `limits` (a
+    /// configuration's, in [`Limit::id`] order) whose name takes no request value.
+    pub fn define(mut host: H, domain: &str, limits: &[Limit]) -> Self {
+        let plugin = CounterTable::define_tagged(&mut host, &[(DOMAIN, domain)]);
+        let fixed = limits
+            .iter()
+            .map(|limit| {
+                (!per_value(limit)).then(|| {
+                    let rule = rule_label(limit, &[]);
+                    CounterTable::define_tagged(&mut host, &[(DOMAIN, domain), (RULE, &rule)])
+                })
+            })
+            .collect();
         Registry {
             host,
             domain: domain.to_string(),
+            plugin,
+            fixed,
             ids: HashMap::new(),
-            fixed: HashMap::new(),
             detailed_values: 0,
         }
     }
 
-    fn count(&mut self, name: String) -> Option<u32> {
+    /// Counts under a per-value name, defined on first use. While the per-value budget lasts a
+    /// new value gets its own name; after it, the rule's stats key.
+    fn count_per_value(&mut self, limit: &Limit, values: &[String], stat: Stat) {
+        let label = rule_label(limit, values);
+        let seen = self
+            .ids
+            .contains_key(&rule_metric(&self.domain, &label, Stat::TotalHits));
+        let label = if seen || self.detailed_values < MAX_DETAILED_NAMES {
+            if !seen {
+                self.detailed_values += 1;
+            }
+            label
+        } else {
+            limit.full_key.clone()
+        };
+        let name = rule_metric(&self.domain, &label, stat);
         let id = match self.ids.get(&name) {
             Some(&id) => Some(id),
             None => {
@@ -103,51 +220,6 @@ impl<H: MetricHost> Registry<H> {
         if let Some(id) = id {
             self.host.increment(id, 1);
         }
-        id
-    }
-
-    fn rule_metric(&self, rule: &str, stat: Stat) -> String {
-        tagged_name(stat.name(), &[(DOMAIN, &self.domain), (RULE, rule)])
-    }
-
-    /// The rule's label: its stats key, with the request's values where `value_to_metric` or
-    /// `detailed_metric` ask for them while the per-value budget lasts.
-    fn rule_label(&mut self, limit: &Limit, values: &[String]) -> String {
-        let value_at = |i: usize| sanitize(values.get(i).map_or("", String::as_str));
-        let mut name = String::new();
-        let mut takes_value = false;
-        if limit.name_parts.is_empty() {
-            name.push_str(&limit.full_key);
-        }
-        for (i, part) in limit.name_parts.iter().enumerate() {
-            if i > 0 {
-                name.push('.');
-            }
-            match part {
-                NamePart::Fixed(text) => name.push_str(text),
-                NamePart::RequestValue(key) => {
-                    takes_value = true;
-                    name.push_str(&format!("{key}_{}", value_at(i)));
-                }
-            }
-        }
-        if limit.detailed_metric {
-            takes_value = true;
-            name.push('_');
-            name.push_str(&value_at(values.len().saturating_sub(1)));
-        }
-        if !takes_value
-            || self
-                .ids
-                .contains_key(&self.rule_metric(&name, Stat::TotalHits))
-        {
-            return name;
-        }
-        if self.detailed_values < MAX_DETAILED_NAMES {
-            self.detailed_values += 1;
-            return name;
-        }
-        limit.full_key.clone()
     }
 
     #[cfg(test)]
@@ -173,26 +245,16 @@ fn sanitize(value: &str) -> String {
 
 impl<H: MetricHost> Counters for Registry<H> {
     fn rule(&mut self, limit: &Limit, values: &[String], stat: Stat) {
-        let per_value = limit.detailed_metric
-            || limit
-                .name_parts
-                .iter()
-                .any(|part| matches!(part, NamePart::RequestValue(_)));
-        if !per_value {
-            if let Some(&id) = self.fixed.get(&(limit.id, stat)) {
-                self.host.increment(id, 1);
-                return;
-            }
-        }
-        let rule = self.rule_label(limit, values);
-        let id = self.count(self.rule_metric(&rule, stat));
-        if let (false, Some(id)) = (per_value, id) {
-            self.fixed.insert((limit.id, stat), id);
+        match self.fixed.get(limit.id) {
+            // Defined when the configuration was accepted: no name built, no lookup by name.
+            Some(Some(table)) => table.add(&mut self.host, stat, 1),
+            // A per-value rule: named from the request, within the budget.
+            _ => self.count_per_value(limit, values, stat),
         }
     }
 
     fn plugin(&mut self, stat: PluginStat) {
-        self.count(tagged_name(stat.name(), &[(DOMAIN, &self.domain)]));
+        self.plugin.add(&mut self.host, stat, 1);
     }
 }
 
@@ -201,7 +263,7 @@ pub mod fake {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// Counts by name.
+    /// Counts by name; `values` holds the counters incremented at least once.
     #[derive(Default)]
     pub struct FakeHost {
         names: Vec<String>,
@@ -223,6 +285,11 @@ pub mod fake {
     impl FakeHost {
         pub fn get(&self, name: &str) -> u64 {
             self.values.get(name).copied().unwrap_or(0)
+        }
+
+        /// Every name passed to `define`, in order (one entry per call).
+        pub fn defined(&self) -> &[String] {
+            &self.names
         }
     }
 
@@ -265,9 +332,98 @@ mod tests {
         texts.iter().map(|t| t.to_string()).collect()
     }
 
+    fn compiled(config: &str) -> crate::compiled::Compiled {
+        crate::compiled::compile(
+            plugin_kit::config::parse::<crate::config::Config>(config.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A fixed rule, a shared wildcard renamed by `value_to_metric` (fixed too), a
+    /// `detailed_metric` rule and a rule below a `value_to_metric` value-less key (per value).
+    const MIXED: &str = r#"{"domain":"m","descriptors":[
+        {"key":"path","value":"/a","rate_limit":{"unit":"minute","requests_per_unit":1}},
+        {"key":"route","value":"api/*","share_threshold":true,"value_to_metric":true,
+         "descriptors":[{"key":"method","rate_limit":{"unit":"minute","requests_per_unit":1}}]},
+        {"key":"user","detailed_metric":true,"rate_limit":{"unit":"minute","requests_per_unit":1}},
+        {"key":"tenant","value_to_metric":true,
+         "descriptors":[{"key":"op","rate_limit":{"unit":"minute","requests_per_unit":1}}]}]}"#;
+
+    #[test]
+    fn stats_are_indexed_by_position() {
+        plugin_kit::metrics::check_counter_set::<Stat>().unwrap();
+        plugin_kit::metrics::check_counter_set::<PluginStat>().unwrap();
+    }
+
+    #[test]
+    fn configuration_defines_its_fixed_counters_at_zero() {
+        let compiled = compiled(MIXED);
+        let r = Registry::define(FakeHost::default(), "m", compiled.tree.limits());
+        let mut expected: Vec<String> = [
+            "table_overflow",
+            "cas_exhausted",
+            "store_error",
+            "invalid_hits_addend",
+        ]
+        .iter()
+        .map(|stat| plugin_name("m", stat))
+        .collect();
+        for rule in ["path_/a", "route_api.method"] {
+            for stat in [
+                "total_hits",
+                "over_limit",
+                "near_limit",
+                "within_limit",
+                "shadow_mode",
+            ] {
+                expected.push(rule_name("m", rule, stat));
+            }
+        }
+        // Per-value rules have no name until a request gives their value.
+        assert_eq!(r.host().defined(), expected);
+        assert!(r.host().values.is_empty(), "{:?}", r.host().values);
+    }
+
+    #[test]
+    fn counting_a_fixed_rule_defines_nothing_and_builds_no_name() {
+        let compiled = compiled(MIXED);
+        let limits = compiled.tree.limits();
+        let mut r = Registry::define(FakeHost::default(), "m", limits);
+        let defined = r.host().defined().len();
+        for _ in 0..3 {
+            for stat in Stat::ALL {
+                r.rule(&limits[0], &values(&["/a"]), stat);
+                r.rule(&limits[1], &values(&["api/*", "GET"]), stat);
+            }
+            r.plugin(PluginStat::StoreError);
+        }
+        assert_eq!(r.host().defined().len(), defined);
+        // The per-value path (name built, looked up by name) was never taken.
+        assert!(r.ids.is_empty());
+        assert_eq!(r.host().get(&rule_name("m", "path_/a", "near_limit")), 3);
+        assert_eq!(
+            r.host()
+                .get(&rule_name("m", "route_api.method", "total_hits")),
+            3
+        );
+        assert_eq!(r.host().get(&plugin_name("m", "store_error")), 3);
+        // A per-value rule is named on first use only.
+        r.rule(&limits[2], &values(&["alice"]), Stat::TotalHits);
+        r.rule(&limits[2], &values(&["alice"]), Stat::TotalHits);
+        r.rule(&limits[3], &values(&["t1", "read"]), Stat::TotalHits);
+        assert_eq!(
+            r.host().defined()[defined..],
+            [
+                rule_name("m", "user_alice", "total_hits"),
+                rule_name("m", "tenant_t1.op", "total_hits")
+            ]
+        );
+        assert_eq!(r.host().get(&rule_name("m", "user_alice", "total_hits")), 2);
+    }
+
     #[test]
     fn rule_names_follow_upstream_keys() {
-        let mut r = Registry::new(FakeHost::default(), "ratelimit");
+        let mut r = Registry::define(FakeHost::default(), "ratelimit", &[limit(false)]);
         r.rule(&limit(false), &values(&["/a"]), Stat::TotalHits);
         r.rule(&limit(false), &values(&["/b"]), Stat::TotalHits);
         r.plugin(PluginStat::TableOverflow);
@@ -281,7 +437,7 @@ mod tests {
 
     #[test]
     fn detailed_names_are_bounded_sanitized_and_cut() {
-        let mut r = Registry::new(FakeHost::default(), "d");
+        let mut r = Registry::define(FakeHost::default(), "d", &[limit(true)]);
         for i in 0..1_000 {
             r.rule(&limit(true), &[format!("v{i}")], Stat::TotalHits);
         }
@@ -293,7 +449,7 @@ mod tests {
             r.host().get(&rule_name("d", "path", "total_hits")),
             1_000 - MAX_DETAILED_NAMES as u64
         );
-        let mut r = Registry::new(FakeHost::default(), "d");
+        let mut r = Registry::define(FakeHost::default(), "d", &[limit(true)]);
         r.rule(
             &limit(true),
             &[format!("a.b{{}}\n{}", "x".repeat(10_000))],
@@ -316,7 +472,11 @@ mod tests {
         let names = |config: &str, descriptor: &[&str]| {
             let compiled =
                 compile(plugin_kit::config::parse::<Config>(config.as_bytes()).unwrap()).unwrap();
-            let mut r = Registry::new(FakeHost::default(), &compiled.domain);
+            let mut r = Registry::define(
+                FakeHost::default(),
+                &compiled.domain,
+                compiled.tree.limits(),
+            );
             let limit = &compiled.tree.limits()[0];
             r.rule(limit, &values(descriptor), Stat::TotalHits);
             r.host().values.keys().cloned().collect::<Vec<_>>()

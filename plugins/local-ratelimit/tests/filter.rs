@@ -68,6 +68,34 @@ fn workers_share_one_bucket_and_the_third_request_gets_a_429() {
     assert_eq!(request(&second, "/v1/models/b:predict").0, Action::Continue);
 }
 
+/// The glue defines the configuration's counters when it is accepted, at zero (as upstream's
+/// service creates a rule's stats when it loads its config), and no request defines another.
+#[test]
+fn counters_exist_from_configure_and_requests_define_none() {
+    host::reset();
+    let root = worker();
+    let names = |h: &host::Host| {
+        h.metrics
+            .iter()
+            .map(|(n, _, _)| n.clone())
+            .collect::<Vec<_>>()
+    };
+    let defined = host::with(|h| names(h));
+    // The rule's five statistics and the four plugin-level counters.
+    assert_eq!(defined.len(), 9, "{defined:?}");
+    let over = "domain=.=models;.;rule=.=path;.;local_ratelimit_over_limit";
+    assert!(defined.iter().any(|n| n == over), "{defined:?}");
+    assert!(host::with(|h| h
+        .metrics
+        .iter()
+        .all(|(_, _, value)| *value == 0)));
+    for _ in 0..3 {
+        request(&root, "/v1/models/a:predict");
+    }
+    assert_eq!(host::with(|h| names(h)), defined);
+    assert_eq!(host::with(|h| h.metric(over)), 1);
+}
+
 #[test]
 fn a_bad_configuration_is_refused_naming_the_field() {
     host::reset();
