@@ -36,16 +36,7 @@ impl Stat {
     ];
 }
 
-impl CounterSet for Stat {
-    fn all() -> Vec<Self> {
-        Self::ALL.to_vec()
-    }
-
-    /// Declared in the order of [`Stat::ALL`].
-    fn index(self) -> usize {
-        self as usize
-    }
-
+plugin_kit::enum_counter_set!(Stat {
     fn metric(self) -> &'static str {
         match self {
             Stat::TotalHits => "local_ratelimit_total_hits",
@@ -55,7 +46,7 @@ impl CounterSet for Stat {
             Stat::ShadowMode => "local_ratelimit_shadow_mode",
         }
     }
-}
+});
 
 /// Plugin-level events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,16 +70,7 @@ impl PluginStat {
     ];
 }
 
-impl CounterSet for PluginStat {
-    fn all() -> Vec<Self> {
-        Self::ALL.to_vec()
-    }
-
-    /// Declared in the order of [`PluginStat::ALL`].
-    fn index(self) -> usize {
-        self as usize
-    }
-
+plugin_kit::enum_counter_set!(PluginStat {
     fn metric(self) -> &'static str {
         match self {
             PluginStat::TableOverflow => "local_ratelimit_table_overflow",
@@ -97,7 +79,7 @@ impl CounterSet for PluginStat {
             PluginStat::InvalidHitsAddend => "local_ratelimit_invalid_hits_addend",
         }
     }
-}
+});
 
 /// What the decision logic reports.
 pub trait Counters {
