@@ -212,7 +212,30 @@ impl de::Error for Error {
             JsonUnexpected(unexp)
         ))
     }
+    /// serde's wording, except for the fields that select workloads in an Istio resource: a
+    /// pasted spec that still has them is told where they belong.
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        if WORKLOAD_SELECTION.contains(&field) {
+            return Self::custom(format_args!(
+                "unknown field `{field}`: pluginConfig selects no workloads; select them with the \
+                 WasmPlugin's own `selector` or `targetRefs`"
+            ));
+        }
+        let quoted: Vec<String> = expected.iter().map(|name| format!("`{name}`")).collect();
+        match quoted.as_slice() {
+            [] => Self::custom(format_args!("unknown field `{field}`, there are no fields")),
+            [one] => Self::custom(format_args!("unknown field `{field}`, expected {one}")),
+            [a, b] => Self::custom(format_args!("unknown field `{field}`, expected {a} or {b}")),
+            all => Self::custom(format_args!(
+                "unknown field `{field}`, expected one of {}",
+                all.join(", ")
+            )),
+        }
+    }
 }
+
+/// The fields of Istio's policies that pick the workloads, which the `WasmPlugin` does instead.
+const WORKLOAD_SELECTION: [&str; 3] = ["selector", "targetRef", "targetRefs"];
 
 /// serde_json's wording of an unexpected value, written out so that serde's own `Unexpected`
 /// display (and with it core's float formatting) stays out of the module.

@@ -2,7 +2,7 @@
 //! ALLOW/DENY and `rules[].to[].operation` (one at the top level, or several in `policies`), plus
 //! settings of the plugin's own.
 
-use plugin_kit::istio::{PathNormalization, To, WorkloadSelection};
+use plugin_kit::istio::{PathNormalization, To};
 use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 
@@ -41,17 +41,8 @@ pub struct Config {
     /// routing: `/admin;x` and `/;x/admin` then cannot slip past a DENY rule on `/admin`.
     #[serde(default)]
     pub strict_paths: bool,
-    // The Istio fields below exist only to be refused with a useful message: deserializing
-    // their types always fails, so they are `None` in every accepted configuration.
-    #[serde(default, rename = "selector")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _selector: Option<WorkloadSelection>,
-    #[serde(default, rename = "targetRef")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _target_ref: Option<WorkloadSelection>,
-    #[serde(default, rename = "targetRefs")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _target_refs: Option<WorkloadSelection>,
+    // Istio's `provider` exists only to be refused with a pointer to auth-gate: deserializing
+    // its type always fails, so it is `None` in every accepted configuration.
     #[serde(default, rename = "provider")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
     pub _provider: Option<AuthGateOnly>,

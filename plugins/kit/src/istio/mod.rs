@@ -38,5 +38,5 @@ mod trie;
 pub use normalize::{normalize_path, MalformedPath, NormalizedPath, PathNormalization};
 pub use operation::{Operation, OperationMatcher, RequestInfo, To};
 pub use path::{PathPattern, PathSet};
-pub use policy::{PolicySpec, WorkloadSelection};
+pub use policy::PolicySpec;
 pub use string_match::{Case, StringPattern, StringSet};

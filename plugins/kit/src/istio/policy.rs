@@ -1,9 +1,9 @@
 //! One `AuthorizationPolicy` spec as the plugins take it, pasted as is, with a name for log lines
 //! and counters. Each plugin says what of it it supports through the type parameters: `A` its
 //! `action` (the values it refuses, refused with why), `R` its rule (which of `from`, `to` and
-//! `when`), `P` what it makes of `provider` (CUSTOM's).
+//! `when`), `P` what it makes of `provider` (CUSTOM's). Fields that select workloads
+//! (`selector`, `targetRef(s)`) are unknown fields, refused with where they belong.
 
-use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 
 /// One AuthorizationPolicy `spec`, with a name for log lines and counters.
@@ -35,28 +35,6 @@ pub struct PolicySpec<A, R, P> {
     /// CUSTOM's provider: external authorization is not done by these plugins.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
     pub provider: Option<P>,
-    #[serde(default, rename = "selector")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _selector: Option<WorkloadSelection>,
-    #[serde(default, rename = "targetRef")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _target_ref: Option<WorkloadSelection>,
-    #[serde(default, rename = "targetRefs")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(skip))]
-    pub _target_refs: Option<WorkloadSelection>,
-}
-
-/// `selector` / `targetRef(s)` of a policy: the `WasmPlugin` selects the workloads, so any value
-/// is refused, with where to put it.
-#[derive(Debug)]
-pub struct WorkloadSelection;
-
-impl<'de> Deserialize<'de> for WorkloadSelection {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(D::Error::custom(
-            "not supported in pluginConfig: select workloads with the WasmPlugin's own `selector` or `targetRefs`",
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -66,18 +44,20 @@ mod tests {
     type Spec = PolicySpec<String, serde_json::Value, serde_json::Value>;
 
     #[test]
-    fn workload_selection_is_refused_with_where_it_belongs() {
+    fn a_spec_reads_with_istio_defaults_and_refuses_what_istio_would_not_take() {
+        let spec: Spec = crate::config::parse(br#"{"action":"DENY","dryRun":true}"#).unwrap();
+        assert_eq!(spec.action, "DENY");
+        assert!(spec.dry_run && spec.rules.is_empty() && spec.provider.is_none());
+        assert!(crate::config::parse::<Spec>(br#"{"bogus":1}"#).is_err());
+        // Fields that pick workloads are the WasmPlugin's; the refusal says so.
         for field in ["selector", "targetRef", "targetRefs"] {
             let text = format!(r#"{{"name":"p","{field}":{{}}}}"#);
-            let err = serde_json::from_str::<Spec>(&text).unwrap_err().to_string();
+            let err = crate::config::parse::<Spec>(text.as_bytes()).unwrap_err();
+            assert_eq!(err.field, field);
             assert!(
-                err.contains("WasmPlugin's own `selector`"),
+                err.reason.contains("WasmPlugin's own `selector`"),
                 "{field}: {err}"
             );
         }
-        let spec: Spec = serde_json::from_str(r#"{"action":"DENY","dryRun":true}"#).unwrap();
-        assert_eq!(spec.action, "DENY");
-        assert!(spec.dry_run && spec.rules.is_empty() && spec.provider.is_none());
-        assert!(serde_json::from_str::<Spec>(r#"{"bogus":1}"#).is_err());
     }
 }
