@@ -100,9 +100,17 @@ impl HttpContext for Filter {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if let Some(tracked) = &mut self.tracked {
-            let status = header(MapType::HttpResponseHeaders, ":status");
-            let content_type = header(MapType::HttpResponseHeaders, "content-type");
-            let content_encoding = header(MapType::HttpResponseHeaders, "content-encoding");
+            // One hostcall for the three headers: each read is a call into Envoy and, for a
+            // header present, one back into the module to allocate its copy.
+            let all = plugin_kit::host::headers(MapType::HttpResponseHeaders);
+            let header = |name: &str| {
+                all.iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| String::from_utf8_lossy(value))
+            };
+            let status = header(":status");
+            let content_type = header("content-type");
+            let content_encoding = header("content-encoding");
             let head = ResponseHead {
                 status: status.as_deref(),
                 content_type: content_type.as_deref(),
@@ -203,11 +211,6 @@ impl Filter {
     }
 }
 
-/// A header value; non-UTF-8 bytes are replaced rather than trusted (the SDK's own getter would
-/// panic on them).
-fn header(map: MapType, name: &str) -> Option<String> {
-    plugin_kit::host::header(map, name).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-}
 
 /// The admitted model names in the proxy's shared data.
 struct HostModelList;
