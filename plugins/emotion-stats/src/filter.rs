@@ -211,7 +211,6 @@ impl Filter {
     }
 }
 
-
 /// The admitted model names in the proxy's shared data.
 struct HostModelList;
 
