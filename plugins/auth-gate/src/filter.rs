@@ -15,7 +15,7 @@ use crate::gate::Decision;
 use crate::metrics::{Counter, KeyWait, RequestOutcome};
 use crate::remote::{FetchResult, RemoteRule};
 use crate::request::RequestView;
-use crate::{compiled, gate, ip};
+use crate::{compiled, gate};
 use plugin_kit::host::HostMetrics;
 use plugin_kit::host::{HostSharedData, RequestHeaders};
 use plugin_kit::metrics::CounterTable;
@@ -24,16 +24,15 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 pub(crate) const PLUGIN: &str = "auth-gate";
 /// How often paused requests are re-examined and remote keys checked.
 const TICK: Duration = Duration::from_millis(200);
 
 fn now_ms() -> u64 {
-    // The host clock; WASI's as a fallback (never 0, which would make expired tokens valid).
-    let now = hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now());
-    now.duration_since(UNIX_EPOCH)
+    plugin_kit::host::now()
+        .duration_since(UNIX_EPOCH)
         // Seconds and milliseconds apart: `as_millis` divides a u128, a library call in Wasm.
         .map(|d| {
             d.as_secs()
@@ -150,20 +149,15 @@ impl Worker {
                 .collect(),
         );
         let policies = &self.config.policies;
-        let property = |path| hostcalls::get_property(path).ok().flatten();
         let connection = gate::Connection {
             port: policies
                 .uses_ports()
-                .then(|| property(vec!["destination", "port"]))
-                .flatten()
-                .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-                .and_then(|raw| u16::try_from(i64::from_le_bytes(raw)).ok()),
+                .then(plugin_kit::host::destination_port)
+                .flatten(),
             remote_ip: policies
                 .uses_remote_ip()
-                .then(|| property(vec!["source", "address"]))
-                .flatten()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|address| ip::parse_address(&address)),
+                .then(plugin_kit::host::source_ip)
+                .flatten(),
         };
         if self.has_remote_rules() {
             self.sync_remote();

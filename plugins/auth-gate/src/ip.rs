@@ -1,7 +1,7 @@
 //! IP blocks of `remoteIpBlocks` and `remote.ip` conditions: an address (`10.0.0.1`, `::1`) or a
 //! CIDR range (`10.0.0.0/8`, `2001:db8::/32`), as Istio accepts them.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpBlock {
@@ -55,14 +55,6 @@ fn masked(bits: u128, prefix: u8, width: u32) -> u128 {
     bits.checked_shr(host_bits).unwrap_or_default()
 }
 
-/// The IP of Envoy's `source.address` property (`1.2.3.4:5678`, `[::1]:5678`, or a bare IP).
-pub fn parse_address(text: &str) -> Option<IpAddr> {
-    text.parse::<SocketAddr>()
-        .map(|socket| socket.ip())
-        .or_else(|_| text.parse::<IpAddr>())
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,13 +91,5 @@ mod tests {
         ] {
             assert!(IpBlock::parse(text).is_err(), "{text}");
         }
-    }
-
-    #[test]
-    fn envoy_addresses() {
-        assert_eq!(parse_address("127.0.0.1:4567"), Some(ip("127.0.0.1")));
-        assert_eq!(parse_address("[::1]:80"), Some(ip("::1")));
-        assert_eq!(parse_address("10.0.0.1"), Some(ip("10.0.0.1")));
-        assert_eq!(parse_address("envoy://internal"), None);
     }
 }

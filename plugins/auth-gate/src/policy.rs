@@ -84,7 +84,7 @@ impl Values {
         match self {
             Values::Strings(set) => candidates.iter().any(|value| set.matches(value)),
             Values::IpBlocks(blocks) => candidates.iter().any(|value| {
-                crate::ip::parse_address(value)
+                plugin_kit::properties::parse_address(value)
                     .is_some_and(|ip| blocks.iter().any(|block| block.contains(ip)))
             }),
             Values::Principals(set) => set.matches(identity),

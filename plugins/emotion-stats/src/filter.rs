@@ -74,7 +74,7 @@ struct Tracked {
     /// Model name from the path, before bounding.
     model: Option<String>,
     /// When the request headers were seen (`None` if the host gave no time).
-    started: Option<SystemTime>,
+    started: SystemTime,
     response: ResponseTracker,
 }
 
@@ -168,7 +168,7 @@ impl Filter {
         };
         self.tracked = Some(Tracked {
             model: models::model_from_path(&normalized.path).map(str::to_string),
-            started: hostcalls::get_current_time().ok(),
+            started: plugin_kit::host::now(),
             response,
         });
     }
@@ -183,17 +183,15 @@ impl Filter {
             return;
         };
         if verdict.outcome.wants_code_details() {
-            let details = hostcalls::get_property(vec!["response", "code_details"]);
-            if let Ok(Some(bytes)) = details {
+            if let Some(bytes) = plugin_kit::host::property(&["response", "code_details"]) {
                 let details = String::from_utf8_lossy(&bytes);
                 verdict.outcome = verdict.outcome.with_code_details(&details);
             }
         }
-        let duration_ms = tracked.started.and_then(|started| {
-            let now = hostcalls::get_current_time().ok()?;
-            let elapsed = now.duration_since(started).ok()?;
-            u64::try_from(elapsed.as_millis()).ok()
-        });
+        let duration_ms = plugin_kit::host::now()
+            .duration_since(tracked.started)
+            .ok()
+            .and_then(|elapsed| u64::try_from(elapsed.as_millis()).ok());
         let Ok(mut counting) = self.state.counting.try_borrow_mut() else {
             return;
         };

@@ -125,6 +125,30 @@ impl SharedData for HostSharedData {
     }
 }
 
+/// The host's clock (Envoy's time source); WASI's if the host refuses, so never the epoch, which
+/// would make an expired token valid and a bucket look idle for decades.
+pub fn now() -> std::time::SystemTime {
+    proxy_wasm::hostcalls::get_current_time().unwrap_or_else(|_| std::time::SystemTime::now())
+}
+
+/// A property of the stream (`["response", "code_details"]`), `None` when absent or refused.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    proxy_wasm::hostcalls::get_property(path.to_vec())
+        .ok()
+        .flatten()
+}
+
+/// The port the request came in on (`destination.port`).
+pub fn destination_port() -> Option<u16> {
+    property(&["destination", "port"]).and_then(|bytes| crate::properties::parse_port(&bytes))
+}
+
+/// The IP of the peer (`source.address`).
+pub fn source_ip() -> Option<std::net::IpAddr> {
+    let bytes = property(&["source", "address"])?;
+    crate::properties::parse_address(std::str::from_utf8(&bytes).ok()?)
+}
+
 /// One header of `map` (the request's, the response's, a dispatched call's answer), as bytes:
 /// the SDK's `String` getters trap the VM on a value that is not UTF-8. `None` when absent, or
 /// when the host refused (then as if absent).

@@ -8,6 +8,7 @@ pub mod istio;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod layout;
 pub mod metrics;
+pub mod properties;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod schema;
 pub mod shared;

@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 use std::cell::RefCell;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -92,8 +92,7 @@ impl HttpContext for Filter {
 impl Filter {
     /// Admits or rejects the request whose headers are `headers`; rejected, it is answered here.
     pub fn on_request(&mut self, headers: &mut RequestHeaders) -> Action {
-        let now_ns = hostcalls::get_current_time()
-            .unwrap_or_else(|_| std::time::SystemTime::now())
+        let now_ns = plugin_kit::host::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or_default();
@@ -149,12 +148,7 @@ impl actions::RequestView for HostRequest {
     }
 
     fn remote_ip(&self) -> Option<IpAddr> {
-        let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
-        let text = std::str::from_utf8(&bytes).ok()?;
-        text.parse::<SocketAddr>()
-            .map(|addr| addr.ip())
-            .or_else(|_| text.parse::<IpAddr>())
-            .ok()
+        plugin_kit::host::source_ip()
     }
 }
 

@@ -12,7 +12,6 @@ use crate::{compiled, policy};
 use plugin_kit::host::{HostMetrics, RequestHeaders};
 use plugin_kit::istio::OperationMatcher;
 use plugin_kit::metrics::CounterTable;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -93,10 +92,7 @@ impl Filter {
         };
         let authority = authority_bytes.as_deref().map(String::from_utf8_lossy);
         let port = if uses(OperationMatcher::uses_ports) {
-            hostcalls::get_property(vec!["destination", "port"])
-                .ok()
-                .flatten()
-                .and_then(|bytes| policy::parse_port(&bytes))
+            plugin_kit::host::destination_port()
         } else {
             None
         };

@@ -234,12 +234,6 @@ pub fn log_line(
     ))
 }
 
-/// Envoy reports `destination.port` as a little-endian 64-bit integer.
-pub fn parse_port(bytes: &[u8]) -> Option<u16> {
-    let raw: [u8; 8] = bytes.try_into().ok()?;
-    u16::try_from(i64::from_le_bytes(raw)).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,14 +511,6 @@ mod tests {
             .unwrap()
             .contains("dry-run, would deny"));
         assert_eq!(log_line(&PASS, None, "GET", None), None);
-    }
-
-    #[test]
-    fn destination_port_property() {
-        assert_eq!(parse_port(&8080i64.to_le_bytes()), Some(8080));
-        assert_eq!(parse_port(&70000i64.to_le_bytes()), None);
-        assert_eq!(parse_port(&(-1i64).to_le_bytes()), None);
-        assert_eq!(parse_port(b"8080"), None);
     }
 
     #[test]
