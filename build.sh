@@ -400,7 +400,7 @@ run_tests() {
   build
   images
 
-  step "unit tests (native)"
+  step "unit tests, and the harness crates' own tests (native; the registry round trip among them)"
   cargo test --workspace --exclude integration-tests
 
   wasm_tests

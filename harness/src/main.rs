@@ -5,7 +5,8 @@
 //! `harness chaos` runs the gateway under load and faults and checks nothing was lost.
 
 use harness_model_server::{CannedResponse, ModelServer};
-use harness_oci::manifests;
+use harness_oci::ModuleResolver;
+use harness_runner::manifests;
 use harness_runner::render::Cluster;
 use harness_runner::{Envoy, EnvoyConfig};
 use std::io::Write;
@@ -282,7 +283,7 @@ fn start_envoy(options: &Options, upstream: SocketAddr) -> Result<Envoy, String>
         .manifests
         .clone()
         .ok_or("--manifests DIR is required")?;
-    let resolver = manifests::ModuleResolver {
+    let resolver = ModuleResolver {
         pull_every_image: options.pull_every_image,
         registry_override: options.registry_override.clone(),
         ..Default::default()

@@ -219,7 +219,7 @@ fn every_kustomization_lists_all_manifests_of_its_folder() {
 #[test]
 fn the_harness_reads_the_gateway_sidecar_and_bundle_plugins() {
     for folder in PLUGIN_FOLDERS {
-        let plugins = harness_oci::manifests::load_dir(&manifests_dir().join(folder)).unwrap();
+        let plugins = harness_runner::manifests::load_dir(&manifests_dir().join(folder)).unwrap();
         let mut names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
         names.sort();
         let expected: &[&str] = match folder {
@@ -385,8 +385,8 @@ fn envoy_accepts_the_gateway_sidecar_and_bundle_plugins_as_rendered() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut refused = Vec::new();
     for folder in PLUGIN_FOLDERS {
-        let plugins = harness_oci::manifests::to_plugins(
-            harness_oci::manifests::load_dir(&manifests_dir().join(folder)).unwrap(),
+        let plugins = harness_runner::manifests::to_plugins(
+            harness_runner::manifests::load_dir(&manifests_dir().join(folder)).unwrap(),
         );
         let config = harness_runner::EnvoyConfig {
             plugins,

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 /// test signs with.
 fn gateway_configs(keys: &harness_diff::tokens::Keys) -> Vec<(String, Value)> {
     let dir = harness_runner::repo_root().join("wasmplugin-manifests/gateway");
-    let resources = harness_oci::manifests::load_dir(&dir).unwrap();
-    harness_oci::manifests::to_plugins(resources)
+    let resources = harness_runner::manifests::load_dir(&dir).unwrap();
+    harness_runner::manifests::to_plugins(resources)
         .into_iter()
         .map(|plugin| {
             let name = plugin.short_name().to_string();

@@ -404,7 +404,7 @@ fn bad_configurations_are_refused_naming_the_field() {
 #[test]
 fn the_gateway_manifest_config_is_the_kubeflow_allowlist_and_works() {
     let dir = harness_runner::repo_root().join("wasmplugin-manifests/gateway");
-    let resources = harness_oci::manifests::load_dir(&dir).unwrap();
+    let resources = harness_runner::manifests::load_dir(&dir).unwrap();
     let manifest = resources
         .iter()
         .find(|r| r.name == PLUGIN)

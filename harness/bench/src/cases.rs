@@ -8,7 +8,8 @@
 use super::native::{self, JwtIssuer};
 use super::tokens::Tokens;
 use super::wasm_floor;
-use harness_oci::manifests;
+use harness_oci::ModuleResolver;
+use harness_runner::manifests;
 use harness_runner::render::{DirectResponse, NativeFilter};
 use harness_runner::{EnvoyConfig, Error, Plugin, Result};
 use serde_json::{json, Value};
@@ -797,7 +798,7 @@ fn gateway_chain(
     issuer: &JwtIssuer,
     paths: &[String],
 ) -> Result<Vec<Plugin>> {
-    let plugins = manifests::to_plugins(manifests::load_dir(dir)?);
+    let plugins = manifests::to_plugins(manifests::load_dir_with(dir, &ModuleResolver::default())?);
     Ok(plugins
         .into_iter()
         .map(|plugin| {

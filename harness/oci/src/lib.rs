@@ -1,8 +1,8 @@
-//! The modules of `WasmPlugin` resources as istiod and istio-agent handle them: the manifests read
-//! into the ordered plugin list a gateway's Envoy gets (`manifests`), and the modules as OCI
-//! images, built, served from a loopback registry, pulled and cached (this module). Used by the
+//! The modules of `WasmPlugin` resources as istio-agent handles them: OCI images built, served
+//! from a loopback registry, pulled and cached (this module), and the resolver that fetches a
+//! manifest's `oci://` url for harness-runner's `manifests` reader (`resolver`). Used by the
 //! `harness` CLI (`run`, `image`, `push`, `demo`), by chaos and bench, which start the gateway
-//! from `wasmplugin-manifests/`, and by the integration tests that pull modules from a registry.
+//! from `wasmplugin-manifests/`; its own tests pull the plugins from a local registry into Envoy.
 //!
 //! Wasm modules as OCI images, in the shapes Istio's image fetcher accepts, and fetched back
 //! the way istio-agent does it (istio/istio `pkg/wasm/imagefetcher.go`):
@@ -13,7 +13,9 @@
 //!   against `WasmPlugin.sha256`, `plugin.wasm` extracted by Istio's rules, and the module cached
 //!   by manifest digest, honouring `imagePullPolicy`.
 
-pub mod manifests;
+pub mod resolver;
+
+pub use resolver::ModuleResolver;
 
 use harness_runner::{Error, Result};
 use serde::Deserialize;

@@ -1,13 +1,14 @@
 //! The local stand-in for an Istio gateway: a real Envoy with the plugins wired as istiod wires
 //! `WasmPlugin` resources, in front of an upstream (usually the demo model server). This is what
 //! a test needs to start a gateway: the Envoy runner and its bootstrap, the CRD checks of Istio
-//! resources, a small HTTP client, a reproducible random generator, and the error type every
+//! resources, `WasmPlugin` manifests read into the filter chain istiod would render, a small HTTP client, a reproducible random generator, and the error type every
 //! harness crate returns; the integration tests, the `harness` CLI and the other harness crates
 //! build on it.
 
 pub mod crd;
 pub mod envoy;
 pub mod http;
+pub mod manifests;
 pub mod render;
 pub mod rng;
 

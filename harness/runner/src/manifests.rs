@@ -3,18 +3,42 @@
 //! UNSPECIFIED) and inside a phase by `priority`, higher first, an unset priority last (istiod
 //! sorts it as MinInt32), ties by namespace then name; `failStrategy` → Envoy's failure policy.
 //!
-//! Modules: an `oci://` image on a loopback registry (or any image, with
-//! [`ModuleResolver::pull_every_image`], or from another registry with
-//! [`ModuleResolver::registry_override`]) is pulled as istio-agent pulls it (see [`crate`]);
-//! if that fails, the plugin becomes Istio's RBAC stand-in by its `failStrategy`. Every other
-//! url maps to `dist/<name>.wasm`, so local development needs no registry.
+//! Modules: a [`ModuleSource`] may fetch a `url` (harness-oci's resolver pulls `oci://` images
+//! as istio-agent does); if that fails, the plugin becomes Istio's RBAC stand-in by its
+//! `failStrategy`. Every url no source fetches maps to `dist/<name>.wasm`, so local development
+//! and the integration tests need no registry ([`DistOnly`]).
 
-use crate::{ImageRef, ModuleCache, PullPolicy};
-use harness_runner::render::{FailStrategy, Plugin};
-use harness_runner::{Error, Result};
+use crate::render::{FailStrategy, Plugin};
+use crate::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+
+/// Where the modules of `WasmPlugin` urls come from, besides `dist/`.
+pub trait ModuleSource {
+    /// The module for `url`, or why it could not be fetched; `None`: not a url this source
+    /// fetches, so it maps to `dist/`.
+    fn fetch(
+        &self,
+        url: &str,
+        sha256: Option<&str>,
+        pull_policy: Option<&str>,
+    ) -> Option<std::result::Result<PathBuf, String>>;
+}
+
+/// Every module from `dist/`, by the url's last path component.
+pub struct DistOnly;
+
+impl ModuleSource for DistOnly {
+    fn fetch(
+        &self,
+        _url: &str,
+        _sha256: Option<&str>,
+        _pull_policy: Option<&str>,
+    ) -> Option<std::result::Result<PathBuf, String>> {
+        None
+    }
+}
 
 #[derive(Debug, Deserialize)]
 struct Resource {
@@ -99,70 +123,14 @@ pub enum Phase {
     Unspecified,
 }
 
-/// How `url`s become modules in a local run.
-pub struct ModuleResolver {
-    /// Pull every `oci://` image, not only those on a loopback registry.
-    pub pull_every_image: bool,
-    /// Pull every `oci://` image from this registry (`host[:port][/prefix]`) instead of the one
-    /// in its url, by the url's last path component and tag or digest: rehearses manifests
-    /// against images pushed to a local registry without editing their urls.
-    pub registry_override: Option<String>,
-    pub cache: ModuleCache,
-    pub registry: Box<dyn crate::Registry>,
-}
-
-impl Default for ModuleResolver {
-    /// Loopback images pulled with skopeo into [`ModuleCache::default_dir`].
-    fn default() -> Self {
-        Self {
-            pull_every_image: false,
-            registry_override: None,
-            cache: ModuleCache::new(ModuleCache::default_dir()),
-            registry: Box::new(crate::Skopeo),
-        }
-    }
-}
-
-impl ModuleResolver {
-    /// The module for `url`, or why it could not be fetched. `None`: not an image this
-    /// resolver pulls.
-    fn fetch(
-        &self,
-        url: &str,
-        sha256: Option<&str>,
-        pull_policy: Option<&str>,
-    ) -> Option<std::result::Result<PathBuf, String>> {
-        // No scheme means oci://, as in the CRD.
-        if url.contains("://") && !url.starts_with("oci://") {
-            return None;
-        }
-        let pull_all = self.pull_every_image || self.registry_override.is_some();
-        let parsed = ImageRef::parse(url).and_then(|image| match &self.registry_override {
-            Some(registry) => image.moved_to(registry),
-            None => Ok(image),
-        });
-        let image = match parsed {
-            Ok(image) if pull_all || image.is_loopback() => image,
-            Ok(_) => return None,
-            Err(e) if pull_all => return Some(Err(e.0)),
-            Err(_) => return None,
-        };
-        Some(
-            PullPolicy::resolve(pull_policy, &image)
-                .and_then(|policy| self.cache.fetch(&*self.registry, &image, sha256, policy))
-                .map(|fetched| fetched.module)
-                .map_err(|e| e.0),
-        )
-    }
-}
-
-/// Reads every `WasmPlugin` in the `.yaml`/`.yml` files of `dir` (other kinds are skipped).
+/// Reads every `WasmPlugin` in the `.yaml`/`.yml` files of `dir` (other kinds are skipped), with
+/// every module from `dist/`.
 pub fn load_dir(dir: &Path) -> Result<Vec<WasmPlugin>> {
-    load_dir_with(dir, &ModuleResolver::default())
+    load_dir_with(dir, &DistOnly)
 }
 
-/// [`load_dir`] with modules resolved by `resolver`.
-pub fn load_dir_with(dir: &Path, resolver: &ModuleResolver) -> Result<Vec<WasmPlugin>> {
+/// [`load_dir`] with modules fetched by `resolver` first.
+pub fn load_dir_with(dir: &Path, resolver: &dyn ModuleSource) -> Result<Vec<WasmPlugin>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error(format!("cannot read manifests in {}: {e}", dir.display())))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -180,14 +148,16 @@ pub fn load_dir_with(dir: &Path, resolver: &ModuleResolver) -> Result<Vec<WasmPl
     Ok(plugins)
 }
 
-/// Parses the `WasmPlugin` documents of one (multi-document) YAML text.
+/// Parses the `WasmPlugin` documents of one (multi-document) YAML text, with every module from
+/// `dist/`.
 pub fn parse(text: &str) -> Result<Vec<WasmPlugin>> {
-    parse_with(text, &ModuleResolver::default())
+    parse_with(text, &DistOnly)
 }
 
-/// [`parse`] with modules resolved by `resolver`. Every `WasmPlugin` is checked against Istio's
-/// CRD schema ([`harness_runner::crd`]) before any image is pulled, as `kubectl apply` checks a file.
-pub fn parse_with(text: &str, resolver: &ModuleResolver) -> Result<Vec<WasmPlugin>> {
+/// [`parse`] with modules fetched by `resolver` first. Every `WasmPlugin` is checked against
+/// Istio's CRD schema ([`crate::crd`]) before any module is fetched, as `kubectl apply` checks a
+/// file.
+pub fn parse_with(text: &str, resolver: &dyn ModuleSource) -> Result<Vec<WasmPlugin>> {
     let mut resources = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
         let value = serde_yaml::Value::deserialize(document)
@@ -204,7 +174,7 @@ pub fn parse_with(text: &str, resolver: &ModuleResolver) -> Result<Vec<WasmPlugi
         {
             continue;
         }
-        harness_runner::crd::check(&json)?;
+        crate::crd::check(&json)?;
         resources.push(resource);
     }
     resources
@@ -213,7 +183,7 @@ pub fn parse_with(text: &str, resolver: &ModuleResolver) -> Result<Vec<WasmPlugi
         .collect()
 }
 
-fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPlugin> {
+fn from_resource(resource: Resource, resolver: &dyn ModuleSource) -> Result<WasmPlugin> {
     let name = resource.metadata.name;
     let namespace = resource
         .metadata
@@ -280,10 +250,8 @@ fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPl
         Some(Ok(module)) => (module, None),
         Some(Err(why)) => {
             let consequence = match fail_strategy.stand_in() {
-                harness_runner::StandIn::DenyAll => {
-                    "every request is denied (403 RBAC: access denied)"
-                }
-                harness_runner::StandIn::AllowAll => "the plugin is skipped",
+                crate::StandIn::DenyAll => "every request is denied (403 RBAC: access denied)",
+                crate::StandIn::AllowAll => "the plugin is skipped",
             };
             eprintln!(
                 "harness: {what}: cannot fetch {}: {why}; failStrategy {}: {consequence}",
@@ -303,7 +271,7 @@ fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPl
             // other name only maps to dist/ if someone put a module there.
             let ours = module
                 .file_stem()
-                .is_some_and(|stem| harness_runner::PLUGINS.iter().any(|p| stem == *p));
+                .is_some_and(|stem| crate::PLUGINS.iter().any(|p| stem == *p));
             if !ours && !module.is_file() {
                 return Err(Error(format!(
                     "{what}: url {:?}: no module for it ({} does not exist). Only this \
@@ -312,7 +280,7 @@ fn from_resource(resource: Resource, resolver: &ModuleResolver) -> Result<WasmPl
                      its path in the url: file:///path/to/module.wasm",
                     spec.url,
                     module.display(),
-                    harness_runner::PLUGINS.join(", ")
+                    crate::PLUGINS.join(", ")
                 )));
             }
             (module, None)
@@ -350,7 +318,7 @@ fn local_module(url: &str) -> Option<PathBuf> {
     let without_digest = url.split('@').next()?;
     let last = without_digest.rsplit('/').next()?;
     let name = last.split(':').next()?.trim_end_matches(".wasm");
-    (!name.is_empty()).then(|| harness_runner::dist_module(name))
+    (!name.is_empty()).then(|| crate::dist_module(name))
 }
 
 /// The plugins in the order istiod puts them in the filter chain.
@@ -493,7 +461,7 @@ spec:
             );
             assert!(err.contains("dist/my-filter.wasm does not exist"), "{err}");
             assert!(
-                err.contains(&format!("({})", harness_runner::PLUGINS.join(", "))),
+                err.contains(&format!("({})", crate::PLUGINS.join(", "))),
                 "{err}"
             );
             assert!(err.contains("file:///path/to/module.wasm"), "{err}");
@@ -507,119 +475,7 @@ spec:
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn manifests_are_checked_against_the_crd_before_any_image_is_pulled() {
-        use crate::test_registry::Unreachable;
-        let dir = std::env::temp_dir().join(format!("manifests-typo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // The first document would be pulled (and fail): the second one's typo comes first.
-        let pulled = wasm_plugin("oci://127.0.0.1:5000/wasm/auth-gate:0.1.0", "");
-        let typo = wasm_plugin("x", "  pluginconfig: {a: 1}\n  priority: high\n")
-            .replace("name: p,", "name: q,");
-        std::fs::write(dir.join("plugins.yaml"), format!("{pulled}---\n{typo}")).unwrap();
-        let down = resolver("crd", Box::new(Unreachable), false);
-        let err = load_dir_with(&dir, &down).unwrap_err().0;
-        assert_eq!(
-            err,
-            format!(
-                "{}: WasmPlugin ns/q: spec.pluginconfig: unknown field (did you mean \
-                 pluginConfig?); spec.priority: expected integer, got string \"high\"",
-                dir.join("plugins.yaml").display()
-            )
-        );
-        assert!(!down.cache.dir().exists(), "an image was pulled");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
     fn wasm_plugin(url: &str, extra: &str) -> String {
         format!("apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: p, namespace: ns}}\nspec:\n  url: {url}\n{extra}")
-    }
-
-    fn resolver(name: &str, registry: Box<dyn crate::Registry>, every: bool) -> ModuleResolver {
-        let cache = std::env::temp_dir().join(format!("manifests-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&cache);
-        ModuleResolver {
-            pull_every_image: every,
-            registry_override: None,
-            cache: ModuleCache::new(cache),
-            registry,
-        }
-    }
-
-    #[test]
-    fn loopback_images_are_pulled_and_others_map_to_dist() {
-        use crate::test_registry::{module, FakeRegistry};
-        let code = module(b"pulled");
-        let image = crate::build_image(&code, crate::Variant::Compat).unwrap();
-        let digest = image.digest();
-        let registry = || {
-            Box::new(FakeRegistry {
-                image: image.clone(),
-                pulls: Default::default(),
-            })
-        };
-        let local = resolver("loopback", registry(), false);
-        let pinned = format!("  sha256: {}\n", digest.trim_start_matches("sha256:"));
-        let pulled = parse_with(
-            &wasm_plugin("oci://127.0.0.1:5000/wasm/path-allowlist:0.1.0", &pinned),
-            &local,
-        )
-        .unwrap();
-        assert_eq!(pulled[0].plugin.fetch_failure, None);
-        assert_eq!(std::fs::read(&pulled[0].plugin.module).unwrap(), code);
-        let remote = parse_with(
-            &wasm_plugin("oci://ghcr.io/x/path-allowlist:0.1.0", ""),
-            &local,
-        )
-        .unwrap();
-        assert!(remote[0]
-            .plugin
-            .module
-            .ends_with("dist/path-allowlist.wasm"));
-
-        let every = resolver("every", registry(), true);
-        let pulled = parse_with(
-            &wasm_plugin("oci://ghcr.io/x/path-allowlist:0.1.0", ""),
-            &every,
-        )
-        .unwrap();
-        assert_eq!(std::fs::read(&pulled[0].plugin.module).unwrap(), code);
-
-        let elsewhere = ModuleResolver {
-            registry_override: Some("127.0.0.1:5000/mirror".to_string()),
-            ..resolver("override", registry(), false)
-        };
-        let pulled = parse_with(
-            &wasm_plugin("oci://ghcr.io/x/path-allowlist:0.1.0", &pinned),
-            &elsewhere,
-        )
-        .unwrap();
-        assert_eq!(std::fs::read(&pulled[0].plugin.module).unwrap(), code);
-        for resolver in [local, every, elsewhere] {
-            std::fs::remove_dir_all(resolver.cache.dir()).unwrap();
-        }
-    }
-
-    #[test]
-    fn a_failed_fetch_keeps_the_plugin_as_its_fail_strategy_stand_in() {
-        use crate::test_registry::Unreachable;
-        let down = resolver("down", Box::new(Unreachable), false);
-        let url = "oci://127.0.0.1:5000/wasm/auth-gate:0.1.0";
-        for (strategy, stand_in) in [
-            ("FAIL_CLOSE", harness_runner::StandIn::DenyAll),
-            ("FAIL_OPEN", harness_runner::StandIn::AllowAll),
-            ("FAIL_RELOAD", harness_runner::StandIn::DenyAll),
-        ] {
-            let plugins = parse_with(
-                &wasm_plugin(url, &format!("  failStrategy: {strategy}\n")),
-                &down,
-            )
-            .unwrap();
-            let plugin = &plugins[0].plugin;
-            let why = plugin.fetch_failure.as_deref().unwrap();
-            assert!(why.contains("connection refused"), "{why}");
-            assert_eq!(plugin.fail_strategy.stand_in(), stand_in);
-        }
-        let _ = std::fs::remove_dir_all(down.cache.dir());
     }
 }

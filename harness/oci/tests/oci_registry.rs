@@ -9,8 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use harness_model_server::ModelServer;
-use harness_oci::manifests::{self, ModuleResolver};
+use harness_oci::ModuleResolver;
 use harness_oci::{LocalRegistry, ModuleCache};
+use harness_runner::manifests;
 use harness_runner::{http, Envoy, EnvoyConfig, Plugin, PLUGINS};
 use std::path::{Path, PathBuf};
 
