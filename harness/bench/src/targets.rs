@@ -64,16 +64,14 @@ impl Check {
 
 const KIB: f64 = 1024.0;
 
-/// The plugins in verdict order; `chained` stands for all four together, `model-gateway` for
-/// the bundle's cases.
-const PLUGINS: [&str; 6] = [
-    "path-allowlist",
-    "auth-gate",
-    "local-ratelimit",
-    "emotion-stats",
-    "chained",
-    BUNDLE,
-];
+/// The plugins in verdict order: the standalone ones as [`harness_runner::PLUGINS`] lists them,
+/// then `chained` (all four together), then the bundle's cases.
+fn verdict_order() -> impl Iterator<Item = &'static str> {
+    harness_runner::PLUGINS
+        .into_iter()
+        .filter(|plugin| *plugin != BUNDLE)
+        .chain(["chained", BUNDLE])
+}
 
 /// A number the report gives without a target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -498,9 +496,8 @@ pub fn worker_checks(runs: &[WorkersRun]) -> Vec<Check> {
 /// One line per plugin: PASS when every target was met, FAIL with the missed ones, else
 /// INCOMPLETE with what could not be measured and why.
 pub fn verdicts(checks: &[Check], rows: &[Row]) -> Vec<String> {
-    PLUGINS
-        .iter()
-        .map(|&plugin| {
+    verdict_order()
+        .map(|plugin| {
             let own: Vec<&Check> = checks.iter().filter(|c| c.plugin == plugin).collect();
             let count = |o: Outcome| own.iter().filter(|c| c.outcome() == o).count();
             let (met, missed, open) = (

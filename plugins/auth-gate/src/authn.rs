@@ -445,6 +445,8 @@ pub(crate) mod tests {
     use jwt_simple::prelude::*;
     use serde_json::json;
     use std::cell::{Cell, RefCell};
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// Remote keys as a test sets them.
     #[derive(Default)]

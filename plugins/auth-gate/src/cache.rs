@@ -220,6 +220,8 @@ fn shared_seed(store: &dyn SharedData) -> u64 {
 mod tests {
     use super::*;
     use serde_json::Map;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn identity(expires_at: Option<u64>) -> Rc<Identity> {
         Rc::new(Identity {

@@ -52,6 +52,8 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn compile_text(text: &str) -> Result<Compiled, ConfigError> {
         plugin_kit::config::parse::<Config>(text.as_bytes()).and_then(compile)

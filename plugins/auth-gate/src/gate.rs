@@ -224,6 +224,8 @@ mod tests {
     use crate::token::tests::{claims, ISSUER, NOW};
     use jwt_simple::prelude::*;
     use serde_json::json;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn compiled(config: serde_json::Value) -> Compiled {
         let config: Config = serde_json::from_value(config).unwrap();

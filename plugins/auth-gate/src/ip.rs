@@ -58,6 +58,8 @@ fn masked(bits: u128, prefix: u8, width: u32) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

@@ -285,6 +285,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::testkeys::RSA_KEY_1;
     use jwt_simple::prelude::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// A JWKS holding the given public JWKs.
     pub fn jwks_of(jwks: &[String]) -> String {

@@ -131,6 +131,8 @@ impl CounterSet for Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn counters_are_distinct_tagged_and_indexed_by_position() {

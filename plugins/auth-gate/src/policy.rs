@@ -632,6 +632,8 @@ mod tests {
     use crate::config::Config;
     use crate::request::tests::request;
     use serde_json::json;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn policies(json: serde_json::Value) -> Policies {
         let config: Config = serde_json::from_value(json!({ "policies": json })).unwrap();
@@ -1268,6 +1270,8 @@ mod remote_ip_tests {
     use crate::config::Config;
     use crate::request::tests::request;
     use serde_json::json;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn compiled(policies: serde_json::Value) -> Policies {
         let config: Config = serde_json::from_value(json!({ "policies": policies })).unwrap();

@@ -285,6 +285,8 @@ pub(crate) mod tests {
     use jwt_simple::prelude::*;
     use plugin_kit::shared::{SetError, StoreError};
     use std::cell::RefCell;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// Shared data with versions, as Envoy keeps it.
     #[derive(Default)]

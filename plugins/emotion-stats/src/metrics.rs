@@ -175,6 +175,8 @@ fn score_percent(score: f64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn outcome_counters_are_indexed_by_position() {

@@ -117,6 +117,8 @@ impl ModelNames {
 mod tests {
     use super::*;
     use std::cell::{Cell, RefCell};
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// Shared data as Envoy keeps it: bytes plus a version bumped by every store.
     #[derive(Default)]

@@ -553,6 +553,8 @@ fn collect_leaves<'a>(value: &'a Value, depth: usize, leaves: &mut Vec<&'a Value
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn top(label: &str, score: Option<f64>) -> TopPrediction {
         TopPrediction {

@@ -340,6 +340,8 @@ fn is_json(content_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const WALKTHROUGH_BODY: &[u8] =
         br#"{"predictions":[[{"label":"sadness","score":0.97},{"label":"joy","score":0.01}]]}"#;

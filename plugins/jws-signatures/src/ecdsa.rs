@@ -153,6 +153,8 @@ mod tests {
     use p256::ecdsa::SigningKey;
     use p256::elliptic_curve::PrimeField as _;
     use p256::{FieldBytes, ProjectivePoint, Scalar};
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn signing_key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&FieldBytes::from([seed; 32])).unwrap()

@@ -339,6 +339,8 @@ mod tests {
     use super::*;
     use crate::testkeys::{RSA_KEY_1, RSA_KEY_2};
     use jwt_simple::prelude::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn key_of(pair: &RS256KeyPair) -> RsaPublicKey {
         RsaPublicKey::new(&pair.public_key().to_components().n).unwrap()

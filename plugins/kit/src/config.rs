@@ -93,6 +93,8 @@ pub fn json_examples(markdown: &str) -> Vec<&str> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -288,12 +290,14 @@ mod tests {
         }
     }
 
-    /// `./build.sh test` sets WASM_RUNNER_CANARY and expects this test to fail on
-    /// wasm32-wasip1: proof that a failing test fails the wasm run (a runner that silently
-    /// skipped tests would pass it).
+    /// `./build.sh test` sets WASM_RUNNER_CANARY and expects this test to fail in each wasm
+    /// run: proof that a failing test fails it (a runner that silently skipped tests would pass
+    /// it). Read when the test runs (WASI passes the environment) or when it is built (a
+    /// wasm32-unknown-unknown test has no environment).
     #[test]
     fn wasm_runner_canary() {
-        let canary_requested = std::env::var_os("WASM_RUNNER_CANARY").is_some();
+        let canary_requested = std::env::var_os("WASM_RUNNER_CANARY").is_some()
+            || option_env!("WASM_RUNNER_CANARY").is_some();
         assert!(
             !canary_requested,
             "deliberate failure requested by WASM_RUNNER_CANARY"

@@ -49,6 +49,8 @@ pub fn rbac_denied(status: u32) -> LocalReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn rbac_denial_matches_envoy_text() {

@@ -241,6 +241,8 @@ pub const PLUGIN_STATS_PREFIX: &str = "wasmcustom";
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn encodes_tags_before_the_name() {

@@ -34,6 +34,8 @@ pub fn check_schema_file<T: JsonSchema>(path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[derive(JsonSchema)]
     #[allow(dead_code)]

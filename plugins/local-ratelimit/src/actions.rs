@@ -758,6 +758,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use plugin_kit::config::parse;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     struct FakeRequest {
         headers: Vec<(&'static str, &'static str)>,

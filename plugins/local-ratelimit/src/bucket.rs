@@ -155,6 +155,8 @@ pub const ENCODED_LEN: usize = 4 + 8 + 16 + 8;
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const SEC: u64 = 1_000_000_000;
 

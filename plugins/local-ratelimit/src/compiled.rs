@@ -209,6 +209,8 @@ fn rate_of(limit: &Limit) -> Option<Rate> {
 mod tests {
     use super::*;
     use plugin_kit::config::parse;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn load(text: &str) -> Result<Compiled, ConfigError> {
         parse::<Config>(text.as_bytes()).and_then(compile)

@@ -223,6 +223,8 @@ mod tests {
     use crate::store::fake::FakeStore;
     use plugin_kit::config::parse;
     use std::net::IpAddr;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const SEC: u64 = NS_PER_SEC;
     const PREDICT: &str = "/v1/models/bert-emotion-model:predict";

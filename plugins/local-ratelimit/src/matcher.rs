@@ -448,6 +448,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 mod tests {
     use super::*;
     use plugin_kit::config::parse;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn tree(json: &str) -> DescriptorTree {
         let config: crate::config::Config = parse(json.as_bytes()).unwrap();

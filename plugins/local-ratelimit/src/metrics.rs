@@ -294,6 +294,8 @@ mod tests {
     use super::fake::{plugin_name, rule_name, FakeHost};
     use super::*;
     use crate::matcher::LimitKind;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn limit(detailed: bool) -> Limit {
         Limit {

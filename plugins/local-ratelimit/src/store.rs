@@ -401,6 +401,8 @@ pub mod fake {
 mod tests {
     use super::fake::FakeStore;
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const SEC: u64 = 1_000_000_000;
 

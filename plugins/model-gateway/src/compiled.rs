@@ -69,6 +69,8 @@ fn within(name: &str, error: ConfigError) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn error(json: &str) -> ConfigError {
         plugin_kit::config::parse::<Config>(json.as_bytes())

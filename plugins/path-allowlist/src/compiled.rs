@@ -122,6 +122,8 @@ fn warn_if_nothing_is_allowed<'a>(enforced: impl IntoIterator<Item = (Action, &'
 mod tests {
     use super::*;
     use plugin_kit::config::parse;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn load(json: &str) -> Result<Policy, ConfigError> {
         parse::<Config>(json.as_bytes()).and_then(compile)

@@ -37,6 +37,8 @@ plugin_kit::enum_counter_set!(Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn counters_are_indexed_by_position() {

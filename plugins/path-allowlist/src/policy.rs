@@ -240,6 +240,8 @@ mod tests {
     use crate::compiled::compile;
     use crate::config::Config;
     use plugin_kit::config::parse;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const KUBEFLOW_ALLOWLIST: &str = r#"{"action":"ALLOW","rules":[{"to":[{"operation":{"paths":
         ["/metrics","/healthz","/ready","/wait-for-drain","/v1/models/*","/v2/models/*"]}}]}]}"#;

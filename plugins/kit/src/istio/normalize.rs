@@ -354,6 +354,8 @@ fn remove_dot_segments(path: &str) -> Result<String, MalformedPath> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use PathNormalization::{Base, DecodeAndMergeSlashes, MergeSlashes};
 
     fn ok(raw: &str, mode: PathNormalization) -> String {

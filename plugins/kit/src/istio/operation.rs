@@ -326,6 +326,8 @@ impl CompiledOperation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use PathNormalization::MergeSlashes;
 
     fn matcher(json: &str) -> OperationMatcher {

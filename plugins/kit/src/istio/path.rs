@@ -396,6 +396,8 @@ impl PathSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn set(patterns: &[&str]) -> PathSet {
         let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();

@@ -40,6 +40,8 @@ pub struct PolicySpec<A, R, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     type Spec = PolicySpec<String, serde_json::Value, serde_json::Value>;
 

@@ -116,6 +116,8 @@ impl StringSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn set(values: &[&str], case: Case) -> StringSet {
         let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();

@@ -79,6 +79,8 @@ impl Trie {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn found(trie: &Trie, input: &str) -> Vec<u32> {
         let mut ids = Vec::new();
