@@ -473,7 +473,8 @@ run_tests() {
   # its only section of model-gateway (see harness_runner::Plugin::from_dist).
   step "integration tests of each plugin on model-gateway, one section each (real Envoy)"
   PLUGINS_IN_BUNDLE=1 cargo test -p integration-tests --test path_allowlist --test auth_gate \
-    --test local_ratelimit --test emotion_stats --test istio_parity --test local_ratelimit_parity
+    --test local_ratelimit --test emotion_stats --test local_ratelimit_parity
+  PLUGINS_IN_BUNDLE=1 cargo test -p harness-diff --test istio_parity
 
   step "chaos: 60 s of load and faults, then the invariants"
   chaos --duration 60s

@@ -6,11 +6,12 @@
 
 use harness_model_server::ModelServer;
 use harness_runner::{http, Envoy, EnvoyConfig, Plugin};
+use integration_tests::es256::{FORGED, JWKS, VALID};
 use serde_json::{json, Value};
 
-/// The gateway manifests' configurations by plugin, with auth-gate's keys replaced by keys this
-/// test signs with.
-fn gateway_configs(keys: &harness_diff::tokens::Keys) -> Vec<(String, Value)> {
+/// The gateway manifests' configurations by plugin, with auth-gate's keys replaced by the keys of
+/// the test tokens.
+fn gateway_configs() -> Vec<(String, Value)> {
     let dir = harness_runner::repo_root().join("wasmplugin-manifests/gateway");
     let resources = harness_runner::manifests::load_dir(&dir).unwrap();
     harness_runner::manifests::to_plugins(resources)
@@ -20,7 +21,7 @@ fn gateway_configs(keys: &harness_diff::tokens::Keys) -> Vec<(String, Value)> {
             let mut config: Value = serde_json::from_str(&plugin.configuration).unwrap();
             if name == "auth-gate" {
                 for rule in config["jwtRules"].as_array_mut().unwrap() {
-                    rule["jwks"] = json!(keys.jwks());
+                    rule["jwks"] = json!(JWKS);
                 }
             }
             (name, config)
@@ -87,24 +88,20 @@ fn run(plugins: Vec<Plugin>, requests: &[(String, Vec<(&str, String)>)]) -> Outc
 
 #[test]
 fn the_bundle_decides_forwards_and_counts_as_the_four_plugins_chained() {
-    let keys = harness_diff::tokens::Keys::from_seed(7);
-    let claims = json!({"iss": "https://dex.example.com", "sub": "alice", "aud": "kserve", "exp": 4102444800u64});
-    let valid = keys.sign(&harness_diff::tokens::header(), &claims, false);
-    let forged = format!("{}x", &valid[..valid.len() - 1]);
     let bearer = |token: &str| ("authorization", format!("Bearer {token}"));
     let x_test = || ("x-test", "istio-is-cool".to_string());
     let predict = "/v1/models/bert-emotion-model:predict".to_string();
     let mut requests: Vec<(String, Vec<(&str, String)>)> = vec![
         ("/v1/models/bert-emotion-model".into(), vec![]),
         (predict.clone(), vec![]),
-        (predict.clone(), vec![bearer(&forged), x_test()]),
+        (predict.clone(), vec![bearer(FORGED), x_test()]),
         ("/admin".into(), vec![]),
-        ("/admin".into(), vec![bearer(&valid)]),
-        ("/v1/models/../admin".into(), vec![bearer(&valid)]),
-        ("/v1/models/%2e%2e/admin".into(), vec![bearer(&valid)]),
+        ("/admin".into(), vec![bearer(VALID)]),
+        ("/v1/models/../admin".into(), vec![bearer(VALID)]),
+        ("/v1/models/%2e%2e/admin".into(), vec![bearer(VALID)]),
         (
             "//v1//models/bert-emotion-model".into(),
-            vec![bearer(&valid)],
+            vec![bearer(VALID)],
         ),
         ("/dex/keys".into(), vec![]),
         ("/healthz".into(), vec![]),
@@ -113,10 +110,10 @@ fn the_bundle_decides_forwards_and_counts_as_the_four_plugins_chained() {
     for key in ["team-a", "team-a", "team-a", "team-b"] {
         requests.push((
             predict.clone(),
-            vec![x_test(), bearer(&valid), ("x-api-key", key.to_string())],
+            vec![x_test(), bearer(VALID), ("x-api-key", key.to_string())],
         ));
     }
-    let configs = gateway_configs(&keys);
+    let configs = gateway_configs();
     let chained: Vec<Plugin> = configs
         .iter()
         .map(|(name, config)| Plugin::from_dist_in(name, config.clone(), false))

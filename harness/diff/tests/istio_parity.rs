@@ -4,6 +4,8 @@
 //! files users start from, on every `pluginConfig` example of the plugin READMEs, and on random
 //! policy sets (their seeds are printed; `harness diff --random 1 --seed S` replays one).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use harness_diff::{Options, Resources, Target};
 use harness_runner::rng::Rng;
 use harness_runner::PathNormalization;
