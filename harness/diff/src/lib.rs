@@ -1,6 +1,7 @@
 //! The comparison of the plugins with Istio's native filters: the `harness diff` command runs it,
-//! the Istio parity integration test drives it, and bench takes istiod's path rules from it for
-//! the native twins of its cases.
+//! its own test (`tests/istio_parity.rs`: the policy files, the README examples, random sets)
+//! drives it in Envoy, and bench takes istiod's path rules from it for the native twins of its
+//! cases.
 //!
 //! `harness diff`: the user's own `RequestAuthentication` and `AuthorizationPolicy` resources
 //! run twice, in two real Envoys started side by side — one with Envoy's jwt_authn and RBAC
