@@ -427,8 +427,8 @@ wasm_tests() {
 
 # The tests a cargo test log reports as passed or ignored, over all its test binaries.
 tests_counted() {
-  grep -Eo '^test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed; [0-9]+ ignored' "$1" \
-    | awk '{ n += $4 + $8 } END { print n + 0 }'
+  awk '/^test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed; [0-9]+ ignored/ { n += $4 + $8 }
+       END { print n + 0 }' "$1"
 }
 
 # cargo test on wasm32-unknown-unknown with wasm-bindgen-test-runner; the proxy-wasm host

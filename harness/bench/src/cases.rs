@@ -8,7 +8,6 @@
 use super::native::{self, JwtIssuer};
 use super::tokens::Tokens;
 use super::wasm_floor;
-use harness_oci::ModuleResolver;
 use harness_runner::manifests;
 use harness_runner::render::{DirectResponse, NativeFilter};
 use harness_runner::{EnvoyConfig, Error, Plugin, Result};
@@ -798,7 +797,7 @@ fn gateway_chain(
     issuer: &JwtIssuer,
     paths: &[String],
 ) -> Result<Vec<Plugin>> {
-    let plugins = manifests::to_plugins(manifests::load_dir_with(dir, &ModuleResolver::default())?);
+    let plugins = manifests::to_plugins(manifests::load_dir(dir)?);
     Ok(plugins
         .into_iter()
         .map(|plugin| {

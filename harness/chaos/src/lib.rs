@@ -21,7 +21,6 @@ mod upstream;
 pub use trapping_module::{trapping_module, write_trapping_module};
 
 use faults::{Fault, FaultKind, Window};
-use harness_oci::ModuleResolver;
 use harness_runner::manifests;
 use harness_runner::render::{Cluster, EnvoyConfig, FailStrategy, Plugin};
 use harness_runner::{Envoy, Error, PushOutcome, Result};
@@ -303,8 +302,7 @@ fn gateway_plugins(bundle: bool) -> Result<Vec<Plugin>> {
     let dir = harness_runner::repo_root()
         .join("wasmplugin-manifests")
         .join(folder);
-    let plugins =
-        manifests::to_plugins(manifests::load_dir_with(&dir, &ModuleResolver::default())?);
+    let plugins = manifests::to_plugins(manifests::load_dir(&dir)?);
     let names: Vec<&str> = plugins.iter().map(Plugin::short_name).collect();
     if names != expected || plugins.iter().any(|p| p.fetch_failure.is_some()) {
         return Err(Error(format!(

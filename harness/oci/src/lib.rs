@@ -1,8 +1,8 @@
 //! The modules of `WasmPlugin` resources as istio-agent handles them: OCI images built, served
 //! from a loopback registry, pulled and cached (this module), and the resolver that fetches a
 //! manifest's `oci://` url for harness-runner's `manifests` reader (`resolver`). Used by the
-//! `harness` CLI (`run`, `image`, `push`, `demo`), by chaos and bench, which start the gateway
-//! from `wasmplugin-manifests/`; its own tests pull the plugins from a local registry into Envoy.
+//! `harness` CLI (`run`, `image`, `push`, `demo`); its own tests pull the plugins from a local
+//! registry into Envoy.
 //!
 //! Wasm modules as OCI images, in the shapes Istio's image fetcher accepts, and fetched back
 //! the way istio-agent does it (istio/istio `pkg/wasm/imagefetcher.go`):

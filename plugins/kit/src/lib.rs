@@ -1,5 +1,5 @@
 //! Pieces every plugin of this collection needs, free of proxy-wasm so they are unit-tested
-//! natively and on `wasm32-wasip1`.
+//! natively and on wasm (`wasm32-wasip1` and `wasm32-unknown-unknown`).
 
 pub mod config;
 pub mod deny;

@@ -3,8 +3,8 @@
 //!
 //! [`filter`] holds the proxy-wasm contexts (the only module that calls the host);
 //! `config` is the `pluginConfig` as written, the other modules the logic, unit-tested natively
-//! and on `wasm32-wasip1`. The public modules are what model-gateway (`config`, `compiled`) and
-//! the fuzz targets in fuzz/ use.
+//! and on wasm (`wasm32-wasip1` and `wasm32-unknown-unknown`). The public modules are what
+//! model-gateway (`config`, `compiled`) and the fuzz targets in fuzz/ use.
 
 pub mod actions;
 pub mod bucket;
