@@ -339,6 +339,17 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
             200,
         ),
         case(
+            BUNDLE_HOST_FLOOR,
+            "Wasm floor of the bundle: its hostcalls and callbacks for a request, none of its logic",
+            None,
+            vec![],
+            with_plugins(
+                SMALL_BODY,
+                vec![floor_module("wasm-hostcalls", &fixtures.floor.hostcalls)],
+            ),
+            200,
+        ),
+        case(
             "wasm-body-64k",
             "Wasm body floor, 64 KiB response",
             None,
@@ -361,6 +372,14 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
                     json!({"domain": "bench"}),
                 )],
             ),
+            200,
+        ),
+        case(
+            BUNDLE_EMPTY,
+            "model-gateway without sections: every request passes, through every callback it exports",
+            None,
+            vec![BUNDLE],
+            with_plugins(SMALL_BODY, vec![Plugin::from_dist(BUNDLE, json!({}))]),
             200,
         ),
         case(
@@ -644,6 +663,12 @@ pub const BUNDLE: &str = "model-gateway";
 /// `--only model-gateway`: the bundle's cases and every case their targets compare them with.
 pub const BUNDLE_GROUP: &str = BUNDLE;
 
+/// The Wasm floor of the bundle: its hostcalls and callbacks for one request, none of its logic.
+pub const BUNDLE_HOST_FLOOR: &str = "wasm-hostcalls";
+
+/// The bundle with no section: what its callbacks cost before any plugin runs.
+pub const BUNDLE_EMPTY: &str = "bundle-empty";
+
 /// The names of the cases `--only` selects: the floor, the cases it names and, for
 /// [`BUNDLE_GROUP`], every case loading the bundle with the cases it is compared with (its
 /// standalone case, its native twin).
@@ -653,7 +678,8 @@ pub fn selection(cases: &[Case], only: &[String]) -> Vec<&'static str> {
         if only.iter().any(|o| o == case.name) {
             names.push(case.name);
         }
-        if only.iter().any(|o| o == BUNDLE_GROUP) && case.plugins.contains(&BUNDLE) {
+        let bundle_group = only.iter().any(|o| o == BUNDLE_GROUP);
+        if bundle_group && (case.plugins.contains(&BUNDLE) || case.name == BUNDLE_HOST_FLOOR) {
             names.push(case.name);
             names.extend(case.standalone);
             names.extend(case.twin);
@@ -999,6 +1025,8 @@ mod tests {
             "bundle-emotion-stats",
             "emotion-stats",
             "lua-body",
+            BUNDLE_HOST_FLOOR,
+            BUNDLE_EMPTY,
         ] {
             assert!(group.contains(&name), "{name} not in {group:?}");
         }

@@ -2,7 +2,7 @@
 //! to this run's floors: a plugin may cost the Wasm floor plus what its native twin costs for
 //! the same job plus a margin, a share of what a proxied request costs (`floor-proxied`).
 
-use super::cases::{BUNDLE, BUNDLE_SINGLES};
+use super::cases::{BUNDLE, BUNDLE_EMPTY, BUNDLE_HOST_FLOOR, BUNDLE_SINGLES};
 use super::memory::MemoryRun;
 use super::rows::{Row, FLOOR};
 use super::workers::WorkersRun;
@@ -326,7 +326,9 @@ fn wasm_kib(rows: &[Row], case: &str) -> Option<f64> {
 }
 
 /// What the report gives about the bundle without a target: each bundle case's +CPU over its
-/// standalone case's (`bundle`: over `chained`'s), and what one module saves in size.
+/// standalone case's (`bundle`: over `chained`'s), where the bundle's CPU goes (its hostcalls
+/// and callbacks without its logic, its callbacks without any section, the rest: its own code),
+/// and what one module saves in size.
 pub fn reported(rows: &[Row]) -> Vec<Reported> {
     let mut reported: Vec<Reported> = rows
         .iter()
@@ -341,6 +343,36 @@ pub fn reported(rows: &[Row]) -> Vec<Reported> {
             })
         })
         .collect();
+    let plus = |name: &str| {
+        rows.iter()
+            .find(|r| r.case == name && r.skipped.is_none())
+            .and_then(|r| r.plus_cpu_us)
+            .map(|s| s.median)
+    };
+    if let Some(bundle) = plus("bundle") {
+        let host = plus(BUNDLE_HOST_FLOOR);
+        for (what, value) in [
+            (
+                format!("+CPU of its hostcalls and callbacks alone ({BUNDLE_HOST_FLOOR})"),
+                host,
+            ),
+            (
+                format!("+CPU of its callbacks, no section configured ({BUNDLE_EMPTY})"),
+                plus(BUNDLE_EMPTY),
+            ),
+            (
+                format!("+CPU of its own code: bundle minus {BUNDLE_HOST_FLOOR}"),
+                host.map(|host| bundle - host),
+            ),
+        ] {
+            reported.push(Reported {
+                case: "bundle".into(),
+                what,
+                value,
+                unit: "µs".into(),
+            });
+        }
+    }
     if let Some((bundle, four)) = wasm_kib(rows, "bundle").zip(wasm_kib(rows, "chained")) {
         reported.push(Reported {
             case: "bundle".into(),
@@ -676,6 +708,39 @@ mod tests {
         record.plugins = vec![BUNDLE.into()];
         record.standalone = Some(standalone.into());
         record
+    }
+
+    #[test]
+    fn the_report_splits_the_bundle_into_its_hostcalls_and_its_own_code() {
+        let mut empty = record(BUNDLE_EMPTY, &[108.0]);
+        empty.plugins = vec![BUNDLE.into()];
+        let cases = vec![
+            record("floor", &[100.0]),
+            record(BUNDLE_HOST_FLOOR, &[115.0]),
+            empty,
+            bundled("bundle", "chained", &[160.0]),
+        ];
+        let reported = reported(&rows(&cases));
+        let value = |part: &str| {
+            reported
+                .iter()
+                .find(|r| r.case == "bundle" && r.unit == "µs" && r.what.contains(part))
+                .unwrap_or_else(|| panic!("{part}: {reported:?}"))
+                .value
+        };
+        assert_eq!(value("hostcalls and callbacks alone"), Some(15.0));
+        assert_eq!(value("no section"), Some(8.0));
+        assert_eq!(value("own code"), Some(45.0));
+        // Without the host floor in the run, the own code is not guessed.
+        let without = reported_without(&cases, BUNDLE_HOST_FLOOR);
+        assert!(without
+            .iter()
+            .any(|r| r.what.contains("own code") && r.value.is_none()));
+    }
+
+    fn reported_without(cases: &[CaseRecord], name: &str) -> Vec<Reported> {
+        let kept: Vec<CaseRecord> = cases.iter().filter(|c| c.name != name).cloned().collect();
+        reported(&rows(&kept))
     }
 
     #[test]
