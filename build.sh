@@ -53,6 +53,12 @@ usage: ./build.sh <command> [ARGS...]    (./build.sh help, or any command with -
                      each compared with the router-only floor of the same round; table and JSON
                      in target/bench/ (about 10 min; --quick: one short round; --smoke: only
                      checks that every case answers, no timing)
+  profile [--sections] [--requests N] [--cpu-prof]
+                     the bundle's own code without Envoy: dist/model-gateway.wasm in Node.js's v8
+                     behind a JavaScript proxy-wasm host, one allowed request after another
+                     (harness/profile/); µs per request, the median of five batches; --sections:
+                     no section, each alone, all four; --cpu-prof: a build with function names,
+                     one Node.js CPU profile per run in target/profile/
   fuzz [--time SECONDS] [TARGET...]
                      run each fuzz target (fuzz/fuzz_targets/, cargo fuzz on nightly) for SECONDS
                      (default 60); fails if one finds an input that breaks it (saved in
@@ -487,12 +493,38 @@ run_tests() {
   # Every benchmark case answers as it should (no timing is judged here; ./build.sh bench does).
   bench --smoke
 
+  # Seconds: the bundle's profiling host still drives every section through an allowed request.
+  step "profile: the bundle in Node.js's v8, every section through an allowed request"
+  profile --sections --requests 500
+
   step "demo walkthrough"
   demo --no-serve
 
   # A few seconds: the same walkthrough through the bundle's one WasmPlugin.
   step "demo walkthrough, the bundle (wasmplugin-manifests/gateway-bundle)"
   demo --no-serve --bundle
+}
+
+# The bundle's own code in Node.js's v8, without Envoy (harness/profile/host.mjs). With
+# --cpu-prof, the module is built again with its function names (target/profile/) and each run
+# writes a Node.js CPU profile there (open it in Chrome's DevTools or speedscope).
+profile() {
+  local module=dist/model-gateway.wasm node_flags=() args=()
+  for arg; do
+    case $arg in
+      --cpu-prof)
+        step "model-gateway with its function names -> target/profile/"
+        cargo build --release --target wasm32-wasip1 -p model-gateway \
+          --features model-gateway/module --config profile.release.strip=false \
+          --target-dir target/profile
+        module=target/profile/wasm32-wasip1/release/model_gateway.wasm
+        node_flags=(--cpu-prof --cpu-prof-dir="$ROOT/target/profile") ;;
+      *) args+=("$arg") ;;
+    esac
+  done
+  step "profile: $module in Node.js's v8"
+  node --no-warnings "${node_flags[@]}" harness/profile/host.mjs --module "$module" \
+    --fixture harness/profile/bundle.json "${args[@]}"
 }
 
 # h2load (Debian nghttp2-client) is the benchmarks' load generator; installed only when missing.
@@ -634,6 +666,7 @@ case "$cmd" in
   chaos) setup; build; step "chaos"; chaos "$@" ;;
   diff) setup; build; step "diff"; cargo run --release -q -p harness -- diff "$@" ;;
   bench) setup; build; bench "$@" ;;
+  profile) setup; build; profile "$@" ;;
   fuzz) fuzz_tools; fuzz "$@" ;;
   images) setup; build; images ;;
   push) setup; build; images; push "$@" ;;
