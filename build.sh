@@ -56,7 +56,7 @@ usage: ./build.sh <command> [ARGS...]    (./build.sh help, or any command with -
   profile [--sections] [--requests N] [--cpu-prof]
                      the bundle's own code without Envoy: dist/model-gateway.wasm in Node.js's v8
                      behind a JavaScript proxy-wasm host, one allowed request after another
-                     (harness/profile/); µs per request, the median of five batches; --sections:
+                     (harness/profile/); µs per request, the fastest of five batches; --sections:
                      no section, each alone, all four; --cpu-prof: a build with function names,
                      one Node.js CPU profile per run in target/profile/
   fuzz [--time SECONDS] [TARGET...]

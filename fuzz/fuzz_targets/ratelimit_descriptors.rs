@@ -52,13 +52,13 @@ const CONFIG: &str = r#"{
   ]
 }"#;
 
-struct Request {
+struct Request<'a> {
     /// Values as the glue hands them over: rendered by `header_text`.
-    headers: Vec<(String, String)>,
+    headers: Vec<(&'a str, std::borrow::Cow<'a, str>)>,
     ip: Option<IpAddr>,
 }
 
-impl RequestView for Request {
+impl RequestView for Request<'_> {
     fn header_values(&self, name: &str) -> Vec<&str> {
         values_of(&self.headers, name)
     }

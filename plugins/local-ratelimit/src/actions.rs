@@ -9,6 +9,7 @@ use crate::config::{
 };
 use crate::matcher::Descriptor;
 use plugin_kit::config::ConfigError;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// What the actions read from a request.
@@ -45,20 +46,30 @@ pub fn header_text(bytes: Vec<u8>) -> String {
 
 /// The request's headers as the glue hands them to the actions: every pair in the order
 /// received (each value of a repeated header on its own), values rendered by [`header_text`].
-pub fn header_pairs(pairs: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+/// Borrowed from `pairs` (every request reads them: a UTF-8 value, the rule, is not copied).
+pub fn header_pairs(pairs: &[(String, Vec<u8>)]) -> Vec<(&str, Cow<'_, str>)> {
     pairs
         .iter()
-        .map(|(name, value)| (name.clone(), header_text(value.clone())))
+        .map(|(name, value)| {
+            let text = match std::str::from_utf8(value) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => Cow::Owned(header_text(value.clone())),
+            };
+            (name.as_str(), text)
+        })
         .collect()
 }
 
 /// Every value of `name` among `pairs`, in order: a [`RequestView::header_values`] over
 /// [`header_pairs`].
-pub fn values_of<'a>(pairs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+pub fn values_of<'a, N: AsRef<str>, V: AsRef<str>>(
+    pairs: &'a [(N, V)],
+    name: &str,
+) -> Vec<&'a str> {
     pairs
         .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, value)| value.as_str())
+        .filter(|(n, _)| n.as_ref() == name)
+        .map(|(_, value)| value.as_ref())
         .collect()
 }
 
@@ -1029,6 +1040,21 @@ mod tests {
         assert_eq!(header_text(vec![b'k', 0xff, 0xfe, b'!']), "\0k\\xff\\xfe!");
         assert_eq!(header_text("é".as_bytes().to_vec()), "é");
         assert_ne!(header_text(vec![0xff]), header_text(vec![0xfe]));
+    }
+
+    #[test]
+    fn header_pairs_borrow_utf8_values_and_escape_the_others() {
+        let host = vec![
+            ("x-api-key".to_string(), b"k1".to_vec()),
+            ("x-api-key".to_string(), vec![b'k', 0xff]),
+            (":path".to_string(), "/é".as_bytes().to_vec()),
+        ];
+        let pairs = header_pairs(&host);
+        assert!(matches!(pairs[0].1, Cow::Borrowed("k1")));
+        assert_eq!(pairs[1].1, header_text(vec![b'k', 0xff]));
+        assert_eq!(values_of(&pairs, "x-api-key"), ["k1", "\0k\\xff"]);
+        assert_eq!(values_of(&pairs, ":path"), ["/é"]);
+        assert!(values_of(&pairs, "x-other").is_empty());
     }
 
     /// Fuzz finding (ratelimit_descriptors): the doc promises distinct values stay distinct, but

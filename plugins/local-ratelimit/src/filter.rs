@@ -6,6 +6,7 @@ use plugin_kit::host::{HostMetrics, HostSharedData, RequestHeaders};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -129,12 +130,12 @@ impl Filter {
 
 /// The request's headers, read in one hostcall (every value of a repeated header), and its
 /// client address.
-struct HostRequest {
-    headers: Vec<(String, String)>,
+struct HostRequest<'a> {
+    headers: Vec<(&'a str, Cow<'a, str>)>,
 }
 
-impl HostRequest {
-    fn read(headers: &mut RequestHeaders) -> Self {
+impl<'a> HostRequest<'a> {
+    fn read(headers: &'a mut RequestHeaders) -> Self {
         // Values as bytes: the String form traps the VM on a value that is not UTF-8.
         HostRequest {
             headers: actions::header_pairs(headers.all()),
@@ -142,7 +143,7 @@ impl HostRequest {
     }
 }
 
-impl actions::RequestView for HostRequest {
+impl actions::RequestView for HostRequest<'_> {
     fn header_values(&self, name: &str) -> Vec<&str> {
         actions::values_of(&self.headers, name)
     }

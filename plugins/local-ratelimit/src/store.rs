@@ -71,14 +71,18 @@ pub fn bucket_identity(rule: &Fingerprint, values: &[String]) -> Fingerprint {
 
 /// Lowercase hex, two digits per byte. Written out by hand: it runs for every request, and a
 /// `format!` per byte went through the formatting machinery 16 times per key.
-fn hex(id: &Fingerprint) -> String {
-    let mut text = String::with_capacity(id.len() * 2);
+/// `PREFIX`, then `kind`, then `id` in lowercase hex: a rate-limited request makes one such key
+/// (or two), so it is written into one allocation, without formatting machinery.
+fn hex_key(kind: &str, id: &Fingerprint) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(PREFIX.len() + kind.len() + id.len() * 2);
+    key.push_str(PREFIX);
+    key.push_str(kind);
     for byte in id {
-        for nibble in [byte >> 4, byte & 0x0f] {
-            text.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
-        }
+        key.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        key.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
-    text
+    key
 }
 
 /// Where a bucket lives.
@@ -92,11 +96,11 @@ pub struct BucketRef {
 }
 
 pub fn rule_key(id: &Fingerprint) -> String {
-    format!("{PREFIX}r/{}", hex(id))
+    hex_key("r/", id)
 }
 
 pub fn overflow_key(rule: &Fingerprint) -> String {
-    format!("{PREFIX}o/{}", hex(rule))
+    hex_key("o/", rule)
 }
 
 pub fn slot_key(index: u32) -> String {
