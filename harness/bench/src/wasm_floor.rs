@@ -11,8 +11,8 @@
 use harness_runner::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// Callbacks shared by both modules: ABI version, a fixed allocation area, lifecycle.
-const COMMON: &str = r#"
+/// What every module has: memory, ABI version, a fixed allocation area, the context lifecycle.
+const LIFECYCLE: &str = r#"
   (memory (export "memory") 4)
   (func (export "proxy_abi_version_0_2_1"))
   ;; One request at a time per VM: a fixed area from 64 KiB on, 192 KiB long, is enough.
@@ -22,12 +22,16 @@ const COMMON: &str = r#"
       (else (i32.const 65536))))
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_delete") (param i32))
+"#;
+
+/// The callbacks of `noop` and `body`: each answers at once.
+const CONTINUE: &str = r#"
   (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
-  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
   (func (export "proxy_on_log") (param i32))
-  (func (export "proxy_on_delete") (param i32))
 "#;
 
 /// Reads the chunk with `proxy_get_buffer_bytes` (buffer 1 = response body), counts its `{`
@@ -70,7 +74,6 @@ const HOSTCALLS: &str = r#"
   (import "env" "proxy_get_shared_data" (func $get_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_shared_data" (func $set_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 4)
   ;; 0: counter id, 4: histogram id, 8: clock, 16/20: returned pointer and size, 24: cas.
   (data (i32.const 256) "floor_requests_total")
   (data (i32.const 288) "floor_score")
@@ -80,14 +83,6 @@ const HOSTCALLS: &str = r#"
   (data (i32.const 416) "x-ratelimit-remaining")
   (data (i32.const 448) "x-ratelimit-reset")
   (data (i32.const 480) "100")
-  (func (export "proxy_abi_version_0_2_1"))
-  ;; One request at a time per VM: a fixed area from 64 KiB on, 192 KiB long, is enough.
-  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
-    (if (result i32) (i32.gt_u (local.get $size) (i32.const 196608))
-      (then (i32.const 0))
-      (else (i32.const 65536))))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_configure") (param i32 i32) (result i32)
     (drop (call $define (i32.const 0) (i32.const 256) (i32.const 20) (i32.const 0)))
     (drop (call $define (i32.const 2) (i32.const 288) (i32.const 11) (i32.const 4)))
@@ -125,23 +120,21 @@ const HOSTCALLS: &str = r#"
     (drop (call $record (i32.load (i32.const 4)) (i64.const 2)))
     (call $count)
     (i32.const 0))
-  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_delete") (param i32))
 "#;
 
 /// WAT text of the no-op module.
 pub fn noop_wat() -> String {
-    format!("(module {COMMON})")
+    format!("(module {LIFECYCLE} {CONTINUE})")
 }
 
 /// WAT text of the body-reading module.
 pub fn body_reader_wat() -> String {
-    format!("(module {BODY_READER} {COMMON})")
+    format!("(module {BODY_READER} {LIFECYCLE} {CONTINUE})")
 }
 
 /// WAT text of the module making the bundle's hostcalls.
 pub fn hostcalls_wat() -> String {
-    format!("(module {HOSTCALLS})")
+    format!("(module {HOSTCALLS} {LIFECYCLE})")
 }
 
 /// Where the modules were written.
