@@ -53,12 +53,14 @@ usage: ./build.sh <command> [ARGS...]    (./build.sh help, or any command with -
                      each compared with the router-only floor of the same round; table and JSON
                      in target/bench/ (about 10 min; --quick: one short round; --smoke: only
                      checks that every case answers, no timing)
-  profile [--sections] [--requests N] [--cpu-prof]
+  profile [--sections] [--requests N] [--cpu-prof | --count]
                      the bundle's own code without Envoy: dist/model-gateway.wasm in Node.js's v8
                      behind a JavaScript proxy-wasm host, one allowed request after another
                      (harness/profile/); µs per request, the fastest of five batches; --sections:
                      no section, each alone, all four; --cpu-prof: a build with function names,
-                     one Node.js CPU profile per run in target/profile/
+                     one Node.js CPU profile per run in target/profile/; --count: the module
+                     instrumented (wasm-opt --log-execution), its steps (function entries and
+                     loop iterations) per request, the same in every run
   fuzz [--time SECONDS] [TARGET...]
                      run each fuzz target (fuzz/fuzz_targets/, cargo fuzz on nightly) for SECONDS
                      (default 60); fails if one finds an input that breaks it (saved in
@@ -493,9 +495,10 @@ run_tests() {
   # Every benchmark case answers as it should (no timing is judged here; ./build.sh bench does).
   bench --smoke
 
-  # Seconds: the bundle's profiling host still drives every section through an allowed request.
+  # Seconds: the bundle's profiling host still drives every section through an allowed request,
+  # and the instrumented module counts its steps.
   step "profile: the bundle in Node.js's v8, every section through an allowed request"
-  profile --sections --requests 500
+  profile --sections --requests 500 --count
 
   step "demo walkthrough"
   demo --no-serve
@@ -507,7 +510,9 @@ run_tests() {
 
 # The bundle's own code in Node.js's v8, without Envoy (harness/profile/host.mjs). With
 # --cpu-prof, the module is built again with its function names (target/profile/) and each run
-# writes a Node.js CPU profile there (open it in Chrome's DevTools or speedscope).
+# writes a Node.js CPU profile there (open it in Chrome's DevTools or speedscope); with --count,
+# the module instrumented by wasm-opt counts its steps per request (for comparing two builds:
+# the time moves from run to run, the count does not).
 profile() {
   local module=dist/model-gateway.wasm node_flags=() args=()
   for arg; do
@@ -519,6 +524,11 @@ profile() {
           --target-dir target/profile
         module=target/profile/wasm32-wasip1/release/model_gateway.wasm
         node_flags=(--cpu-prof --cpu-prof-dir="$ROOT/target/profile") ;;
+      --count)
+        mkdir -p target/profile
+        wasm-opt "${WASM_OPT_FEATURES[@]}" --log-execution dist/model-gateway.wasm \
+          -o target/profile/model-gateway.counted.wasm
+        module=target/profile/model-gateway.counted.wasm ;;
       *) args+=("$arg") ;;
     esac
   done

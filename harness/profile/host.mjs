@@ -10,8 +10,11 @@
 //   [--sections]
 // --sections: the module with no section, each section alone, then all four. Run node with
 // --cpu-prof for a profile by function (a module built with its names: ./build.sh profile
-// --cpu-prof). Exits 1 when the configuration is refused, a request is refused or paused, or the
-// module reaches a hostcall this host does not give.
+// --cpu-prof). A module instrumented by binaryen's `wasm-opt --log-execution` (./build.sh
+// profile --count) calls `env.log_execution` at every function entry and loop iteration: this
+// host counts those steps per request, a number that does not move from run to run. Exits 1
+// when the configuration is refused, a request is refused or paused, or the module reaches a
+// hostcall this host does not give.
 import { readFileSync } from 'node:fs';
 import { WASI } from 'node:wasi';
 
@@ -105,6 +108,7 @@ class HeaderMap {
 function startVm(pluginConfig) {
   const configuration = encoder.encode(JSON.stringify(pluginConfig));
   const counts = new Map();
+  const steps = { taken: 0 };
   const shared = new Map();
   let version = 0;
   let now = startNanos;
@@ -199,6 +203,9 @@ function startVm(pluginConfig) {
     proxy_record_metric: () => (count('record_metric'), OK),
     proxy_set_effective_context: () => OK,
     proxy_continue_stream: () => OK,
+    log_execution: () => {
+      steps.taken++;
+    },
   };
   const env = {};
   for (const wanted of WebAssembly.Module.imports(module)) {
@@ -237,16 +244,17 @@ function startVm(pluginConfig) {
     vm.proxy_on_done?.(context);
     vm.proxy_on_delete(context);
   };
-  return { exchange, counts };
+  return { exchange, counts, steps };
 }
 
 // µs per request: the fastest of five batches, after a warm-up batch (v8 optimizes hot code);
 // what else runs on the machine only ever adds time.
 function measure(pluginConfig) {
-  const { exchange, counts } = startVm(pluginConfig);
+  const { exchange, counts, steps } = startVm(pluginConfig);
   const batch = Math.max(1, Math.floor(requests / 5));
   for (let i = 0; i < batch; i++) exchange();
   counts.clear();
+  steps.taken = 0;
   const perRequest = [];
   for (let round = 0; round < 5; round++) {
     const start = process.hrtime.bigint();
@@ -255,7 +263,7 @@ function measure(pluginConfig) {
   }
   perRequest.sort((a, b) => a - b);
   const hostcalls = [...counts].map(([name, n]) => `${name} ${n / (5 * batch)}`).join(', ');
-  return { micros: perRequest[0], hostcalls };
+  return { micros: perRequest[0], steps: steps.taken / (5 * batch), hostcalls };
 }
 
 const all = fixture.pluginConfig;
@@ -264,9 +272,11 @@ const runs = args.includes('--sections')
     ['all four', all]]
   : [['all four', all]];
 console.log(`${modulePath}: µs per request in Node.js's v8, hostcalls given by JavaScript`);
-console.log('| sections | µs/request | hostcalls per request |');
-console.log('|---|---|---|');
+const counted = WebAssembly.Module.imports(module).some((i) => i.name === 'log_execution');
+console.log(`| sections | µs/request |${counted ? ' steps/request |' : ''} hostcalls per request |`);
+console.log(`|---|---|${counted ? '---|' : ''}---|`);
 for (const [name, config] of runs) {
-  const { micros, hostcalls } = measure(config);
-  console.log(`| ${name} | ${micros.toFixed(2)} | ${hostcalls || '-'} |`);
+  const { micros, steps, hostcalls } = measure(config);
+  const stepsColumn = counted ? ` ${steps.toFixed(0)} |` : '';
+  console.log(`| ${name} | ${micros.toFixed(2)} |${stepsColumn} ${hostcalls || '-'} |`);
 }
