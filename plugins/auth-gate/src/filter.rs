@@ -139,15 +139,8 @@ impl Worker {
         headers: &mut RequestHeaders,
     ) -> Action {
         // As bytes: the SDK's `get_map` panics on a value that is not UTF-8 (obs-text a client
-        // may send), which would trap the VM. Such a value is read lossily; it can then match no
-        // configured value and decode to no valid token.
-        let request = RequestView::new(
-            headers
-                .all()
-                .iter()
-                .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into_owned()))
-                .collect(),
-        );
+        // may send), which would trap the VM.
+        let request = RequestView::from_host(headers.all());
         let policies = &self.config.policies;
         let connection = gate::Connection {
             port: policies
@@ -210,7 +203,7 @@ impl Worker {
             }
             decision => decision,
         };
-        self.act(&request, decision, headers)
+        self.act(decision, headers)
     }
 
     fn is_waiting(&self, context_id: u32) -> bool {
@@ -226,14 +219,19 @@ impl Worker {
             .retain(|(id, _)| *id != context_id);
     }
 
-    fn act(
-        &self,
-        request: &RequestView,
-        decision: Decision,
-        headers: &mut RequestHeaders,
-    ) -> Action {
+    fn act(&self, decision: Decision, headers: &mut RequestHeaders) -> Action {
+        // Only a refusal reads the request again, for its log line (from the copy `headers`
+        // holds: no hostcall).
+        let mut refusal_line = |verdict: &str, reason: &dyn std::fmt::Display| {
+            refusal_line(&RequestView::from_host(headers.all()), verdict, reason)
+        };
         match &decision {
             Decision::Forward(forward) => {
+                // Written before the forwarded headers replace the ones checked.
+                let dry_run_line = forward
+                    .dry_run_denied
+                    .as_ref()
+                    .map(|policy| refusal_line("dry-run, would deny", policy));
                 if let Err(what) = apply(forward, headers) {
                     // Forwarding with a spoofable header or an unchecked path is what this
                     // plugin exists to prevent: refuse instead.
@@ -244,8 +242,8 @@ impl Worker {
                 }
                 self.counters
                     .add(Counter::Request(RequestOutcome::Allowed), 1);
-                if let Some(policy) = &forward.dry_run_denied {
-                    log::info!("{}", refusal_line(request, "dry-run, would deny", policy));
+                if let Some(line) = dry_run_line {
+                    log::info!("{line}");
                     self.counters
                         .add(Counter::Request(RequestOutcome::DryRunDenied), 1);
                 }
@@ -254,7 +252,7 @@ impl Worker {
             Decision::Unauthenticated { failure, .. } => {
                 log::info!(
                     "{}",
-                    refusal_line(request, "denied", &format!("JWT {}", failure.as_str()))
+                    refusal_line("denied", &format!("JWT {}", failure.as_str()))
                 );
                 self.counters
                     .add(Counter::Request(RequestOutcome::Unauthenticated), 1);
@@ -266,7 +264,7 @@ impl Worker {
                     Some(policy) => format!("DENY policy {policy:?} matched"),
                     None => gate::NO_ALLOW_MATCHED.to_string(),
                 };
-                log::info!("{}", refusal_line(request, "denied", &reason));
+                log::info!("{}", refusal_line("denied", &reason));
                 self.counters
                     .add(Counter::Request(RequestOutcome::Denied), 1);
                 self.reply(&decision)
@@ -274,7 +272,7 @@ impl Worker {
             Decision::BadPath(why) => {
                 log::info!(
                     "{}",
-                    refusal_line(request, "denied", &format!("malformed path ({why})"))
+                    refusal_line("denied", &format!("malformed path ({why})"))
                 );
                 self.counters
                     .add(Counter::Request(RequestOutcome::BadPath), 1);

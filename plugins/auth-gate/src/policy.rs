@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 /// What the policies see of a request.
 pub struct Attributes<'a> {
-    pub request: &'a RequestView,
+    pub request: &'a RequestView<'a>,
     /// The operation (method, host, normalized path, port) for `to`.
     pub operation: RequestInfo<'a>,
     /// The verified JWT, if any.

@@ -2,24 +2,46 @@
 //! can be found in it: headers with an optional prefix, query parameters, cookies, as Istio's
 //! `fromHeaders` / `fromParams` / `fromCookies`.
 
+use std::borrow::Cow;
+
 /// The request headers, pseudo-headers (`:path`, `:method`, `:authority`) included, each
-/// occurrence separately (a repeated header is several entries).
+/// occurrence separately (a repeated header is several entries). Borrowed from the host's copy
+/// when built by [`RequestView::from_host`]: a request's headers are not copied again.
 #[derive(Debug, Clone, Default)]
-pub struct RequestView {
-    pub headers: Vec<(String, String)>,
+pub struct RequestView<'a> {
+    headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
-impl RequestView {
+impl RequestView<'static> {
     pub fn new(headers: Vec<(String, String)>) -> Self {
-        Self { headers }
+        Self {
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (Cow::Owned(name), Cow::Owned(value)))
+                .collect(),
+        }
+    }
+}
+
+impl<'a> RequestView<'a> {
+    /// The headers as the host gives them, values as bytes: one that is not UTF-8 (obs-text a
+    /// client may send) is read lossily, so it can match no configured value and decode to no
+    /// valid token.
+    pub fn from_host(pairs: &'a [(String, Vec<u8>)]) -> Self {
+        Self {
+            headers: pairs
+                .iter()
+                .map(|(name, value)| (Cow::Borrowed(name.as_str()), String::from_utf8_lossy(value)))
+                .collect(),
+        }
     }
 
     /// Every value of header `name` (ASCII case-insensitive), in order.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         self.headers
             .iter()
             .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+            .map(|(_, value)| value.as_ref())
     }
 
     /// The values of `name` joined with `,`, as Envoy's header matchers read a repeated header;
@@ -30,7 +52,7 @@ impl RequestView {
         Some(values.collect::<Vec<_>>().join(","))
     }
 
-    pub fn first<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+    pub fn first<'s>(&'s self, name: &'s str) -> Option<&'s str> {
         self.values(name).next()
     }
 
@@ -165,13 +187,33 @@ pub(crate) mod tests {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    pub fn request(headers: &[(&str, &str)]) -> RequestView {
+    pub fn request(headers: &[(&str, &str)]) -> RequestView<'static> {
         RequestView::new(
             headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn the_host_headers_are_read_in_place_and_bytes_that_are_not_utf8_lossily() {
+        let host = vec![
+            (":path".to_string(), b"/v1/models/m:predict".to_vec()),
+            ("x-role".to_string(), b"admin".to_vec()),
+            ("x-role".to_string(), vec![b'a', 0xff]),
+        ];
+        let view = RequestView::from_host(&host);
+        assert_eq!(view.path(), "/v1/models/m:predict");
+        assert!(matches!(
+            view.headers[1],
+            (Cow::Borrowed("x-role"), Cow::Borrowed("admin"))
+        ));
+        assert_eq!(
+            view.values("X-Role").collect::<Vec<_>>(),
+            ["admin", "a\u{fffd}"]
+        );
+        assert_eq!(view.joined("x-role").as_deref(), Some("admin,a\u{fffd}"));
     }
 
     #[test]

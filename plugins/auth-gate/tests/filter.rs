@@ -166,3 +166,43 @@ fn a_replaced_configuration_frees_its_fetch_for_the_next_one() {
     new.on_tick();
     assert_eq!(host::with(|h| h.http_calls), 2);
 }
+
+#[test]
+fn a_dry_run_deny_is_logged_with_the_path_checked_and_the_request_goes_on() {
+    host::reset();
+    let config = serde_json::json!({
+        "jwtRules": [{
+            "issuer": "https://dex.example.com",
+            "audiences": ["kserve"],
+            "jwks": JWKS,
+            "outputClaimToHeaders": [{"header": "x-user", "claim": "sub"}]
+        }],
+        "policies": [{
+            "name": "shadow-deny",
+            "action": "DENY",
+            "dryRun": true,
+            "rules": [{"to": [{"operation": {"paths": ["/v1/*"]}}]}]
+        }]
+    })
+    .to_string();
+    host::with(|h| {
+        h.plugin_configuration = config.as_bytes().to_vec();
+        h.now_nanos = 1_796_256_000 * 1_000_000_000;
+    });
+    let mut root = PluginRoot::new(1);
+    assert!(root.on_configure(config.len()));
+    assert_eq!(request(&root, 2, Some(VALID)), Action::Continue);
+    assert_eq!(header("x-user").as_deref(), Some("alice"));
+    let lines: Vec<String> = host::with(|h| {
+        h.logs
+            .iter()
+            .map(|(_, line)| line.clone())
+            .filter(|line| line.contains("dry-run, would deny"))
+            .collect()
+    });
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("/v1/models/bert:predict"), "{}", lines[0]);
+    assert!(lines[0].contains("shadow-deny"), "{}", lines[0]);
+    assert_eq!(counter("dry_run_denied"), 1);
+    assert_eq!(counter("allowed"), 1);
+}
