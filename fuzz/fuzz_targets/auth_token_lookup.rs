@@ -91,7 +91,7 @@ struct Request {
 }
 
 impl Request {
-    fn view(&self) -> RequestView {
+    fn view(&self) -> RequestView<'static> {
         let mut headers = vec![(":path".to_string(), format!("{PATH}?{}", self.query))];
         headers.extend(self.headers.iter().cloned());
         RequestView::new(headers)
