@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use local_ratelimit::actions::{
-    build_descriptors, header_pairs, header_text, values_of, RequestView,
+    build_descriptors, header_text, HeaderPairs, RequestView,
 };
 use local_ratelimit::compiled::{compile, Compiled};
 use local_ratelimit::config::Config;
@@ -54,13 +54,13 @@ const CONFIG: &str = r#"{
 
 struct Request<'a> {
     /// Values as the glue hands them over: rendered by `header_text`.
-    headers: Vec<(&'a str, std::borrow::Cow<'a, str>)>,
+    headers: HeaderPairs<'a>,
     ip: Option<IpAddr>,
 }
 
 impl RequestView for Request<'_> {
     fn header_values(&self, name: &str) -> Vec<&str> {
-        values_of(&self.headers, name)
+        self.headers.values(name)
     }
     fn remote_ip(&self) -> Option<IpAddr> {
         self.ip
@@ -128,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let request = Request {
-        headers: header_pairs(&headers),
+        headers: HeaderPairs::new(&headers),
         ip,
     };
     COMPILED.with(|compiled| {

@@ -9,7 +9,7 @@ use crate::config::{
 };
 use crate::matcher::Descriptor;
 use plugin_kit::config::ConfigError;
-use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::net::IpAddr;
 
 /// What the actions read from a request.
@@ -44,33 +44,35 @@ pub fn header_text(bytes: Vec<u8>) -> String {
     }
 }
 
-/// The request's headers as the glue hands them to the actions: every pair in the order
-/// received (each value of a repeated header on its own), values rendered by [`header_text`].
-/// Borrowed from `pairs` (every request reads them: a UTF-8 value, the rule, is not copied).
-pub fn header_pairs(pairs: &[(String, Vec<u8>)]) -> Vec<(&str, Cow<'_, str>)> {
-    pairs
-        .iter()
-        .map(|(name, value)| {
-            let text = match std::str::from_utf8(value) {
-                Ok(text) => Cow::Borrowed(text),
-                Err(_) => Cow::Owned(header_text(value.clone())),
-            };
-            (name.as_str(), text)
-        })
-        .collect()
+/// The request's headers as the host gives them (every pair in the order received, each value of
+/// a repeated header on its own), read by the actions in place: a value is checked for UTF-8
+/// only when an action asks for its header (not the token a client sends along), and one that is
+/// not UTF-8 is rendered by [`header_text`] once.
+pub struct HeaderPairs<'a> {
+    pairs: &'a [(String, Vec<u8>)],
+    rendered: Vec<OnceCell<String>>,
 }
 
-/// Every value of `name` among `pairs`, in order: a [`RequestView::header_values`] over
-/// [`header_pairs`].
-pub fn values_of<'a, N: AsRef<str>, V: AsRef<str>>(
-    pairs: &'a [(N, V)],
-    name: &str,
-) -> Vec<&'a str> {
-    pairs
-        .iter()
-        .filter(|(n, _)| n.as_ref() == name)
-        .map(|(_, value)| value.as_ref())
-        .collect()
+impl<'a> HeaderPairs<'a> {
+    pub fn new(pairs: &'a [(String, Vec<u8>)]) -> Self {
+        Self {
+            pairs,
+            rendered: pairs.iter().map(|_| OnceCell::new()).collect(),
+        }
+    }
+
+    /// Every value of `name` (lower-case), in order: a [`RequestView::header_values`].
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .zip(&self.rendered)
+            .filter(|((key, _), _)| key == name)
+            .map(|((_, value), rendered)| match std::str::from_utf8(value) {
+                Ok(text) => text,
+                Err(_) => rendered.get_or_init(|| header_text(value.clone())),
+            })
+            .collect()
+    }
 }
 
 /// One `rate_limits` entry, compiled.
@@ -1043,18 +1045,17 @@ mod tests {
     }
 
     #[test]
-    fn header_pairs_borrow_utf8_values_and_escape_the_others() {
+    fn header_pairs_read_utf8_values_in_place_and_render_the_others() {
         let host = vec![
             ("x-api-key".to_string(), b"k1".to_vec()),
             ("x-api-key".to_string(), vec![b'k', 0xff]),
             (":path".to_string(), "/é".as_bytes().to_vec()),
         ];
-        let pairs = header_pairs(&host);
-        assert!(matches!(pairs[0].1, Cow::Borrowed("k1")));
-        assert_eq!(pairs[1].1, header_text(vec![b'k', 0xff]));
-        assert_eq!(values_of(&pairs, "x-api-key"), ["k1", "\0k\\xff"]);
-        assert_eq!(values_of(&pairs, ":path"), ["/é"]);
-        assert!(values_of(&pairs, "x-other").is_empty());
+        let pairs = HeaderPairs::new(&host);
+        assert_eq!(pairs.values("x-api-key"), ["k1", "\0k\\xff"]);
+        assert_eq!(pairs.values("x-api-key")[1], header_text(vec![b'k', 0xff]));
+        assert_eq!(pairs.values(":path"), ["/é"]);
+        assert!(pairs.values("x-other").is_empty());
     }
 
     /// Fuzz finding (ratelimit_descriptors): the doc promises distinct values stay distinct, but

@@ -6,7 +6,6 @@ use plugin_kit::host::{HostMetrics, HostSharedData, RequestHeaders};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -131,21 +130,21 @@ impl Filter {
 /// The request's headers, read in one hostcall (every value of a repeated header), and its
 /// client address.
 struct HostRequest<'a> {
-    headers: Vec<(&'a str, Cow<'a, str>)>,
+    headers: actions::HeaderPairs<'a>,
 }
 
 impl<'a> HostRequest<'a> {
     fn read(headers: &'a mut RequestHeaders) -> Self {
         // Values as bytes: the String form traps the VM on a value that is not UTF-8.
         HostRequest {
-            headers: actions::header_pairs(headers.all()),
+            headers: actions::HeaderPairs::new(headers.all()),
         }
     }
 }
 
 impl actions::RequestView for HostRequest<'_> {
     fn header_values(&self, name: &str) -> Vec<&str> {
-        actions::values_of(&self.headers, name)
+        self.headers.values(name)
     }
 
     fn remote_ip(&self) -> Option<IpAddr> {
