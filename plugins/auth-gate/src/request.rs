@@ -3,36 +3,41 @@
 //! `fromHeaders` / `fromParams` / `fromCookies`.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 /// The request headers, pseudo-headers (`:path`, `:method`, `:authority`) included, each
-/// occurrence separately (a repeated header is several entries). Borrowed from the host's copy
-/// when built by [`RequestView::from_host`]: a request's headers are not copied again.
+/// occurrence separately (a repeated header is several entries). Values are kept as bytes and
+/// read as text only when asked for: one that is not UTF-8 (obs-text a client may send) is read
+/// lossily, so it can match no configured value and decode to no valid token.
 #[derive(Debug, Clone, Default)]
 pub struct RequestView<'a> {
-    headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Borrowed from the host's copy when built by [`RequestView::from_host`]: a request's
+    /// headers are not copied again.
+    headers: Cow<'a, [(String, Vec<u8>)]>,
+    /// The lossy text of each value that is not UTF-8, made when first read.
+    lossy: Vec<OnceCell<String>>,
 }
 
 impl RequestView<'static> {
     pub fn new(headers: Vec<(String, String)>) -> Self {
+        let headers: Vec<(String, Vec<u8>)> = headers
+            .into_iter()
+            .map(|(name, value)| (name, value.into_bytes()))
+            .collect();
+        let lossy = headers.iter().map(|_| OnceCell::new()).collect();
         Self {
-            headers: headers
-                .into_iter()
-                .map(|(name, value)| (Cow::Owned(name), Cow::Owned(value)))
-                .collect(),
+            headers: Cow::Owned(headers),
+            lossy,
         }
     }
 }
 
 impl<'a> RequestView<'a> {
-    /// The headers as the host gives them, values as bytes: one that is not UTF-8 (obs-text a
-    /// client may send) is read lossily, so it can match no configured value and decode to no
-    /// valid token.
+    /// The headers as the host gives them, values as bytes.
     pub fn from_host(pairs: &'a [(String, Vec<u8>)]) -> Self {
         Self {
-            headers: pairs
-                .iter()
-                .map(|(name, value)| (Cow::Borrowed(name.as_str()), String::from_utf8_lossy(value)))
-                .collect(),
+            headers: Cow::Borrowed(pairs),
+            lossy: pairs.iter().map(|_| OnceCell::new()).collect(),
         }
     }
 
@@ -40,8 +45,12 @@ impl<'a> RequestView<'a> {
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         self.headers
             .iter()
-            .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_ref())
+            .zip(&self.lossy)
+            .filter(move |((key, _), _)| key.eq_ignore_ascii_case(name))
+            .map(|((_, value), lossy)| match std::str::from_utf8(value) {
+                Ok(text) => text,
+                Err(_) => lossy.get_or_init(|| String::from_utf8_lossy(value).into_owned()),
+            })
     }
 
     /// The values of `name` joined with `,`, as Envoy's header matchers read a repeated header;
@@ -204,11 +213,8 @@ pub(crate) mod tests {
             ("x-role".to_string(), vec![b'a', 0xff]),
         ];
         let view = RequestView::from_host(&host);
+        assert!(matches!(view.headers, Cow::Borrowed(_)));
         assert_eq!(view.path(), "/v1/models/m:predict");
-        assert!(matches!(
-            view.headers[1],
-            (Cow::Borrowed("x-role"), Cow::Borrowed("admin"))
-        ));
         assert_eq!(
             view.values("X-Role").collect::<Vec<_>>(),
             ["admin", "a\u{fffd}"]
