@@ -18,7 +18,8 @@ const VALID: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6Iml0LTEiLCJ0eXAiOiJKV1QifQ.eyJp
 /// The same claims signed by another key.
 const FORGED: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6Iml0LTEiLCJ0eXAiOiJKV1QifQ.eyJpYXQiOjE3OTU2NTEyMDAsImV4cCI6NDEwMjQ0NDgwMCwibmJmIjoxNzk1NjUxMjAwLCJpc3MiOiJodHRwczovL2RleC5leGFtcGxlLmNvbSIsInN1YiI6ImFsaWNlIiwiYXVkIjoia3NlcnZlIiwiZ3JvdXBzIjpbIm1sLXVzZXJzIl19.CzRidnWp2lX16FGrSvXSkpQDSqg0kuop2eLeJVRd4NnsPQB-KfgDiqC17F6oUvPWEJ0QquZxeGk3GzGjMKlN2A";
 
-fn config() -> String {
+/// The JWT rule with `policies`.
+fn config_with(policies: serde_json::Value) -> String {
     serde_json::json!({
         "jwtRules": [{
             "issuer": "https://dex.example.com",
@@ -26,18 +27,26 @@ fn config() -> String {
             "jwks": JWKS,
             "outputClaimToHeaders": [{"header": "x-user", "claim": "sub"}]
         }],
-        "policies": [{
-            "name": "require-jwt",
-            "action": "DENY",
-            "rules": [{"from": [{"source": {"notRequestPrincipals": ["*"]}}]}]
-        }]
+        "policies": policies
     })
     .to_string()
 }
 
+fn config() -> String {
+    config_with(serde_json::json!([{
+        "name": "require-jwt",
+        "action": "DENY",
+        "rules": [{"from": [{"source": {"notRequestPrincipals": ["*"]}}]}]
+    }]))
+}
+
 /// A worker's root, configured from the host (the host is not reset: workers share it).
 fn worker(context_id: u32) -> PluginRoot {
-    let config = config();
+    configured(context_id, &config())
+}
+
+/// A root configured with `config` from the host.
+fn configured(context_id: u32, config: &str) -> PluginRoot {
     host::with(|h| {
         h.plugin_configuration = config.as_bytes().to_vec();
         // 2026-12-03, nanoseconds: the tokens are valid.
@@ -170,27 +179,15 @@ fn a_replaced_configuration_frees_its_fetch_for_the_next_one() {
 #[test]
 fn a_dry_run_deny_is_logged_with_the_path_checked_and_the_request_goes_on() {
     host::reset();
-    let config = serde_json::json!({
-        "jwtRules": [{
-            "issuer": "https://dex.example.com",
-            "audiences": ["kserve"],
-            "jwks": JWKS,
-            "outputClaimToHeaders": [{"header": "x-user", "claim": "sub"}]
-        }],
-        "policies": [{
+    let root = configured(
+        1,
+        &config_with(serde_json::json!([{
             "name": "shadow-deny",
             "action": "DENY",
             "dryRun": true,
             "rules": [{"to": [{"operation": {"paths": ["/v1/*"]}}]}]
-        }]
-    })
-    .to_string();
-    host::with(|h| {
-        h.plugin_configuration = config.as_bytes().to_vec();
-        h.now_nanos = 1_796_256_000 * 1_000_000_000;
-    });
-    let mut root = PluginRoot::new(1);
-    assert!(root.on_configure(config.len()));
+        }])),
+    );
     assert_eq!(request(&root, 2, Some(VALID)), Action::Continue);
     assert_eq!(header("x-user").as_deref(), Some("alice"));
     let lines: Vec<String> = host::with(|h| {
