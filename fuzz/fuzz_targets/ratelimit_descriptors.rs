@@ -9,9 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use local_ratelimit::actions::{
-    build_descriptors, header_text, HeaderPairs, RequestView,
-};
+use local_ratelimit::actions::{build_descriptors, header_text, HeaderPairs, RequestView};
 use local_ratelimit::compiled::{compile, Compiled};
 use local_ratelimit::config::Config;
 use model_gateway_fuzz::lines;
