@@ -13,6 +13,7 @@ use local_ratelimit::actions::{build_descriptors, header_text, HeaderPairs, Requ
 use local_ratelimit::compiled::{compile, Compiled};
 use local_ratelimit::config::Config;
 use model_gateway_fuzz::lines;
+use plugin_kit::headers::HeaderMap;
 use std::net::IpAddr;
 
 const CONFIG: &str = r#"{
@@ -125,8 +126,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    let header_map = HeaderMap::from_pairs(headers.iter().map(|(name, value)| (name, value)));
     let request = Request {
-        headers: HeaderPairs::new(&headers),
+        headers: HeaderPairs::new(&header_map),
         ip,
     };
     COMPILED.with(|compiled| {

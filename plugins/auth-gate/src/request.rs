@@ -2,6 +2,7 @@
 //! can be found in it: headers with an optional prefix, query parameters, cookies, as Istio's
 //! `fromHeaders` / `fromParams` / `fromCookies`.
 
+use plugin_kit::headers::HeaderMap;
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
@@ -13,17 +14,14 @@ use std::cell::OnceCell;
 pub struct RequestView<'a> {
     /// Borrowed from the host's copy when built by [`RequestView::from_host`]: a request's
     /// headers are not copied again.
-    headers: Cow<'a, [(String, Vec<u8>)]>,
+    headers: Cow<'a, HeaderMap>,
     /// The lossy text of each value that is not UTF-8, made when first read.
     lossy: Vec<OnceCell<String>>,
 }
 
 impl RequestView<'static> {
     pub fn new(headers: Vec<(String, String)>) -> Self {
-        let headers: Vec<(String, Vec<u8>)> = headers
-            .into_iter()
-            .map(|(name, value)| (name, value.into_bytes()))
-            .collect();
+        let headers = HeaderMap::from_pairs(headers);
         let lossy = headers.iter().map(|_| OnceCell::new()).collect();
         Self {
             headers: Cow::Owned(headers),
@@ -34,10 +32,10 @@ impl RequestView<'static> {
 
 impl<'a> RequestView<'a> {
     /// The headers as the host gives them, values as bytes.
-    pub fn from_host(pairs: &'a [(String, Vec<u8>)]) -> Self {
+    pub fn from_host(headers: &'a HeaderMap) -> Self {
         Self {
-            headers: Cow::Borrowed(pairs),
-            lossy: pairs.iter().map(|_| OnceCell::new()).collect(),
+            headers: Cow::Borrowed(headers),
+            lossy: headers.iter().map(|_| OnceCell::new()).collect(),
         }
     }
 
@@ -207,11 +205,11 @@ pub(crate) mod tests {
 
     #[test]
     fn the_host_headers_are_read_in_place_and_bytes_that_are_not_utf8_lossily() {
-        let host = vec![
-            (":path".to_string(), b"/v1/models/m:predict".to_vec()),
-            ("x-role".to_string(), b"admin".to_vec()),
-            ("x-role".to_string(), vec![b'a', 0xff]),
-        ];
+        let host = HeaderMap::from_pairs([
+            (":path", b"/v1/models/m:predict".to_vec()),
+            ("x-role", b"admin".to_vec()),
+            ("x-role", vec![b'a', 0xff]),
+        ]);
         let view = RequestView::from_host(&host);
         assert!(matches!(view.headers, Cow::Borrowed(_)));
         assert_eq!(view.path(), "/v1/models/m:predict");

@@ -103,11 +103,7 @@ impl HttpContext for Filter {
             // One hostcall for the three headers: each read is a call into Envoy and, for a
             // header present, one back into the module to allocate its copy.
             let all = plugin_kit::host::headers(MapType::HttpResponseHeaders);
-            let header = |name: &str| {
-                all.iter()
-                    .find(|(key, _)| key == name)
-                    .map(|(_, value)| String::from_utf8_lossy(value))
-            };
+            let header = |name: &str| all.first(name).map(String::from_utf8_lossy);
             let status = header(":status");
             let content_type = header("content-type");
             let content_encoding = header("content-encoding");

@@ -4,6 +4,7 @@
 
 use crate::config::{self, ConfigError};
 use crate::deny::LocalReply;
+use crate::headers::{HeaderMap, MalformedMap};
 use crate::metrics::{MetricHost, MetricKind};
 use crate::shared::{SetError, SharedData, StoreError};
 use serde::de::DeserializeOwned;
@@ -159,9 +160,48 @@ pub fn header(map: proxy_wasm::types::MapType, name: &str) -> Option<Vec<u8>> {
 }
 
 /// Every header of `map` in one hostcall, each value of a repeated header as its own pair, in
-/// the order received.
-pub fn headers(map: proxy_wasm::types::MapType) -> Vec<(String, Vec<u8>)> {
-    proxy_wasm::hostcalls::get_map_bytes(map).unwrap_or_default()
+/// the order received; empty when the host refused (the SDK's reader would trap the VM) or sent
+/// a map whose sizes do not fit it.
+pub fn headers(map: proxy_wasm::types::MapType) -> HeaderMap {
+    let serialized = match serialized_map(map) {
+        Ok(serialized) => serialized,
+        Err(status) => {
+            log::debug!("cannot read header map {map:?}: {status:?}");
+            return HeaderMap::default();
+        }
+    };
+    HeaderMap::parse(serialized).unwrap_or_else(|MalformedMap| {
+        log::warn!("the host sent header map {map:?} malformed; read as empty");
+        HeaderMap::default()
+    })
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: proxy_wasm::types::MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> proxy_wasm::types::Status;
+}
+
+/// The host's serialization of `map`, as the SDK's `get_map_bytes` reads it, without parsing it
+/// into a `String` and a `Vec` per header.
+fn serialized_map(map: proxy_wasm::types::MapType) -> Result<Vec<u8>, proxy_wasm::types::Status> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and a size for a buffer it got from the module's
+    // `proxy_on_memory_allocate` (the SDK's, a boxed slice of exactly `size` bytes), or leaves
+    // the pointer null; ownership of that buffer passes to the module, as in the SDK's reader.
+    unsafe {
+        match proxy_get_header_map_pairs(map, &mut data, &mut size) {
+            proxy_wasm::types::Status::Ok if !data.is_null() => {
+                Ok(Vec::from_raw_parts(data, size, size))
+            }
+            proxy_wasm::types::Status::Ok => Ok(Vec::new()),
+            status => Err(status),
+        }
+    }
 }
 
 /// The request's headers as the filters of one module see them in one pass: what one filter read
@@ -171,7 +211,7 @@ pub fn headers(map: proxy_wasm::types::MapType) -> Vec<(String, Vec<u8>)> {
 /// `all`, every later lookup is served from that copy.
 #[derive(Debug, Default)]
 pub struct RequestHeaders {
-    all: Option<Vec<(String, Vec<u8>)>>,
+    all: Option<HeaderMap>,
     /// Single headers read before `all` was: name and value (`None`: absent).
     read: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -180,17 +220,14 @@ const REQUEST_HEADERS: proxy_wasm::types::MapType = proxy_wasm::types::MapType::
 
 impl RequestHeaders {
     /// Every header, each value of a repeated one as its own pair, in the order received.
-    pub fn all(&mut self) -> &[(String, Vec<u8>)] {
+    pub fn all(&mut self) -> &HeaderMap {
         self.all.get_or_insert_with(|| headers(REQUEST_HEADERS))
     }
 
     /// The first value of header `name` (lowercase), as the host's `get_map_value` gives it.
     pub fn first(&mut self, name: &str) -> Option<Vec<u8>> {
         if let Some(all) = &self.all {
-            return all
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone());
+            return all.first(name).map(<[u8]>::to_vec);
         }
         if let Some((_, value)) = self.read.iter().find(|(key, _)| key == name) {
             return value.clone();
@@ -203,26 +240,12 @@ impl RequestHeaders {
     /// Sets header `name` to `value` on the host (every earlier value replaced) and in this view.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), proxy_wasm::types::Status> {
         proxy_wasm::hostcalls::set_map_value(REQUEST_HEADERS, name, Some(value))?;
-        let value = value.as_bytes().to_vec();
         match &mut self.all {
-            Some(all) => match all.iter().position(|(key, _)| key == name) {
-                // In place of the first value, the others dropped, as the host replaces them.
-                Some(first) => {
-                    if let Some(slot) = all.get_mut(first) {
-                        slot.1 = value;
-                    }
-                    let mut index = 0;
-                    all.retain(|(key, _)| {
-                        let keep = key != name || index == first;
-                        index += 1;
-                        keep
-                    });
-                }
-                None => all.push((name.to_string(), value)),
-            },
+            Some(all) => all.set(name, value.as_bytes()),
             None => {
                 self.read.retain(|(key, _)| key != name);
-                self.read.push((name.to_string(), Some(value)));
+                self.read
+                    .push((name.to_string(), Some(value.as_bytes().to_vec())));
             }
         }
         Ok(())
@@ -240,7 +263,7 @@ impl RequestHeaders {
 
     fn forget(&mut self, name: &str) {
         if let Some(all) = &mut self.all {
-            all.retain(|(key, _)| key != name);
+            all.remove(name);
         }
         self.read.retain(|(key, _)| key != name);
     }

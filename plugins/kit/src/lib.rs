@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod deny;
+pub mod headers;
 pub mod host;
 pub mod istio;
 #[cfg(not(target_arch = "wasm32"))]

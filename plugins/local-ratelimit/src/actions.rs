@@ -9,6 +9,7 @@ use crate::config::{
 };
 use crate::matcher::Descriptor;
 use plugin_kit::config::ConfigError;
+use plugin_kit::headers::HeaderMap;
 use std::cell::OnceCell;
 use std::net::IpAddr;
 
@@ -49,12 +50,12 @@ pub fn header_text(bytes: Vec<u8>) -> String {
 /// only when an action asks for its header (not the token a client sends along), and one that is
 /// not UTF-8 is rendered by [`header_text`] once.
 pub struct HeaderPairs<'a> {
-    pairs: &'a [(String, Vec<u8>)],
+    pairs: &'a HeaderMap,
     rendered: Vec<OnceCell<String>>,
 }
 
 impl<'a> HeaderPairs<'a> {
-    pub fn new(pairs: &'a [(String, Vec<u8>)]) -> Self {
+    pub fn new(pairs: &'a HeaderMap) -> Self {
         Self {
             pairs,
             rendered: pairs.iter().map(|_| OnceCell::new()).collect(),
@@ -66,10 +67,10 @@ impl<'a> HeaderPairs<'a> {
         self.pairs
             .iter()
             .zip(&self.rendered)
-            .filter(|((key, _), _)| key == name)
+            .filter(|((key, _), _)| *key == name)
             .map(|((_, value), rendered)| match std::str::from_utf8(value) {
                 Ok(text) => text,
-                Err(_) => rendered.get_or_init(|| header_text(value.clone())),
+                Err(_) => rendered.get_or_init(|| header_text(value.to_vec())),
             })
             .collect()
     }
@@ -1046,11 +1047,11 @@ mod tests {
 
     #[test]
     fn header_pairs_read_utf8_values_in_place_and_render_the_others() {
-        let host = vec![
-            ("x-api-key".to_string(), b"k1".to_vec()),
-            ("x-api-key".to_string(), vec![b'k', 0xff]),
-            (":path".to_string(), "/é".as_bytes().to_vec()),
-        ];
+        let host = HeaderMap::from_pairs([
+            ("x-api-key", b"k1".to_vec()),
+            ("x-api-key", vec![b'k', 0xff]),
+            (":path", "/é".as_bytes().to_vec()),
+        ]);
         let pairs = HeaderPairs::new(&host);
         assert_eq!(pairs.values("x-api-key"), ["k1", "\0k\\xff"]);
         assert_eq!(pairs.values("x-api-key")[1], header_text(vec![b'k', 0xff]));

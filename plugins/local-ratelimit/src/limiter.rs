@@ -243,11 +243,8 @@ mod tests {
 
     impl Req {
         fn new(headers: Vec<(String, String)>) -> Self {
-            let pairs: Vec<(String, Vec<u8>)> = headers
-                .into_iter()
-                .map(|(name, value)| (name, value.into_bytes()))
-                .collect();
-            Req(crate::actions::HeaderPairs::new(Vec::leak(pairs)))
+            let pairs = plugin_kit::headers::HeaderMap::from_pairs(headers);
+            Req(crate::actions::HeaderPairs::new(Box::leak(Box::new(pairs))))
         }
     }
 

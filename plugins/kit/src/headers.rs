@@ -1,0 +1,292 @@
+//! A header map as proxy-wasm hands it over, read in place. The host serializes a map into one
+//! buffer (the pair count, each name and value size, then each name and value with a NUL after
+//! it); the SDK copies every name into a `String` and every value into a `Vec`, two allocations
+//! per header on every request. This map keeps the buffer and the positions in it.
+
+/// Every header of a map, each value of a repeated header as its own pair, in the order received.
+/// Two maps are equal when they hold the same pairs in the same order, however they are stored.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderMap {
+    /// The names, one after the other. Envoy's codecs let no name through that is not a token,
+    /// so a name that is not UTF-8 never comes; one would be kept lossily, matching nothing.
+    names: String,
+    /// The host's buffer itself; a value a filter sets is added at its end.
+    values: Vec<u8>,
+    /// Per pair, where its name is in `names` and its value in `values`.
+    pairs: Vec<(Span, Span)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// A serialized map whose sizes do not fit its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedMap;
+
+fn read_u32(bytes: &[u8], at: usize) -> Result<usize, MalformedMap> {
+    let word = bytes.get(at..at + 4).ok_or(MalformedMap)?;
+    let word: [u8; 4] = word.try_into().map_err(|_| MalformedMap)?;
+    usize::try_from(u32::from_le_bytes(word)).map_err(|_| MalformedMap)
+}
+
+impl PartialEq for HeaderMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for HeaderMap {}
+
+impl HeaderMap {
+    /// Reads proxy-wasm's serialization of a map, keeping `serialized` as the values' storage.
+    pub fn parse(serialized: Vec<u8>) -> Result<Self, MalformedMap> {
+        if serialized.is_empty() {
+            return Ok(Self::default());
+        }
+        let count = read_u32(&serialized, 0)?;
+        // Each pair takes at least its two sizes and two NULs: a count beyond that is a lie, and
+        // would reserve memory for nothing.
+        if count > serialized.len() / 10 {
+            return Err(MalformedMap);
+        }
+        let mut pairs = Vec::with_capacity(count);
+        let mut at = 4 + count * 8;
+        // Every name fits in what the buffer holds past the sizes: one allocation for all.
+        let mut names = String::with_capacity(serialized.len().saturating_sub(at));
+        for i in 0..count {
+            let name_size = read_u32(&serialized, 4 + i * 8)?;
+            let value_size = read_u32(&serialized, 8 + i * 8)?;
+            let name_end = at.checked_add(name_size).ok_or(MalformedMap)?;
+            let name = serialized.get(at..name_end).ok_or(MalformedMap)?;
+            let value_start = name_end + 1;
+            let value_end = value_start.checked_add(value_size).ok_or(MalformedMap)?;
+            // The value and the NUL after it.
+            if value_end >= serialized.len() {
+                return Err(MalformedMap);
+            }
+            let name_start = names.len();
+            match std::str::from_utf8(name) {
+                Ok(name) => names.push_str(name),
+                Err(_) => names.push_str(&String::from_utf8_lossy(name)),
+            }
+            pairs.push((
+                Span {
+                    start: name_start,
+                    end: names.len(),
+                },
+                Span {
+                    start: value_start,
+                    end: value_end,
+                },
+            ));
+            at = value_end + 1;
+        }
+        Ok(Self {
+            names,
+            values: serialized,
+            pairs,
+        })
+    }
+
+    /// A map of these pairs, in this order.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<[u8]>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
+        let mut map = Self::default();
+        for (name, value) in pairs {
+            map.push(name.as_ref(), value.as_ref());
+        }
+        map
+    }
+
+    /// Every pair, in order: name and value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.pairs
+            .iter()
+            .map(|(name, value)| self.pair(*name, *value))
+    }
+
+    fn pair(&self, name: Span, value: Span) -> (&str, &[u8]) {
+        (
+            self.names.get(name.start..name.end).unwrap_or_default(),
+            self.values.get(value.start..value.end).unwrap_or_default(),
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The first value of `name`.
+    pub fn first(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// Adds a pair at the end.
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        let name = self.add_name(name);
+        let value = self.add_value(value);
+        self.pairs.push((name, value));
+    }
+
+    /// Sets `name` to `value` as the host's replace does: in place of its first value, its other
+    /// values dropped; added at the end when absent.
+    pub fn set(&mut self, name: &str, value: &[u8]) {
+        let Some(first) = self.iter().position(|(key, _)| key == name) else {
+            self.push(name, value);
+            return;
+        };
+        let value = self.add_value(value);
+        if let Some(pair) = self.pairs.get_mut(first) {
+            pair.1 = value;
+        }
+        let mut index = 0;
+        let names = &self.names;
+        self.pairs.retain(|(key, _)| {
+            let keep = index == first || names.get(key.start..key.end) != Some(name);
+            index += 1;
+            keep
+        });
+    }
+
+    /// Removes every value of `name`.
+    pub fn remove(&mut self, name: &str) {
+        let names = &self.names;
+        self.pairs
+            .retain(|(key, _)| names.get(key.start..key.end) != Some(name));
+    }
+
+    fn add_name(&mut self, name: &str) -> Span {
+        let start = self.names.len();
+        self.names.push_str(name);
+        Span {
+            start,
+            end: self.names.len(),
+        }
+    }
+
+    fn add_value(&mut self, value: &[u8]) -> Span {
+        let start = self.values.len();
+        self.values.extend_from_slice(value);
+        Span {
+            start,
+            end: self.values.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// proxy-wasm's serialization, written independently of the parser.
+    fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (name, value) in pairs {
+            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        }
+        for (name, value) in pairs {
+            out.extend_from_slice(name);
+            out.push(0);
+            out.extend_from_slice(value);
+            out.push(0);
+        }
+        out
+    }
+
+    fn collected(map: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+        map.iter()
+            .map(|(name, value)| (name.to_string(), value.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_every_pair_in_order_repeated_names_and_empty_values_included() {
+        let pairs: [(&[u8], &[u8]); 4] = [
+            (b":path", b"/v1/models"),
+            (b"x-api-key", b"k1"),
+            (b"x-empty", b""),
+            (b"x-api-key", b"k\xff2"),
+        ];
+        let map = HeaderMap::parse(serialize(&pairs)).unwrap();
+        assert_eq!(map.len(), 4);
+        let expected: Vec<(String, Vec<u8>)> = pairs
+            .iter()
+            .map(|(n, v)| (String::from_utf8(n.to_vec()).unwrap(), v.to_vec()))
+            .collect();
+        assert_eq!(collected(&map), expected);
+        assert_eq!(map.first("x-api-key"), Some(&b"k1"[..]));
+        assert_eq!(map.first("x-other"), None);
+        assert_eq!(map, HeaderMap::from_pairs(expected));
+    }
+
+    #[test]
+    fn an_empty_buffer_is_an_empty_map() {
+        assert!(HeaderMap::parse(Vec::new()).unwrap().is_empty());
+        assert!(HeaderMap::parse(serialize(&[])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_kept_lossily() {
+        let map = HeaderMap::parse(serialize(&[(b"x-\xff", b"v")])).unwrap();
+        assert_eq!(collected(&map), [("x-\u{fffd}".to_string(), b"v".to_vec())]);
+    }
+
+    #[test]
+    fn sizes_that_do_not_fit_the_buffer_are_refused_never_read_past() {
+        let good = serialize(&[(b"a", b"b"), (b"cc", b"dd")]);
+        for cut in 1..good.len() {
+            assert_eq!(
+                HeaderMap::parse(good[..cut].to_vec()),
+                Err(MalformedMap),
+                "cut at {cut}"
+            );
+        }
+        let mut huge_count = good.clone();
+        huge_count[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(HeaderMap::parse(huge_count), Err(MalformedMap));
+        let mut huge_value = good;
+        huge_value[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(HeaderMap::parse(huge_value), Err(MalformedMap));
+    }
+
+    #[test]
+    fn set_replaces_the_first_value_in_place_and_drops_the_others() {
+        let mut map = HeaderMap::parse(serialize(&[
+            (b"a", b"1"),
+            (b"x", b"old"),
+            (b"b", b"2"),
+            (b"x", b"older"),
+        ]))
+        .unwrap();
+        map.set("x", b"new");
+        assert_eq!(
+            map,
+            HeaderMap::from_pairs([("a", "1"), ("x", "new"), ("b", "2")])
+        );
+        map.set("y", b"added");
+        assert_eq!(map.first("y"), Some(&b"added"[..]));
+        assert_eq!(map.len(), 4);
+    }
+
+    #[test]
+    fn remove_drops_every_value_of_the_name_only() {
+        let mut map = HeaderMap::from_pairs([("x", "1"), ("xx", "2"), ("x", "3")]);
+        map.remove("x");
+        assert_eq!(collected(&map), [("xx".to_string(), b"2".to_vec())]);
+        map.remove("absent");
+        assert_eq!(map.len(), 1);
+    }
+}
