@@ -11,6 +11,7 @@ use crate::metrics::{Counters, PluginStat, Stat};
 use crate::store::{self, BucketRef, Failure, SharedData, Taken};
 use hashbrown::HashSet;
 use plugin_kit::deny::LocalReply;
+use std::fmt::Write;
 
 /// What the plugin does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,10 +25,10 @@ pub enum Verdict {
 
 /// A limit's state for the `x-ratelimit-*` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Status {
+struct Status<'a> {
     limit: u32,
     window_secs: u64,
-    name: Option<String>,
+    name: Option<&'a str>,
     remaining: u32,
     reset_ns: u64,
 }
@@ -182,11 +183,11 @@ pub fn check(
     })
 }
 
-fn status(limit: &Limit, rate: Rate, bucket: &Bucket) -> Status {
+fn status<'a>(limit: &'a Limit, rate: Rate, bucket: &Bucket) -> Status<'a> {
     Status {
         limit: rate.capacity,
         window_secs: rate.period_ns / NS_PER_SEC,
-        name: limit.name.clone(),
+        name: limit.name.as_deref(),
         remaining: bucket.remaining(),
         reset_ns: bucket.ns_until_full(),
     }
@@ -199,10 +200,11 @@ fn x_ratelimit_headers(statuses: &[Status]) -> Vec<(&'static str, String)> {
         return Vec::new();
     };
     let mut limit = closest.limit.to_string();
+    // Written in place: writing to a `String` cannot fail.
     for s in statuses {
-        limit.push_str(&format!(", {};w={}", s.limit, s.window_secs));
-        if let Some(name) = &s.name {
-            limit.push_str(&format!(";name=\"{name}\""));
+        let _ = write!(limit, ", {};w={}", s.limit, s.window_secs);
+        if let Some(name) = s.name {
+            let _ = write!(limit, ";name=\"{name}\"");
         }
     }
     vec![
