@@ -10,6 +10,7 @@ mod authn;
 mod cache;
 pub mod compiled;
 pub mod config;
+mod constant_time;
 mod filter;
 mod gate;
 mod ip;

@@ -4,6 +4,7 @@
 //! conditions match (an absent part is not checked). The `to` part is the shared Istio matcher.
 
 use crate::config::{Action, Condition, Policy, Source};
+use crate::constant_time::equals_secret;
 use crate::ip::IpBlock;
 use crate::request::RequestView;
 use crate::token::Identity;
@@ -201,10 +202,10 @@ enum Attribute {
 }
 
 /// Istio string values. For headers, exact values (which may be secrets: API keys, shared
-/// tokens) are compared by SHA-256 digest in constant time, so response timing reveals nothing
-/// about them; the other forms go through the shared matcher.
+/// tokens) are compared in constant time, so response timing reveals nothing about them; the
+/// other forms go through the shared matcher.
 struct ValueSet {
-    exact_digests: Vec<[u8; 32]>,
+    exact_secrets: Vec<Box<[u8]>>,
     others: Option<StringSet>,
 }
 
@@ -213,14 +214,14 @@ impl ValueSet {
         if values.is_empty() {
             return Err(ConfigError::new(field, "must not be empty when present"));
         }
-        let mut exact_digests = Vec::new();
+        let mut exact_secrets = Vec::new();
         let mut others = Vec::new();
         for (k, value) in values.iter().enumerate() {
             let pattern = StringPattern::parse(value)
                 .map_err(|reason| ConfigError::new(format!("{field}[{k}]"), reason))?;
             match pattern {
                 StringPattern::Exact(exact) if constant_time => {
-                    exact_digests.push(hmac_sha256::Hash::hash(exact.as_bytes()))
+                    exact_secrets.push(exact.as_bytes().into())
                 }
                 _ => others.push(value.clone()),
             }
@@ -231,18 +232,16 @@ impl ValueSet {
             Some(StringSet::compile(&others, Case::Sensitive, field)?)
         };
         Ok(Self {
-            exact_digests,
+            exact_secrets,
             others,
         })
     }
 
     fn matches(&self, value: &str) -> bool {
-        let digest = hmac_sha256::Hash::hash(value.as_bytes());
-        // Every digest is compared, whichever matches, so the time does not depend on which.
-        let exact = self
-            .exact_digests
-            .iter()
-            .fold(false, |found, d| ct_codecs::verify(d, &digest) | found);
+        // Every secret is compared, whichever matches, so the time does not depend on which.
+        let exact = self.exact_secrets.iter().fold(false, |found, secret| {
+            equals_secret(secret, value.as_bytes()) | found
+        });
         exact || self.others.as_ref().is_some_and(|set| set.matches(value))
     }
 }
