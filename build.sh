@@ -53,14 +53,16 @@ usage: ./build.sh <command> [ARGS...]    (./build.sh help, or any command with -
                      each compared with the router-only floor of the same round; table and JSON
                      in target/bench/ (about 10 min; --quick: one short round; --smoke: only
                      checks that every case answers, no timing)
-  profile [--sections] [--requests N] [--cpu-prof | --count]
+  profile [--sections] [--requests N] [--cpu-prof | --count | --functions]
                      the bundle's own code without Envoy: dist/model-gateway.wasm in Node.js's v8
                      behind a JavaScript proxy-wasm host, one allowed request after another
                      (harness/profile/); µs per request, the fastest of five batches; --sections:
                      no section, each alone, all four; --cpu-prof: a build with function names,
                      one Node.js CPU profile per run in target/profile/; --count: the module
                      instrumented (wasm-opt --log-execution), its steps (function entries and
-                     loop iterations) per request, the same in every run
+                     loop iterations) per request, the same in every run;
+                     --functions: the same counted in a build with function names, and
+                     per run the 25 functions with the most steps
   fuzz [--time SECONDS] [TARGET...]
                      run each fuzz target (fuzz/fuzz_targets/, cargo fuzz on nightly) for SECONDS
                      (default 60); fails if one finds an input that breaks it (saved in
@@ -529,6 +531,24 @@ profile() {
         wasm-opt "${WASM_OPT_FEATURES[@]}" --log-execution dist/model-gateway.wasm \
           -o target/profile/model-gateway.counted.wasm
         module=target/profile/model-gateway.counted.wasm ;;
+      --functions)
+        # Steps counted in a build with its function names (not trimmed or optimized by
+        # wasm-opt as dist/ is, so its totals are higher); each log_execution id mapped to the
+        # function it was put in.
+        step "model-gateway with its function names, counted -> target/profile/"
+        cargo build --release --target wasm32-wasip1 -p model-gateway \
+          --features model-gateway/module --config profile.release.strip=false \
+          --target-dir target/profile
+        wasm-opt "${WASM_OPT_FEATURES[@]}" -g --log-execution \
+          target/profile/wasm32-wasip1/release/model_gateway.wasm \
+          -o target/profile/model-gateway.functions.wasm
+        wasm-dis "${WASM_OPT_FEATURES[@]}" target/profile/model-gateway.functions.wasm \
+          | awk '/^ \(func \$/ { name = substr($2, 2) }
+                 after_call && match($0, /i32\.const [0-9]+/) {
+                   print substr($0, RSTART + 10, RLENGTH - 10) "\t" name }
+                 { after_call = /call \$log_execution$/ }' > target/profile/log-ids.tsv
+        module=target/profile/model-gateway.functions.wasm
+        args+=(--functions "$ROOT/target/profile/log-ids.tsv") ;;
       *) args+=("$arg") ;;
     esac
   done

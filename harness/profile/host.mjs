@@ -7,12 +7,14 @@
 // case does (docs/performance.md).
 //
 // Usage (./build.sh profile): node host.mjs --module FILE --fixture FILE [--requests N]
-//   [--sections]
+//   [--sections] [--functions FILE]
 // --sections: the module with no section, each section alone, then all four. Run node with
 // --cpu-prof for a profile by function (a module built with its names: ./build.sh profile
 // --cpu-prof). A module instrumented by binaryen's `wasm-opt --log-execution` (./build.sh
 // profile --count) calls `env.log_execution` at every function entry and loop iteration: this
-// host counts those steps per request, a number that does not move from run to run. Exits 1
+// host counts those steps per request, a number that does not move from run to run; with
+// --functions FILE (lines `id<TAB>function`, ./build.sh profile --functions) it also prints, per
+// run, the functions that took the most of them. Exits 1
 // when the configuration is refused, a request is refused or paused, or the module reaches a
 // hostcall this host does not give.
 import { readFileSync } from 'node:fs';
@@ -26,11 +28,58 @@ const option = (name, fallback) => {
 const modulePath = option('--module');
 const fixture = JSON.parse(readFileSync(option('--fixture'), 'utf8'));
 const requests = Number(option('--requests', '20000'));
+const functionsPath = option('--functions');
 if (!modulePath || !Number.isInteger(requests) || requests < 1) {
-  console.error('usage: node host.mjs --module FILE --fixture FILE [--requests N] [--sections]');
+  console.error('usage: node host.mjs --module FILE --fixture FILE [--requests N] [--sections]'
+    + ' [--functions FILE]');
   process.exit(2);
 }
 const module = new WebAssembly.Module(readFileSync(modulePath));
+
+// --functions: the function each `log_execution` id is in, from the module's names.
+const functionOf = functionsPath ? readFunctions(functionsPath) : null;
+
+function readFunctions(path) {
+  const names = [];
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const [id, name] = line.split('\t');
+    if (name) names[Number(id)] = demangle(name);
+  }
+  return Array.from(names, (name) => name ?? '?');
+}
+
+// Rust's legacy symbols (`_ZN` length-prefixed parts `17h<hash>E`) made readable; others as
+// they are.
+function demangle(symbol) {
+  if (!symbol.startsWith('_ZN')) return symbol;
+  const parts = [];
+  let at = 3;
+  while (at < symbol.length && symbol[at] !== 'E') {
+    const digits = /^\d+/.exec(symbol.slice(at));
+    if (!digits) return symbol;
+    at += digits[0].length;
+    parts.push(symbol.slice(at, at + Number(digits[0])));
+    at += Number(digits[0]);
+  }
+  if (/^h[0-9a-f]{16}$/.test(parts.at(-1) ?? '')) parts.pop();
+  const escapes = { SP: '@', BP: '*', RF: '&', LT: '<', GT: '>', LP: '(', RP: ')', C: ',' };
+  return parts
+    .map((part) => part
+      .replace(/^_\$/, '$')
+      .replace(/\$u([0-9a-f]+)\$/g, (_, hex) => String.fromCodePoint(parseInt(hex, 16)))
+      .replace(/\$([A-Z]+)\$/g, (all, code) => escapes[code] ?? all)
+      .replace(/\.\./g, '::'))
+    .join('::');
+}
+
+// Steps per request by function, the 25 largest.
+function stepsByFunction(byId, n) {
+  const totals = new Map();
+  byId.forEach((count, id) => {
+    if (count) totals.set(functionOf[id], (totals.get(functionOf[id]) ?? 0) + count / n);
+  });
+  return [...totals].sort((a, b) => b[1] - a[1]).slice(0, 25);
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -108,7 +157,7 @@ class HeaderMap {
 function startVm(pluginConfig) {
   const configuration = encoder.encode(JSON.stringify(pluginConfig));
   const counts = new Map();
-  const steps = { taken: 0 };
+  const steps = { taken: 0, byId: functionOf ? new Float64Array(functionOf.length) : null };
   const shared = new Map();
   let version = 0;
   let now = startNanos;
@@ -203,8 +252,9 @@ function startVm(pluginConfig) {
     proxy_record_metric: () => (count('record_metric'), OK),
     proxy_set_effective_context: () => OK,
     proxy_continue_stream: () => OK,
-    log_execution: () => {
+    log_execution: (id) => {
       steps.taken++;
+      if (steps.byId) steps.byId[id]++;
     },
   };
   const env = {};
@@ -255,6 +305,7 @@ function measure(pluginConfig) {
   for (let i = 0; i < batch; i++) exchange();
   counts.clear();
   steps.taken = 0;
+  steps.byId?.fill(0);
   const perRequest = [];
   for (let round = 0; round < 5; round++) {
     const start = process.hrtime.bigint();
@@ -263,7 +314,8 @@ function measure(pluginConfig) {
   }
   perRequest.sort((a, b) => a - b);
   const hostcalls = [...counts].map(([name, n]) => `${name} ${n / (5 * batch)}`).join(', ');
-  return { micros: perRequest[0], steps: steps.taken / (5 * batch), hostcalls };
+  const n = 5 * batch;
+  return { micros: perRequest[0], steps: steps.taken / n, byId: steps.byId, n, hostcalls };
 }
 
 const all = fixture.pluginConfig;
@@ -275,8 +327,14 @@ console.log(`${modulePath}: µs per request in Node.js's v8, hostcalls given by 
 const counted = WebAssembly.Module.imports(module).some((i) => i.name === 'log_execution');
 console.log(`| sections | µs/request |${counted ? ' steps/request |' : ''} hostcalls per request |`);
 console.log(`|---|---|${counted ? '---|' : ''}---|`);
+const byFunction = [];
 for (const [name, config] of runs) {
-  const { micros, steps, hostcalls } = measure(config);
+  const { micros, steps, byId, n, hostcalls } = measure(config);
   const stepsColumn = counted ? ` ${steps.toFixed(0)} |` : '';
   console.log(`| ${name} | ${micros.toFixed(2)} |${stepsColumn} ${hostcalls || '-'} |`);
+  if (byId) byFunction.push([name, stepsByFunction(byId, n)]);
+}
+for (const [name, top] of byFunction) {
+  console.log(`\n${name}: the functions with the most steps per request`);
+  for (const [fn, perRequest] of top) console.log(`${perRequest.toFixed(1).padStart(8)}  ${fn}`);
 }
