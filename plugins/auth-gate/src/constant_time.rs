@@ -3,27 +3,31 @@
 
 /// Whether `presented` holds exactly the bytes of `secret`. Every word of the secret is read and
 /// compared whatever `presented` holds, so the time depends on the secret's length alone: a
-/// guess cannot time how much of the secret it matched. Eight bytes at a time: byte by byte,
-/// the compare of a cached token was a third of a cached request's own work.
+/// guess cannot time how much of the secret it matched, and one of another length is compared
+/// with the secret itself, as long. Eight bytes at a time: byte by byte, the compare of a
+/// cached token was a third of a cached request's own work.
 pub fn equals_secret(secret: &[u8], presented: &[u8]) -> bool {
-    // usize is at most 64 bits on every target this builds for.
-    let mut difference = (secret.len() ^ presented.len()) as u64;
-    for at in (0..secret.len()).step_by(8) {
-        difference |= word_at(secret, at) ^ word_at(presented, at);
+    let same_length = secret.len() == presented.len();
+    let other = if same_length { presented } else { secret };
+    let mut difference = u64::from(!same_length);
+    let mut secret_words = secret.chunks_exact(8);
+    let mut other_words = other.chunks_exact(8);
+    for (a, b) in (&mut secret_words).zip(&mut other_words) {
+        difference |= full_word(a) ^ full_word(b);
     }
+    difference |= tail_word(secret_words.remainder()) ^ tail_word(other_words.remainder());
     std::hint::black_box(difference) == 0
 }
 
-/// The eight bytes of `bytes` from `at`, zeros past its end.
-fn word_at(bytes: &[u8], at: usize) -> u64 {
-    if let Some(word) = bytes.get(at..at.saturating_add(8)) {
-        if let Ok(word) = <[u8; 8]>::try_from(word) {
-            return u64::from_le_bytes(word);
-        }
-    }
+/// Eight bytes as one word (`chunks_exact(8)` gives no other length).
+fn full_word(bytes: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(bytes).map_or(0, u64::from_le_bytes)
+}
+
+/// Fewer than eight bytes as one word, zeros after them.
+fn tail_word(bytes: &[u8]) -> u64 {
     let mut word = [0u8; 8];
-    let tail = bytes.get(at..).unwrap_or_default();
-    for (slot, byte) in word.iter_mut().zip(tail) {
+    for (slot, byte) in word.iter_mut().zip(bytes) {
         *slot = *byte;
     }
     u64::from_le_bytes(word)
