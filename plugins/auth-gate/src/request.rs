@@ -20,8 +20,13 @@ pub struct RequestView<'a> {
 }
 
 impl RequestView<'static> {
+    /// Names are lowercased, as Envoy's are in the maps it hands over.
     pub fn new(headers: Vec<(String, String)>) -> Self {
-        let headers = HeaderMap::from_pairs(headers);
+        let headers = HeaderMap::from_pairs(
+            headers
+                .into_iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value)),
+        );
         let lossy = headers.iter().map(|_| OnceCell::new()).collect();
         Self {
             headers: Cow::Owned(headers),
@@ -39,15 +44,16 @@ impl<'a> RequestView<'a> {
         }
     }
 
-    /// Every value of header `name` (ASCII case-insensitive), in order.
+    /// Every value of header `name` (lowercase, as the names of the map are), in order.
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         self.headers
-            .iter()
-            .zip(&self.lossy)
-            .filter(move |((key, _), _)| key.eq_ignore_ascii_case(name))
-            .map(|((_, value), lossy)| match std::str::from_utf8(value) {
+            .values_of(name)
+            .map(|(index, value)| match std::str::from_utf8(value) {
                 Ok(text) => text,
-                Err(_) => lossy.get_or_init(|| String::from_utf8_lossy(value).into_owned()),
+                // One cell per pair, made with the view.
+                Err(_) => self.lossy.get(index).map_or("", |lossy| {
+                    lossy.get_or_init(|| String::from_utf8_lossy(value).into_owned())
+                }),
             })
     }
 
@@ -214,7 +220,7 @@ pub(crate) mod tests {
         assert!(matches!(view.headers, Cow::Borrowed(_)));
         assert_eq!(view.path(), "/v1/models/m:predict");
         assert_eq!(
-            view.values("X-Role").collect::<Vec<_>>(),
+            view.values("x-role").collect::<Vec<_>>(),
             ["admin", "a\u{fffd}"]
         );
         assert_eq!(view.joined("x-role").as_deref(), Some("admin,a\u{fffd}"));

@@ -112,8 +112,12 @@ impl HeaderMap {
     fn pair(&self, name: Span, value: Span) -> (&str, &[u8]) {
         (
             self.names.get(name.start..name.end).unwrap_or_default(),
-            self.values.get(value.start..value.end).unwrap_or_default(),
+            self.pair_value(value),
         )
+    }
+
+    fn pair_value(&self, value: Span) -> &[u8] {
+        self.values.get(value.start..value.end).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -124,11 +128,29 @@ impl HeaderMap {
         self.pairs.is_empty()
     }
 
+    /// Every value of `name`, in order, with the index of its pair in [`HeaderMap::iter`].
+    pub fn values_of<'s, 'n>(
+        &'s self,
+        name: &'n str,
+    ) -> impl Iterator<Item = (usize, &'s [u8])> + use<'s, 'n> {
+        self.pairs
+            .iter()
+            .enumerate()
+            .filter(move |(_, (key, _))| self.is_named(*key, name))
+            .map(|(index, (_, value))| (index, self.pair_value(*value)))
+    }
+
     /// The first value of `name`.
     pub fn first(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value)
+        self.pairs
+            .iter()
+            .find(|(key, _)| self.is_named(*key, name))
+            .map(|(_, value)| self.pair_value(*value))
+    }
+
+    /// The length first: most names are told apart by it, without reading them.
+    fn is_named(&self, key: Span, name: &str) -> bool {
+        key.end - key.start == name.len() && self.names.get(key.start..key.end) == Some(name)
     }
 
     /// Adds a pair at the end.
@@ -230,6 +252,16 @@ mod tests {
         assert_eq!(map.first("x-api-key"), Some(&b"k1"[..]));
         assert_eq!(map.first("x-other"), None);
         assert_eq!(map, HeaderMap::from_pairs(expected));
+    }
+
+    #[test]
+    fn values_of_a_name_come_in_order_with_their_pair_index() {
+        let map = HeaderMap::from_pairs([("ab", "1"), ("x", "2"), ("a", "3"), ("x", "4")]);
+        let values: Vec<(usize, &[u8])> = map.values_of("x").collect();
+        assert_eq!(values, [(1, &b"2"[..]), (3, &b"4"[..])]);
+        assert_eq!(map.values_of("a").collect::<Vec<_>>(), [(2, &b"3"[..])]);
+        assert_eq!(map.values_of("X").count(), 0);
+        assert_eq!(map.first("ab"), Some(&b"1"[..]));
     }
 
     #[test]

@@ -65,12 +65,13 @@ impl<'a> HeaderPairs<'a> {
     /// Every value of `name` (lower-case), in order: a [`RequestView::header_values`].
     pub fn values(&self, name: &str) -> Vec<&str> {
         self.pairs
-            .iter()
-            .zip(&self.rendered)
-            .filter(|((key, _), _)| *key == name)
-            .map(|((_, value), rendered)| match std::str::from_utf8(value) {
+            .values_of(name)
+            .map(|(index, value)| match std::str::from_utf8(value) {
                 Ok(text) => text,
-                Err(_) => rendered.get_or_init(|| header_text(value.to_vec())),
+                // One cell per pair, made with the map.
+                Err(_) => self.rendered.get(index).map_or("", |rendered| {
+                    rendered.get_or_init(|| header_text(value.to_vec()))
+                }),
             })
             .collect()
     }
