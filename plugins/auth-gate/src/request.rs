@@ -27,7 +27,9 @@ impl RequestView<'static> {
                 .into_iter()
                 .map(|(name, value)| (name.to_ascii_lowercase(), value)),
         );
-        let lossy = headers.iter().map(|_| OnceCell::new()).collect();
+        let lossy = std::iter::repeat_with(OnceCell::new)
+            .take(headers.len())
+            .collect();
         Self {
             headers: Cow::Owned(headers),
             lossy,
@@ -40,7 +42,9 @@ impl<'a> RequestView<'a> {
     pub fn from_host(headers: &'a HeaderMap) -> Self {
         Self {
             headers: Cow::Borrowed(headers),
-            lossy: headers.iter().map(|_| OnceCell::new()).collect(),
+            lossy: std::iter::repeat_with(OnceCell::new)
+                .take(headers.len())
+                .collect(),
         }
     }
 

@@ -1,18 +1,16 @@
 //! A header map as proxy-wasm hands it over, read in place. The host serializes a map into one
 //! buffer (the pair count, each name and value size, then each name and value with a NUL after
 //! it); the SDK copies every name into a `String` and every value into a `Vec`, two allocations
-//! per header on every request. This map keeps the buffer and the positions in it.
+//! per header on every request. This map keeps the buffer and the positions in it: no copy, and
+//! no UTF-8 check of a name unless it is read as text.
 
 /// Every header of a map, each value of a repeated header as its own pair, in the order received.
 /// Two maps are equal when they hold the same pairs in the same order, however they are stored.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderMap {
-    /// The names, one after the other. Envoy's codecs let no name through that is not a token,
-    /// so a name that is not UTF-8 never comes; one would be kept lossily, matching nothing.
-    names: String,
-    /// The host's buffer itself; a value a filter sets is added at its end.
-    values: Vec<u8>,
-    /// Per pair, where its name is in `names` and its value in `values`.
+    /// The host's buffer itself; a pair a filter sets is added at its end.
+    bytes: Vec<u8>,
+    /// Per pair, where its name and its value are in `bytes`.
     pairs: Vec<(Span, Span)>,
 }
 
@@ -41,7 +39,7 @@ impl PartialEq for HeaderMap {
 impl Eq for HeaderMap {}
 
 impl HeaderMap {
-    /// Reads proxy-wasm's serialization of a map, keeping `serialized` as the values' storage.
+    /// Reads proxy-wasm's serialization of a map, keeping `serialized` as the storage.
     pub fn parse(serialized: Vec<u8>) -> Result<Self, MalformedMap> {
         if serialized.is_empty() {
             return Ok(Self::default());
@@ -54,28 +52,20 @@ impl HeaderMap {
         }
         let mut pairs = Vec::with_capacity(count);
         let mut at = 4 + count * 8;
-        // Every name fits in what the buffer holds past the sizes: one allocation for all.
-        let mut names = String::with_capacity(serialized.len().saturating_sub(at));
         for i in 0..count {
             let name_size = read_u32(&serialized, 4 + i * 8)?;
             let value_size = read_u32(&serialized, 8 + i * 8)?;
             let name_end = at.checked_add(name_size).ok_or(MalformedMap)?;
-            let name = serialized.get(at..name_end).ok_or(MalformedMap)?;
-            let value_start = name_end + 1;
+            let value_start = name_end.checked_add(1).ok_or(MalformedMap)?;
             let value_end = value_start.checked_add(value_size).ok_or(MalformedMap)?;
             // The value and the NUL after it.
             if value_end >= serialized.len() {
                 return Err(MalformedMap);
             }
-            let name_start = names.len();
-            match std::str::from_utf8(name) {
-                Ok(name) => names.push_str(name),
-                Err(_) => names.push_str(&String::from_utf8_lossy(name)),
-            }
             pairs.push((
                 Span {
-                    start: name_start,
-                    end: names.len(),
+                    start: at,
+                    end: name_end,
                 },
                 Span {
                     start: value_start,
@@ -85,8 +75,7 @@ impl HeaderMap {
             at = value_end + 1;
         }
         Ok(Self {
-            names,
-            values: serialized,
+            bytes: serialized,
             pairs,
         })
     }
@@ -102,7 +91,8 @@ impl HeaderMap {
         map
     }
 
-    /// Every pair, in order: name and value.
+    /// Every pair, in order: name and value. Envoy's codecs let no name through that is not a
+    /// token, so a name is UTF-8; one that is not would read as U+FFFD, matching nothing.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.pairs
             .iter()
@@ -110,14 +100,15 @@ impl HeaderMap {
     }
 
     fn pair(&self, name: Span, value: Span) -> (&str, &[u8]) {
+        let name = self.span(name);
         (
-            self.names.get(name.start..name.end).unwrap_or_default(),
-            self.pair_value(value),
+            std::str::from_utf8(name).unwrap_or("\u{fffd}"),
+            self.span(value),
         )
     }
 
-    fn pair_value(&self, value: Span) -> &[u8] {
-        self.values.get(value.start..value.end).unwrap_or_default()
+    fn span(&self, span: Span) -> &[u8] {
+        self.bytes.get(span.start..span.end).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -137,7 +128,7 @@ impl HeaderMap {
             .iter()
             .enumerate()
             .filter(move |(_, (key, _))| self.is_named(*key, name))
-            .map(|(index, (_, value))| (index, self.pair_value(*value)))
+            .map(|(index, (_, value))| (index, self.span(*value)))
     }
 
     /// The first value of `name`.
@@ -145,36 +136,40 @@ impl HeaderMap {
         self.pairs
             .iter()
             .find(|(key, _)| self.is_named(*key, name))
-            .map(|(_, value)| self.pair_value(*value))
+            .map(|(_, value)| self.span(*value))
     }
 
     /// The length first: most names are told apart by it, without reading them.
     fn is_named(&self, key: Span, name: &str) -> bool {
-        key.end - key.start == name.len() && self.names.get(key.start..key.end) == Some(name)
+        has_name(&self.bytes, key, name)
     }
 
     /// Adds a pair at the end.
     pub fn push(&mut self, name: &str, value: &[u8]) {
-        let name = self.add_name(name);
-        let value = self.add_value(value);
+        let name = self.add(name.as_bytes());
+        let value = self.add(value);
         self.pairs.push((name, value));
     }
 
     /// Sets `name` to `value` as the host's replace does: in place of its first value, its other
     /// values dropped; added at the end when absent.
     pub fn set(&mut self, name: &str, value: &[u8]) {
-        let Some(first) = self.iter().position(|(key, _)| key == name) else {
+        let Some(first) = self
+            .pairs
+            .iter()
+            .position(|(key, _)| self.is_named(*key, name))
+        else {
             self.push(name, value);
             return;
         };
-        let value = self.add_value(value);
+        let value = self.add(value);
         if let Some(pair) = self.pairs.get_mut(first) {
             pair.1 = value;
         }
         let mut index = 0;
-        let names = &self.names;
+        let bytes = &self.bytes;
         self.pairs.retain(|(key, _)| {
-            let keep = index == first || names.get(key.start..key.end) != Some(name);
+            let keep = index == first || !has_name(bytes, *key, name);
             index += 1;
             keep
         });
@@ -182,28 +177,22 @@ impl HeaderMap {
 
     /// Removes every value of `name`.
     pub fn remove(&mut self, name: &str) {
-        let names = &self.names;
-        self.pairs
-            .retain(|(key, _)| names.get(key.start..key.end) != Some(name));
+        let bytes = &self.bytes;
+        self.pairs.retain(|(key, _)| !has_name(bytes, *key, name));
     }
 
-    fn add_name(&mut self, name: &str) -> Span {
-        let start = self.names.len();
-        self.names.push_str(name);
+    fn add(&mut self, added: &[u8]) -> Span {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(added);
         Span {
             start,
-            end: self.names.len(),
+            end: self.bytes.len(),
         }
     }
+}
 
-    fn add_value(&mut self, value: &[u8]) -> Span {
-        let start = self.values.len();
-        self.values.extend_from_slice(value);
-        Span {
-            start,
-            end: self.values.len(),
-        }
-    }
+fn has_name(bytes: &[u8], key: Span, name: &str) -> bool {
+    key.end - key.start == name.len() && bytes.get(key.start..key.end) == Some(name.as_bytes())
 }
 
 #[cfg(test)]
@@ -271,9 +260,11 @@ mod tests {
     }
 
     #[test]
-    fn a_name_that_is_not_utf8_is_kept_lossily() {
+    fn a_name_that_is_not_utf8_reads_as_a_replacement_character_matching_nothing() {
         let map = HeaderMap::parse(serialize(&[(b"x-\xff", b"v")])).unwrap();
-        assert_eq!(collected(&map), [("x-\u{fffd}".to_string(), b"v".to_vec())]);
+        assert_eq!(collected(&map), [("\u{fffd}".to_string(), b"v".to_vec())]);
+        assert_eq!(map.first("x-"), None);
+        assert_eq!(map.first("\u{fffd}"), None);
     }
 
     #[test]

@@ -58,7 +58,9 @@ impl<'a> HeaderPairs<'a> {
     pub fn new(pairs: &'a HeaderMap) -> Self {
         Self {
             pairs,
-            rendered: pairs.iter().map(|_| OnceCell::new()).collect(),
+            rendered: std::iter::repeat_with(OnceCell::new)
+                .take(pairs.len())
+                .collect(),
         }
     }
 
