@@ -18,6 +18,11 @@ pub trait RequestView {
     /// Every value of a request header (lower-case `name`, `:path` and `:method` included), in
     /// the order received; empty when absent.
     fn header_values(&self, name: &str) -> Vec<&str>;
+    /// The first value of a request header, as [`RequestView::header_values`] would list it
+    /// first; a view that can find it without listing them all says so.
+    fn first_header_value(&self, name: &str) -> Option<&str> {
+        self.header_values(name).first().copied()
+    }
     /// The downstream client address Envoy trusts (proxy-wasm `source.address`).
     fn remote_ip(&self) -> Option<IpAddr>;
 }
@@ -68,14 +73,24 @@ impl<'a> HeaderPairs<'a> {
     pub fn values(&self, name: &str) -> Vec<&str> {
         self.pairs
             .values_of(name)
-            .map(|(index, value)| match std::str::from_utf8(value) {
-                Ok(text) => text,
-                // One cell per pair, made with the map.
-                Err(_) => self.rendered.get(index).map_or("", |rendered| {
-                    rendered.get_or_init(|| header_text(value.to_vec()))
-                }),
-            })
+            .map(|(index, value)| self.text(index, value))
             .collect()
+    }
+
+    /// The first value of `name` (lower-case): a [`RequestView::first_header_value`].
+    pub fn first(&self, name: &str) -> Option<&str> {
+        let (index, value) = self.pairs.values_of(name).next()?;
+        Some(self.text(index, value))
+    }
+
+    fn text<'s>(&'s self, index: usize, value: &'s [u8]) -> &'s str {
+        match std::str::from_utf8(value) {
+            Ok(text) => text,
+            // One cell per pair, made with the map.
+            Err(_) => self.rendered.get(index).map_or("", |rendered| {
+                rendered.get_or_init(|| header_text(value.to_vec()))
+            }),
+        }
     }
 }
 
@@ -201,8 +216,7 @@ impl Hits {
                 // absl's `SimpleAtoi`, as Envoy reads it. A weight of 0 is kept: no bucket
                 // admits it, as Envoy's filter refuses it (the parity test checks this).
                 let parsed = request
-                    .header_values(name)
-                    .first()
+                    .first_header_value(name)
                     .and_then(|v| v.trim_ascii().parse::<u64>().ok())
                     .filter(|n| *n <= MAX_HITS)
                     .and_then(|n| u32::try_from(n).ok());
@@ -619,7 +633,7 @@ impl Action {
                 header,
                 key,
                 skip_if_absent,
-            } => match request.header_values(header).first() {
+            } => match request.first_header_value(header) {
                 // Envoy takes the first value of a repeated header here.
                 Some(value) => {
                     descriptor.push((key.clone(), value.to_string()));
@@ -697,7 +711,7 @@ impl Action {
 /// is what follows the first `?` of `:path`, split at `&` and at each pair's first `=`; names and
 /// values are percent-decoded (`+` stays `+`), so `%61pi_key` is `api_key`.
 fn first_query_value(request: &dyn RequestView, name: &str) -> Option<String> {
-    let path = *request.header_values(":path").first()?;
+    let path = request.first_header_value(":path")?;
     let (_, query) = path.split_once('?')?;
     query.split('&').find_map(|pair| {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -1060,6 +1074,16 @@ mod tests {
         assert_eq!(pairs.values("x-api-key")[1], header_text(vec![b'k', 0xff]));
         assert_eq!(pairs.values(":path"), ["/é"]);
         assert!(pairs.values("x-other").is_empty());
+        assert_eq!(pairs.first("x-api-key"), Some("k1"));
+        assert_eq!(pairs.first(":path"), Some("/é"));
+        assert_eq!(pairs.first("x-other"), None);
+        let repeated_bad_first = HeaderMap::from_pairs([
+            ("x-api-key", vec![b'k', 0xff]),
+            ("x-api-key", b"k1".to_vec()),
+        ]);
+        let pairs = HeaderPairs::new(&repeated_bad_first);
+        assert_eq!(pairs.first("x-api-key"), Some("\0k\\xff"));
+        assert_eq!(pairs.first("x-api-key"), pairs.values("x-api-key").first().copied());
     }
 
     /// Fuzz finding (ratelimit_descriptors): the doc promises distinct values stay distinct, but

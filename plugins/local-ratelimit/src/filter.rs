@@ -147,6 +147,10 @@ impl actions::RequestView for HostRequest<'_> {
         self.headers.values(name)
     }
 
+    fn first_header_value(&self, name: &str) -> Option<&str> {
+        self.headers.first(name)
+    }
+
     fn remote_ip(&self) -> Option<IpAddr> {
         plugin_kit::host::source_ip()
     }
