@@ -14,16 +14,18 @@ use plugin_kit::metrics::sanitize_tag_value;
 /// `/v2/models/<model>[/versions/<v>]/<verb>` (v2 / Open Inference Protocol). Query and fragment
 /// are ignored. `None` for any other path.
 pub fn model_from_path(path: &str) -> Option<&str> {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    if let Some(rest) = path.strip_prefix("/v1/models/") {
-        let model = rest.split([':', '/']).next().unwrap_or_default();
-        return (!model.is_empty()).then_some(model);
-    }
-    if let Some(rest) = path.strip_prefix("/v2/models/") {
-        let model = rest.split('/').next().unwrap_or_default();
-        return (!model.is_empty()).then_some(model);
-    }
-    None
+    // Neither prefix holds `?` or `#`, so the name ends at the first of its stop characters
+    // whether or not a query or fragment follows: one scan of the name, not of the path.
+    let (rest, stops): (&str, &[u8]) = if let Some(rest) = path.strip_prefix("/v1/models/") {
+        (rest, b":/?#")
+    } else {
+        (path.strip_prefix("/v2/models/")?, b"/?#")
+    };
+    let end = rest
+        .bytes()
+        .position(|b| stops.contains(&b))
+        .unwrap_or(rest.len());
+    rest.get(..end).filter(|model| !model.is_empty())
 }
 
 /// The proxy-wide list of admitted model names, as the host's shared data stores it.
@@ -167,6 +169,10 @@ mod tests {
             model_from_path("/v2/models/bert.v2/infer#f"),
             Some("bert.v2")
         );
+        assert_eq!(model_from_path("/v2/models/bert?x=/y"), Some("bert"));
+        assert_eq!(model_from_path("/v1/models/bert#:x"), Some("bert"));
+        assert_eq!(model_from_path("/v1/models?/bert"), None);
+        assert_eq!(model_from_path("/v1/models/?x"), None);
         assert_eq!(model_from_path("/v1/models/:predict"), None);
         assert_eq!(model_from_path("/v2/models//infer"), None);
         assert_eq!(model_from_path("/predict"), None);

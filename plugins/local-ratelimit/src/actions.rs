@@ -1083,7 +1083,10 @@ mod tests {
         ]);
         let pairs = HeaderPairs::new(&repeated_bad_first);
         assert_eq!(pairs.first("x-api-key"), Some("\0k\\xff"));
-        assert_eq!(pairs.first("x-api-key"), pairs.values("x-api-key").first().copied());
+        assert_eq!(
+            pairs.first("x-api-key"),
+            pairs.values("x-api-key").first().copied()
+        );
     }
 
     /// Fuzz finding (ratelimit_descriptors): the doc promises distinct values stay distinct, but
