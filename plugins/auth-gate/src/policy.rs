@@ -13,6 +13,7 @@ use plugin_kit::istio::{
     Case, OperationMatcher, PathNormalization, RequestInfo, StringPattern, StringSet,
 };
 use serde_json::Value;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// What the policies see of a request.
@@ -81,7 +82,7 @@ enum Values {
 
 impl Values {
     /// Whether one of the attribute's values (`candidates`) matches.
-    fn match_any(&self, candidates: &[String], identity: Option<&Identity>) -> bool {
+    fn match_any(&self, candidates: &[Cow<'_, str>], identity: Option<&Identity>) -> bool {
         match self {
             Values::Strings(set) => candidates.iter().any(|value| set.matches(value)),
             Values::IpBlocks(blocks) => candidates.iter().any(|value| {
@@ -565,25 +566,30 @@ impl CompiledCondition {
 }
 
 impl Attribute {
-    fn values(&self, attributes: &Attributes<'_>) -> Vec<String> {
+    /// The attribute's values, borrowed from the request and the token where they are.
+    fn values<'v>(&'v self, attributes: &'v Attributes<'v>) -> Vec<Cow<'v, str>> {
         let identity = attributes.identity;
         match self {
             // Each header line on its own, as Envoy's header matcher reads a repeated header.
-            Attribute::Header(name) => attributes
-                .request
-                .values(name)
-                .map(str::to_string)
-                .collect(),
+            Attribute::Header(name) => attributes.request.values(name).map(Cow::Borrowed).collect(),
             // Matched on `iss` and `sub` by `Values::Principals`.
             Attribute::Principal => Vec::new(),
-            Attribute::Audiences => identity.map(|id| id.audiences.clone()).unwrap_or_default(),
+            Attribute::Audiences => identity
+                .map(|id| {
+                    id.audiences
+                        .iter()
+                        .map(|a| Cow::Borrowed(a.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             Attribute::Presenter => identity
-                .and_then(|id| id.presenter.clone())
+                .and_then(|id| id.presenter.as_deref())
+                .map(Cow::Borrowed)
                 .into_iter()
                 .collect(),
             Attribute::RemoteIp => attributes
                 .remote_ip
-                .map(|ip| ip.to_string())
+                .map(|ip| Cow::Owned(ip.to_string()))
                 .into_iter()
                 .collect(),
             Attribute::Claim(path) => {
@@ -607,19 +613,19 @@ impl Attribute {
 
 /// A claim as strings: a string (its words when the claim is space-delimited), or each string
 /// of a list. Other JSON types match nothing, as in Istio.
-fn claim_strings(value: Option<&Value>, split: bool) -> Vec<String> {
+fn claim_strings(value: Option<&Value>, split: bool) -> Vec<Cow<'_, str>> {
     match value {
         // Envoy turns a space-delimited claim into the list of its words.
         Some(Value::String(text)) if split => text
             .split(' ')
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
+            .map(Cow::Borrowed)
             .collect(),
-        Some(Value::String(text)) => vec![text.clone()],
+        Some(Value::String(text)) => vec![Cow::Borrowed(text)],
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(Value::as_str)
-            .map(str::to_string)
+            .map(Cow::Borrowed)
             .collect(),
         _ => Vec::new(),
     }
