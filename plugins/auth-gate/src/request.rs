@@ -49,7 +49,10 @@ impl<'a> RequestView<'a> {
     }
 
     /// Every value of header `name` (lowercase, as the names of the map are), in order.
-    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+    pub fn values<'s, 'n>(
+        &'s self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'s str> + use<'s, 'n, 'a> {
         self.headers
             .values_of(name)
             .map(|(index, value)| match std::str::from_utf8(value) {
@@ -63,10 +66,19 @@ impl<'a> RequestView<'a> {
 
     /// The values of `name` joined with `,`, as Envoy's header matchers read a repeated header;
     /// `None` when absent.
-    pub fn joined(&self, name: &str) -> Option<String> {
-        let mut values = self.values(name).peekable();
-        values.peek()?;
-        Some(values.collect::<Vec<_>>().join(","))
+    pub fn joined(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self.values(name);
+        let first = values.next()?;
+        let Some(second) = values.next() else {
+            // The common case: one line, read in place.
+            return Some(Cow::Borrowed(first));
+        };
+        let mut joined = [first, second].join(",");
+        for value in values {
+            joined.push(',');
+            joined.push_str(value);
+        }
+        Some(Cow::Owned(joined))
     }
 
     pub fn first<'s>(&'s self, name: &'s str) -> Option<&'s str> {
@@ -344,5 +356,14 @@ pub(crate) mod tests {
         assert_eq!(req.joined("x-test").as_deref(), Some("a,istio-is-cool"));
         assert_eq!(req.joined("x-missing"), None);
         assert_eq!(req.path(), "");
+        let one = request(&[("x-test", "only")]);
+        assert!(matches!(one.joined("x-test"), Some(Cow::Borrowed("only"))));
+        let three = request(&[
+            ("x-test", "a"),
+            ("x-other", "z"),
+            ("x-test", ""),
+            ("x-test", "c"),
+        ]);
+        assert_eq!(three.joined("x-test").as_deref(), Some("a,,c"));
     }
 }
