@@ -139,9 +139,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(!entries.is_empty());
             assert!(u64::from(descriptor.hits) <= local_ratelimit::actions::MAX_HITS);
             for (key, value) in entries {
-                if key == "path" {
+                if *key == "path" {
                     assert_eq!(
-                        Some(value.as_str()),
+                        Some(value.as_ref()),
                         request.header_values(":path").first().copied()
                     );
                 }

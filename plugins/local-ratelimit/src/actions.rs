@@ -10,6 +10,7 @@ use crate::config::{
 use crate::matcher::Descriptor;
 use plugin_kit::config::ConfigError;
 use plugin_kit::headers::HeaderMap;
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::IpAddr;
 
@@ -158,8 +159,8 @@ pub const MAX_HITS: u64 = 1_000_000_000;
 
 /// A descriptor of the request and the weight it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestDescriptor {
-    pub entries: Descriptor,
+pub struct RequestDescriptor<'a> {
+    pub entries: Descriptor<'a>,
     /// Tokens to take; 0 (from a request) is never admitted.
     pub hits: u32,
     /// The weight came from the request and was missing, not a number or above [`MAX_HITS`]:
@@ -627,7 +628,11 @@ impl Action {
     }
 
     /// Appends this action's entry; `false` means the `rate_limits` entry yields no descriptor.
-    fn populate(&self, request: &dyn RequestView, descriptor: &mut Descriptor) -> bool {
+    fn populate<'a>(
+        &'a self,
+        request: &'a dyn RequestView,
+        descriptor: &mut Descriptor<'a>,
+    ) -> bool {
         match self {
             Action::RequestHeader {
                 header,
@@ -636,7 +641,7 @@ impl Action {
             } => match request.first_header_value(header) {
                 // Envoy takes the first value of a repeated header here.
                 Some(value) => {
-                    descriptor.push((key.clone(), value.to_string()));
+                    descriptor.push((key, Cow::Borrowed(value)));
                     true
                 }
                 None => *skip_if_absent,
@@ -647,7 +652,7 @@ impl Action {
                 skip_if_absent,
             } => match first_query_value(request, name) {
                 Some(value) => {
-                    descriptor.push((key.clone(), value));
+                    descriptor.push((key, Cow::Owned(value)));
                     true
                 }
                 None => *skip_if_absent,
@@ -663,19 +668,19 @@ impl Action {
                         .is_some_and(|v| m.rule.as_ref().is_none_or(|rule| rule.matches(&v)))
                 });
                 if all == *expect_match {
-                    descriptor.push((key.clone(), value.clone()));
+                    descriptor.push((key, Cow::Borrowed(value)));
                     true
                 } else {
                     false
                 }
             }
             Action::Generic { key, value } => {
-                descriptor.push((key.clone(), value.clone()));
+                descriptor.push((key, Cow::Borrowed(value)));
                 true
             }
             Action::RemoteAddress => match request.remote_ip() {
                 Some(ip) => {
-                    descriptor.push(("remote_address".to_string(), ip.to_string()));
+                    descriptor.push(("remote_address", Cow::Owned(ip.to_string())));
                     true
                 }
                 None => false,
@@ -683,8 +688,8 @@ impl Action {
             Action::MaskedRemoteAddress { v4_len, v6_len } => match request.remote_ip() {
                 Some(ip) => {
                     descriptor.push((
-                        "masked_remote_address".to_string(),
-                        mask(ip, *v4_len, *v6_len),
+                        "masked_remote_address",
+                        Cow::Owned(mask(ip, *v4_len, *v6_len)),
                     ));
                     true
                 }
@@ -697,7 +702,7 @@ impl Action {
                 headers,
             } => {
                 if headers.iter().all(|h| h.matches(request)) == *expect_match {
-                    descriptor.push((key.clone(), value.clone()));
+                    descriptor.push((key, Cow::Borrowed(value)));
                     true
                 } else {
                     false
@@ -759,10 +764,10 @@ fn mask(ip: IpAddr, v4_len: u8, v6_len: u8) -> String {
 }
 
 /// The descriptors of a request, one per `rate_limits` entry that produced one.
-pub fn build_descriptors(
-    policies: &[RateLimitPolicy],
-    request: &dyn RequestView,
-) -> Vec<RequestDescriptor> {
+pub fn build_descriptors<'a>(
+    policies: &'a [RateLimitPolicy],
+    request: &'a dyn RequestView,
+) -> Vec<RequestDescriptor<'a>> {
     policies
         .iter()
         .filter_map(|policy| {
@@ -817,11 +822,19 @@ mod tests {
         }
     }
 
-    /// The entries only; the weights have their own test.
-    fn build_descriptors(p: &[RateLimitPolicy], request: &dyn RequestView) -> Vec<Descriptor> {
+    /// The entries only, owned; the weights have their own test.
+    fn build_descriptors(
+        p: &[RateLimitPolicy],
+        request: &dyn RequestView,
+    ) -> Vec<Vec<(String, String)>> {
         super::build_descriptors(p, request)
             .into_iter()
-            .map(|d| d.entries)
+            .map(|d| {
+                d.entries
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.into_owned()))
+                    .collect()
+            })
             .collect()
     }
 
@@ -845,7 +858,7 @@ mod tests {
             .unwrap_err()
     }
 
-    fn d(entries: &[(&str, &str)]) -> Descriptor {
+    fn d(entries: &[(&str, &str)]) -> Vec<(String, String)> {
         entries
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -6,6 +6,7 @@
 use crate::config::{DescriptorConfig, RateLimitSpec};
 use hashbrown::HashMap;
 use plugin_kit::config::ConfigError;
+use std::borrow::Cow;
 
 pub type LimitId = usize;
 
@@ -88,8 +89,9 @@ pub enum NamePart {
     RequestValue(String),
 }
 
-/// A request descriptor: Envoy's ordered `(key, value)` entries.
-pub type Descriptor = Vec<(String, String)>;
+/// A request descriptor: Envoy's ordered `(key, value)` entries. Keys come from the
+/// configuration; a value is borrowed from the configuration or the request where it can be.
+pub type Descriptor<'a> = Vec<(&'a str, Cow<'a, str>)>;
 
 /// The limit a descriptor got, and what identifies its bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,12 +288,13 @@ impl DescriptorTree {
     }
 
     /// The limit for one request descriptor, or `None` (not limited).
-    pub fn lookup(&self, descriptor: &[(String, String)]) -> Option<Matched> {
+    pub fn lookup(&self, descriptor: &[(&str, Cow<'_, str>)]) -> Option<Matched> {
         let mut level = &self.root;
         let mut bucket_values = Vec::with_capacity(descriptor.len());
         let last = descriptor.len().checked_sub(1)?;
         for (i, (key, value)) in descriptor.iter().enumerate() {
-            let nodes = level.keys.get(key)?;
+            let nodes = level.keys.get(*key)?;
+            let value: &str = value;
             let id = match nodes.exact.get(value) {
                 Some(&id) => id,
                 None => match nodes.wildcards.iter().find(|(p, _)| glob_match(p, value)) {
@@ -302,7 +305,7 @@ impl DescriptorTree {
             let node = self.nodes.get(id)?;
             match &node.shared_pattern {
                 Some(pattern) => bucket_values.push(pattern.clone()),
-                None => bucket_values.push(value.clone()),
+                None => bucket_values.push(value.to_string()),
             }
             if i == last {
                 let limit = node.limit?;
@@ -461,10 +464,10 @@ mod tests {
         DescriptorTree::build(&config.descriptors).unwrap_err()
     }
 
-    fn d(entries: &[(&str, &str)]) -> Descriptor {
+    fn d<'a>(entries: &[(&'a str, &'a str)]) -> Descriptor<'a> {
         entries
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (*k, Cow::Borrowed(*v)))
             .collect()
     }
 
