@@ -182,7 +182,9 @@ fn reference(location: &Location, request: &Request) -> Option<String> {
 
 /// The token the plugin finds at `location`, checked against the reference.
 fn check_found(location: &Location, request: &Request) -> Option<String> {
-    let found = location.token(&request.view());
+    let found = location
+        .token(&request.view())
+        .map(std::borrow::Cow::into_owned);
     let expected = reference(location, request);
     assert_eq!(
         found, expected,

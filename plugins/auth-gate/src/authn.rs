@@ -9,6 +9,7 @@ use crate::jwks::{parse_jwks, KeySet};
 use crate::request::{Location, RequestView};
 use crate::token::{self, Identity, JwtFailure, Limits};
 use plugin_kit::config::ConfigError;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Where a rule's keys come from.
@@ -69,14 +70,15 @@ pub struct Authenticated {
 }
 
 #[derive(Debug)]
-pub enum Authentication {
+pub enum Authentication<'a> {
     /// No token anywhere: no identity (policies decide).
     Anonymous,
     Verified {
         /// The first token found (rules in order, then locations in order).
         primary: Authenticated,
-        /// Headers that carried verified tokens and must not reach the upstream.
-        token_headers: Vec<String>,
+        /// Headers that carried verified tokens and must not reach the upstream (names from
+        /// the rules).
+        token_headers: Vec<&'a str>,
     },
     Failed(JwtFailure),
     /// A token's rule has remote keys not fetched yet: pause the request and retry.
@@ -119,10 +121,10 @@ impl Authenticator {
         cache: &mut TokenCache,
         limits: &Limits,
         now: u64,
-    ) -> Authentication {
+    ) -> Authentication<'_> {
         // Each location once, with the rules that read it; a location holds at most one token
         // (Envoy reads the first), so a request cannot make the gate verify thousands.
-        let mut found: Vec<(&Location, String, Vec<usize>)> = Vec::new();
+        let mut found: Vec<(&Location, Cow<'_, str>, Vec<usize>)> = Vec::new();
         for (index, rule) in self.rules.iter().enumerate() {
             for location in &rule.locations {
                 match found.iter_mut().find(|(l, _, _)| *l == location) {
@@ -144,8 +146,8 @@ impl Authenticator {
             };
             let rule = self.rules.get(verified.rule);
             if let (Location::Header { name, .. }, Some(rule)) = (location, rule) {
-                if !rule.forward_original_token && !token_headers.contains(name) {
-                    token_headers.push(name.clone());
+                if !rule.forward_original_token && !token_headers.contains(&name.as_str()) {
+                    token_headers.push(name.as_str());
                 }
             }
             primary.get_or_insert(verified);
@@ -169,7 +171,7 @@ impl Authenticator {
         cache: &mut TokenCache,
         limits: &Limits,
         now: u64,
-    ) -> Result<Authenticated, Authentication> {
+    ) -> Result<Authenticated, Authentication<'static>> {
         if let Some(cached) = self.cached(token, candidates, cache, limits, now) {
             return Ok(cached);
         }
@@ -474,7 +476,7 @@ pub(crate) mod tests {
         Authenticator::compile(&config.jwt_rules)
     }
 
-    fn run(auth: &Authenticator, headers: &[(&str, &str)]) -> Authentication {
+    fn run<'a>(auth: &'a Authenticator, headers: &[(&str, &str)]) -> Authentication<'a> {
         let mut cache = TokenCache::new(10, None);
         auth.authenticate(
             &request(headers),
@@ -735,11 +737,11 @@ pub(crate) mod tests {
         }
     }
 
-    fn auth_with(
-        auth: &Authenticator,
+    fn auth_with<'a>(
+        auth: &'a Authenticator,
         req: &RequestView,
         cache: &mut TokenCache,
-    ) -> Authentication {
+    ) -> Authentication<'a> {
         auth.authenticate(req, &FakeRemote::default(), cache, &LIMITS, NOW)
     }
 

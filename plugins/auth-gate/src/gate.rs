@@ -21,8 +21,8 @@ pub const AUDIENCE_NOT_ALLOWED_BODY: &str = "Audiences in Jwt are not allowed";
 pub const NO_ALLOW_MATCHED: &str = "no ALLOW policy matched";
 
 #[derive(Debug, PartialEq)]
-pub enum Decision {
-    Forward(Forward),
+pub enum Decision<'a> {
+    Forward(Forward<'a>),
     /// 401 `Jwt verification fails` (403 for a token of another audience, as Envoy).
     Unauthenticated {
         failure: JwtFailure,
@@ -40,20 +40,19 @@ pub enum Decision {
 
 /// What to change before the request goes upstream.
 #[derive(Debug, Default, PartialEq)]
-pub struct Forward {
+pub struct Forward<'a> {
     /// Removed first: token headers (unless `forwardOriginalToken`) and every configured output
-    /// header, so a client cannot send its own `x-jwt-payload`.
-    pub remove_headers: Vec<String>,
-    pub set_headers: Vec<(String, String)>,
+    /// header, so a client cannot send its own `x-jwt-payload`. Names from the configuration.
+    pub remove_headers: Vec<&'a str>,
+    pub set_headers: Vec<(&'a str, String)>,
     /// The normalized `:path`, when it differs from the one received.
     pub path: Option<String>,
-    pub principal: Option<String>,
     /// The dry-run policy that would have refused the request (`no ALLOW policy matched` when
     /// no ALLOW policy would have matched): logged and counted, not enforced.
     pub dry_run_denied: Option<String>,
 }
 
-impl Decision {
+impl Decision<'_> {
     /// The reply the plugin sends itself; `None` when the request goes on (or waits).
     pub fn local_reply(&self) -> Option<LocalReply> {
         let text = |status, body: &str, mut headers: Vec<(&'static str, String)>| {
@@ -88,7 +87,7 @@ impl Decision {
 }
 
 /// A request that waited for remote keys longer than the rule's `timeout`.
-pub fn keys_unavailable(request: &RequestView) -> Decision {
+pub fn keys_unavailable(request: &RequestView) -> Decision<'static> {
     Decision::Unauthenticated {
         failure: JwtFailure::KeysUnavailable,
         www_authenticate: www_authenticate(request),
@@ -102,14 +101,14 @@ pub struct Connection {
     pub remote_ip: Option<IpAddr>,
 }
 
-pub fn decide(
-    config: &Compiled,
+pub fn decide<'a>(
+    config: &'a Compiled,
     request: &RequestView,
     connection: Connection,
     remote: &dyn RemoteKeyStore,
     cache: &mut TokenCache,
     now: u64,
-) -> Decision {
+) -> Decision<'a> {
     // The path matters only to rules on paths: without them, nothing is refused or rewritten
     // for its spelling (Envoy's connection manager already did what Istio asks of it).
     let raw_path = request.path();
@@ -175,26 +174,23 @@ pub fn decide(
         ..Forward::default()
     };
     for header in config.authenticator.output_headers() {
-        if !forward.remove_headers.iter().any(|h| h == header) {
-            forward.remove_headers.push(header.to_string());
+        if !forward.remove_headers.contains(&header) {
+            forward.remove_headers.push(header);
         }
     }
     if let (Some(primary), Some(rule)) = (&primary, rule) {
         let identity = &primary.identity;
         if let Some(header) = &rule.output_payload_to_header {
-            forward
-                .set_headers
-                .push((header.clone(), identity.payload.clone()));
+            forward.set_headers.push((header, identity.payload.clone()));
         }
         for (header, claim) in &rule.output_claim_to_headers {
             // A claim with control characters would make a broken header: not copied.
             if let Some(value) =
                 claim_header_value(identity, claim).filter(|v| !v.chars().any(char::is_control))
             {
-                forward.set_headers.push((header.clone(), value));
+                forward.set_headers.push((header, value));
             }
         }
-        forward.principal = identity.principal();
     }
     Decision::Forward(forward)
 }
@@ -232,7 +228,7 @@ mod tests {
         compile(config).unwrap()
     }
 
-    fn run(config: &Compiled, headers: &[(&str, &str)]) -> Decision {
+    fn run<'a>(config: &'a Compiled, headers: &[(&str, &str)]) -> Decision<'a> {
         let mut cache = TokenCache::new(10, None);
         decide(
             config,
@@ -269,7 +265,7 @@ mod tests {
         }))
     }
 
-    fn denied(policy: &str) -> Decision {
+    fn denied(policy: &str) -> Decision<'static> {
         Decision::Denied {
             policy: Some(policy.to_string()),
         }
@@ -285,24 +281,19 @@ mod tests {
         let Decision::Forward(forward) = run(&config, &[(":path", "/v1/models/m:predict")]) else {
             panic!()
         };
-        assert_eq!(forward.principal, None);
         assert!(forward.set_headers.is_empty());
         let decision = run(&config, &[(":path", "/admin"), ("authorization", &bearer)]);
         let Decision::Forward(forward) = decision else {
             panic!("{decision:?}")
         };
         assert_eq!(
-            forward.principal.as_deref(),
-            Some("https://dex.example.com/alice")
-        );
-        assert_eq!(
             forward.set_headers,
             [
                 (
-                    "x-jwt-payload".to_string(),
+                    "x-jwt-payload",
                     token.split('.').nth(1).unwrap().to_string()
                 ),
-                ("x-user".to_string(), "alice".to_string())
+                ("x-user", "alice".to_string())
             ]
         );
         assert_eq!(

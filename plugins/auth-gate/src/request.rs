@@ -128,14 +128,19 @@ impl Location {
     /// values joined with `,`, then what follows the first `prefix` (case-sensitive, anywhere
     /// in the value: `Basic x, Bearer <token>` works); for a query parameter or a cookie, the
     /// first one of that name, names and values percent-decoded. One token per location.
-    pub fn token(&self, request: &RequestView) -> Option<String> {
+    pub fn token<'r>(&self, request: &'r RequestView) -> Option<Cow<'r, str>> {
         let token = match self {
-            Location::Header { name, prefix } => after_prefix(&request.joined(name)?, prefix)?,
-            Location::Param(name) => query_value(request.path(), name)?,
-            Location::Cookie(name) => request
-                .values("cookie")
-                .find_map(|header| cookie_value(header, name))?
-                .to_string(),
+            Location::Header { name, prefix } => match request.joined(name)? {
+                // A header sent once: the token is read in place.
+                Cow::Borrowed(value) => Cow::Borrowed(after_prefix(value, prefix)?),
+                Cow::Owned(value) => Cow::Owned(after_prefix(&value, prefix)?.to_string()),
+            },
+            Location::Param(name) => Cow::Owned(query_value(request.path(), name)?),
+            Location::Cookie(name) => Cow::Borrowed(
+                request
+                    .values("cookie")
+                    .find_map(|header| cookie_value(header, name))?,
+            ),
         };
         (!token.is_empty()).then_some(token)
     }
@@ -145,15 +150,15 @@ impl Location {
 /// dot to the end of the value (what follows the token stays in it and fails its checks:
 /// `Bearer a.b.c, x` and two `Authorization` lines are refused), or the whole value when no
 /// such character follows. Without a prefix, the whole value.
-fn after_prefix(value: &str, prefix: &str) -> Option<String> {
+fn after_prefix<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     if prefix.is_empty() {
-        return Some(value.to_string());
+        return Some(value);
     }
     let rest = &value[value.find(prefix)? + prefix.len()..];
     let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     Some(match rest.find(is_token_char) {
-        Some(start) => rest[start..].to_string(),
-        None => value.to_string(),
+        Some(start) => &rest[start..],
+        None => value,
     })
 }
 
@@ -263,7 +268,11 @@ pub(crate) mod tests {
     #[test]
     fn the_prefix_is_found_anywhere_and_the_token_is_the_run_after_it() {
         let [header, _] = <[Location; 2]>::try_from(Location::istio_defaults()).unwrap();
-        let token = |value: &str| header.token(&request(&[("authorization", value)]));
+        let token = |value: &str| {
+            header
+                .token(&request(&[("authorization", value)]))
+                .map(Cow::into_owned)
+        };
         assert_eq!(
             token("Basic dXNlcjpwYXNz, Bearer a.b.c").as_deref(),
             Some("a.b.c")
@@ -299,7 +308,11 @@ pub(crate) mod tests {
     #[test]
     fn params_and_cookies_give_their_first_value_decoded() {
         let param = Location::Param("access_token".into());
-        let token = |path: &str| param.token(&request(&[(":path", path)]));
+        let token = |path: &str| {
+            param
+                .token(&request(&[(":path", path)]))
+                .map(Cow::into_owned)
+        };
         assert_eq!(
             token("/p?tt=no&access_token=one&access_token=two#x").as_deref(),
             Some("one")
