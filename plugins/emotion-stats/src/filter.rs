@@ -10,6 +10,7 @@ use crate::metrics::EmotionMetrics;
 use crate::models::{ModelNames, SharedModelList};
 use crate::response::{ResponseHead, ResponseTracker};
 use crate::{compiled, models};
+use plugin_kit::headers::text;
 use plugin_kit::host::{HostMetrics, HostSharedData, RequestHeaders};
 use plugin_kit::istio::normalize_path;
 use plugin_kit::shared::{SetError, SharedData};
@@ -103,7 +104,7 @@ impl HttpContext for Filter {
             // One hostcall for the three headers: each read is a call into Envoy and, for a
             // header present, one back into the module to allocate its copy.
             let all = plugin_kit::host::headers(MapType::HttpResponseHeaders);
-            let header = |name: &str| all.first(name).map(String::from_utf8_lossy);
+            let header = |name: &str| all.first(name).map(text);
             let status = header(":status");
             let content_type = header("content-type");
             let content_encoding = header("content-encoding");
@@ -149,7 +150,7 @@ impl Filter {
         let Some(raw_path) = headers.first(":path") else {
             return;
         };
-        let raw_path = String::from_utf8_lossy(&raw_path);
+        let raw_path = text(&raw_path);
         // A path that cannot be normalized is not one of the model endpoints; leave it alone.
         let Ok(normalized) = normalize_path(&raw_path, compiled::PATH_NORMALIZATION) else {
             return;

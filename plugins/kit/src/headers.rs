@@ -4,6 +4,8 @@
 //! per header on every request. This map keeps the buffer and the positions in it: no copy, and
 //! no UTF-8 check of a name unless it is read as text.
 
+use std::borrow::Cow;
+
 /// Every header of a map, each value of a repeated header as its own pair, in the order received.
 /// Two maps are equal when they hold the same pairs in the same order, however they are stored.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +20,15 @@ pub struct HeaderMap {
 struct Span {
     start: usize,
     end: usize,
+}
+
+/// A header value as text: in place when it is UTF-8 (the common case, checked a word at a
+/// time), lossily otherwise (obs-text a client may send), so it never panics.
+pub fn text(value: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value),
+    }
 }
 
 /// A serialized map whose sizes do not fit its buffer.
@@ -251,6 +262,13 @@ mod tests {
         assert_eq!(map.values_of("a").collect::<Vec<_>>(), [(2, &b"3"[..])]);
         assert_eq!(map.values_of("X").count(), 0);
         assert_eq!(map.first("ab"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn text_is_borrowed_when_utf8_and_lossy_otherwise() {
+        assert!(matches!(text("/é".as_bytes()), Cow::Borrowed("/é")));
+        assert_eq!(text(b"a\xffb"), "a\u{fffd}b");
+        assert_eq!(text(b""), "");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use crate::metrics::Outcome;
 use crate::policy::{Decision, Policy, Request};
 use crate::{compiled, policy};
+use plugin_kit::headers::text;
 use plugin_kit::host::{HostMetrics, RequestHeaders};
 use plugin_kit::istio::OperationMatcher;
 use plugin_kit::metrics::CounterTable;
@@ -84,13 +85,13 @@ impl Filter {
         } else {
             None
         };
-        let method = String::from_utf8_lossy(method_bytes.as_deref().unwrap_or_default());
+        let method = text(method_bytes.as_deref().unwrap_or_default());
         let authority_bytes = if uses(OperationMatcher::uses_hosts) {
             headers.first(":authority")
         } else {
             None
         };
-        let authority = authority_bytes.as_deref().map(String::from_utf8_lossy);
+        let authority = authority_bytes.as_deref().map(text);
         let port = if uses(OperationMatcher::uses_ports) {
             plugin_kit::host::destination_port()
         } else {
@@ -115,7 +116,7 @@ impl Filter {
             if let Some(line) = policy::log_line(
                 &decision,
                 request_id.as_deref(),
-                &String::from_utf8_lossy(&method),
+                &text(&method),
                 path.as_deref(),
             ) {
                 log::info!("{line}");
