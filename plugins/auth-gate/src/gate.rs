@@ -11,6 +11,7 @@ use crate::request::RequestView;
 use crate::token::JwtFailure;
 use plugin_kit::deny::{rbac_denied, LocalReply};
 use plugin_kit::istio::{normalize_path, MalformedPath, NormalizedPath, RequestInfo};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Envoy jwt_authn's 401 bodies, and its 403 for a token of another audience.
@@ -120,8 +121,8 @@ pub fn decide<'a>(
     } else {
         let (path, query) = raw_path.split_at(raw_path.find('?').unwrap_or(raw_path.len()));
         NormalizedPath {
-            path: path.to_string(),
-            suffix: query.to_string(),
+            path: Cow::Borrowed(path),
+            suffix: query,
             changed: false,
         }
     };

@@ -33,6 +33,7 @@
 //!
 //! The result is idempotent: normalizing a normalized path changes nothing.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// How far normalization goes, with the names of Istio's `meshConfig.pathNormalization`.
@@ -94,19 +95,20 @@ impl fmt::Display for MalformedPath {
     }
 }
 
-/// A normalized request path.
+/// A normalized request path, borrowed from the received one where it is the same (most
+/// requests: no copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NormalizedPath {
+pub struct NormalizedPath<'a> {
     /// What rules are matched against: normalized, without query or fragment.
-    pub path: String,
+    pub path: Cow<'a, str>,
     /// `?query` exactly as received (empty when there was none).
-    pub suffix: String,
+    pub suffix: &'a str,
     /// Whether `path` differs from the received path part, i.e. `:path` must be rewritten so
     /// the upstream sees what was checked.
     pub changed: bool,
 }
 
-impl NormalizedPath {
+impl NormalizedPath<'_> {
     /// The `:path` to forward: the normalized path followed by the untouched query.
     pub fn request_path(&self) -> String {
         format!("{}{}", self.path, self.suffix)
@@ -195,7 +197,10 @@ fn hex_value(b: u8) -> Option<u8> {
 const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Normalizes the raw `:path` of a request; see the module documentation for the steps.
-pub fn normalize_path(raw: &str, mode: PathNormalization) -> Result<NormalizedPath, MalformedPath> {
+pub fn normalize_path(
+    raw: &str,
+    mode: PathNormalization,
+) -> Result<NormalizedPath<'_>, MalformedPath> {
     let split = raw.find('?').unwrap_or(raw.len());
     let (received, suffix) = raw.split_at(split);
     if !received.starts_with('/') {
@@ -206,16 +211,16 @@ pub fn normalize_path(raw: &str, mode: PathNormalization) -> Result<NormalizedPa
     }
     if is_already_normal(received, mode) {
         return Ok(NormalizedPath {
-            path: received.to_string(),
-            suffix: suffix.to_string(),
+            path: Cow::Borrowed(received),
+            suffix,
             changed: false,
         });
     }
     let path = rebuild(received, mode)?;
     Ok(NormalizedPath {
         changed: path != received,
-        path,
-        suffix: suffix.to_string(),
+        path: Cow::Owned(path),
+        suffix,
     })
 }
 
@@ -393,6 +398,7 @@ mod tests {
         normalize_path(raw, mode)
             .unwrap_or_else(|e| panic!("{raw:?}: {e}"))
             .path
+            .into_owned()
     }
 
     fn bad(raw: &str, mode: PathNormalization) -> MalformedPath {
