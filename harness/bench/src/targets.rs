@@ -402,10 +402,10 @@ pub fn known_cause(check: &Check) -> Option<&'static str> {
         reads with a call back into the module to allocate";
     Some(match (check.unit.as_str(), check.case.as_str()) {
         ("µs", "bundle") => {
-            "the split above: its hostcalls and callbacks alone (wasm-hostcalls) are about a \
-             third, its callbacks with no section a tenth; the rest is the four plugins' own \
-             code under v8 (./build.sh profile: auth-gate 38 %, local-ratelimit 27 %, \
-             emotion-stats 26 %, spread over header copies, allocation, JSON and the policy walk)"
+            "the split above: its hostcalls and callbacks alone (wasm-hostcalls) are about \
+             half; the rest is the four plugins' own code under v8, spread over allocation, \
+             the JSON reader, UTF-8 checks and the policy walk (./build.sh profile --functions \
+             lists where)"
         }
         ("ms", "bundle") => {
             "v8 compiles the whole module when a VM starts: the bundle's 0.9 MB against one \
