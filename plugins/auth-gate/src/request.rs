@@ -2,21 +2,22 @@
 //! can be found in it: headers with an optional prefix, query parameters, cookies, as Istio's
 //! `fromHeaders` / `fromParams` / `fromCookies`.
 
-use plugin_kit::headers::HeaderMap;
+use plugin_kit::headers::{HeaderMap, HeaderTexts};
 use std::borrow::Cow;
-use std::cell::OnceCell;
 
 /// The request headers, pseudo-headers (`:path`, `:method`, `:authority`) included, each
 /// occurrence separately (a repeated header is several entries). Values are kept as bytes and
 /// read as text only when asked for: one that is not UTF-8 (obs-text a client may send) is read
 /// lossily, so it can match no configured value and decode to no valid token.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RequestView<'a> {
     /// Borrowed from the host's copy when built by [`RequestView::from_host`]: a request's
     /// headers are not copied again.
-    headers: Cow<'a, HeaderMap>,
-    /// The lossy text of each value that is not UTF-8, made when first read.
-    lossy: Vec<OnceCell<String>>,
+    headers: HeaderTexts<'a>,
+}
+
+fn lossy(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
 }
 
 impl RequestView<'static> {
@@ -27,12 +28,8 @@ impl RequestView<'static> {
                 .into_iter()
                 .map(|(name, value)| (name.to_ascii_lowercase(), value)),
         );
-        let lossy = std::iter::repeat_with(OnceCell::new)
-            .take(headers.len())
-            .collect();
         Self {
-            headers: Cow::Owned(headers),
-            lossy,
+            headers: HeaderTexts::new(Cow::Owned(headers), lossy),
         }
     }
 }
@@ -41,10 +38,7 @@ impl<'a> RequestView<'a> {
     /// The headers as the host gives them, values as bytes.
     pub fn from_host(headers: &'a HeaderMap) -> Self {
         Self {
-            headers: Cow::Borrowed(headers),
-            lossy: std::iter::repeat_with(OnceCell::new)
-                .take(headers.len())
-                .collect(),
+            headers: HeaderTexts::new(Cow::Borrowed(headers), lossy),
         }
     }
 
@@ -53,15 +47,7 @@ impl<'a> RequestView<'a> {
         &'s self,
         name: &'n str,
     ) -> impl Iterator<Item = &'s str> + use<'s, 'n, 'a> {
-        self.headers
-            .values_of(name)
-            .map(|(index, value)| match std::str::from_utf8(value) {
-                Ok(text) => text,
-                // One cell per pair, made with the view.
-                Err(_) => self.lossy.get(index).map_or("", |lossy| {
-                    lossy.get_or_init(|| String::from_utf8_lossy(value).into_owned())
-                }),
-            })
+        self.headers.values(name)
     }
 
     /// The values of `name` joined with `,`, as Envoy's header matchers read a repeated header;
@@ -82,7 +68,7 @@ impl<'a> RequestView<'a> {
     }
 
     pub fn first<'s>(&'s self, name: &'s str) -> Option<&'s str> {
-        self.values(name).next()
+        self.headers.first(name)
     }
 
     /// `:path` as sent, query included.
@@ -238,7 +224,7 @@ pub(crate) mod tests {
             ("x-role", vec![b'a', 0xff]),
         ]);
         let view = RequestView::from_host(&host);
-        assert!(matches!(view.headers, Cow::Borrowed(_)));
+        assert!(view.headers.is_borrowed());
         assert_eq!(view.path(), "/v1/models/m:predict");
         assert_eq!(
             view.values("x-role").collect::<Vec<_>>(),

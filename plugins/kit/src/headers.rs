@@ -5,6 +5,7 @@
 //! no UTF-8 check of a name unless it is read as text.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 /// Every header of a map, each value of a repeated header as its own pair, in the order received.
 /// Two maps are equal when they hold the same pairs in the same order, however they are stored.
@@ -28,6 +29,61 @@ pub fn text(value: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(value) {
         Ok(text) => Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(value),
+    }
+}
+
+/// A map's values read as text, for a plugin's view of one request: a UTF-8 value in place, any
+/// other rendered once by the plugin's `render` (lossily, or escaped so distinct values stay
+/// distinct) and kept for the view's life.
+#[derive(Debug, Clone)]
+pub struct HeaderTexts<'a> {
+    map: Cow<'a, HeaderMap>,
+    /// One cell per pair of `map`, filled when that pair's value is read and is not UTF-8.
+    rendered: Vec<OnceCell<String>>,
+    render: fn(&[u8]) -> String,
+}
+
+impl<'a> HeaderTexts<'a> {
+    pub fn new(map: Cow<'a, HeaderMap>, render: fn(&[u8]) -> String) -> Self {
+        let rendered = std::iter::repeat_with(OnceCell::new)
+            .take(map.len())
+            .collect();
+        Self {
+            map,
+            rendered,
+            render,
+        }
+    }
+
+    /// Every value of `name`, in order.
+    pub fn values<'s, 'n>(
+        &'s self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'s str> + use<'s, 'n, 'a> {
+        self.map
+            .values_of(name)
+            .map(|(index, value)| self.text(index, value))
+    }
+
+    /// The first value of `name`.
+    pub fn first(&self, name: &str) -> Option<&str> {
+        let (index, value) = self.map.values_of(name).next()?;
+        Some(self.text(index, value))
+    }
+
+    /// Whether the map is borrowed, not a copy.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.map, Cow::Borrowed(_))
+    }
+
+    fn text<'s>(&'s self, index: usize, value: &'s [u8]) -> &'s str {
+        match std::str::from_utf8(value) {
+            Ok(text) => text,
+            Err(_) => self
+                .rendered
+                .get(index)
+                .map_or("", |rendered| rendered.get_or_init(|| (self.render)(value))),
+        }
     }
 }
 
@@ -138,7 +194,7 @@ impl HeaderMap {
         self.pairs
             .iter()
             .enumerate()
-            .filter(move |(_, (key, _))| self.is_named(*key, name))
+            .filter(move |(_, (key, _))| has_name(&self.bytes, *key, name))
             .map(|(index, (_, value))| (index, self.span(*value)))
     }
 
@@ -146,13 +202,8 @@ impl HeaderMap {
     pub fn first(&self, name: &str) -> Option<&[u8]> {
         self.pairs
             .iter()
-            .find(|(key, _)| self.is_named(*key, name))
+            .find(|(key, _)| has_name(&self.bytes, *key, name))
             .map(|(_, value)| self.span(*value))
-    }
-
-    /// The length first: most names are told apart by it, without reading them.
-    fn is_named(&self, key: Span, name: &str) -> bool {
-        has_name(&self.bytes, key, name)
     }
 
     /// Adds a pair at the end.
@@ -168,7 +219,7 @@ impl HeaderMap {
         let Some(first) = self
             .pairs
             .iter()
-            .position(|(key, _)| self.is_named(*key, name))
+            .position(|(key, _)| has_name(&self.bytes, *key, name))
         else {
             self.push(name, value);
             return;
@@ -202,6 +253,7 @@ impl HeaderMap {
     }
 }
 
+/// The length first: most names are told apart by it, without reading them.
 fn has_name(bytes: &[u8], key: Span, name: &str) -> bool {
     key.end - key.start == name.len() && bytes.get(key.start..key.end) == Some(name.as_bytes())
 }
@@ -269,6 +321,26 @@ mod tests {
         assert!(matches!(text("/é".as_bytes()), Cow::Borrowed("/é")));
         assert_eq!(text(b"a\xffb"), "a\u{fffd}b");
         assert_eq!(text(b""), "");
+    }
+
+    #[test]
+    fn texts_are_read_in_place_and_others_rendered_once_per_pair() {
+        let map = HeaderMap::from_pairs([
+            ("x", b"a".to_vec()),
+            ("y", vec![b'b', 0xff]),
+            ("x", vec![0xfe]),
+        ]);
+        let texts = HeaderTexts::new(Cow::Borrowed(&map), |v| format!("<{}>", v.len()));
+        assert!(texts.is_borrowed());
+        assert_eq!(texts.values("x").collect::<Vec<_>>(), ["a", "<1>"]);
+        assert_eq!(texts.first("y"), Some("<2>"));
+        assert_eq!(texts.first("z"), None);
+        let first = texts.first("y").unwrap().as_ptr();
+        assert_eq!(
+            texts.first("y").unwrap().as_ptr(),
+            first,
+            "rendered once, kept"
+        );
     }
 
     #[test]

@@ -9,9 +9,8 @@ use crate::config::{
 };
 use crate::matcher::Descriptor;
 use plugin_kit::config::ConfigError;
-use plugin_kit::headers::HeaderMap;
+use plugin_kit::headers::{HeaderMap, HeaderTexts};
 use std::borrow::Cow;
-use std::cell::OnceCell;
 use std::net::IpAddr;
 
 /// What the actions read from a request.
@@ -55,43 +54,23 @@ pub fn header_text(bytes: Vec<u8>) -> String {
 /// a repeated header on its own), read by the actions in place: a value is checked for UTF-8
 /// only when an action asks for its header (not the token a client sends along), and one that is
 /// not UTF-8 is rendered by [`header_text`] once.
-pub struct HeaderPairs<'a> {
-    pairs: &'a HeaderMap,
-    rendered: Vec<OnceCell<String>>,
-}
+pub struct HeaderPairs<'a>(HeaderTexts<'a>);
 
 impl<'a> HeaderPairs<'a> {
     pub fn new(pairs: &'a HeaderMap) -> Self {
-        Self {
-            pairs,
-            rendered: std::iter::repeat_with(OnceCell::new)
-                .take(pairs.len())
-                .collect(),
-        }
+        Self(HeaderTexts::new(Cow::Borrowed(pairs), |value| {
+            header_text(value.to_vec())
+        }))
     }
 
     /// Every value of `name` (lower-case), in order: a [`RequestView::header_values`].
     pub fn values(&self, name: &str) -> Vec<&str> {
-        self.pairs
-            .values_of(name)
-            .map(|(index, value)| self.text(index, value))
-            .collect()
+        self.0.values(name).collect()
     }
 
     /// The first value of `name` (lower-case): a [`RequestView::first_header_value`].
     pub fn first(&self, name: &str) -> Option<&str> {
-        let (index, value) = self.pairs.values_of(name).next()?;
-        Some(self.text(index, value))
-    }
-
-    fn text<'s>(&'s self, index: usize, value: &'s [u8]) -> &'s str {
-        match std::str::from_utf8(value) {
-            Ok(text) => text,
-            // One cell per pair, made with the map.
-            Err(_) => self.rendered.get(index).map_or("", |rendered| {
-                rendered.get_or_init(|| header_text(value.to_vec()))
-            }),
-        }
+        self.0.first(name)
     }
 }
 
