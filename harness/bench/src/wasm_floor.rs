@@ -22,7 +22,6 @@ const LIFECYCLE: &str = r#"
       (else (i32.const 65536))))
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
   (func (export "proxy_on_delete") (param i32))
 "#;
 

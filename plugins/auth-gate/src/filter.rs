@@ -430,18 +430,20 @@ impl PluginRoot {
     }
 }
 
-impl Context for PluginRoot {
-    /// The configuration is going away (a new one replaces it): the fetches in flight will never
-    /// be answered here, so their leases are released for the next configuration's root.
-    fn on_done(&mut self) -> bool {
+/// The configuration is going away (a new one replaces it; Envoy deletes the old root context
+/// right after `proxy_on_done`, which the module does not export): the fetches in flight will
+/// never be answered here, so their leases are released for the next configuration's root.
+impl Drop for PluginRoot {
+    fn drop(&mut self) {
         for (_, index, worker) in self.fetches.drain(..) {
             if let Some(Some(remote)) = worker.remote.get(index) {
                 remote.borrow_mut().abandon_fetch(&HostSharedData);
             }
         }
-        true
     }
+}
 
+impl Context for PluginRoot {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _: usize) {
         let Some(position) = self.fetches.iter().position(|(t, _, _)| *t == token) else {
             return;
@@ -551,10 +553,12 @@ pub struct Filter {
     context_id: u32,
 }
 
-impl Context for Filter {
-    fn on_done(&mut self) -> bool {
+impl Context for Filter {}
+
+/// A request that ends while paused for keys is no longer waited for.
+impl Drop for Filter {
+    fn drop(&mut self) {
         self.worker.forget(self.context_id);
-        true
     }
 }
 

@@ -141,13 +141,6 @@ fn resume_after_auth(paused: Paused) -> auth_gate::Next {
 }
 
 impl Context for PluginRoot {
-    fn on_done(&mut self) -> bool {
-        if let Some(root) = &mut self.auth_gate {
-            root.on_done();
-        }
-        true
-    }
-
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
         // Only auth-gate dispatches calls (its JWKS fetches).
         if let Some(root) = &mut self.auth_gate {
@@ -222,17 +215,17 @@ impl AfterAuth {
     }
 }
 
-impl Context for Filter {
-    fn on_done(&mut self) -> bool {
-        if let Some(filter) = &mut self.auth_gate {
-            filter.on_done();
-            let context_id = self.context_id;
-            self.paused.borrow_mut().retain(|(id, _)| *id != context_id);
+impl Context for Filter {}
+
+/// The host deletes the context when the stream ends (the module exports no `proxy_on_done`):
+/// the plugins' contexts do their end-of-stream work as they drop, emotion-stats' once the
+/// paused list no longer holds it.
+impl Drop for Filter {
+    fn drop(&mut self) {
+        let context_id = self.context_id;
+        if let Ok(mut paused) = self.paused.try_borrow_mut() {
+            paused.retain(|(id, _)| *id != context_id);
         }
-        if let Some(mut filter) = self.emotion_stats() {
-            filter.on_done();
-        }
-        true
     }
 }
 
