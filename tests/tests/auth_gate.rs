@@ -227,10 +227,26 @@ fn kubeflow_require_jwt_except_paths() {
     }
     upstream.clear_requests();
 
-    let resp = send(&envoy, "GET", "/admin", &[("Authorization", &bearer)]);
+    // A client's own x-user, sent twice next to a valid token, is replaced by the claim.
+    let resp = send(
+        &envoy,
+        "GET",
+        "/admin",
+        &[
+            ("Authorization", &bearer),
+            ("x-user", "mallory"),
+            ("x-user", "eve"),
+        ],
+    );
     assert_eq!(resp.status, 200, "{}", resp.text());
     let seen = upstream.requests();
     assert_eq!(seen.len(), 1);
+    let x_user: Vec<_> = seen[0]
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "x-user")
+        .collect();
+    assert_eq!(x_user.len(), 1, "{x_user:?}");
     assert_eq!(seen[0].header("x-user"), Some("alice"));
     assert_eq!(seen[0].header("x-jwt-payload"), VALID.split('.').nth(1));
     assert_eq!(

@@ -22,7 +22,6 @@ const LIFECYCLE: &str = r#"
       (else (i32.const 65536))))
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_delete") (param i32))
 "#;
 
 /// The callbacks of `noop` and `body`: each answers at once.
@@ -31,6 +30,7 @@ const CONTINUE: &str = r#"
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
   (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_delete") (param i32))
 "#;
 
 /// Reads the chunk with `proxy_get_buffer_bytes` (buffer 1 = response body), counts its `{`
@@ -58,8 +58,9 @@ const BODY_READER: &str = r#"
 /// The host interaction of one request through model-gateway with its four sections (the
 /// `bundle` case), without any of its logic: every hostcall it makes, in its order (the request
 /// headers read once; the clock; counters; the token's header removed; the rate limit's shared
-/// bucket read and written, its three x-ratelimit headers; the response headers and body read; a
-/// histogram sample and a counter), and every callback it exports. What the bundle costs above
+/// bucket read and written, its three x-ratelimit headers; the response headers and body read;
+/// when the stream ends, the clock, counters and histogram samples), and every callback it
+/// exports. What the bundle costs above
 /// this is its own code and the SDK's.
 const HOSTCALLS: &str = r#"
   (import "env" "proxy_get_header_map_pairs" (func $get_pairs (param i32 i32 i32) (result i32)))
@@ -96,7 +97,6 @@ const HOSTCALLS: &str = r#"
     (drop (call $remove (i32.const 0) (i32.const 320) (i32.const 13)))
     (call $count)
     (call $count)
-    (drop (call $now (i32.const 8)))
     (call $count)
     (drop (call $get_shared (i32.const 352) (i32.const 6) (i32.const 16) (i32.const 20) (i32.const 24)))
     (drop (call $set_shared (i32.const 352) (i32.const 6) (i32.const 480) (i32.const 3)
@@ -105,7 +105,6 @@ const HOSTCALLS: &str = r#"
     (call $count)
     (i32.const 0))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
-    (drop (call $now (i32.const 8)))
     (drop (call $replace (i32.const 2) (i32.const 384) (i32.const 17) (i32.const 480) (i32.const 3)))
     (drop (call $replace (i32.const 2) (i32.const 416) (i32.const 21) (i32.const 480) (i32.const 2)))
     (drop (call $replace (i32.const 2) (i32.const 448) (i32.const 17) (i32.const 480) (i32.const 1)))
@@ -113,12 +112,13 @@ const HOSTCALLS: &str = r#"
     (i32.const 0))
   (func (export "proxy_on_response_body") (param i32) (param $size i32) (param i32) (result i32)
     (drop (call $get_buffer (i32.const 1) (i32.const 0) (local.get $size) (i32.const 16) (i32.const 20)))
+    (i32.const 0))
+  (func (export "proxy_on_delete") (param i32)
     (drop (call $now (i32.const 8)))
     (call $count)
     (drop (call $record (i32.load (i32.const 4)) (i64.const 98)))
     (drop (call $record (i32.load (i32.const 4)) (i64.const 2)))
-    (call $count)
-    (i32.const 0))
+    (call $count))
 "#;
 
 /// WAT text of the no-op module.

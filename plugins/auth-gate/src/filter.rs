@@ -24,15 +24,18 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) const PLUGIN: &str = "auth-gate";
 /// How often paused requests are re-examined and remote keys checked.
 const TICK: Duration = Duration::from_millis(200);
 
 fn now_ms() -> u64 {
-    plugin_kit::host::now()
-        .duration_since(UNIX_EPOCH)
+    millis_since_epoch(plugin_kit::host::now())
+}
+
+fn millis_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
         // Seconds and milliseconds apart: `as_millis` divides a u128, a library call in Wasm.
         .map(|d| {
             d.as_secs()
@@ -138,6 +141,7 @@ impl Worker {
         deadline: Option<u64>,
         headers: &mut RequestHeaders,
     ) -> Action {
+        let now = millis_since_epoch(headers.now());
         // As bytes: the SDK's `get_map` panics on a value that is not UTF-8 (obs-text a client
         // may send), which would trap the VM.
         let request = RequestView::from_host(headers.all());
@@ -155,7 +159,6 @@ impl Worker {
         if self.has_remote_rules() {
             self.sync_remote();
         }
-        let now = now_ms();
         let decision = {
             let mut cache = self.cache.borrow_mut();
             let before = cache.stats;

@@ -43,8 +43,10 @@ pub enum Decision<'a> {
 #[derive(Debug, Default, PartialEq)]
 pub struct Forward<'a> {
     /// Removed first: token headers (unless `forwardOriginalToken`) and every configured output
-    /// header, so a client cannot send its own `x-jwt-payload`. Names from the configuration.
+    /// header, so a client cannot send its own `x-jwt-payload`, except those in `set_headers`.
+    /// Names from the configuration.
     pub remove_headers: Vec<&'a str>,
+    /// Each replaces every value the request had (one hostcall, no removal before it).
     pub set_headers: Vec<(&'a str, String)>,
     /// The normalized `:path`, when it differs from the one received.
     pub path: Option<String>,
@@ -193,6 +195,10 @@ pub fn decide<'a>(
             }
         }
     }
+    let set_headers = &forward.set_headers;
+    forward
+        .remove_headers
+        .retain(|name| !set_headers.iter().any(|(set, _)| set == name));
     Decision::Forward(forward)
 }
 
@@ -297,10 +303,8 @@ mod tests {
                 ("x-user", "alice".to_string())
             ]
         );
-        assert_eq!(
-            forward.remove_headers,
-            ["authorization", "x-jwt-payload", "x-user"]
-        );
+        // The output headers set replace what the client sent; only the token is removed.
+        assert_eq!(forward.remove_headers, ["authorization"]);
         assert_eq!(forward.path, None);
         // An invalid token is a 401 even on an exempt path (jwt_authn runs before RBAC).
         let forged = ES256KeyPair::generate()

@@ -167,7 +167,7 @@ impl Filter {
         };
         self.tracked = Some(Tracked {
             model: models::model_from_path(&normalized.path).map(str::to_string),
-            started: plugin_kit::host::now(),
+            started: headers.now(),
             response,
         });
     }

@@ -208,10 +208,13 @@ fn serialized_map(map: proxy_wasm::types::MapType) -> Result<Vec<u8>, proxy_wasm
 /// is there for the next (a module linking several plugins reads each header once), and what one
 /// filter changes the next one sees, as filters chained in Envoy do. Nothing is read before a
 /// filter asks: a single `first` is one `get_map_value` hostcall, and once a filter asked for
-/// `all`, every later lookup is served from that copy.
+/// `all`, every later lookup is served from that copy. It also holds the one clock reading the
+/// filters share ([`RequestHeaders::now`]).
 #[derive(Debug, Default)]
 pub struct RequestHeaders {
     all: Option<HeaderMap>,
+    /// The host's clock, read when a filter first asked.
+    now: Option<std::time::SystemTime>,
     /// Single headers read before `all` was: name and value (`None`: absent).
     read: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -219,6 +222,13 @@ pub struct RequestHeaders {
 const REQUEST_HEADERS: proxy_wasm::types::MapType = proxy_wasm::types::MapType::HttpRequestHeaders;
 
 impl RequestHeaders {
+    /// The host's clock ([`now`]) when a filter first asked for this request: the filters of one
+    /// module that look at the time (a token's expiry, a bucket's refill, a latency's start) read
+    /// it once between them, as Envoy's filters share the stream's start time.
+    pub fn now(&mut self) -> std::time::SystemTime {
+        *self.now.get_or_insert_with(now)
+    }
+
     /// Every header, each value of a repeated one as its own pair, in the order received.
     pub fn all(&mut self) -> &HeaderMap {
         self.all.get_or_insert_with(|| headers(REQUEST_HEADERS))

@@ -92,7 +92,8 @@ impl HttpContext for Filter {
 impl Filter {
     /// Admits or rejects the request whose headers are `headers`; rejected, it is answered here.
     pub fn on_request(&mut self, headers: &mut RequestHeaders) -> Action {
-        let now_ns = plugin_kit::host::now()
+        let now_ns = headers
+            .now()
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or_default();

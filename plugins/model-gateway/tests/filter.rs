@@ -140,12 +140,18 @@ fn sections_run_in_order_and_the_first_refusal_stops_the_rest() {
 #[test]
 fn the_request_headers_are_read_once_for_all_sections() {
     let root = configured(&all_four());
-    host::with(|h| h.request_header_reads = 0);
+    host::with(|h| {
+        h.request_header_reads = 0;
+        h.clock_reads = 0;
+    });
     assert_eq!(
         exchange(&root, "/v1/models/bert:predict", Some(VALID)),
         Action::Continue
     );
     assert_eq!(host::with(|h| h.request_header_reads), 1);
+    // The clock too: once for the request (the token's expiry, the bucket, the latency's start)
+    // and once when the answer is counted.
+    assert_eq!(host::with(|h| h.clock_reads), 2);
     // What auth-gate changed is what the next sections see: the token is not forwarded, the
     // claim header it wrote is.
     assert!(host::with(|h| h

@@ -35,6 +35,8 @@ pub struct Host {
     /// Properties by their path joined with `.` (`destination.port`).
     pub properties: HashMap<String, Vec<u8>>,
     pub now_nanos: u64,
+    /// Reads of the clock (`get_current_time_nanoseconds`).
+    pub clock_reads: usize,
     pub shared_data: HashMap<String, (Vec<u8>, u32)>,
     pub local_reply: Option<LocalReply>,
     /// Counters, gauges and histograms by name: their sum (or last value for gauges).
@@ -201,7 +203,10 @@ pub unsafe extern "C" fn proxy_get_log_level(return_level: *mut LogLevel) -> Sta
 
 #[no_mangle]
 pub unsafe extern "C" fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> Status {
-    *return_time = with(|host| host.now_nanos);
+    *return_time = with(|host| {
+        host.clock_reads += 1;
+        host.now_nanos
+    });
     Status::Ok
 }
 
