@@ -180,15 +180,16 @@ WASM_OPT_ARGS=(-Oz --one-caller-inline-max-function-size 0 "${WASM_OPT_FEATURES[
 build() {
   step "build: wasm32-wasip1 release modules -> dist/"
   # Each module is its crate with feature `module`. A crate that links other plugins
-  # (model-gateway) builds on its own: in one cargo run their `module` would be on for it too.
-  local row p standalone=() linking=()
+  # (model-gateway) builds on its own: in one cargo run their `module` would be on for it too. It
+  # builds with the `bundle` profile (Cargo.toml: its plugins' code for speed).
+  local row p profile standalone=() linking=()
   for row in "${PLUGIN_ROWS[@]}"; do
     p=${row%+}
     if [ "$row" != "$p" ]; then linking+=("$p"); else standalone+=(-p "$p" --features "$p/module"); fi
   done
   cargo build --release --target wasm32-wasip1 "${standalone[@]}"
   for p in "${linking[@]}"; do
-    cargo build --release --target wasm32-wasip1 -p "$p" --features "$p/module"
+    cargo build --profile bundle --target wasm32-wasip1 -p "$p" --features "$p/module"
   done
   mkdir -p dist
   command -v wasm-opt >/dev/null \
@@ -203,7 +204,9 @@ build() {
     || echo "  WARNING: wasm-metadce not found (Debian package binaryen): dist/ gets the modules" \
       "with every proxy_on_* callback, each entered for every request" >&2
   for p in "${PLUGINS[@]}"; do
-    ship_module "target/wasm32-wasip1/release/${p//-/_}.wasm" "dist/$p.wasm" "${exports[$p]:-}"
+    profile=release
+    [[ " ${linking[*]} " == *" $p "* ]] && profile=bundle
+    ship_module "target/wasm32-wasip1/$profile/${p//-/_}.wasm" "dist/$p.wasm" "${exports[$p]:-}"
   done
 }
 
@@ -521,10 +524,10 @@ profile() {
     case $arg in
       --cpu-prof)
         step "model-gateway with its function names -> target/profile/"
-        cargo build --release --target wasm32-wasip1 -p model-gateway \
-          --features model-gateway/module --config profile.release.strip=false \
+        cargo build --profile bundle --target wasm32-wasip1 -p model-gateway \
+          --features model-gateway/module --config profile.bundle.strip=false \
           --target-dir target/profile
-        module=target/profile/wasm32-wasip1/release/model_gateway.wasm
+        module=target/profile/wasm32-wasip1/bundle/model_gateway.wasm
         node_flags=(--cpu-prof --cpu-prof-dir="$ROOT/target/profile") ;;
       --count)
         mkdir -p target/profile
@@ -536,11 +539,11 @@ profile() {
         # wasm-opt as dist/ is, so its totals are higher); each log_execution id mapped to the
         # function it was put in.
         step "model-gateway with its function names, counted -> target/profile/"
-        cargo build --release --target wasm32-wasip1 -p model-gateway \
-          --features model-gateway/module --config profile.release.strip=false \
+        cargo build --profile bundle --target wasm32-wasip1 -p model-gateway \
+          --features model-gateway/module --config profile.bundle.strip=false \
           --target-dir target/profile
         wasm-opt "${WASM_OPT_FEATURES[@]}" -g --log-execution \
-          target/profile/wasm32-wasip1/release/model_gateway.wasm \
+          target/profile/wasm32-wasip1/bundle/model_gateway.wasm \
           -o target/profile/model-gateway.functions.wasm
         wasm-dis "${WASM_OPT_FEATURES[@]}" target/profile/model-gateway.functions.wasm \
           | awk '/^ \(func \$/ { name = substr($2, 2) }
