@@ -216,10 +216,13 @@ impl Worker {
             .any(|(id, _)| *id == context_id)
     }
 
+    /// Runs as a request's context drops: never a panic there (a trap would fail every request
+    /// of the VM).
     fn forget(&self, context_id: u32) {
-        self.waiting
-            .borrow_mut()
-            .retain(|(id, _)| *id != context_id);
+        match self.waiting.try_borrow_mut() {
+            Ok(mut waiting) => waiting.retain(|(id, _)| *id != context_id),
+            Err(_) => log::warn!("{PLUGIN}: request {context_id} left in the waiting list"),
+        }
     }
 
     fn act(&self, decision: Decision, headers: &mut RequestHeaders) -> Action {

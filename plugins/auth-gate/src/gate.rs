@@ -476,6 +476,8 @@ mod tests {
             panic!()
         };
         assert_eq!(forward.set_headers.len(), 1, "{:?}", forward.set_headers);
+        // The claim is not copied, so what the client sent as x-user is still removed.
+        assert_eq!(forward.remove_headers, ["authorization", "x-user"]);
         let decision = run(
             &config,
             &[

@@ -222,9 +222,10 @@ pub struct RequestHeaders {
 const REQUEST_HEADERS: proxy_wasm::types::MapType = proxy_wasm::types::MapType::HttpRequestHeaders;
 
 impl RequestHeaders {
-    /// The host's clock ([`now`]) when a filter first asked for this request: the filters of one
-    /// module that look at the time (a token's expiry, a bucket's refill, a latency's start) read
-    /// it once between them, as Envoy's filters share the stream's start time.
+    /// The host's clock ([`now`]) when a filter first asked in this pass over the request: the
+    /// filters of one module that look at the time (a token's expiry, a bucket's refill, a
+    /// latency's start) read it once between them. A request woken after a pause is a new pass
+    /// and reads it again.
     pub fn now(&mut self) -> std::time::SystemTime {
         *self.now.get_or_insert_with(now)
     }

@@ -223,8 +223,10 @@ impl Context for Filter {}
 impl Drop for Filter {
     fn drop(&mut self) {
         let context_id = self.context_id;
-        if let Ok(mut paused) = self.paused.try_borrow_mut() {
-            paused.retain(|(id, _)| *id != context_id);
+        match self.paused.try_borrow_mut() {
+            Ok(mut paused) => paused.retain(|(id, _)| *id != context_id),
+            // Never expected (nothing else holds the list while a context drops).
+            Err(_) => log::warn!("{PLUGIN}: request {context_id} left in the paused list"),
         }
     }
 }
