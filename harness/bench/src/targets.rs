@@ -462,9 +462,9 @@ pub fn known_cause(check: &Check) -> Option<&'static str> {
         }
         ("µs", "chained") => "four VMs: the SDK's entries and the hostcalls of all four",
         ("MiB", "bundle") => {
-            "v8's compiled code and heap for the module: grows with the .wasm size and with the \
-             code's opt-level (the bundle's 2 costs about 9 MiB more than s); any Wasm module \
-             brings in 15 MiB of Envoy's own v8 pages (wasm-hostcalls)"
+            "about 19 MiB for any module and 35 MiB per MiB of .wasm: its bytes' copies while \
+             loading, v8's compiled code, and the memory compiling its largest functions took, \
+             kept by tcmalloc; the bundle's 932 KiB hold four plugins' code"
         }
         ("MiB", _) => {
             "v8's compiled code and heap for the module: grows with the .wasm size (the chain: \
