@@ -226,19 +226,18 @@ fn parse_jwk(entry: &Value) -> Vec<Key> {
             } else {
                 ("ES384", 48)
             };
-            let point = bytes("x")
+            let coordinates = bytes("x")
                 .zip(bytes("y"))
-                .filter(|(x, y)| x.len() == size && y.len() == size)
-                .map(|(x, y)| [&[4u8][..], &x, &y].concat());
-            let key = point.filter(|_| allowed(algorithm)).and_then(|sec1| {
-                if size == 32 {
-                    let key = p256::PublicKey::from_sec1_bytes(&sec1).ok()?;
-                    Some(VerifyingKey::Es256(Es256Key::new(key.as_affine())))
-                } else {
-                    let key = p384::PublicKey::from_sec1_bytes(&sec1).ok()?;
-                    Some(VerifyingKey::Es384(Es384Key::new(key.as_affine())))
-                }
-            });
+                .filter(|(x, y)| x.len() == size && y.len() == size);
+            let key = coordinates
+                .filter(|_| allowed(algorithm))
+                .and_then(|(x, y)| {
+                    if size == 32 {
+                        Es256Key::from_coordinates(&x, &y).map(VerifyingKey::Es256)
+                    } else {
+                        Es384Key::from_coordinates(&x, &y).map(VerifyingKey::Es384)
+                    }
+                });
             key.into_iter().collect()
         }
         (Some("OKP"), Some("Ed25519")) if !private(&["d"]) && allowed("EdDSA") => bytes("x")

@@ -122,6 +122,17 @@ macro_rules! table_verifier {
                     }
                 }
 
+                /// The key at affine coordinates `x` and `y` (big-endian, the field's size, as a
+                /// JWK's `x` and `y`), if they are below the field's modulus and on the curve.
+                /// Only the uncompressed form: no square root, whose code (10-20 KB) v8 would
+                /// compile at every start for keys no JWK carries.
+                pub fn from_coordinates(x: &[u8], y: &[u8]) -> Option<Self> {
+                    let x = FieldBytes::try_from(x).ok()?;
+                    let y = FieldBytes::try_from(y).ok()?;
+                    let point: Option<AffinePoint> = AffinePoint::from_coordinates(&x, &y).into();
+                    point.map(|point| Self::new(&point))
+                }
+
                 /// Whether `signature` (`r || s`, as JWS writes it) signs `message`.
                 pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
                     // Refuses any other length and r or s outside 1..n-1.
@@ -199,6 +210,28 @@ mod tests {
                 (ProjectivePoint::from(point) * scalar).to_affine()
             );
         }
+    }
+
+    #[test]
+    fn a_key_from_coordinates_is_the_point_on_the_curve_and_nothing_else() {
+        use p256::elliptic_curve::point::AffineCoordinates as _;
+        let key = signing_key(3);
+        let point = key.verifying_key().as_affine();
+        let (x, y) = (point.x(), point.y());
+        let from_coordinates = Es256Key::from_coordinates(&x, &y).unwrap();
+        let signature: p256::ecdsa::Signature = key.sign(b"m");
+        assert!(from_coordinates.verifies(b"m", &signature.to_bytes()));
+        // Off the curve, a coordinate at or above the field's modulus, the wrong length.
+        let mut off_curve = y;
+        off_curve[31] ^= 1;
+        assert!(Es256Key::from_coordinates(&x, &off_curve).is_none());
+        let modulus = [0xff; 32];
+        assert!(Es256Key::from_coordinates(&x, &modulus).is_none());
+        assert!(Es256Key::from_coordinates(&modulus, &y).is_none());
+        assert!(Es256Key::from_coordinates(&x[1..], &y).is_none());
+        assert!(Es256Key::from_coordinates(&x, &[&y[..], &[0]].concat()).is_none());
+        assert!(Es256Key::from_coordinates(&[0; 32], &[0; 32]).is_none());
+        assert!(Es384Key::from_coordinates(&x, &y).is_none());
     }
 
     #[test]
