@@ -488,6 +488,11 @@ run_tests() {
   PLUGINS_IN_BUNDLE=1 cargo test -p integration-tests --test path_allowlist --test auth_gate \
     --test local_ratelimit --test emotion_stats --test local_ratelimit_parity
   PLUGINS_IN_BUNDLE=1 cargo test -p harness-diff --test istio_parity
+  # The request-side plugins once more on model-gateway-request-only (model-gateway's code
+  # without response callbacks; local-ratelimit's tests expect x-ratelimit-* headers it refuses).
+  step "integration tests of path-allowlist and auth-gate on model-gateway-request-only (real Envoy)"
+  PLUGINS_IN_BUNDLE=model-gateway-request-only cargo test -p integration-tests \
+    --test path_allowlist --test auth_gate
 
   step "chaos: 60 s of load and faults, then the invariants"
   chaos --duration 60s

@@ -116,7 +116,7 @@ fn the_bundle_decides_forwards_and_counts_as_the_four_plugins_chained() {
     let configs = gateway_configs();
     let chained: Vec<Plugin> = configs
         .iter()
-        .map(|(name, config)| Plugin::from_dist_in(name, config.clone(), false))
+        .map(|(name, config)| Plugin::from_dist_in(name, config.clone(), None))
         .collect();
     let sections: serde_json::Map<String, Value> = configs
         .iter()
@@ -128,7 +128,7 @@ fn the_bundle_decides_forwards_and_counts_as_the_four_plugins_chained() {
         })
         .collect();
     assert_eq!(sections.len(), 4);
-    let bundle = Plugin::from_dist_in(harness_runner::BUNDLE, Value::Object(sections), false);
+    let bundle = Plugin::from_dist_in(harness_runner::BUNDLE, Value::Object(sections), None);
 
     let four = run(chained, &requests);
     let one = run(vec![bundle], &requests);

@@ -3,9 +3,10 @@
 //! `./build.sh build` removes the others (wasm-metadce), keeping the list in the crate's
 //! `[package.metadata.proxy-wasm]` `exports`. Checked here: each `dist/<plugin>.wasm` exports
 //! exactly that list, and the list names every callback the contexts of the plugin's
-//! `src/filter.rs` implement (a callback missing from it would never be called).
+//! `src/filter.rs` implement (a callback missing from it would never be called);
+//! model-gateway-request-only runs model-gateway's contexts without their response callbacks.
 
-use harness_runner::{dist_module, repo_root, PLUGINS};
+use harness_runner::{dist_module, repo_root, BUNDLE, PLUGINS, REQUEST_ONLY_BUNDLE};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -201,22 +202,24 @@ fn each_module_exports_what_its_crate_declares() {
 }
 
 #[test]
-fn path_allowlist_exports_no_callback_after_the_request_headers() {
-    let exported = dist_exports("path-allowlist");
-    assert!(exported.iter().any(|e| e == "proxy_on_request_headers"));
-    assert!(exported.iter().any(|e| e == "proxy_on_delete"));
-    for absent in [
-        "proxy_on_request_body",
-        "proxy_on_response_headers",
-        "proxy_on_response_body",
-        "proxy_on_response_trailers",
-        "proxy_on_done",
-        "proxy_on_log",
-    ] {
-        assert!(
-            !exported.iter().any(|e| e == absent),
-            "dist/path-allowlist.wasm exports {absent}: {exported:?}"
-        );
+fn path_allowlist_and_the_request_only_bundle_export_no_callback_after_the_request_headers() {
+    for plugin in ["path-allowlist", REQUEST_ONLY_BUNDLE] {
+        let exported = dist_exports(plugin);
+        assert!(exported.iter().any(|e| e == "proxy_on_request_headers"));
+        assert!(exported.iter().any(|e| e == "proxy_on_delete"));
+        for absent in [
+            "proxy_on_request_body",
+            "proxy_on_response_headers",
+            "proxy_on_response_body",
+            "proxy_on_response_trailers",
+            "proxy_on_done",
+            "proxy_on_log",
+        ] {
+            assert!(
+                !exported.iter().any(|e| e == absent),
+                "dist/{plugin}.wasm exports {absent}: {exported:?}"
+            );
+        }
     }
 }
 
@@ -227,7 +230,13 @@ fn declared_exports_are_the_callbacks_filter_rs_implements() {
         let Some(declared) = &krate.exports else {
             continue;
         };
-        let filter = krate.dir.join("src/filter.rs");
+        let request_only = plugin == REQUEST_ONLY_BUNDLE;
+        let contexts = if request_only {
+            &crates()[BUNDLE].dir
+        } else {
+            &krate.dir
+        };
+        let filter = contexts.join("src/filter.rs");
         let source = std::fs::read_to_string(&filter)
             .unwrap_or_else(|e| panic!("{}: {e}", filter.display()));
         let mut needed: BTreeSet<&str> = ALWAYS.into_iter().collect();
@@ -235,6 +244,9 @@ fn declared_exports_are_the_callbacks_filter_rs_implements() {
             if source.contains(needle) {
                 needed.extend(exports.iter().copied());
             }
+        }
+        if request_only {
+            needed.retain(|export| !export.starts_with("proxy_on_response_"));
         }
         let declared: BTreeSet<&str> = declared.iter().map(String::as_str).collect();
         assert_eq!(

@@ -669,6 +669,13 @@ pub const BUNDLE_HOST_FLOOR: &str = "wasm-hostcalls";
 /// The bundle with no section: what its callbacks cost before any plugin runs.
 pub const BUNDLE_EMPTY: &str = "bundle-empty";
 
+/// Whether `case` loads model-gateway or model-gateway-request-only.
+pub fn loads_a_bundle(case: &Case) -> bool {
+    case.plugins
+        .iter()
+        .any(|p| [BUNDLE, REQUEST_ONLY_BUNDLE].contains(p))
+}
+
 /// The names of the cases `--only` selects: the floor, the cases it names and, for
 /// [`BUNDLE_GROUP`], every case loading the bundle with the cases it is compared with (its
 /// standalone case, its native twin).
@@ -679,7 +686,7 @@ pub fn selection(cases: &[Case], only: &[String]) -> Vec<&'static str> {
             names.push(case.name);
         }
         let bundle_group = only.iter().any(|o| o == BUNDLE_GROUP);
-        if bundle_group && (case.plugins.contains(&BUNDLE) || case.name == BUNDLE_HOST_FLOOR) {
+        if bundle_group && (loads_a_bundle(case) || case.name == BUNDLE_HOST_FLOOR) {
             names.push(case.name);
             names.extend(case.standalone);
             names.extend(case.twin);
@@ -688,38 +695,84 @@ pub fn selection(cases: &[Case], only: &[String]) -> Vec<&'static str> {
     names
 }
 
-/// The bundle with one section: (case, the standalone case whose configuration and requests it
-/// takes). auth-gate's is its cached RS256 JWT case, the auth-gate configuration of `chained`
-/// without the header rule.
-pub const BUNDLE_SINGLES: [(&str, &str); 4] = [
-    ("bundle-auth-gate", "auth-gate-rs256-cached"),
-    ("bundle-path-allowlist", "path-allowlist"),
-    ("bundle-local-ratelimit", "local-ratelimit"),
-    ("bundle-emotion-stats", "emotion-stats"),
+pub use harness_runner::REQUEST_ONLY_BUNDLE;
+
+/// A bundle case with one section, compared with its plugin's own module.
+#[derive(Debug, Clone, Copy)]
+pub struct Single {
+    pub case: &'static str,
+    /// The standalone case whose configuration and requests it takes.
+    pub standalone: &'static str,
+    /// [`BUNDLE`] or [`REQUEST_ONLY_BUNDLE`].
+    pub module: &'static str,
+    /// Whether the single-section target judges it: the module a gateway with only this policy
+    /// runs. A request-side policy alone runs in model-gateway-request-only; in model-gateway
+    /// it pays for response callbacks it does not use (reported, not judged).
+    pub judged: bool,
+}
+
+/// The bundles with one section. auth-gate's is its cached RS256 JWT case, the auth-gate
+/// configuration of `chained` without the header rule. local-ratelimit's configuration asks for
+/// the x-ratelimit-* headers, which only model-gateway can add.
+pub const BUNDLE_SINGLES: [Single; 6] = [
+    single("bundle-auth-gate", "auth-gate-rs256-cached", BUNDLE, false),
+    single(
+        "request-only-auth-gate",
+        "auth-gate-rs256-cached",
+        REQUEST_ONLY_BUNDLE,
+        true,
+    ),
+    single("bundle-path-allowlist", "path-allowlist", BUNDLE, false),
+    single(
+        "request-only-path-allowlist",
+        "path-allowlist",
+        REQUEST_ONLY_BUNDLE,
+        true,
+    ),
+    single("bundle-local-ratelimit", "local-ratelimit", BUNDLE, true),
+    single("bundle-emotion-stats", "emotion-stats", BUNDLE, true),
 ];
+
+const fn single(
+    case: &'static str,
+    standalone: &'static str,
+    module: &'static str,
+    judged: bool,
+) -> Single {
+    Single {
+        case,
+        standalone,
+        module,
+        judged,
+    }
+}
 
 /// Each bundle case right after the case it is compared with, so that the two run one after
 /// the other in a round (the order rotates by one each round: only a round that starts between
 /// them parts them): `bundle` after `chained`, with the four sections of `chained`'s four
-/// plugins, and `bundle-<plugin>` after its standalone case.
+/// plugins, and each single-section case after its standalone case.
 fn add_bundle_cases(cases: &mut Vec<Case>) -> Result<()> {
-    let singles = BUNDLE_SINGLES.map(|(name, standalone)| {
-        let what = format!("{BUNDLE} with one section, as {standalone}");
-        (name, standalone, what)
+    let singles = BUNDLE_SINGLES.map(|single| {
+        let what = format!(
+            "{} with one section, as {}",
+            single.module, single.standalone
+        );
+        (single.case, single.standalone, single.module, what)
     });
     let all = [(
         "bundle",
         "chained",
+        BUNDLE,
         format!("{BUNDLE}: chained's four configurations as sections of one module, one VM"),
     )]
     .into_iter()
     .chain(singles);
-    for (name, standalone, what) in all {
+    for (name, standalone, module, what) in all {
         let at = cases
             .iter()
             .position(|c| c.name == standalone)
             .ok_or_else(|| Error(format!("{name}: no case {standalone} to take it from")))?;
-        let bundled = bundled_case(&cases[at], name, what)?;
+        let bundled = bundled_case(&cases[at], name, module, what)?;
         cases.insert(at + 1, bundled);
     }
     Ok(())
@@ -727,13 +780,18 @@ fn add_bundle_cases(cases: &mut Vec<Case>) -> Result<()> {
 
 /// `standalone` with its plugins as sections of the bundle: the same configurations (taken from
 /// the case itself), the same Envoy, requests and expected answers, the same native twin.
-fn bundled_case(standalone: &Case, name: &'static str, what: String) -> Result<Case> {
-    let bundle = bundle_plugin(&standalone.config.plugins)?;
+fn bundled_case(
+    standalone: &Case,
+    name: &'static str,
+    module: &'static str,
+    what: String,
+) -> Result<Case> {
+    let bundle = bundle_plugin(&standalone.config.plugins, module)?;
     Ok(Case {
         name,
         what,
         standalone: Some(standalone.name),
-        plugins: vec![BUNDLE],
+        plugins: vec![module],
         config: EnvoyConfig {
             plugins: vec![bundle],
             ..standalone.config.clone()
@@ -742,16 +800,16 @@ fn bundled_case(standalone: &Case, name: &'static str, what: String) -> Result<C
     })
 }
 
-/// One `model-gateway` filter whose pluginConfig has a section per plugin, each that plugin's
-/// own pluginConfig.
-pub fn bundle_plugin(plugins: &[Plugin]) -> Result<Plugin> {
+/// One filter of `module` (a bundle) whose pluginConfig has a section per plugin, each that
+/// plugin's own pluginConfig.
+pub fn bundle_plugin(plugins: &[Plugin], module: &str) -> Result<Plugin> {
     let mut sections = serde_json::Map::new();
     for plugin in plugins {
         let config: Value = serde_json::from_str(&plugin.configuration)
             .map_err(|e| Error(format!("{}: configuration: {e}", plugin.name)))?;
         sections.insert(section_key(plugin.short_name()), config);
     }
-    Ok(Plugin::from_dist(BUNDLE, Value::Object(sections)))
+    Ok(Plugin::from_dist(module, Value::Object(sections)))
 }
 
 /// The bundle's section of a plugin: its name in camelCase (`local-ratelimit` ->
@@ -944,7 +1002,7 @@ mod tests {
         assert_eq!(case.config.plugins.len(), 1, "{}", case.name);
         let plugin = &case.config.plugins[0];
         assert!(
-            plugin.module.ends_with("model-gateway.wasm"),
+            plugin.module.ends_with(format!("{}.wasm", case.plugins[0])),
             "{}",
             case.name
         );
@@ -958,13 +1016,18 @@ mod tests {
     /// configurations as its sections and its requests and expected answers.
     fn check_bundle_cases(cases: &[Case]) {
         let find = |name: &str| cases.iter().position(|c| c.name == name).unwrap();
-        let pairs = [("bundle", "chained")].into_iter().chain(BUNDLE_SINGLES);
-        for (name, standalone) in pairs {
+        let singles = BUNDLE_SINGLES.map(|s| (s.case, s.standalone, s.module));
+        let pairs = [("bundle", "chained", BUNDLE)].into_iter().chain(singles);
+        for (name, standalone, module) in pairs {
             let (at, from) = (find(name), find(standalone));
-            assert_eq!(at, from + 1, "{name} runs right after {standalone}");
+            // Two cases compared with the same standalone case: the second one after the first.
+            let after = cases[from + 1..at]
+                .iter()
+                .all(|c| c.standalone == Some(standalone));
+            assert!(at > from && after, "{name} runs right after {standalone}");
             let (bundle, standalone) = (&cases[at], &cases[from]);
             assert_eq!(bundle.standalone, Some(standalone.name));
-            assert_eq!(bundle.plugins, [BUNDLE]);
+            assert_eq!(bundle.plugins, [module]);
             assert_eq!(bundle.twin, standalone.twin);
             assert_eq!(
                 (&bundle.path, &bundle.headers, bundle.expect_status),

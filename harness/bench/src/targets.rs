@@ -2,7 +2,7 @@
 //! to this run's floors: a plugin may cost the Wasm floor plus what its native twin costs for
 //! the same job plus a margin, a share of what a proxied request costs (`floor-proxied`).
 
-use super::cases::{BUNDLE, BUNDLE_EMPTY, BUNDLE_HOST_FLOOR, BUNDLE_SINGLES};
+use super::cases::{BUNDLE, BUNDLE_EMPTY, BUNDLE_HOST_FLOOR, BUNDLE_SINGLES, REQUEST_ONLY_BUNDLE};
 use super::memory::MemoryRun;
 use super::rows::{Row, FLOOR};
 use super::workers::WorkersRun;
@@ -69,7 +69,7 @@ const KIB: f64 = 1024.0;
 fn verdict_order() -> impl Iterator<Item = &'static str> {
     harness_runner::PLUGINS
         .into_iter()
-        .filter(|plugin| *plugin != BUNDLE)
+        .filter(|plugin| ![BUNDLE, REQUEST_ONLY_BUNDLE].contains(plugin))
         .chain(["chained", BUNDLE])
 }
 
@@ -278,9 +278,11 @@ fn bundle_checks(rows: &[Row]) -> Vec<Check> {
         plus("native-chained").map(|native| 2.0 * native),
         "µs",
     )];
-    // One section: what the bundle adds to the plugin's own module, round by round (the two
-    // run one after the other in a round), median over rounds; cheaper passes.
-    for (case, standalone) in BUNDLE_SINGLES {
+    // One section: what the bundle a gateway with only that policy runs adds to the plugin's
+    // own module, round by round (the two run one after the other in a round), median over
+    // rounds; cheaper passes.
+    for single in BUNDLE_SINGLES.iter().filter(|single| single.judged) {
+        let (case, standalone) = (single.case, single.standalone);
         checks.push(check(
             case,
             format!("+CPU above {standalone} (same round, median) ≤ 10 % of {standalone} +CPU"),
@@ -332,7 +334,11 @@ fn wasm_kib(rows: &[Row], case: &str) -> Option<f64> {
 pub fn reported(rows: &[Row]) -> Vec<Reported> {
     let mut reported: Vec<Reported> = rows
         .iter()
-        .filter(|r| r.plugins.iter().any(|p| p == BUNDLE))
+        .filter(|r| {
+            r.plugins
+                .iter()
+                .any(|p| [BUNDLE, REQUEST_ONLY_BUNDLE].contains(&p.as_str()))
+        })
         .filter_map(|r| {
             let standalone = r.standalone.as_ref()?;
             Some(Reported {
@@ -414,9 +420,12 @@ pub fn known_cause(check: &Check) -> Option<&'static str> {
         ("KiB", "bundle") => "the four plugins' code, less what they share (kit, serde, SDK)",
         ("µs", case) if case.starts_with("bundle-") => {
             "one module exports the callbacks of all four plugins: with one section Envoy still \
-             enters it for the response headers and each body chunk, which the trimmed \
-             standalone module may not export (the bundle's code, built at opt-level 2, makes \
-             up for part of it)"
+             enters it for every response callback, which the trimmed standalone module may not \
+             export (the bundle's code, built at opt-level 2, makes up for part of it)"
+        }
+        ("µs", case) if case.starts_with("request-only-") => {
+            "the VM entries are the standalone module's; the rest is model-gateway's dispatch \
+             to its section and a module twice the size under v8"
         }
         ("µs", "path-allowlist" | "path-allowlist-1000") => {
             "one `:path` read and one counter per request; the decision costs 0.4 µs natively \
@@ -708,6 +717,13 @@ mod tests {
         assert_eq!(chained.outcome(), Outcome::Pass);
     }
 
+    /// A case of model-gateway-request-only, compared with `standalone`.
+    fn request_only(name: &str, standalone: &str, cpus: &[f64]) -> CaseRecord {
+        let mut record = bundled(name, standalone, cpus);
+        record.plugins = vec![REQUEST_ONLY_BUNDLE.into()];
+        record
+    }
+
     /// A bundle case: loads model-gateway, compared with `standalone`.
     fn bundled(name: &str, standalone: &str, cpus: &[f64]) -> CaseRecord {
         let mut record = record(name, cpus);
@@ -789,10 +805,16 @@ mod tests {
             record("floor", &[100.0, 150.0, 120.0]),
             record("path-allowlist", &[120.0, 170.0, 140.0]),
             // +1, +3, +2 over path-allowlist: median 2.0 ≤ 10 % of its +20 = 2.0.
+            request_only(
+                "request-only-path-allowlist",
+                "path-allowlist",
+                &[121.0, 173.0, 142.0],
+            ),
+            // In model-gateway: reported, not judged.
             bundled(
                 "bundle-path-allowlist",
                 "path-allowlist",
-                &[121.0, 173.0, 142.0],
+                &[130.0, 180.0, 150.0],
             ),
             record("local-ratelimit", &[140.0, 190.0, 160.0]),
             // +5 in every round: 5 > 4 (10 % of +40) fails, though a round's floor moved more.
@@ -811,7 +833,7 @@ mod tests {
         ];
         let rows = rows(&cases);
         let checks = evaluate(&rows);
-        let allowlist = find(&checks, "bundle-path-allowlist", "+CPU");
+        let allowlist = find(&checks, "request-only-path-allowlist", "+CPU");
         assert!((allowlist.value.unwrap() - 2.0).abs() < 1e-9);
         assert!((allowlist.limit.unwrap() - 2.0).abs() < 1e-9);
         assert_eq!(allowlist.outcome(), Outcome::Pass);
@@ -823,9 +845,17 @@ mod tests {
         assert_eq!(emotion.outcome(), Outcome::Pass);
         // auth-gate's standalone case is not in this run: not measured.
         assert_eq!(
-            find(&checks, "bundle-auth-gate", "+CPU").outcome(),
+            find(&checks, "request-only-auth-gate", "+CPU").outcome(),
             Outcome::NotMeasured
         );
+        assert!(checks
+            .iter()
+            .all(|c| !["bundle-path-allowlist", "bundle-auth-gate"].contains(&c.case.as_str())));
+        let unjudged = reported(&rows)
+            .into_iter()
+            .find(|r| r.case == "bundle-path-allowlist")
+            .unwrap();
+        assert_eq!(unjudged.value, Some(1.5));
         let lines = verdicts(&checks, &rows);
         let bundle = lines.iter().find(|l| l.starts_with(BUNDLE)).unwrap();
         assert!(bundle.contains(": FAIL"), "{bundle}");
@@ -847,7 +877,7 @@ mod tests {
         // In the run with the bundle's cases (`--only model-gateway`) by being compared with one.
         assert!(BUNDLE_SINGLES
             .iter()
-            .any(|&(_, standalone)| standalone == BUNDLE_START_REFERENCE));
+            .any(|single| single.standalone == BUNDLE_START_REFERENCE));
         let mut reference = record(BUNDLE_START_REFERENCE, &[140.0]);
         reference.samples[0].start_ms = 1_000.0;
         let mut chained = record("chained", &[200.0]);

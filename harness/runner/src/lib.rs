@@ -40,21 +40,25 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// The plugins of this repository, as `./build.sh build` puts them in `dist/<plugin>.wasm`: the
 /// workspace's crates with a `module` feature (a unit test checks the two agree).
-pub const PLUGINS: [&str; 5] = [
+pub const PLUGINS: [&str; 6] = [
     "path-allowlist",
     "auth-gate",
     "local-ratelimit",
     "emotion-stats",
     "model-gateway",
+    "model-gateway-request-only",
 ];
 
 /// The module that links the other plugins, one `pluginConfig` section each.
 pub const BUNDLE: &str = "model-gateway";
 
+/// [`BUNDLE`]'s request-side sections in a module without response callbacks.
+pub const REQUEST_ONLY_BUNDLE: &str = "model-gateway-request-only";
+
 /// The section of [`BUNDLE`]'s `pluginConfig` that configures `plugin` (`pathAllowlist` for
-/// `path-allowlist`); `None` for the bundle itself and for a name that is not a plugin.
+/// `path-allowlist`); `None` for the bundles themselves and for a name that is not a plugin.
 pub fn bundle_section(plugin: &str) -> Option<String> {
-    if plugin == BUNDLE || !PLUGINS.contains(&plugin) {
+    if [BUNDLE, REQUEST_ONLY_BUNDLE].contains(&plugin) || !PLUGINS.contains(&plugin) {
         return None;
     }
     let mut words = plugin.split('-');
@@ -67,17 +71,23 @@ pub fn bundle_section(plugin: &str) -> Option<String> {
     Some(section)
 }
 
-/// Whether `PLUGINS_IN_BUNDLE` is set: then [`Plugin::from_dist`] runs each plugin as a section
-/// of [`BUNDLE`].
-pub fn tests_run_on_bundle() -> bool {
-    std::env::var_os("PLUGINS_IN_BUNDLE").is_some()
+/// The bundle the plugins' tests run on, `None` unless `PLUGINS_IN_BUNDLE` is set: then
+/// [`Plugin::from_dist`] runs each plugin as a section of [`REQUEST_ONLY_BUNDLE`] when the
+/// variable names it, else of [`BUNDLE`].
+pub fn tests_bundle() -> Option<&'static str> {
+    let bundle = std::env::var_os("PLUGINS_IN_BUNDLE")?;
+    Some(if bundle == REQUEST_ONLY_BUNDLE {
+        REQUEST_ONLY_BUNDLE
+    } else {
+        BUNDLE
+    })
 }
 
 /// Field `field` of `plugin`'s configuration as the module that runs it names it in a refusal:
 /// under the plugin's section when the tests run on the bundle (see [`Plugin::from_dist`]).
 pub fn config_field(plugin: &str, field: &str) -> String {
     match bundle_section(plugin) {
-        Some(section) if tests_run_on_bundle() => {
+        Some(section) if tests_bundle().is_some() => {
             if field.starts_with('[') {
                 format!("{section}{field}")
             } else {
@@ -161,6 +171,7 @@ mod tests {
                 Some("localRatelimit".into()),
                 Some("emotionStats".into()),
                 None,
+                None,
             ]
         );
         assert_eq!(super::bundle_section("no-such-plugin"), None);
@@ -169,8 +180,9 @@ mod tests {
     #[test]
     fn in_the_bundle_a_plugin_is_its_section_of_model_gateway() {
         let config = serde_json::json!({"paths": ["/v1/*"]});
-        let alone = super::Plugin::from_dist_in("emotion-stats", config.clone(), false);
-        let bundled = super::Plugin::from_dist_in("emotion-stats", config.clone(), true);
+        let alone = super::Plugin::from_dist_in("emotion-stats", config.clone(), None);
+        let bundled =
+            super::Plugin::from_dist_in("emotion-stats", config.clone(), Some(super::BUNDLE));
         assert_eq!(alone.module, super::dist_module("emotion-stats"));
         assert_eq!(bundled.module, super::dist_module("model-gateway"));
         assert_eq!(alone.configuration, config.to_string());
@@ -179,8 +191,22 @@ mod tests {
             serde_json::json!({"emotionStats": config}).to_string()
         );
         assert_eq!(bundled.name, alone.name);
-        let gateway = super::Plugin::from_dist_in("model-gateway", config.clone(), true);
+        let gateway =
+            super::Plugin::from_dist_in("model-gateway", config.clone(), Some(super::BUNDLE));
         assert_eq!(gateway.configuration, config.to_string());
+        let request_only = super::Plugin::from_dist_in(
+            "path-allowlist",
+            config.clone(),
+            Some(super::REQUEST_ONLY_BUNDLE),
+        );
+        assert_eq!(
+            request_only.module,
+            super::dist_module("model-gateway-request-only")
+        );
+        assert_eq!(
+            request_only.configuration,
+            serde_json::json!({"pathAllowlist": config}).to_string()
+        );
     }
 
     /// The harness crates keep the plugins' rule: no module reaches itself through the modules

@@ -95,17 +95,18 @@ impl Plugin {
     /// The module `dist/<plugin>.wasm` with `config` as its `pluginConfig`.
     ///
     /// With `PLUGINS_IN_BUNDLE` set in the environment, a plugin that model-gateway links runs
-    /// as `dist/model-gateway.wasm` with `config` as its only section (the WasmPlugin keeps the
+    /// as `dist/model-gateway.wasm` (or the module the variable names, see
+    /// [`crate::tests_bundle`]) with `config` as its only section (the WasmPlugin keeps the
     /// plugin's name): how each plugin's integration tests run against the bundle.
     pub fn from_dist(plugin: &str, config: Value) -> Self {
-        Self::from_dist_in(plugin, config, crate::tests_run_on_bundle())
+        Self::from_dist_in(plugin, config, crate::tests_bundle())
     }
 
-    /// [`Plugin::from_dist`], in the bundle when `in_bundle`.
-    pub fn from_dist_in(plugin: &str, config: Value, in_bundle: bool) -> Self {
-        let (module, config) = match crate::bundle_section(plugin) {
-            Some(section) if in_bundle => (
-                crate::dist_module(crate::BUNDLE),
+    /// [`Plugin::from_dist`], as a section of `bundle` when there is one.
+    pub fn from_dist_in(plugin: &str, config: Value, bundle: Option<&str>) -> Self {
+        let (module, config) = match (crate::bundle_section(plugin), bundle) {
+            (Some(section), Some(bundle)) => (
+                crate::dist_module(bundle),
                 serde_json::json!({ section: config }),
             ),
             _ => (crate::dist_module(plugin), config),

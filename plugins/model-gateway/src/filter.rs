@@ -21,6 +21,9 @@ type Paused = Rc<RefCell<Vec<(u32, Rc<RefCell<AfterAuth>>)>>>;
 /// (its counters are defined then, never for a plugin that is off).
 pub struct PluginRoot {
     context_id: u32,
+    /// The module's name in log lines, and how it reads and compiles its `pluginConfig`.
+    plugin: &'static str,
+    load: Load,
     auth_gate: Option<auth_gate::PluginRoot>,
     path_allowlist: Option<path_allowlist::PluginRoot>,
     local_ratelimit: Option<local_ratelimit::PluginRoot>,
@@ -40,12 +43,25 @@ struct Sections {
     emotion_stats: bool,
 }
 
+/// Reads the `pluginConfig` and compiles it, logging a refusal under the module's name.
+pub type Load = fn(plugin: &'static str) -> Option<compiled::Compiled>;
+
 impl PluginRoot {
     /// `context_id`: the host's id of this root context (auth-gate's root context restores it
     /// after waking paused requests).
     pub fn new(context_id: u32) -> Self {
+        Self::of_module(context_id, PLUGIN, |plugin| {
+            plugin_kit::host::load_config(plugin, compiled::compile)
+        })
+    }
+
+    /// The root context of another module built on this one's contexts: its name, and its
+    /// own `pluginConfig` compiled into this one's sections.
+    pub fn of_module(context_id: u32, plugin: &'static str, load: Load) -> Self {
         PluginRoot {
             context_id,
+            plugin,
+            load,
             auth_gate: None,
             path_allowlist: None,
             local_ratelimit: None,
@@ -60,7 +76,8 @@ impl PluginRoot {
     /// plugins configured before it in this call keep their new section.
     pub fn configure(&mut self, compiled: compiled::Compiled) -> bool {
         if compiled.is_empty() {
-            log::warn!("{PLUGIN}: no section is configured; every request passes untouched");
+            let plugin = self.plugin;
+            log::warn!("{plugin}: no section is configured; every request passes untouched");
         }
         let on = Sections {
             auth_gate: compiled.auth_gate.is_some(),
@@ -151,8 +168,7 @@ impl Context for PluginRoot {
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        plugin_kit::host::load_config(PLUGIN, compiled::compile)
-            .is_some_and(|compiled| self.configure(compiled))
+        (self.load)(self.plugin).is_some_and(|compiled| self.configure(compiled))
     }
 
     fn on_tick(&mut self) {

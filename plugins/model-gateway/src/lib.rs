@@ -14,6 +14,6 @@ pub mod compiled;
 pub mod config;
 mod filter;
 
-pub use filter::{Filter, PluginRoot};
+pub use filter::{Filter, Load, PluginRoot};
 
 plugin_kit::plugin_crate!(filter::PLUGIN, PluginRoot::new);
