@@ -458,7 +458,12 @@ fn every_readme_wasmplugin_example_validates() {
             }
         }
     }
-    for plugin in ["emotion-stats", "local-ratelimit", "model-gateway"] {
+    for plugin in [
+        "emotion-stats",
+        "local-ratelimit",
+        "model-gateway",
+        "model-gateway-request-only",
+    ] {
         assert!(checked.contains(&plugin), "no example in {plugin}'s README");
     }
 }

@@ -1,8 +1,9 @@
 //! model-gateway against the four plugins it links, in the same run: the gateway manifests'
 //! four WasmPlugins chained as istiod chains them, and one model-gateway whose sections are those
-//! four configurations. The same requests (tokens valid, forged and absent; header rules; path
-//! tricks; the rate limit running out; model answers) must get the same statuses, reach the
-//! upstream the same way (path and forwarded claim header), and add up to the same counters.
+//! four configurations; model-gateway-request-only likewise against the three request-side
+//! plugins. The same requests (tokens valid, forged and absent; header rules; path tricks; the
+//! rate limit running out; model answers) must get the same statuses, reach the upstream the
+//! same way (path and forwarded claim header), and add up to the same counters.
 
 use harness_model_server::ModelServer;
 use harness_runner::{http, Envoy, EnvoyConfig, Plugin};
@@ -86,8 +87,8 @@ fn run(plugins: Vec<Plugin>, requests: &[(String, Vec<(&str, String)>)]) -> Outc
     }
 }
 
-#[test]
-fn the_bundle_decides_forwards_and_counts_as_the_four_plugins_chained() {
+/// Requests of every kind the gateway answers: 200, 401, 403 and 429.
+fn mixed_requests() -> Vec<(String, Vec<(&'static str, String)>)> {
     let bearer = |token: &str| ("authorization", format!("Bearer {token}"));
     let x_test = || ("x-test", "istio-is-cool".to_string());
     let predict = "/v1/models/bert-emotion-model:predict".to_string();
@@ -113,8 +114,12 @@ fn the_bundle_decides_forwards_and_counts_as_the_four_plugins_chained() {
             vec![x_test(), bearer(VALID), ("x-api-key", key.to_string())],
         ));
     }
-    let configs = gateway_configs();
-    let chained: Vec<Plugin> = configs
+    requests
+}
+
+/// `configs` as the plugins chained, and as the sections of one `bundle`.
+fn chained_and_bundled(configs: &[(String, Value)], bundle: &str) -> (Vec<Plugin>, Plugin) {
+    let chained = configs
         .iter()
         .map(|(name, config)| Plugin::from_dist_in(name, config.clone(), None))
         .collect();
@@ -127,28 +132,98 @@ fn the_bundle_decides_forwards_and_counts_as_the_four_plugins_chained() {
             )
         })
         .collect();
-    assert_eq!(sections.len(), 4);
-    let bundle = Plugin::from_dist_in(harness_runner::BUNDLE, Value::Object(sections), None);
+    assert_eq!(sections.len(), configs.len());
+    (
+        chained,
+        Plugin::from_dist_in(bundle, Value::Object(sections), None),
+    )
+}
 
-    let four = run(chained, &requests);
-    let one = run(vec![bundle], &requests);
-    assert_eq!(one, four);
-    // Not a vacuous agreement: every kind of answer is there.
-    let statuses: Vec<u16> = four.statuses.iter().map(|(_, s)| *s).collect();
+/// Not a vacuous agreement: every kind of answer is there, and a claim reached the upstream.
+fn assert_every_kind_of_answer(outcome: &Outcome) {
+    let statuses: Vec<u16> = outcome.statuses.iter().map(|(_, s)| *s).collect();
     for status in [200, 401, 403, 429] {
         assert!(
             statuses.contains(&status),
             "{status} in {:?}",
-            four.statuses
+            outcome.statuses
         );
     }
-    assert!(four
+    assert!(outcome
         .forwarded
         .iter()
         .any(|(_, user)| user.as_deref() == Some("alice")));
+}
+
+#[test]
+fn the_bundle_decides_forwards_and_counts_as_the_four_plugins_chained() {
+    let requests = mixed_requests();
+    let configs = gateway_configs();
+    assert_eq!(configs.len(), 4);
+    let (chained, bundle) = chained_and_bundled(&configs, harness_runner::BUNDLE);
+    let four = run(chained, &requests);
+    let one = run(vec![bundle], &requests);
+    assert_eq!(one, four);
+    assert_every_kind_of_answer(&four);
     assert!(
         four.counters.iter().any(|c| c.contains("emotion_stats_")),
         "{:?}",
         four.counters
     );
+}
+
+#[test]
+fn the_request_only_bundle_decides_forwards_and_counts_as_the_three_request_plugins_chained() {
+    let requests = mixed_requests();
+    // The gateway's request-side plugins; the rate limit without x-ratelimit-* headers, which
+    // model-gateway-request-only refuses.
+    let mut configs: Vec<(String, Value)> = gateway_configs()
+        .into_iter()
+        .filter(|(name, _)| name != "emotion-stats")
+        .collect();
+    assert_eq!(configs.len(), 3);
+    for (name, config) in &mut configs {
+        if name == "local-ratelimit" {
+            config["enable_x_ratelimit_headers"] = json!("OFF");
+        }
+    }
+    let (chained, bundle) = chained_and_bundled(&configs, harness_runner::REQUEST_ONLY_BUNDLE);
+    let three = run(chained, &requests);
+    let one = run(vec![bundle], &requests);
+    assert_eq!(one, three);
+    assert_every_kind_of_answer(&three);
+    assert!(
+        three
+            .counters
+            .iter()
+            .any(|c| c.contains("local_ratelimit_")),
+        "{:?}",
+        three.counters
+    );
+}
+
+#[test]
+fn the_request_only_bundle_refuses_what_needs_a_response_callback_naming_the_field() {
+    let upstream = ModelServer::start().unwrap();
+    let refusals = [
+        (json!({"emotionStats": {}}), "emotionStats"),
+        (
+            json!({"localRatelimit": {"domain": "models"}}),
+            "localRatelimit.enable_x_ratelimit_headers",
+        ),
+    ];
+    for (config, field) in refusals {
+        let plugin = Plugin::from_dist_in(harness_runner::REQUEST_ONLY_BUNDLE, config, None);
+        let err = Envoy::start(EnvoyConfig {
+            plugins: vec![plugin],
+            upstream: upstream.addr(),
+            ..Default::default()
+        })
+        .err()
+        .unwrap_or_else(|| panic!("{field}: accepted"));
+        let line = format!("model-gateway-request-only: invalid configuration at `{field}`");
+        assert!(err.0.contains(&line), "{field}: {err}");
+        assert!(err.0.contains("refuses to start"), "{field}: {err}");
+    }
+    assert!(upstream.requests().is_empty());
 }

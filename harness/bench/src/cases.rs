@@ -671,9 +671,7 @@ pub const BUNDLE_EMPTY: &str = "bundle-empty";
 
 /// Whether `case` loads model-gateway or model-gateway-request-only.
 pub fn loads_a_bundle(case: &Case) -> bool {
-    case.plugins
-        .iter()
-        .any(|p| [BUNDLE, REQUEST_ONLY_BUNDLE].contains(p))
+    case.plugins.iter().any(|p| harness_runner::is_bundle(p))
 }
 
 /// The names of the cases `--only` selects: the floor, the cases it names and, for
@@ -1077,9 +1075,11 @@ mod tests {
             "chained",
             "native-chained",
             "bundle-auth-gate",
+            "request-only-auth-gate",
             "auth-gate-rs256-cached",
             "jwt-rs256-cached",
             "bundle-path-allowlist",
+            "request-only-path-allowlist",
             "path-allowlist",
             "rbac-paths",
             "bundle-local-ratelimit",

@@ -2,7 +2,7 @@
 //! to this run's floors: a plugin may cost the Wasm floor plus what its native twin costs for
 //! the same job plus a margin, a share of what a proxied request costs (`floor-proxied`).
 
-use super::cases::{BUNDLE, BUNDLE_EMPTY, BUNDLE_HOST_FLOOR, BUNDLE_SINGLES, REQUEST_ONLY_BUNDLE};
+use super::cases::{BUNDLE, BUNDLE_EMPTY, BUNDLE_HOST_FLOOR, BUNDLE_SINGLES};
 use super::memory::MemoryRun;
 use super::rows::{Row, FLOOR};
 use super::workers::WorkersRun;
@@ -69,7 +69,7 @@ const KIB: f64 = 1024.0;
 fn verdict_order() -> impl Iterator<Item = &'static str> {
     harness_runner::PLUGINS
         .into_iter()
-        .filter(|plugin| ![BUNDLE, REQUEST_ONLY_BUNDLE].contains(plugin))
+        .filter(|plugin| !harness_runner::is_bundle(plugin))
         .chain(["chained", BUNDLE])
 }
 
@@ -334,11 +334,7 @@ fn wasm_kib(rows: &[Row], case: &str) -> Option<f64> {
 pub fn reported(rows: &[Row]) -> Vec<Reported> {
     let mut reported: Vec<Reported> = rows
         .iter()
-        .filter(|r| {
-            r.plugins
-                .iter()
-                .any(|p| [BUNDLE, REQUEST_ONLY_BUNDLE].contains(&p.as_str()))
-        })
+        .filter(|r| r.plugins.iter().any(|p| harness_runner::is_bundle(p)))
         .filter_map(|r| {
             let standalone = r.standalone.as_ref()?;
             Some(Reported {
@@ -573,7 +569,13 @@ pub fn verdicts(checks: &[Check], rows: &[Row]) -> Vec<String> {
             }
             let mut skipped: Vec<String> = rows
                 .iter()
-                .filter(|r| r.plugins.iter().any(|p| p == plugin) || r.case == plugin)
+                // The bundle's line holds the request-only module's checks too.
+                .filter(|r| {
+                    let bundle_line = plugin == BUNDLE;
+                    let loads =
+                        |p: &String| p == plugin || (bundle_line && harness_runner::is_bundle(p));
+                    r.plugins.iter().any(loads) || r.case == plugin
+                })
                 .filter_map(|r| {
                     r.skipped
                         .as_ref()
@@ -594,6 +596,7 @@ pub fn verdicts(checks: &[Check], rows: &[Row]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::cases::REQUEST_ONLY_BUNDLE;
     use super::super::rows::rows;
     use super::super::CaseRecord;
     use super::*;

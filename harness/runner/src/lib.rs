@@ -55,10 +55,15 @@ pub const BUNDLE: &str = "model-gateway";
 /// [`BUNDLE`]'s request-side sections in a module without response callbacks.
 pub const REQUEST_ONLY_BUNDLE: &str = "model-gateway-request-only";
 
+/// Whether `plugin` is one of the modules that run other plugins as sections.
+pub fn is_bundle(plugin: &str) -> bool {
+    [BUNDLE, REQUEST_ONLY_BUNDLE].contains(&plugin)
+}
+
 /// The section of [`BUNDLE`]'s `pluginConfig` that configures `plugin` (`pathAllowlist` for
 /// `path-allowlist`); `None` for the bundles themselves and for a name that is not a plugin.
 pub fn bundle_section(plugin: &str) -> Option<String> {
-    if [BUNDLE, REQUEST_ONLY_BUNDLE].contains(&plugin) || !PLUGINS.contains(&plugin) {
+    if is_bundle(plugin) || !PLUGINS.contains(&plugin) {
         return None;
     }
     let mut words = plugin.split('-');

@@ -8,10 +8,8 @@
 //! `config` is the `pluginConfig` as written; `compiled` refuses what needs a response callback
 //! and hands the rest to model-gateway's `compile`, whose contexts run the sections.
 
-#[doc(hidden)] // public for the fuzz targets in fuzz/
-pub mod compiled;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
-pub mod config;
+mod compiled;
+mod config;
 
 /// The name in log lines and refusals.
 pub const PLUGIN: &str = "model-gateway-request-only";

@@ -127,6 +127,7 @@ impl PluginRoot {
         let emotion_stats = self.emotion_stats.as_ref().filter(|_| on.emotion_stats);
         Filter {
             context_id,
+            plugin: self.plugin,
             auth_gate: auth_gate.and_then(|root| root.filter(context_id)),
             after_auth: Rc::new(RefCell::new(AfterAuth {
                 path_allowlist: path_allowlist.and_then(path_allowlist::PluginRoot::filter),
@@ -190,6 +191,8 @@ impl RootContext for PluginRoot {
 /// The HTTP context of one request: the configured plugins' HTTP contexts.
 pub struct Filter {
     context_id: u32,
+    /// The module's name in log lines.
+    plugin: &'static str,
     auth_gate: Option<auth_gate::Filter>,
     /// Shared with the root context while auth-gate keeps the request paused for keys.
     after_auth: Rc<RefCell<AfterAuth>>,
@@ -238,11 +241,11 @@ impl Context for Filter {}
 /// paused list no longer holds it.
 impl Drop for Filter {
     fn drop(&mut self) {
-        let context_id = self.context_id;
+        let (context_id, plugin) = (self.context_id, self.plugin);
         match self.paused.try_borrow_mut() {
             Ok(mut paused) => paused.retain(|(id, _)| *id != context_id),
             // Never expected (nothing else holds the list while a context drops).
-            Err(_) => log::warn!("{PLUGIN}: request {context_id} left in the paused list"),
+            Err(_) => log::warn!("{plugin}: request {context_id} left in the paused list"),
         }
     }
 }
