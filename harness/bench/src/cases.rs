@@ -657,8 +657,8 @@ pub fn all(fixtures: &Fixtures) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-/// The module linking the four plugins (`plugins/model-gateway`).
-pub const BUNDLE: &str = "model-gateway";
+/// The module linking the four plugins, and the one with their request-side sections only.
+pub use harness_runner::{BUNDLE, REQUEST_ONLY_BUNDLE};
 
 /// `--only model-gateway`: the bundle's cases and every case their targets compare them with.
 pub const BUNDLE_GROUP: &str = BUNDLE;
@@ -692,8 +692,6 @@ pub fn selection(cases: &[Case], only: &[String]) -> Vec<&'static str> {
     }
     names
 }
-
-pub use harness_runner::REQUEST_ONLY_BUNDLE;
 
 /// A bundle case with one section, compared with its plugin's own module.
 #[derive(Debug, Clone, Copy)]
