@@ -166,6 +166,9 @@ pub fn run(options: &Options) -> Result<Report> {
         ..Default::default()
     })?;
     let rss_start = rss_kib(envoy.pid())?;
+    // Read before any client starts: a prediction counted before this read would be missing
+    // from the first epoch's growth.
+    let counter_at_start = emotion_counter(&envoy)?;
 
     let start = Instant::now();
     let deadline = start + options.duration;
@@ -200,7 +203,7 @@ pub fn run(options: &Options) -> Result<Report> {
         open_epoch: Epoch {
             id: 0,
             counting: true,
-            counter_at_start: emotion_counter(&envoy)?,
+            counter_at_start,
             counter_at_end: 0,
         },
     };
