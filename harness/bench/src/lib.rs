@@ -7,13 +7,16 @@
 //! Per case and round: start to first answer, a correctness check (19 of 20 requests must get
 //! the expected status), RSS 1 s after start, a saturation run (16 connections; Envoy's on-CPU
 //! time from schedstat over the requests its admin counters completed), a fixed-rate run on one
-//! connection (p50/p99 from h2load's per-request log), RSS after the load.
+//! connection (p50/p99 from h2load's per-request log), RSS after the load. After the rounds,
+//! each judged single-section bundle case against its plugin's own module, in alternating
+//! bursts on two Envoys (`paired`).
 
 mod cases;
 mod client;
 mod h2load;
 mod memory;
 mod native;
+mod paired;
 mod procfs;
 mod report;
 mod rows;
@@ -277,6 +280,10 @@ pub fn run(options: &Options) -> Result<bool> {
     let with_workers = options.only.is_empty() || options.only.iter().any(|o| o == "workers");
     let started = Instant::now();
     let records = run_rounds(&selected, options, timing, load_cpu, &scratch)?;
+    let paired_runs = match timing {
+        Some(_) => paired::run_all(&selected, &records, load_cpu, &scratch)?,
+        None => Vec::new(),
+    };
     let memory_runs = match options.mode.memory_sizes().filter(|_| with_memory) {
         Some(sizes) => run_memory(sizes, &fixtures.tokens, &scratch, load_cpu)?,
         None => Vec::new(),
@@ -298,6 +305,7 @@ pub fn run(options: &Options) -> Result<bool> {
         options.rounds,
         started.elapsed(),
         records,
+        paired_runs,
         memory_runs,
         worker_runs,
     );
@@ -445,17 +453,71 @@ fn run_case(
     scratch: &Path,
     profile: Option<&Path>,
 ) -> Result<RoundOutcome> {
-    let skip_or_fail = |reason: String| {
-        if case.plugins.is_empty() {
-            Err(Error(format!("{}: {reason}", case.name)))
-        } else {
-            Ok(RoundOutcome::Skipped(reason))
+    let checked = match start_checked(case)? {
+        Ok(checked) => checked,
+        // A case without plugins (the floors, the native filters) must run.
+        Err(reason) if case.plugins.is_empty() => {
+            return Err(Error(format!("{}: {reason}", case.name)))
         }
+        Err(reason) => return Ok(RoundOutcome::Skipped(reason)),
     };
+    let Some(timing) = timing else {
+        return Ok(RoundOutcome::Answered);
+    };
+    if let Some(rest) = IDLE_AFTER.checked_sub(checked.started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let envoy = &checked.envoy;
+    let pid = envoy.pid();
+    let rss_idle_kib = procfs::rss_kib(pid)?;
+    let saturation = saturate(
+        envoy,
+        case,
+        (timing.warm_up, timing.saturation),
+        load_cpu,
+        scratch,
+        profile,
+    )?;
+
+    let log_file = scratch.join("latency.log");
+    let fixed_rate = h2load::Load {
+        rate: Some(FIXED_RATE),
+        log_file: Some(log_file.clone()),
+        ..h2load::Load::timed(&envoy.url(&case.path), &case.headers, timing.fixed_rate)
+    };
+    fixed_rate.run(load_cpu, scratch)?;
+    let latencies = h2load::parse_latencies_us(&std::fs::read_to_string(&log_file)?);
+    let percentile = |p| stats::percentile(&latencies, p).unwrap_or(f64::NAN);
+    Ok(RoundOutcome::Measured(Sample {
+        round,
+        start_ms: checked.start_ms,
+        rss_idle_kib,
+        rss_after_kib: procfs::rss_kib(pid)?,
+        cpu_us_per_req: saturation.cpu_us_per_req,
+        envoy_util: saturation.envoy_util,
+        req_per_s: saturation.req_per_s,
+        expected_share: saturation.expected_share,
+        p50_us: percentile(50.0),
+        p99_us: percentile(99.0),
+    }))
+}
+
+/// A case's Envoy, started and answering as the case expects.
+struct Checked {
+    envoy: Envoy,
+    started: Instant,
+    /// Start to first answer.
+    start_ms: f64,
+}
+
+/// Starts the case's Envoy and checks its answers: 19 of 20 requests with the case's status,
+/// each probe with its own. `Ok(Err(reason))`: Envoy refused the configuration (the plugin's
+/// own log line) or answered wrong.
+fn start_checked(case: &Case) -> Result<std::result::Result<Checked, String>> {
     let started = Instant::now();
-    let envoy = match Envoy::start(case.config.clone()) {
+    let envoy = match start_or_skip(case.config.clone()) {
         Ok(envoy) => envoy,
-        Err(e) => return skip_or_fail(skip_reason(&e.0)),
+        Err(reason) => return Ok(Err(reason)),
     };
     let mut client = Client::new(envoy.listener());
     let first = first_answer(&mut client, &case.path, &case.headers)?;
@@ -473,16 +535,16 @@ fn run_case(
         let (status, body) = wrong.map_or((0, String::new()), |a| {
             (a.status, String::from_utf8_lossy(&a.body).into_owned())
         });
-        return skip_or_fail(format!(
+        return Ok(Err(format!(
             "{expected} of {CHECK_REQUESTS} requests got {}, others {status} ({})",
             case.expect_status,
             body.trim().chars().take(120).collect::<String>()
-        ));
+        )));
     }
     for probe in &case.probes {
         let answer = client.get(&probe.path, &probe.headers)?;
         if answer.status != probe.expect_status {
-            return skip_or_fail(format!(
+            return Ok(Err(format!(
                 "{}: got {}, expected {} ({})",
                 probe.what,
                 answer.status,
@@ -492,66 +554,67 @@ fn run_case(
                     .chars()
                     .take(120)
                     .collect::<String>()
-            ));
+            )));
         }
     }
-    let Some(timing) = timing else {
-        return Ok(RoundOutcome::Answered);
-    };
-    if let Some(rest) = IDLE_AFTER.checked_sub(started.elapsed()) {
-        std::thread::sleep(rest);
-    }
-    let pid = envoy.pid();
-    let rss_idle_kib = procfs::rss_kib(pid)?;
+    Ok(Ok(Checked {
+        envoy,
+        started,
+        start_ms,
+    }))
+}
 
-    let url = envoy.url(&case.path);
-    let saturation = h2load::Load {
+/// Envoy's numbers under saturation.
+struct Saturation {
+    cpu_us_per_req: f64,
+    envoy_util: f64,
+    req_per_s: f64,
+    expected_share: f64,
+}
+
+/// Saturates `envoy` with the case's request for `(warm_up, duration)`: Envoy's CPU over the
+/// requests its admin counters completed, the warm-up's included (`profile`: `perf` records
+/// Envoy meanwhile).
+fn saturate(
+    envoy: &Envoy,
+    case: &Case,
+    (warm_up, duration): (Duration, Duration),
+    load_cpu: Option<usize>,
+    scratch: &Path,
+    profile: Option<&Path>,
+) -> Result<Saturation> {
+    let pid = envoy.pid();
+    let load = h2load::Load {
         connections: SATURATION_CONNECTIONS,
-        warm_up: timing.warm_up,
-        ..h2load::Load::timed(&url, &case.headers, timing.saturation)
+        warm_up,
+        ..h2load::Load::timed(&envoy.url(&case.path), &case.headers, duration)
     };
     let cpu_before = procfs::process_cpu_ns(pid)?;
-    let completed_before = completed_requests(&envoy)?;
+    let completed_before = completed_requests(envoy)?;
     let wall = Instant::now();
     let perf = match profile {
-        Some(out) => Some(Perf::record(pid, timing.warm_up + timing.saturation, out)?),
+        Some(out) => Some(Perf::record(pid, warm_up + duration, out)?),
         None => None,
     };
-    let summary = saturation.run(load_cpu, scratch)?;
+    let summary = load.run(load_cpu, scratch)?;
     let wall_ns = wall.elapsed().as_nanos() as f64;
     if let Some(perf) = perf {
         perf.wait()?;
     }
     let cpu_ns = procfs::process_cpu_ns(pid)?.saturating_sub(cpu_before) as f64;
-    let completed = completed_requests(&envoy)?.saturating_sub(completed_before);
+    let completed = completed_requests(envoy)?.saturating_sub(completed_before);
     if completed == 0 {
         return Err(Error(format!(
             "{}: Envoy completed no request under load",
             case.name
         )));
     }
-
-    let log_file = scratch.join("latency.log");
-    let fixed_rate = h2load::Load {
-        rate: Some(FIXED_RATE),
-        log_file: Some(log_file.clone()),
-        ..h2load::Load::timed(&url, &case.headers, timing.fixed_rate)
-    };
-    fixed_rate.run(load_cpu, scratch)?;
-    let latencies = h2load::parse_latencies_us(&std::fs::read_to_string(&log_file)?);
-    let percentile = |p| stats::percentile(&latencies, p).unwrap_or(f64::NAN);
-    Ok(RoundOutcome::Measured(Sample {
-        round,
-        start_ms,
-        rss_idle_kib,
-        rss_after_kib: procfs::rss_kib(pid)?,
+    Ok(Saturation {
         cpu_us_per_req: cpu_ns / 1000.0 / completed as f64,
         envoy_util: cpu_ns / wall_ns,
         req_per_s: summary.req_per_s,
         expected_share: summary.share_of_class(case.expect_status),
-        p50_us: percentile(50.0),
-        p99_us: percentile(99.0),
-    }))
+    })
 }
 
 /// `perf record` of Envoy while the saturation run lasts. Its own cost lands on Envoy's CPU:

@@ -2,7 +2,9 @@
 //! median over rounds; the targets judged on those medians; markdown and JSON.
 
 use super::memory::MemoryRun;
+use super::paired::{PairedRun, PAIRS};
 use super::rows::{rows, Row, FLOOR};
+use super::stats;
 use super::targets::{self, Check, Reported};
 use super::workers::WorkersRun;
 use super::{CaseRecord, Mode};
@@ -70,6 +72,8 @@ pub struct Report {
     /// Numbers given without a target (the bundle against the plugins it links).
     pub reported: Vec<Reported>,
     pub cases: Vec<CaseRecord>,
+    /// The judged single sections against their plugins' modules, in alternating bursts.
+    pub paired: Vec<PairedRun>,
     pub memory: Vec<MemoryRun>,
     pub workers: Vec<WorkersRun>,
 }
@@ -80,6 +84,7 @@ impl Report {
         rounds: usize,
         elapsed: Duration,
         cases: Vec<CaseRecord>,
+        paired: Vec<PairedRun>,
         memory: Vec<MemoryRun>,
         workers: Vec<WorkersRun>,
     ) -> Self {
@@ -87,7 +92,7 @@ impl Report {
         let (checks, reported) = if mode == Mode::Smoke {
             (Vec::new(), Vec::new())
         } else {
-            let mut checks = targets::evaluate(&rows);
+            let mut checks = targets::evaluate(&rows, &paired);
             checks.extend(targets::memory_checks(&memory, &rows));
             checks.extend(targets::worker_checks(&workers));
             (checks, targets::reported(&rows))
@@ -102,6 +107,7 @@ impl Report {
             checks,
             reported,
             cases,
+            paired,
             memory,
             workers,
         }
@@ -189,6 +195,20 @@ impl Report {
                     number(run.signature_checks),
                     number(run.shared_hits)
                 );
+            }
+        }
+        if !self.paired.is_empty() {
+            let _ = write!(
+                out,
+                "\n### Single sections against their plugins' modules, in alternating bursts\n\n\
+                 Two Envoys side by side, {PAIRS} pairs of 1 s bursts, the order alternating: \
+                 CPU µs per request of the bundle's case minus the plugin's own, median [min, max] \
+                 of the pairs; beside it the same difference from the rounds (median).\n\n\
+                 | case | against | pairs: difference µs/req | rounds: difference µs/req |\n\
+                 |---|---|---|---|\n"
+            );
+            for run in &self.paired {
+                let _ = writeln!(out, "{}", paired_line(run, &self.rows));
             }
         }
         if !self.checks.is_empty() {
@@ -316,6 +336,24 @@ fn memory_line(run: &MemoryRun) -> String {
     }
 }
 
+fn paired_line(run: &PairedRun, rows: &[Row]) -> String {
+    let rounds = rows
+        .iter()
+        .find(|r| r.case == run.case)
+        .and_then(|r| r.plus_cpu_vs_standalone_us);
+    let pairs = match (&run.skipped, stats::spread(&run.differences_us)) {
+        (Some(reason), _) => format!("skipped: {}", reason.replace('|', "/")),
+        (None, Some(d)) => format!("{:+.1} [{:+.1}, {:+.1}]", d.median, d.min, d.max),
+        (None, None) => "-".to_string(),
+    };
+    format!(
+        "| {} | {} | {pairs} | {} |",
+        run.case,
+        run.standalone,
+        rounds.map_or("-".to_string(), |d| format!("{d:+.1}"))
+    )
+}
+
 fn number(value: Option<f64>, decimals: usize) -> String {
     value.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
 }
@@ -399,6 +437,20 @@ mod tests {
                 unit: "x".into(),
             }],
             cases,
+            paired: vec![
+                PairedRun {
+                    case: "rbac-paths".into(),
+                    standalone: "floor".into(),
+                    differences_us: vec![0.5, -0.25, 1.0, 0.75],
+                    skipped: None,
+                },
+                PairedRun {
+                    case: "lua-body".into(),
+                    standalone: "floor".into(),
+                    differences_us: Vec::new(),
+                    skipped: Some("lua-body: 3 of 20 requests got 200".into()),
+                },
+            ],
             memory: vec![MemoryRun {
                 case: "ratelimit-keys".into(),
                 what: "1000000 keys".into(),
@@ -455,6 +507,15 @@ mod tests {
             text.contains(
                 "| bundle | +CPU / chained +CPU (median of the rounds' ratios) | 0.50 x |"
             ),
+            "{text}"
+        );
+        // The pairs' median, and the rounds' (rbac-paths has no standalone case: none).
+        assert!(
+            text.contains("| rbac-paths | floor | +0.6 [-0.2, +1.0] | - |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| lua-body | floor | skipped: lua-body: 3 of 20 requests got 200 | - |"),
             "{text}"
         );
         assert!(!report.all_answered());
