@@ -1,7 +1,7 @@
 //! Each judged single-section case against its plugin's own module, in alternating bursts on
 //! two Envoys started side by side. Why: in the rounds the two run several seconds apart, each
 //! in a fresh Envoy, and on a shared VM the host's load moves between them by more than the
-//! 10 % of a plugin's cost the target allows. Here each pair of bursts is two seconds long and
+//! 10 % of a plugin's cost the target allows. Here the two bursts of a pair start 1.3 s apart and
 //! the order alternates (standalone first, then the bundle first), so a drift over a pair
 //! cancels from one pair to the next; the target takes the median of the pairs' differences.
 
