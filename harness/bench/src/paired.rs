@@ -50,46 +50,42 @@ pub fn run_all(
         if runs.is_empty() {
             println!("\nsingle sections against their plugins' modules: {PAIRS} pairs of bursts");
         }
-        let run = compare(case, standalone, load_cpu, scratch)?;
-        match (&run.skipped, super::stats::spread(&run.differences_us)) {
-            (Some(reason), _) => println!("  {:<28} skipped: {reason}", run.case),
+        let (differences_us, skipped) = match compare(case, standalone, load_cpu, scratch)? {
+            Ok(differences_us) => (differences_us, None),
+            Err(reason) => (Vec::new(), Some(reason)),
+        };
+        match (&skipped, super::stats::spread(&differences_us)) {
+            (Some(reason), _) => println!("  {:<28} skipped: {reason}", case.name),
             (None, Some(d)) => println!(
                 "  {:<28} {:+.1} µs/req against {} (pairs: {:+.1} to {:+.1})",
-                run.case, d.median, run.standalone, d.min, d.max
+                case.name, d.median, standalone.name, d.min, d.max
             ),
             (None, None) => {}
         }
-        runs.push(run);
+        runs.push(PairedRun {
+            case: case.name.to_string(),
+            standalone: standalone.name.to_string(),
+            differences_us,
+            skipped,
+        });
     }
     Ok(runs)
 }
 
-impl PairedRun {
-    fn skipped(mut self, case: &Case, reason: String) -> Self {
-        self.skipped = Some(format!("{}: {reason}", case.name));
-        self
-    }
-}
-
+/// The pairs' differences, or why one of the two Envoys did not run as its case expects.
 fn compare(
     case: &Case,
     standalone: &Case,
     load_cpu: Option<usize>,
     scratch: &Path,
-) -> Result<PairedRun> {
-    let run = PairedRun {
-        case: case.name.to_string(),
-        standalone: standalone.name.to_string(),
-        differences_us: Vec::new(),
-        skipped: None,
-    };
+) -> Result<std::result::Result<Vec<f64>, String>> {
     let own = match start_checked(standalone)? {
         Ok(checked) => checked,
-        Err(reason) => return Ok(run.skipped(standalone, reason)),
+        Err(reason) => return Ok(Err(format!("{}: {reason}", standalone.name))),
     };
     let bundled = match start_checked(case)? {
         Ok(checked) => checked,
-        Err(reason) => return Ok(run.skipped(case, reason)),
+        Err(reason) => return Ok(Err(format!("{}: {reason}", case.name))),
     };
     let burst = |checked: &Checked, of: &Case| {
         saturate(
@@ -113,8 +109,5 @@ fn compare(
         };
         differences_us.push(bundled_cpu - own_cpu);
     }
-    Ok(PairedRun {
-        differences_us,
-        ..run
-    })
+    Ok(Ok(differences_us))
 }
